@@ -1,0 +1,95 @@
+# The Rust build: one crane dependency build from Cargo.lock, shared by the
+# three binaries and by the checks. Cargo stays the source of truth for
+# versions, features and lints; nothing here repeats them.
+{ pkgs, craneLib }:
+let
+  inherit (pkgs) lib;
+
+  workspace = (builtins.fromTOML (builtins.readFile ../Cargo.toml)).workspace.package;
+
+  # rust-toolchain.toml pins 1.95.0 for rustup users. Here the compiler is
+  # nixpkgs' own (no extra overlay input), so the lock pins it indirectly: say
+  # so loudly at evaluation time rather than let cargo fail deep in the build.
+  toolchainOk = lib.versionAtLeast pkgs.rustc.version workspace.rust-version;
+  toolchainMessage = ''
+    spartakus: nixpkgs' rustc ${pkgs.rustc.version} is older than the workspace's
+    rust-version ${workspace.rust-version} (rust-toolchain.toml pins the channel).
+    Update the nixpkgs input (`nix flake update nixpkgs`), or give crane a pinned
+    toolchain with `craneLib.overrideToolchain`.
+  '';
+
+  # Cargo sources, plus what the crates may read at compile or test time
+  # (golden JSON, the BigQuery schema, docs pulled in with include_str!,
+  # proptest regression seeds). Manifests, Nix and Go files stay out so that
+  # editing them does not rebuild the binaries.
+  src = lib.cleanSourceWith {
+    name = "spartakus-source";
+    src = ../.;
+    filter =
+      path: type:
+      craneLib.filterCargoSources path type
+      || lib.hasSuffix ".json" path
+      || lib.hasSuffix ".md" path
+      || lib.hasInfix "/testdata/" path
+      || lib.hasInfix "/proptest-regressions/" path;
+  };
+
+  commonArgs = lib.throwIfNot toolchainOk toolchainMessage {
+    inherit src;
+    inherit (workspace) version;
+    pname = "spartakus";
+    strictDeps = true;
+  };
+
+  # Every dependency of every workspace member (dev-dependencies included, for
+  # clippy --all-targets and the unit tests), compiled once.
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+
+  binary =
+    name: description:
+    craneLib.buildPackage (
+      commonArgs
+      // {
+        inherit cargoArtifacts;
+        pname = name;
+        cargoExtraArgs = "--locked -p ${name}";
+        # The crates' tests need real servers (see the unit-tests check below).
+        doCheck = false;
+        meta = {
+          inherit description;
+          mainProgram = name;
+          license = lib.licenses.asl20;
+          platforms = lib.platforms.linux;
+        };
+      }
+    );
+in
+{
+  inherit craneLib;
+
+  volunteer = binary "volunteer" "Generates an anonymous Kubernetes cluster report and sends it to a Spartakus gateway";
+  gateway = binary "gateway" "Spartakus HTTP gateway: validates reports and publishes them to NATS JetStream";
+  ingester = binary "ingester" "Spartakus ingester: consumes reports from JetStream into BigQuery or SQLite";
+
+  fmt = craneLib.cargoFmt { inherit src; };
+
+  clippy = craneLib.cargoClippy (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      cargoClippyExtraArgs = "--workspace --all-targets -- --deny warnings";
+    }
+  );
+
+  # Unit tests only (beside the code, pure by the house style). The integration
+  # tests in */tests/ start nats-server, kube-apiserver, etcd and the BigQuery
+  # emulator that testenv/build.sh compiles from the Go module proxy; the
+  # sandbox has no network, so those run in .ci/run, not here.
+  unit-tests = craneLib.cargoNextest (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      cargoNextestExtraArgs = "--workspace --exclude testenv --lib --bins";
+    }
+  );
+}
