@@ -19,19 +19,30 @@ let
   '';
 
   # Cargo sources, plus what the crates may read at compile or test time
-  # (golden JSON, the BigQuery schema, docs pulled in with include_str!,
-  # proptest regression seeds). Manifests, Nix and Go files stay out so that
+  # (golden JSON, the BigQuery schema, READMEs pulled in with include_str!,
+  # proptest regression seeds). Deployment files, Nix and Go stay out so that
   # editing them does not rebuild the binaries.
+  root = toString ../.;
+  outside = map (dir: "${root}/${dir}") [
+    ".ci"
+    ".git"
+    "k8s"
+    "nix"
+    "target"
+  ];
   src = lib.cleanSourceWith {
     name = "spartakus-source";
     src = ../.;
     filter =
       path: type:
-      craneLib.filterCargoSources path type
-      || lib.hasSuffix ".json" path
-      || lib.hasSuffix ".md" path
-      || lib.hasInfix "/testdata/" path
-      || lib.hasInfix "/proptest-regressions/" path;
+      !builtins.elem (toString path) outside
+      && (
+        craneLib.filterCargoSources path type
+        || lib.hasSuffix ".json" path
+        || lib.hasSuffix "/README.md" path
+        || lib.hasInfix "/testdata/" path
+        || lib.hasInfix "/proptest-regressions/" path
+      );
   };
 
   commonArgs = lib.throwIfNot toolchainOk toolchainMessage {
@@ -65,13 +76,13 @@ let
     );
 in
 {
-  inherit craneLib;
+  inherit craneLib src;
 
   volunteer = binary "volunteer" "Generates an anonymous Kubernetes cluster report and sends it to a Spartakus gateway";
   gateway = binary "gateway" "Spartakus HTTP gateway: validates reports and publishes them to NATS JetStream";
   ingester = binary "ingester" "Spartakus ingester: consumes reports from JetStream into BigQuery or SQLite";
 
-  fmt = craneLib.cargoFmt { inherit src; };
+  fmt = craneLib.cargoFmt commonArgs;
 
   clippy = craneLib.cargoClippy (
     commonArgs

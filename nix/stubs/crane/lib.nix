@@ -56,7 +56,7 @@ in
     reusing "bin" args;
   cargoClippy = reusing "clippy";
   cargoNextest = reusing "nextest";
-  cargoFmt = stub "fmt";
+  cargoFmt = named "fmt";
 
   devShell =
     {
