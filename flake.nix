@@ -1,6 +1,9 @@
 {
   description = "Spartakus: anonymous Kubernetes cluster reports, collected through NATS JetStream into BigQuery";
 
+  # flake.lock pins a nixos-26.05 commit and crane v0.23.4. It was assembled
+  # offline from published revisions and hashes; the first `nix flake lock` on a
+  # networked machine must show no diff (.ci/nix-check checks its shape only).
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
     crane.url = "github:ipetkov/crane/v0.23.4";
