@@ -1,0 +1,65 @@
+//! The message the gateway publishes to JetStream and the ingester consumes.
+
+use crate::{DecodeError, Report, ReportId, ValidReport};
+use serde::{Deserialize, Serialize};
+
+/// A report as queued: the volunteer's report untouched, plus what the
+/// gateway adds. The `reportID` is also the JetStream `Nats-Msg-Id` and the
+/// BigQuery `insertId`, so one report is stored once however often it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Envelope {
+    /// The report's idempotency key: its own `reportID`, or one derived from the body.
+    #[serde(rename = "reportID")]
+    pub report_id: String,
+    /// When the gateway received the report (RFC 3339, UTC). Set by the server.
+    pub received_at: jiff::Timestamp,
+    /// The report as the volunteer sent it.
+    pub report: Report,
+}
+
+/// An envelope whose report passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidEnvelope {
+    /// The idempotency key.
+    pub report_id: ReportId,
+    /// When the gateway received the report.
+    pub received_at: jiff::Timestamp,
+    /// The validated report.
+    pub report: ValidReport,
+}
+
+impl Envelope {
+    /// Wraps a validated report for the queue.
+    pub fn new(report_id: ReportId, received_at: jiff::Timestamp, report: ValidReport) -> Self {
+        Envelope {
+            report_id: report_id.to_string(),
+            received_at,
+            report: report.into_report(),
+        }
+    }
+
+    /// Compact JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain structs of strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses and re-validates a queued message with the current rules.
+    pub fn decode(bytes: &[u8]) -> Result<ValidEnvelope, DecodeError> {
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Syntax(e.to_string()))?;
+        let report_id = ReportId::parse(&env.report_id).ok_or_else(|| {
+            DecodeError::Invalid(vec![crate::FieldError::new(
+                "reportID",
+                "not a UUID in 8-4-4-4-12 form",
+            )])
+        })?;
+        let report = env.report.validate().map_err(DecodeError::Invalid)?;
+        Ok(ValidEnvelope {
+            report_id,
+            received_at: env.received_at,
+            report,
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! The report as it travels on the wire (JSON, camelCase).
+//!
+//! Version 1 is the original Spartakus format, kept field for field so that
+//! volunteers already in the field are accepted unchanged. Everything added
+//! since is optional, so a v1 body is a valid report of every later version.
+//!
+//! Unknown fields are rejected: what the collector accepts is an allowlist, and
+//! that allowlist is part of the privacy promise. Extensions are the one open map.
+
+use serde::{Deserialize, Serialize};
+
+/// One report: a snapshot of one cluster at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Report {
+    /// Build version of the volunteer that wrote the report, e.g. `v1.0.0`.
+    /// Required. Identifies software, not a cluster.
+    pub version: String,
+    /// When the volunteer wrote the report, UNIX seconds as a decimal string
+    /// (v1 sends a string). The collector also records its own `receivedAt`,
+    /// which is the time analyses should trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// Cluster identifier. Required. A random UUID in v1; a keyed hash the
+    /// collector cannot reverse in v2 (see the volunteer's `anonymize` module).
+    #[serde(rename = "clusterID")]
+    pub cluster_id: String,
+    /// `gitVersion` of the Kubernetes API server, e.g. `v1.37.2`. A public
+    /// release string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_version: Option<String>,
+    /// One entry per node. Each node is identified only by a keyed hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<Node>>,
+    /// Free-form key/value pairs the operator chose to add, from a file they
+    /// control (`--extensions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Vec<Extension>>,
+
+    // ---- Additions since v1: all optional. ----
+    /// Idempotency key for the whole pipeline: a UUID the volunteer draws once
+    /// per report and reuses on every retry. Random, so it carries no
+    /// information about the cluster.
+    #[serde(rename = "reportID", default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<String>,
+    /// Version of this schema the report follows; absent means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    /// Number of namespaces in the cluster. A count, never a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<u64>,
+    /// Object counts and ages per workload kind. Counts and coarse ages only,
+    /// never names. ConfigMaps and Secrets are never counted: the permission
+    /// to list them would expose their contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Vec<WorkloadStats>>,
+    /// Sections the volunteer could not collect, and why (e.g. the operator
+    /// granted only the minimal role). Names sections of this schema only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Vec<Skipped>>,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    /// Keyed hash of the node's UID, 32 lowercase hex characters. The key
+    /// never leaves the cluster, so the collector cannot recover the node.
+    pub id: String,
+    /// `status.nodeInfo.operatingSystem`, e.g. `linux`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_system: Option<String>,
+    /// `status.nodeInfo.osImage`, e.g. `Ubuntu 24.04.1 LTS`: a distribution
+    /// release string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_image: Option<String>,
+    /// `status.nodeInfo.kernelVersion`, e.g. `6.8.0-1015-gke`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_version: Option<String>,
+    /// `status.nodeInfo.architecture`, e.g. `amd64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// `status.nodeInfo.containerRuntimeVersion`, e.g. `containerd://2.0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_runtime_version: Option<String>,
+    /// `status.nodeInfo.kubeletVersion`, e.g. `v1.37.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_version: Option<String>,
+    /// The scheme of `spec.providerID` when it names a public provider on the
+    /// volunteer's allowlist (e.g. `gce`, `aws`), else `other` (v1 sent
+    /// `unknown`). Never the provider ID itself, which names the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_provider: Option<String>,
+    /// `status.capacity`: standard resources verbatim; extended resources only
+    /// from allowlisted public device vendors, others folded into one name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Vec<Resource>>,
+}
+
+/// One resource quantity, e.g. `{"resource": "cpu", "value": "4"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// Kubernetes resource name, e.g. `cpu`, `memory`, `nvidia.com/gpu`.
+    pub resource: String,
+    /// Kubernetes quantity, e.g. `4`, `15437428Ki`, `500m`.
+    pub value: String,
+}
+
+/// One operator-supplied extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    /// `[DNS-subdomain/]name`, e.g. `example.com/hello`.
+    pub name: String,
+    /// Up to 1 KiB of text.
+    pub value: String,
+}
+
+/// The workload kinds the volunteer counts. A closed set: anything else is
+/// rejected, and ConfigMaps and Secrets are deliberately absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    /// core/v1 Pod.
+    Pod,
+    /// core/v1 Service.
+    Service,
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// batch/v1 Job.
+    Job,
+    /// batch/v1 CronJob.
+    CronJob,
+}
+
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 7] = [
+        Kind::Pod,
+        Kind::Service,
+        Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::Job,
+        Kind::CronJob,
+    ];
+
+    /// The name used on the wire, e.g. `StatefulSet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Service => "Service",
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+        }
+    }
+}
+
+/// Statistics for one workload kind across the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadStats {
+    /// Which kind these numbers describe.
+    pub kind: Kind,
+    /// Number of objects of this kind in the cluster.
+    pub total: u64,
+    /// How many namespaces hold how many objects of this kind, in the fixed
+    /// buckets of [`BUCKETS`], in that order. Counts of namespaces only.
+    pub per_namespace: Vec<Bucket>,
+    /// Ages of the objects of this kind, in whole hours; absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_hours: Option<AgeHours>,
+}
+
+/// One bucket of a per-namespace histogram: `namespaces` namespaces hold
+/// between `min` and `max` (inclusive; no `max` means unbounded) objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    /// Smallest object count in this bucket.
+    pub min: u64,
+    /// Largest object count in this bucket; absent for the last, open bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
+    /// Number of namespaces whose object count falls in this bucket.
+    pub namespaces: u64,
+}
+
+/// The fixed histogram buckets `(min, max)`: 0, 1, 2–5, 6–10, 11–50, 51–100,
+/// 101–500, 501+. Fixed so that reports from every cluster can be summed.
+pub const BUCKETS: [(u64, Option<u64>); 8] = [
+    (0, Some(0)),
+    (1, Some(1)),
+    (2, Some(5)),
+    (6, Some(10)),
+    (11, Some(50)),
+    (51, Some(100)),
+    (101, Some(500)),
+    (501, None),
+];
+
+/// Index into [`BUCKETS`] of the bucket that holds `count`.
+pub fn bucket_index(count: u64) -> usize {
+    BUCKETS
+        .iter()
+        .position(|&(min, max)| count >= min && max.is_none_or(|max| count <= max))
+        .unwrap_or(BUCKETS.len() - 1)
+}
+
+/// Summary of object ages in whole hours. Coarse on purpose: no single
+/// object's creation time can be read back from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgeHours {
+    /// Median age in hours.
+    pub median: u64,
+    /// 90th percentile age in hours.
+    pub p90: u64,
+}
+
+/// A section of the report the volunteer did not collect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    /// Which section, as a path in this schema: `nodes`, `namespaces`, or
+    /// `workloads.<Kind>` (e.g. `workloads.Pod`), or `extensions`.
+    pub section: String,
+    /// Why: `forbidden` (no RBAC permission), `notFound` (the API does not
+    /// exist on this server), `omitted` (the operator chose `--omit`), or
+    /// `error` (any other failure).
+    pub reason: SkipReason,
+}
+
+/// Why a section was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SkipReason {
+    /// The volunteer's RBAC role does not allow it.
+    Forbidden,
+    /// The API server does not serve this API.
+    NotFound,
+    /// The operator asked for it to be left out.
+    Omitted,
+    /// Any other failure while collecting.
+    Error,
+}
