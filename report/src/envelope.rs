@@ -52,7 +52,7 @@ impl Envelope {
         let report_id = ReportId::parse(&env.report_id).ok_or_else(|| {
             DecodeError::Invalid(vec![crate::FieldError::new(
                 "reportID",
-                "not a UUID in 8-4-4-4-12 form",
+                crate::validate::RULE_REPORT_ID,
             )])
         })?;
         let report = env.report.validate().map_err(DecodeError::Invalid)?;

@@ -13,7 +13,10 @@ pub mod validate;
 pub mod wire;
 
 pub use envelope::Envelope;
-pub use validate::{FieldError, MAX_NODES};
+pub use validate::{
+    FieldError, MAX_CAPACITY, MAX_ERRORS, MAX_EXTENSION_VALUE, MAX_EXTENSIONS, MAX_NODES,
+    MAX_STRING, SCHEMA_VERSION,
+};
 pub use wire::{
     AgeHours, BUCKETS, Bucket, Extension, Kind, Node, Report, Resource, SkipReason, Skipped,
     WorkloadStats, bucket_index,
@@ -47,10 +50,13 @@ impl ReportId {
         ReportId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
     }
 
-    /// Parses the canonical form (`8-4-4-4-12` hex digits).
+    /// Parses the canonical form: lowercase hex digits in `8-4-4-4-12` groups,
+    /// exactly as [`Display`](fmt::Display) writes it.
     pub fn parse(s: &str) -> Option<Self> {
-        // Only the hyphenated form: one spelling per ID keeps dedupe exact.
-        if s.len() != 36 {
+        // Only one spelling per ID (hyphenated, lowercase): JetStream and
+        // BigQuery deduplicate on the string, so two spellings of one UUID
+        // would be stored twice.
+        if s.len() != 36 || s.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
         uuid::Uuid::try_parse(s).ok().map(ReportId)

@@ -1,11 +1,50 @@
 //! Validation rules. Every failure is a [`FieldError`] naming the field path
 //! (e.g. `nodes[3].capacity[1].value`) and the rule it breaks.
+//!
+//! All problems are reported, in field order (the order of the fields in
+//! [`Report`]), so a volunteer's operator can fix a report in one round trip.
+//! At most [`MAX_ERRORS`] are listed, then one `(report): N more errors
+//! omitted` entry, so a hostile body cannot make the error response huge.
+//!
+//! Decisions beyond the original's (unwritten) rules:
+//! - `clusterID`: the original accepted any user-provided string and
+//!   recommended a random UUID. We accept 1–128 characters of
+//!   `[A-Za-z0-9._:-]`: every UUID, hash or hostname-like ID fits, while
+//!   spaces, `@` (e-mail addresses) and markup do not.
+//! - `timestamp`: UNIX seconds as 1–20 decimal digits. The seed example's
+//!   `867530909031976` (15 digits, not a plausible time) must stay valid, so
+//!   the value is not range-checked; the collector's `receivedAt` is the time
+//!   to trust.
+//! - String fields are at most [`MAX_STRING`] bytes; only extension values need
+//!   more ([`MAX_EXTENSION_VALUE`]).
+//! - Workloads: when the report has both `namespaces` and a per-namespace
+//!   histogram, the histogram's namespaces must add up to `namespaces`: every
+//!   namespace falls in exactly one bucket (the first bucket counts namespaces
+//!   with none of the kind), so anything else is an inconsistent snapshot.
+//! - Extension names must be unique, as they were keys of a map in the original.
 
-use crate::Report;
+use crate::{BUCKETS, Node, Report, ReportId, WorkloadStats};
+use std::collections::HashSet;
 use std::fmt;
 
-/// Most nodes a report may list.
+/// Most nodes a report may list. Larger than any conformant cluster (5,000
+/// nodes is the Kubernetes scalability limit) with room to spare.
 pub const MAX_NODES: usize = 15_000;
+/// Most capacity entries per node.
+pub const MAX_CAPACITY: usize = 64;
+/// Most extensions per report.
+pub const MAX_EXTENSIONS: usize = 64;
+/// Longest string field, in bytes, unless the field says otherwise.
+pub const MAX_STRING: usize = 256;
+/// Longest extension value, in bytes.
+pub const MAX_EXTENSION_VALUE: usize = 1024;
+/// Most errors listed before the rest are summarized in one entry.
+pub const MAX_ERRORS: usize = 100;
+/// Highest `schemaVersion` this crate understands.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The rule text for a malformed `reportID`.
+pub const RULE_REPORT_ID: &str = "not a canonical UUID (lowercase 8-4-4-4-12 hex)";
 
 /// One broken rule at one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,24 +71,492 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// Collects errors, formatting a path only when a rule is broken: a valid
+/// 15,000-node report allocates nothing here.
+struct Errors {
+    list: Vec<FieldError>,
+    omitted: usize,
+}
+
+impl Errors {
+    fn push(&mut self, path: fmt::Arguments<'_>, rule: impl Into<String>) {
+        if self.list.len() < MAX_ERRORS {
+            self.list.push(FieldError::new(path.to_string(), rule));
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// A required string: non-empty and at most [`MAX_STRING`] bytes.
+    fn required(&mut self, path: fmt::Arguments<'_>, value: &str) {
+        if value.is_empty() {
+            self.push(path, "required");
+        } else {
+            self.max_len(path, value, MAX_STRING);
+        }
+    }
+
+    fn max_len(&mut self, path: fmt::Arguments<'_>, value: &str, max: usize) {
+        if value.len() > max {
+            self.push(path, format!("longer than {max} bytes"));
+        }
+    }
+
+    fn finish(mut self) -> Vec<FieldError> {
+        if self.omitted > 0 {
+            let rule = format!("{} more errors omitted", self.omitted);
+            self.list.push(FieldError::new("(report)", rule));
+        }
+        self.list
+    }
+}
+
 /// Every rule broken by `report`, in field order; empty when valid.
 pub(crate) fn check(report: &Report) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    if report.version.is_empty() {
-        errors.push(FieldError::new("version", "required"));
+    let mut e = Errors {
+        list: Vec::new(),
+        omitted: 0,
+    };
+
+    e.required(format_args!("version"), &report.version);
+    if let Some(ts) = &report.timestamp
+        && !is_timestamp(ts)
+    {
+        e.push(
+            format_args!("timestamp"),
+            "not UNIX seconds (1-20 decimal digits)",
+        );
     }
     if report.cluster_id.is_empty() {
-        errors.push(FieldError::new("clusterID", "required"));
+        e.push(format_args!("clusterID"), "required");
+    } else if !is_cluster_id(&report.cluster_id) {
+        e.push(
+            format_args!("clusterID"),
+            "not 1-128 characters of [A-Za-z0-9._:-]",
+        );
+    }
+    if let Some(v) = &report.master_version {
+        e.max_len(format_args!("masterVersion"), v, MAX_STRING);
+    }
+    if let Some(nodes) = &report.nodes {
+        if nodes.len() > MAX_NODES {
+            e.push(format_args!("nodes"), format!("more than {MAX_NODES} nodes"));
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            check_node(&mut e, i, node);
+        }
+    }
+    if let Some(extensions) = &report.extensions {
+        if extensions.len() > MAX_EXTENSIONS {
+            e.push(
+                format_args!("extensions"),
+                format!("more than {MAX_EXTENSIONS} extensions"),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, ext) in extensions.iter().enumerate() {
+            if !is_qualified_name(&ext.name) {
+                e.push(
+                    format_args!("extensions[{i}].name"),
+                    "not an extension name ([DNS-subdomain/]name)",
+                );
+            } else if !seen.insert(ext.name.as_str()) {
+                e.push(
+                    format_args!("extensions[{i}].name"),
+                    "duplicate extension name",
+                );
+            }
+            e.max_len(
+                format_args!("extensions[{i}].value"),
+                &ext.value,
+                MAX_EXTENSION_VALUE,
+            );
+        }
     }
     if let Some(id) = &report.report_id
-        && crate::ReportId::parse(id).is_none()
+        && ReportId::parse(id).is_none()
     {
-        errors.push(FieldError::new("reportID", "not a UUID in 8-4-4-4-12 form"));
+        e.push(format_args!("reportID"), RULE_REPORT_ID);
     }
-    if let Some(nodes) = &report.nodes
-        && nodes.len() > MAX_NODES
+    if let Some(v) = report.schema_version
+        && !(1..=SCHEMA_VERSION).contains(&v)
     {
-        errors.push(FieldError::new("nodes", format!("more than {MAX_NODES} nodes")));
+        e.push(
+            format_args!("schemaVersion"),
+            format!("not a supported schema version (1 to {SCHEMA_VERSION})"),
+        );
     }
-    errors
+    if let Some(workloads) = &report.workloads {
+        let mut seen = HashSet::new();
+        for (i, w) in workloads.iter().enumerate() {
+            if !seen.insert(w.kind) {
+                e.push(
+                    format_args!("workloads[{i}].kind"),
+                    format!("duplicate kind {}", w.kind.as_str()),
+                );
+            }
+            check_workload(&mut e, i, w, report.namespaces);
+        }
+    }
+    if let Some(skipped) = &report.skipped {
+        let mut seen = HashSet::new();
+        for (i, s) in skipped.iter().enumerate() {
+            if !is_section(&s.section) {
+                e.push(format_args!("skipped[{i}].section"), "not a known section");
+            } else if !seen.insert(s.section.as_str()) {
+                e.push(format_args!("skipped[{i}].section"), "duplicate section");
+            }
+        }
+    }
+    e.finish()
+}
+
+fn check_node(e: &mut Errors, i: usize, node: &Node) {
+    if node.id.is_empty() {
+        e.push(format_args!("nodes[{i}].id"), "required");
+    } else if !is_node_id(&node.id) {
+        e.push(
+            format_args!("nodes[{i}].id"),
+            "not 1-64 characters of [A-Za-z0-9_-]",
+        );
+    }
+    let strings = [
+        ("operatingSystem", &node.operating_system),
+        ("osImage", &node.os_image),
+        ("kernelVersion", &node.kernel_version),
+        ("architecture", &node.architecture),
+        ("containerRuntimeVersion", &node.container_runtime_version),
+        ("kubeletVersion", &node.kubelet_version),
+    ];
+    for (field, value) in strings {
+        if let Some(v) = value {
+            e.max_len(format_args!("nodes[{i}].{field}"), v, MAX_STRING);
+        }
+    }
+    if let Some(p) = &node.cloud_provider
+        && !is_cloud_provider(p)
+    {
+        e.push(
+            format_args!("nodes[{i}].cloudProvider"),
+            "not 1-64 characters of [a-z0-9-]",
+        );
+    }
+    if let Some(capacity) = &node.capacity {
+        if capacity.len() > MAX_CAPACITY {
+            e.push(
+                format_args!("nodes[{i}].capacity"),
+                format!("more than {MAX_CAPACITY} entries"),
+            );
+        }
+        for (j, r) in capacity.iter().enumerate() {
+            if !is_qualified_name(&r.resource) {
+                e.push(
+                    format_args!("nodes[{i}].capacity[{j}].resource"),
+                    "not a Kubernetes resource name ([DNS-subdomain/]name)",
+                );
+            }
+            if !is_quantity(&r.value) {
+                e.push(
+                    format_args!("nodes[{i}].capacity[{j}].value"),
+                    "not a Kubernetes quantity",
+                );
+            }
+        }
+    }
+}
+
+fn check_workload(e: &mut Errors, i: usize, w: &WorkloadStats, namespaces: Option<u64>) {
+    if w.per_namespace.len() != BUCKETS.len() {
+        e.push(
+            format_args!("workloads[{i}].perNamespace"),
+            format!("not the {} fixed buckets", BUCKETS.len()),
+        );
+    } else {
+        let mut bounds_ok = true;
+        for (j, (b, &(min, max))) in w.per_namespace.iter().zip(BUCKETS.iter()).enumerate() {
+            if b.min != min || b.max != max {
+                bounds_ok = false;
+                let want = match max {
+                    Some(max) if max == min => format!("{min}"),
+                    Some(max) => format!("{min}-{max}"),
+                    None => format!("{min}+"),
+                };
+                e.push(
+                    format_args!("workloads[{i}].perNamespace[{j}]"),
+                    format!("not bucket {want}"),
+                );
+            }
+        }
+        if bounds_ok && let Some(n) = namespaces {
+            // Saturating: a hostile body could send counts that overflow.
+            let sum = w
+                .per_namespace
+                .iter()
+                .fold(0u64, |acc, b| acc.saturating_add(b.namespaces));
+            if sum != n {
+                e.push(
+                    format_args!("workloads[{i}].perNamespace"),
+                    format!("buckets hold {sum} namespaces, not namespaces ({n})"),
+                );
+            }
+        }
+    }
+    if let Some(age) = w.age_hours
+        && age.p90 < age.median
+    {
+        e.push(
+            format_args!("workloads[{i}].ageHours.p90"),
+            "less than median",
+        );
+    }
+}
+
+/// UNIX seconds: 1–20 ASCII digits.
+fn is_timestamp(s: &str) -> bool {
+    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_cluster_id(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn is_node_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+fn is_cloud_provider(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Every section name `skipped` may carry: the optional parts of a report.
+pub const SECTIONS: [&str; 21] = [
+    "masterVersion",
+    "nodes",
+    "nodes.operatingSystem",
+    "nodes.osImage",
+    "nodes.kernelVersion",
+    "nodes.architecture",
+    "nodes.containerRuntimeVersion",
+    "nodes.kubeletVersion",
+    "nodes.cloudProvider",
+    "nodes.capacity",
+    "extensions",
+    "namespaces",
+    "workloads",
+    // One per `Kind`; a test keeps them in step.
+    "workloads.Pod",
+    "workloads.Service",
+    "workloads.Deployment",
+    "workloads.StatefulSet",
+    "workloads.DaemonSet",
+    "workloads.Job",
+    "workloads.CronJob",
+    "ages",
+];
+
+fn is_section(s: &str) -> bool {
+    SECTIONS.contains(&s)
+}
+
+/// A Kubernetes qualified name (`IsQualifiedName`): an optional DNS-subdomain
+/// prefix and `/`, then a name of at most 63 characters,
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`. Resource names and extension
+/// names follow it, e.g. `cpu`, `hugepages-2Mi`, `example.com/hello`.
+pub fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    prefix.is_none_or(is_dns_subdomain) && is_name_part(name)
+}
+
+fn is_name_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) => {
+            b.len() <= 63
+                && first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        }
+        _ => false,
+    }
+}
+
+/// RFC 1123 subdomain, lowercase, at most 253 characters.
+fn is_dns_subdomain(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            match (b.first(), b.last()) {
+                (Some(first), Some(last)) => {
+                    b.len() <= 63
+                        && (first.is_ascii_lowercase() || first.is_ascii_digit())
+                        && (last.is_ascii_lowercase() || last.is_ascii_digit())
+                        && b.iter().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-'
+                        })
+                }
+                _ => false,
+            }
+        })
+}
+
+/// The grammar of Kubernetes `resource.Quantity`:
+///
+/// ```text
+/// quantity ::= [sign] number [suffix]
+/// number   ::= digits | digits "." [digits] | "." digits
+/// suffix   ::= Ki | Mi | Gi | Ti | Pi | Ei            (binary SI)
+///            | n | u | m | k | M | G | T | P | E     (decimal SI)
+///            | ("e" | "E") [sign] digits             (decimal exponent)
+/// ```
+///
+/// At most [`MAX_STRING`] bytes, like every other string.
+pub fn is_quantity(s: &str) -> bool {
+    if s.is_empty() || s.len() > MAX_STRING {
+        return false;
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    if matches!(b[0], b'+' | b'-') {
+        i = 1;
+    }
+    let int = digits(&b[i..]);
+    i += int;
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac = digits(&b[i..]);
+        i += frac;
+    }
+    if int + frac == 0 {
+        return false;
+    }
+    match &b[i..] {
+        [] => true,
+        [b'K' | b'M' | b'G' | b'T' | b'P' | b'E', b'i'] => true,
+        [b'n' | b'u' | b'm' | b'k' | b'M' | b'G' | b'T' | b'P' | b'E'] => true,
+        [b'e' | b'E', rest @ ..] => {
+            let rest = match rest {
+                [b'+' | b'-', rest @ ..] => rest,
+                rest => rest,
+            };
+            !rest.is_empty() && digits(rest) == rest.len()
+        }
+        _ => false,
+    }
+}
+
+/// Number of leading ASCII digits.
+fn digits(b: &[u8]) -> usize {
+    b.iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Kind;
+
+    #[test]
+    fn kubernetes_quantities_from_the_wild_are_accepted() {
+        for q in [
+            "0",
+            "4",
+            "110",
+            "15437428Ki",
+            "500m",
+            "1.5",
+            "1e3",
+            "1E-3",
+            "+1",
+            "-1",
+            ".5",
+            "5.",
+            "2Gi",
+            "100n",
+            "3u",
+            "1k",
+            "7E",
+            "7Ei",
+            "1.5e+10",
+        ] {
+            assert!(is_quantity(q), "{q}");
+        }
+    }
+
+    #[test]
+    fn malformed_quantities_are_rejected() {
+        for q in [
+            "", ".", "+", "-", "Ki", "1KI", "1K", "1 Ki", "1e", "1e+", "1.2.3", "1Mi ", " 1",
+            "1..", "0x10", "1ki", "1mi", "1e1.5", "1Kii", "∞",
+        ] {
+            assert!(!is_quantity(q), "{q:?}");
+        }
+    }
+
+    #[test]
+    fn qualified_names_follow_kubernetes() {
+        for n in [
+            "cpu",
+            "memory",
+            "hugepages-2Mi",
+            "alpha.kubernetes.io/nvidia-gpu",
+            "nvidia.com/gpu",
+            "example.com/hello",
+            "a",
+            "A_b.c",
+        ] {
+            assert!(is_qualified_name(n), "{n}");
+        }
+        for n in [
+            "",
+            "/",
+            "/cpu",
+            "cpu/",
+            "-cpu",
+            "cpu-",
+            "Example.com/x",
+            "a/b/c",
+            "ex_ample.com/x",
+            ".com/x",
+            "a..b/x",
+            "has space",
+            &"a".repeat(64),
+            &format!("{}/x", "a".repeat(254)),
+        ] {
+            assert!(!is_qualified_name(n), "{n:?}");
+        }
+        assert!(is_qualified_name(&"a".repeat(63)));
+    }
+
+    #[test]
+    fn every_workload_kind_is_a_known_section() {
+        for kind in Kind::ALL {
+            assert!(is_section(&format!("workloads.{}", kind.as_str())));
+        }
+        assert!(!is_section("workloads.ConfigMap"));
+        assert!(!is_section("workloads.Secret"));
+    }
+
+    #[test]
+    fn errors_beyond_the_cap_are_summarized_in_one_entry() {
+        let mut e = Errors {
+            list: Vec::new(),
+            omitted: 0,
+        };
+        for i in 0..MAX_ERRORS + 5 {
+            e.push(format_args!("x[{i}]"), "bad");
+        }
+        let list = e.finish();
+        assert_eq!(list.len(), MAX_ERRORS + 1);
+        assert_eq!(list[MAX_ERRORS].to_string(), "(report): 5 more errors omitted");
+    }
 }

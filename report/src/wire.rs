@@ -7,11 +7,14 @@
 //! Unknown fields are rejected: what the collector accepts is an allowlist, and
 //! that allowlist is part of the privacy promise. Extensions are the one open map.
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
 
 /// One report: a snapshot of one cluster at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct Report {
     /// Build version of the volunteer that wrote the report, e.g. `v1.0.0`.
     /// Required. Identifies software, not a cluster.
@@ -62,7 +65,7 @@ pub struct Report {
 
 /// One node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct Node {
     /// Keyed hash of the node's UID, 32 lowercase hex characters. The key
     /// never leaves the cluster, so the collector cannot recover the node.
@@ -99,7 +102,7 @@ pub struct Node {
 
 /// One resource quantity, e.g. `{"resource": "cpu", "value": "4"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Resource {
     /// Kubernetes resource name, e.g. `cpu`, `memory`, `nvidia.com/gpu`.
     pub resource: String,
@@ -109,7 +112,7 @@ pub struct Resource {
 
 /// One operator-supplied extension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Extension {
     /// `[DNS-subdomain/]name`, e.g. `example.com/hello`.
     pub name: String,
@@ -119,7 +122,7 @@ pub struct Extension {
 
 /// The workload kinds the volunteer counts. A closed set: anything else is
 /// rejected, and ConfigMaps and Secrets are deliberately absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Kind {
     /// core/v1 Pod.
     Pod,
@@ -150,7 +153,7 @@ impl Kind {
     ];
 
     /// The name used on the wire, e.g. `StatefulSet`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Pod => "Pod",
             Kind::Service => "Service",
@@ -165,7 +168,7 @@ impl Kind {
 
 /// Statistics for one workload kind across the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadStats {
     /// Which kind these numbers describe.
     pub kind: Kind,
@@ -182,7 +185,7 @@ pub struct WorkloadStats {
 /// One bucket of a per-namespace histogram: `namespaces` namespaces hold
 /// between `min` and `max` (inclusive; no `max` means unbounded) objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Bucket {
     /// Smallest object count in this bucket.
     pub min: u64,
@@ -217,7 +220,7 @@ pub fn bucket_index(count: u64) -> usize {
 /// Summary of object ages in whole hours. Coarse on purpose: no single
 /// object's creation time can be read back from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct AgeHours {
     /// Median age in hours.
     pub median: u64,
@@ -227,7 +230,7 @@ pub struct AgeHours {
 
 /// A section of the report the volunteer did not collect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Skipped {
     /// Which section, as a path in this schema: `nodes`, `namespaces`, or
     /// `workloads.<Kind>` (e.g. `workloads.Pod`), or `extensions`.
@@ -239,7 +242,7 @@ pub struct Skipped {
 }
 
 /// Why a section was skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SkipReason {
     /// The volunteer's RBAC role does not allow it.
@@ -251,3 +254,80 @@ pub enum SkipReason {
     /// Any other failure while collecting.
     Error,
 }
+
+impl SkipReason {
+    /// Every reason.
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::Forbidden,
+        SkipReason::NotFound,
+        SkipReason::Omitted,
+        SkipReason::Error,
+    ];
+
+    /// The name used on the wire, e.g. `notFound`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Forbidden => "forbidden",
+            SkipReason::NotFound => "notFound",
+            SkipReason::Omitted => "omitted",
+            SkipReason::Error => "error",
+        }
+    }
+}
+
+// Closed sets of names: only a JSON string is accepted (serde's default would
+// also take `{"Pod": null}`), so every value has exactly one spelling.
+macro_rules! string_enum {
+    ($($t:ident),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const NAMES: &[&str] = &{
+                    let mut names = [""; $t::ALL.len()];
+                    let mut i = 0;
+                    while i < names.len() {
+                        names[i] = $t::ALL[i].as_str();
+                        i += 1;
+                    }
+                    names
+                };
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $t::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| serde::de::Error::unknown_variant(&s, NAMES))
+            }
+        }
+    )*};
+}
+string_enum!(Kind, SkipReason);
+
+// Objects only. Serde's derived structs also accept a JSON array of the field
+// values in order; the original (Go) collector did not, and a second spelling
+// of the same report has no use. `remote = "Self"` makes the derives inherent
+// functions, wrapped here by the trait impls.
+macro_rules! object_only {
+    ($($t:ident),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $t::serialize(self, s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct ObjectVisitor;
+                impl<'de> Visitor<'de> for ObjectVisitor {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a JSON object ({})", stringify!($t))
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        $t::deserialize(MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(ObjectVisitor)
+            }
+        }
+    )*};
+}
+object_only!(Report, Node, Resource, Extension, WorkloadStats, Bucket, AgeHours, Skipped);
