@@ -1,1 +1,137 @@
-//! gateway
+//! The Spartakus gateway: the public HTTP face of the collector. It checks every report against
+//! the `report` crate's rules and answers only once JetStream has stored it.
+//!
+//! - [`config`]: the flags, each with a `SPARTAKUS_…` environment variable.
+//! - `routes`: the HTTP API (report intake v1 and v2, health, readiness, metrics, version,
+//!   OpenAPI).
+//! - `body`: reading a body under a wire cap and a decompressed cap, gunzipping as it streams.
+//! - `limit`: rate limits per client IP and per clusterID.
+//! - [`publish`]: the JetStream publisher, and keeping the stream in place.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`error`]: [`ApiError`], every refusal as an RFC 9457 problem.
+
+mod body;
+pub mod config;
+pub mod error;
+mod limit;
+pub mod metrics;
+pub mod publish;
+mod routes;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, LogFormat};
+pub use error::ApiError;
+use limit::RateLimits;
+use metrics::Metrics;
+use publish::{Publisher, StreamSettings};
+
+/// Why the gateway stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The NATS options were unusable (e.g. a malformed URL).
+    #[error("connecting to NATS: {0}")]
+    Nats(#[from] async_nats::ConnectError),
+    /// The HTTP server failed.
+    #[error("serving HTTP: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then lets requests in flight
+/// finish (they wait for their acknowledgment) for up to `--shutdown-timeout`, and flushes NATS.
+///
+/// NATS need not be up: the gateway connects in the background, `/readyz` says when it can
+/// publish, and reports are refused with 503 until then.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let publisher = Publisher::connect(
+        &config.nats_url,
+        StreamSettings::from_config(&config),
+        config.publish_timeout,
+    )
+    .await?;
+    let limits = RateLimits::new(config.ip_quota(), config.cluster_quota());
+    let state = routes::AppState::new(
+        &config,
+        publisher.clone(),
+        Arc::new(Metrics::new()),
+        limits.clone(),
+        shutdown.clone(),
+    );
+
+    let background = CancellationToken::new();
+    let maintain = tokio::spawn(publisher.clone().maintain(background.clone()));
+    let forget = tokio::spawn(forget_idle(limits, background.clone()));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, nats = %config.nats_url, stream = %config.stream, "gateway listening");
+    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = shutdown.cancelled() => {
+            tracing::info!(deadline = ?config.shutdown_timeout, "shutting down: finishing requests in flight");
+            match tokio::time::timeout(config.shutdown_timeout, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!("drain deadline passed: dropping the requests still in flight");
+                    Ok(())
+                }
+            }
+        }
+    };
+
+    background.cancel();
+    let _ = tokio::join!(maintain, forget);
+    match tokio::time::timeout(config.shutdown_timeout, publisher.flush()).await {
+        Ok(Ok(())) => tracing::info!("NATS flushed; gateway stopped"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing NATS failed"),
+        Err(_) => tracing::warn!("flushing NATS timed out"),
+    }
+    Ok(served?)
+}
+
+async fn forget_idle(limits: RateLimits, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(limit::FORGET_EVERY);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = tick.tick() => limits.forget_idle(),
+        }
+    }
+}
+
+/// Initialises tracing once: `RUST_LOG` filter (default `info`), JSON or pretty lines.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.pretty().init(),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

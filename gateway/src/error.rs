@@ -1,0 +1,222 @@
+//! `ApiError`: every way a report request can fail, as an RFC 9457 problem response.
+//!
+//! The body says what the client can act on; internal detail (a NATS error) is logged once where
+//! it happens and never returned. A client's fault is always a 4xx.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use report::FieldError;
+use serde::Serialize;
+
+/// Why a report request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON of the report's shape, or not valid gzip.
+    #[error("malformed body: {0}")]
+    Syntax(String),
+    /// Well-formed, but breaks the rules listed.
+    #[error("invalid report")]
+    Invalid(Vec<FieldError>),
+    /// The body, compressed or decompressed, is larger than allowed.
+    #[error("body larger than {limit} bytes {what}")]
+    TooLarge {
+        /// The limit that was hit.
+        limit: u64,
+        /// Which one, e.g. `as sent` or `after decompression`.
+        what: &'static str,
+    },
+    /// The report fits our limits but not the message size the queue accepts.
+    #[error("report larger than the queue accepts ({limit} bytes)")]
+    QueueMessageTooLarge {
+        /// The queue's limit.
+        limit: u64,
+    },
+    /// Content-Type is not `application/json`.
+    #[error("Content-Type must be application/json")]
+    ContentType,
+    /// Content-Encoding is neither `gzip` nor `identity`.
+    #[error("Content-Encoding must be gzip or identity")]
+    ContentEncoding,
+    /// The client did not send its body in time.
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(Duration),
+    /// Too many requests from one client IP address.
+    #[error("too many requests from this address")]
+    RateLimitedIp {
+        /// When the client may try again.
+        retry_after: Duration,
+    },
+    /// Too many reports for one cluster.
+    #[error("too many reports for this cluster")]
+    RateLimitedCluster {
+        /// When the client may try again.
+        retry_after: Duration,
+    },
+    /// Every slot for a report in flight is taken.
+    #[error("the gateway is at capacity")]
+    Overloaded,
+    /// JetStream is unreachable, refused the message, or did not acknowledge it in time.
+    #[error("the report queue is unavailable")]
+    Unavailable,
+}
+
+/// The RFC 9457 body.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ProblemField<'a>>,
+}
+
+/// One field error in a problem body.
+#[derive(Debug, Serialize)]
+struct ProblemField<'a> {
+    path: &'a str,
+    rule: &'a str,
+}
+
+/// How long a client should wait after a 503 for overload or an unavailable queue.
+const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
+const RETRY_AFTER_OVERLOADED: Duration = Duration::from_secs(1);
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Syntax(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::ContentType | ApiError::ContentEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimitedIp { .. } | ApiError::RateLimitedCluster { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A short, stable name for the metrics' `reason` label and the problem `type`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::Syntax(_) => "syntax",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::TooLarge { .. } => "too-large",
+            ApiError::QueueMessageTooLarge { .. } => "queue-message-too-large",
+            ApiError::ContentType => "content-type",
+            ApiError::ContentEncoding => "content-encoding",
+            ApiError::BodyTimeout(_) => "body-timeout",
+            ApiError::RateLimitedIp { .. } => "rate-limited-ip",
+            ApiError::RateLimitedCluster { .. } => "rate-limited-cluster",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Unavailable => "unavailable",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Syntax(_) => "Malformed report",
+            ApiError::Invalid(_) => "Invalid report",
+            ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => {
+                "Report too large"
+            }
+            ApiError::ContentType | ApiError::ContentEncoding => "Unsupported media type",
+            ApiError::BodyTimeout(_) => "Request timeout",
+            ApiError::RateLimitedIp { .. } | ApiError::RateLimitedCluster { .. } => {
+                "Too many requests"
+            }
+            ApiError::Overloaded | ApiError::Unavailable => "Service unavailable",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimitedIp { retry_after } | ApiError::RateLimitedCluster { retry_after } => {
+                Some(*retry_after)
+            }
+            ApiError::Overloaded => Some(RETRY_AFTER_OVERLOADED),
+            ApiError::Unavailable => Some(RETRY_AFTER_UNAVAILABLE),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let kind = format!("urn:spartakus:problem:{}", self.reason());
+        let errors = match &self {
+            ApiError::Invalid(errors) => errors
+                .iter()
+                .map(|e| ProblemField {
+                    path: &e.path,
+                    rule: &e.rule,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: &kind,
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        };
+        // Serializing strings and numbers cannot fail.
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(wait) = self.retry_after() {
+            // Whole seconds, rounded up so a client never comes back too early.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_faults_are_never_server_errors() {
+        let client_faults = [
+            ApiError::Syntax("x".into()),
+            ApiError::Invalid(vec![]),
+            ApiError::TooLarge { limit: 1, what: "as sent" },
+            ApiError::QueueMessageTooLarge { limit: 1 },
+            ApiError::ContentType,
+            ApiError::ContentEncoding,
+            ApiError::BodyTimeout(Duration::from_secs(1)),
+            ApiError::RateLimitedIp { retry_after: Duration::from_secs(1) },
+            ApiError::RateLimitedCluster { retry_after: Duration::from_secs(1) },
+        ];
+        for e in client_faults {
+            assert!(e.status().is_client_error(), "{e:?} -> {}", e.status());
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let response = ApiError::RateLimitedCluster { retry_after: Duration::from_millis(1500) }
+            .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let response = ApiError::Unavailable.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+    }
+}

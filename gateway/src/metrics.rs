@@ -1,0 +1,171 @@
+//! Prometheus metrics: requests by route and status, rejections by reason, publish latency,
+//! bytes received. Labels are drawn from closed sets, so cardinality stays fixed.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// The gateway's metrics and the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    rejections: Family<ReasonLabels, Counter>,
+    publish_seconds: Family<OutcomeLabels, Histogram>,
+    bytes_received: Counter,
+    reports_accepted: Family<OutcomeLabels, Counter>,
+    in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `spartakus_gateway` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("spartakus_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by matched route and status",
+            requests.clone(),
+        );
+        let rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rejections",
+            "Report requests refused, by reason",
+            rejections.clone(),
+        );
+        let publish_seconds = Family::<OutcomeLabels, Histogram>::new_with_constructor(|| {
+            // 0.25 ms .. ~8 s
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+        });
+        registry.register(
+            "publish_seconds",
+            "Time from publish to JetStream acknowledgment, by outcome",
+            publish_seconds.clone(),
+        );
+        let bytes_received = Counter::default();
+        registry.register(
+            "received_bytes",
+            "Report body bytes received on the wire",
+            bytes_received.clone(),
+        );
+        let reports_accepted = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reports_accepted",
+            "Reports acknowledged by JetStream, new or duplicate",
+            reports_accepted.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "reports_in_flight",
+            "Report requests being handled",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            rejections,
+            publish_seconds,
+            bytes_received,
+            reports_accepted,
+            in_flight,
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts one refused report request.
+    pub fn rejection(&self, reason: &'static str) {
+        self.rejections.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Records one publish's latency; `outcome` is `ok` or an error class.
+    pub fn publish(&self, outcome: &'static str, took: Duration) {
+        self.publish_seconds
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts body bytes received.
+    pub fn bytes_received(&self, n: u64) {
+        self.bytes_received.inc_by(n);
+    }
+
+    /// Counts an acknowledged report.
+    pub fn accepted(&self, duplicate: bool) {
+        let outcome = if duplicate { "duplicate" } else { "new" };
+        self.reports_accepted
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// The in-flight gauge, raised while a report request is handled.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_text_carries_each_metric_with_its_labels() {
+        let metrics = Metrics::new();
+        metrics.request("/api/v1", 204);
+        metrics.rejection("syntax");
+        metrics.publish("ok", Duration::from_millis(2));
+        metrics.bytes_received(1234);
+        metrics.accepted(true);
+        let text = metrics.render();
+        assert!(text.contains(r#"spartakus_gateway_http_requests_total{route="/api/v1",status="204"} 1"#), "{text}");
+        assert!(text.contains(r#"spartakus_gateway_rejections_total{reason="syntax"} 1"#), "{text}");
+        assert!(text.contains(r#"spartakus_gateway_publish_seconds_count{outcome="ok"} 1"#), "{text}");
+        assert!(text.contains("spartakus_gateway_received_bytes_total 1234"), "{text}");
+        assert!(text.contains(r#"spartakus_gateway_reports_accepted_total{outcome="duplicate"} 1"#), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,301 @@
+//! Publishing reports to JetStream, and keeping the stream there.
+//!
+//! The NATS client connects in the background and reconnects on its own, so the gateway starts
+//! and answers `/healthz` while NATS is away; [`Publisher::maintain`] creates or verifies the
+//! stream whenever it is connected, and [`Publisher::is_ready`] says whether a publish can
+//! succeed right now.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{GetStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::{self, ErrorCode, stream};
+use async_nats::{HeaderMap, header::NATS_MESSAGE_ID};
+use bytes::Bytes;
+use report::ReportId;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// How often the stream is checked (and created if missing), which bounds how stale
+/// `/readyz` can be.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The stream as the gateway wants it.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Stream name.
+    pub name: String,
+    /// The one subject.
+    pub subject: String,
+    /// Copies in a cluster.
+    pub replicas: usize,
+    /// Deduplication window for `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+    /// Age limit.
+    pub max_age: Duration,
+    /// Size limit; -1 for none.
+    pub max_bytes: i64,
+}
+
+impl StreamSettings {
+    /// The settings the flags ask for.
+    pub fn from_config(config: &Config) -> Self {
+        StreamSettings {
+            name: config.stream.clone(),
+            subject: config.subject.clone(),
+            replicas: usize::from(config.stream_replicas),
+            duplicate_window: config.duplicate_window,
+            max_age: config.stream_max_age,
+            max_bytes: config
+                .stream_max_bytes
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// The JetStream stream configuration.
+    ///
+    /// File storage, `Limits` retention (messages stay for `max_age` after the ingester has
+    /// consumed them, so a bad load can be replayed), and `DiscardPolicy::New`: when the stream
+    /// is full, a new publish fails and the volunteer gets a 503 and retries later. `Old` would
+    /// instead silently delete the oldest reports, which may not have been ingested yet: losing
+    /// reports already acknowledged with 204 is worse than refusing new ones honestly.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.clone(),
+            subjects: vec![self.subject.clone()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+            max_messages: -1,
+            max_messages_per_subject: -1,
+            max_consumers: -1,
+            description: Some("Spartakus reports, published by the gateway".into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Why a report could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Not connected to NATS right now.
+    #[error("not connected to NATS")]
+    Disconnected,
+    /// No acknowledgment within the publish timeout.
+    #[error("no acknowledgment within {0:?}")]
+    Timeout(Duration),
+    /// The message is larger than the server's `max_payload`.
+    #[error("message of {size} bytes is larger than the server's max_payload ({limit})")]
+    TooLarge {
+        /// The message size.
+        size: usize,
+        /// The server's limit.
+        limit: u64,
+    },
+    /// JetStream refused the message or the connection failed.
+    #[error("publish failed: {0}")]
+    Failed(#[source] jetstream::context::PublishError),
+}
+
+/// JetStream's acknowledgment of a stored report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The stream already held a message with this reportID (within the duplicate window).
+    pub duplicate: bool,
+}
+
+/// Publishes reports to one stream's subject.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    settings: Arc<StreamSettings>,
+    stream_ok: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+impl Publisher {
+    /// Starts connecting to NATS in the background and returns at once.
+    pub async fn connect(
+        url: &str,
+        settings: StreamSettings,
+        publish_timeout: Duration,
+    ) -> Result<Self, async_nats::ConnectError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("spartakus-gateway")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                tracing::info!(%event, "NATS connection event");
+            })
+            .connect(url)
+            .await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(publish_timeout)
+            .build(client.clone());
+        Ok(Publisher {
+            client,
+            js,
+            settings: Arc::new(settings),
+            stream_ok: Arc::new(AtomicBool::new(false)),
+            timeout: publish_timeout,
+        })
+    }
+
+    /// Whether a publish can succeed now: connected, and the stream was there at the last check.
+    pub fn is_ready(&self) -> bool {
+        self.client.connection_state() == State::Connected && self.stream_ok.load(Ordering::Relaxed)
+    }
+
+    /// Publishes `payload` with `Nats-Msg-Id: id` and waits for JetStream's acknowledgment.
+    pub async fn publish(&self, id: ReportId, payload: Vec<u8>) -> Result<Ack, PublishError> {
+        // Fail fast while disconnected rather than queue the message in the client's buffer.
+        if self.client.connection_state() != State::Connected {
+            return Err(PublishError::Disconnected);
+        }
+        let limit = self.client.server_info().max_payload as u64;
+        if limit > 0 && payload.len() as u64 > limit {
+            return Err(PublishError::TooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, id.to_string().as_str());
+        let publish = async {
+            let ack = self
+                .js
+                .publish_with_headers(self.settings.subject.clone(), headers, Bytes::from(payload))
+                .await?;
+            ack.await
+        };
+        match tokio::time::timeout(self.timeout, publish).await {
+            Ok(Ok(ack)) => Ok(Ack {
+                duplicate: ack.duplicate,
+            }),
+            Ok(Err(e)) if e.kind() == PublishErrorKind::TimedOut => {
+                Err(PublishError::Timeout(self.timeout))
+            }
+            Ok(Err(e)) if e.kind() == PublishErrorKind::StreamNotFound => {
+                // The stream vanished: let `maintain` recreate it and `/readyz` say so meanwhile.
+                self.stream_ok.store(false, Ordering::Relaxed);
+                Err(PublishError::Failed(e))
+            }
+            Ok(Err(e)) => Err(PublishError::Failed(e)),
+            Err(_) => Err(PublishError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Until `shutdown`: whenever connected, makes sure the stream exists as configured.
+    pub async fn maintain(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_ok = false;
+        let mut last_error = String::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let ok = self.client.connection_state() == State::Connected
+                && match tokio::time::timeout(self.timeout, self.ensure_stream()).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        // Once per distinct failure: a misconfigured stream needs an operator.
+                        let error = e.to_string();
+                        if error != last_error {
+                            tracing::warn!(stream = %self.settings.name, %error, "stream check failed");
+                            last_error = error;
+                        }
+                        false
+                    }
+                    Err(_) => false,
+                };
+            self.stream_ok.store(ok, Ordering::Relaxed);
+            if ok && !was_ok {
+                last_error.clear();
+                tracing::info!(stream = %self.settings.name, subject = %self.settings.subject, "stream ready");
+            }
+            was_ok = ok;
+        }
+    }
+
+    /// Creates the stream if it is missing; if it exists with other settings, updates them.
+    async fn ensure_stream(&self) -> Result<(), StreamSetupError> {
+        let wanted = self.settings.stream_config();
+        match self.js.get_stream(&self.settings.name).await {
+            Ok(existing) => {
+                let current = &existing.cached_info().config;
+                if differs(current, &wanted) {
+                    tracing::warn!(stream = %wanted.name, "stream settings differ from the flags; updating");
+                    self.js
+                        .update_stream(&wanted)
+                        .await
+                        .map_err(StreamSetupError::update)?;
+                }
+                Ok(())
+            }
+            Err(e)
+                if matches!(e.kind(), GetStreamErrorKind::JetStream(ref js)
+                    if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                self.js
+                    .create_stream(wanted)
+                    .await
+                    .map_err(StreamSetupError::create)?;
+                tracing::info!(stream = %self.settings.name, "stream created");
+                Ok(())
+            }
+            Err(e) => Err(StreamSetupError::Get(e.to_string())),
+        }
+    }
+
+    /// Waits until everything published has reached the server.
+    pub async fn flush(&self) -> Result<(), async_nats::client::FlushError> {
+        self.client.flush().await
+    }
+
+    /// The server's largest accepted message, 0 while never connected.
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+}
+
+/// Whether the settings the gateway manages differ.
+fn differs(current: &stream::Config, wanted: &stream::Config) -> bool {
+    !current.subjects.contains(&wanted.subjects[0])
+        || current.storage != wanted.storage
+        || current.num_replicas != wanted.num_replicas
+        || current.duplicate_window != wanted.duplicate_window
+        || current.max_age != wanted.max_age
+        || current.max_bytes != wanted.max_bytes
+        || current.discard != wanted.discard
+}
+
+/// Why the stream could not be created or verified.
+#[derive(Debug, thiserror::Error)]
+enum StreamSetupError {
+    #[error("looking up the stream: {0}")]
+    Get(String),
+    #[error("creating the stream: {0}")]
+    Create(String),
+    #[error("updating the stream: {0}")]
+    Update(String),
+}
+
+impl StreamSetupError {
+    fn create(e: impl std::fmt::Display) -> Self {
+        Self::Create(e.to_string())
+    }
+    fn update(e: impl std::fmt::Display) -> Self {
+        Self::Update(e.to_string())
+    }
+}

@@ -1,0 +1,277 @@
+//! The HTTP API: report intake (v1 and v2), health, readiness, metrics, version, OpenAPI.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use report::{DecodeError, Envelope, ReportId};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{self, Encoding, Limits};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::limit::{RateLimits, client_ip};
+use crate::metrics::Metrics;
+use crate::publish::{PublishError, Publisher};
+
+/// The OpenAPI document, kept in the repository beside the crate.
+const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// Everything a handler needs, shared by all requests.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    limits: RateLimits,
+    slots: Arc<Semaphore>,
+    body_limits: Limits,
+    request_timeout: Duration,
+    trust_forwarded_for: bool,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub(crate) fn new(
+        config: &Config,
+        publisher: Publisher,
+        metrics: Arc<Metrics>,
+        limits: RateLimits,
+        shutdown: CancellationToken,
+    ) -> Self {
+        AppState(Arc::new(Shared {
+            publisher,
+            metrics,
+            limits,
+            slots: Arc::new(Semaphore::new(config.max_in_flight as usize)),
+            body_limits: Limits {
+                max_compressed: config.max_body_bytes,
+                max_decoded: config.max_decoded_bytes,
+            },
+            request_timeout: config.request_timeout,
+            trust_forwarded_for: config.trust_forwarded_for,
+            shutdown,
+        }))
+    }
+}
+
+/// The router with every route.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1", post(post_v1))
+        .route("/api/v2/reports", post(post_v2))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/version", get(version))
+        .route("/openapi.yaml", get(openapi))
+        // Bodies are capped while streaming in `body::read`, with our own limits and errors.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+async fn count_requests(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    state.0.metrics.request(&route, response.status().as_u16());
+    response
+}
+
+/// The original contract: 204 No Content once JetStream has the report.
+async fn post_v1(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    accept(&state, peer, &headers, body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The answer of `POST /api/v2/reports`.
+#[derive(Debug, Serialize)]
+struct Accepted {
+    #[serde(rename = "reportID")]
+    report_id: String,
+    /// JetStream already held this report: an earlier attempt was stored.
+    duplicate: bool,
+}
+
+/// For new clients: 202 with the reportID the report is stored under.
+async fn post_v2(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (id, duplicate) = accept(&state, peer, &headers, body).await?;
+    let accepted = Accepted {
+        report_id: id.to_string(),
+        duplicate,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+}
+
+/// Receives, checks and publishes one report; counts a refusal by its reason.
+async fn accept(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(ReportId, bool), ApiError> {
+    let shared = &state.0;
+    let _in_flight = InFlight::enter(&shared.metrics);
+    let result = receive_and_publish(shared, peer, headers, body).await;
+    if let Err(e) = &result {
+        shared.metrics.rejection(e.reason());
+        // No client address and no report content: the reason is enough to debug.
+        tracing::debug!(reason = e.reason(), status = e.status().as_u16(), "report refused");
+    }
+    result
+}
+
+/// Raises the in-flight gauge for as long as it lives, also when the client goes away and the
+/// request's future is dropped.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn enter(metrics: &'a Metrics) -> Self {
+        metrics.in_flight().inc();
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight().dec();
+    }
+}
+
+async fn receive_and_publish(
+    shared: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(ReportId, bool), ApiError> {
+    shared
+        .limits
+        .check_ip(client_ip(peer, headers, shared.trust_forwarded_for))?;
+    // Shed load instead of queueing: a slot or an immediate 503.
+    let _slot = shared
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded)?;
+    body::check_content_type(headers)?;
+    let encoding = Encoding::from_headers(headers)?;
+
+    let received = tokio::time::timeout(
+        shared.request_timeout,
+        body::read(headers, body, encoding, shared.body_limits),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout(shared.request_timeout))??;
+    shared.metrics.bytes_received(received.wire_bytes);
+
+    let valid = report::decode(&received.bytes).map_err(|e| match e {
+        DecodeError::Syntax(detail) => ApiError::Syntax(detail),
+        DecodeError::Invalid(errors) => ApiError::Invalid(errors),
+    })?;
+    shared.limits.check_cluster(valid.cluster_id())?;
+    let id = valid.report_id().unwrap_or_else(|| {
+        ReportId::derive(
+            valid.cluster_id(),
+            valid.report().timestamp.as_deref(),
+            &received.bytes,
+        )
+    });
+    drop(received);
+    let payload = Envelope::new(id, jiff::Timestamp::now(), valid).encode();
+
+    let started = Instant::now();
+    let result = shared.publisher.publish(id, payload).await;
+    let took = started.elapsed();
+    match result {
+        Ok(ack) => {
+            shared.metrics.publish("ok", took);
+            shared.metrics.accepted(ack.duplicate);
+            tracing::debug!(report_id = %id, duplicate = ack.duplicate, "report queued");
+            Ok((id, ack.duplicate))
+        }
+        Err(e) => {
+            let outcome = match &e {
+                PublishError::Disconnected => "disconnected",
+                PublishError::Timeout(_) => "timeout",
+                PublishError::TooLarge { .. } => "too-large",
+                PublishError::Failed(_) => "failed",
+            };
+            shared.metrics.publish(outcome, took);
+            if matches!(e, PublishError::Disconnected) {
+                // The connection event is logged once; one line per refused report would flood.
+                tracing::debug!(report_id = %id, error = %e, "report not queued");
+            } else {
+                tracing::warn!(report_id = %id, error = %e, "report not queued");
+            }
+            Err(match e {
+                PublishError::TooLarge { limit, .. } => ApiError::QueueMessageTooLarge { limit },
+                _ => ApiError::Unavailable,
+            })
+        }
+    }
+}
+
+/// The process is alive.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready to take reports: connected to NATS, the stream present, not shutting down.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.0.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if state.0.publisher.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "JetStream not reachable or stream missing\n")
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn version() -> String {
+    format!("{}\n", env!("CARGO_PKG_VERSION"))
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))],
+        OPENAPI,
+    )
+        .into_response()
+}
