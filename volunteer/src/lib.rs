@@ -1,1 +1,21 @@
-//! volunteer
+//! The Spartakus volunteer: reads a Kubernetes cluster, keeps only anonymous statistics,
+//! and sends them to a collector.
+//!
+//! - [`config`]: flags and environment variables, validated into [`config::Settings`].
+//! - [`collect`]: the only Kubernetes I/O: version, nodes, namespaces, workload counts.
+//! - [`snapshot`]: what was collected, as plain values.
+//! - [`anonymize`]: the pure function from a snapshot and a key to the report sent.
+//! - [`extensions`]: the operator's key/value extensions file or directory.
+//! - [`send`]: gzip, POST, retries with backoff and a deadline.
+//! - [`run`]: clients, signals, and the report loop.
+
+pub mod anonymize;
+pub mod collect;
+pub mod config;
+pub mod extensions;
+pub mod run;
+pub mod send;
+pub mod snapshot;
+
+pub use config::Config;
+pub use run::{RunError, run};

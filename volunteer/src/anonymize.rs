@@ -1,0 +1,826 @@
+//! The only place that decides what leaves the cluster: a pure function from a
+//! [`Snapshot`] and a [`Key`] to a [`report::Report`].
+//!
+//! - Identifiers (node UIDs, the collector's host) are replaced by HMAC-SHA256 under a key
+//!   that never leaves the cluster, so the collector cannot reverse or join them.
+//! - Version strings are copied only after [`sanitize`] cut off what could name a machine.
+//! - Provider IDs become a provider name from an allowlist; extended resources from
+//!   unknown vendors are folded into one name.
+//! - Workloads become counts, fixed-bucket histograms and whole-hour age percentiles.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use hmac::{Hmac, KeyInit, Mac};
+use report::{
+    AgeHours, BUCKETS, Bucket, Extension, Node, Report, ReportId, Resource, SkipReason, Skipped,
+    WorkloadStats, bucket_index,
+};
+use sha2::{Digest, Sha256};
+
+use crate::config::{NodeField, Omit};
+use crate::snapshot::{KindCounts, NodeSnapshot, Section, Snapshot};
+
+/// The schema version this volunteer writes.
+pub const SCHEMA_VERSION: u32 = 2;
+/// Longest node info string sent; longer ones are cut.
+pub const MAX_INFO_LEN: usize = 64;
+/// The resource name under which extended resources of unlisted vendors are summed.
+pub const OTHER_RESOURCE: &str = "other";
+
+/// `spec.providerID` schemes of public providers, sent verbatim; any other scheme is sent
+/// as `other`.
+pub const PROVIDERS: &[&str] = &[
+    "alicloud",
+    "aws",
+    "azure",
+    "baiducloud",
+    "brightbox",
+    "cloudstack",
+    "digitalocean",
+    "equinixmetal",
+    "exoscale",
+    "gce",
+    "hcloud",
+    "huaweicloud",
+    "ibm",
+    "ibmcloud",
+    "k3s",
+    "kind",
+    "kubevirt",
+    "linode",
+    "oci",
+    "openstack",
+    "outscale",
+    "ovhcloud",
+    "packet",
+    "scaleway",
+    "tencentcloud",
+    "upcloud",
+    "vsphere",
+    "vultr",
+];
+
+/// Domains of public device-plugin vendors whose extended resource names are sent
+/// verbatim (a domain or any subdomain of it).
+pub const RESOURCE_VENDORS: &[&str] = &[
+    "amd.com",
+    "aws.amazon.com",
+    "devices.kubevirt.io",
+    "google.com",
+    "habana.ai",
+    "intel.com",
+    "kubernetes.io",
+    "nvidia.com",
+    "xilinx.com",
+];
+
+/// The anonymization key. Deliberately not `Debug`-printable, never serialized.
+#[derive(Clone)]
+pub struct Key([u8; 32]);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+impl Key {
+    /// The default key: SHA-256 of a constant and the kube-system namespace's UID, a
+    /// random value the API server chose at cluster creation.
+    pub fn from_kube_system_uid(uid: &str) -> Self {
+        Self::derive(b"spartakus-key-v1:", uid.as_bytes())
+    }
+
+    /// A key from operator-supplied secret bytes (e.g. a mounted Secret).
+    pub fn from_secret(bytes: &[u8]) -> Self {
+        Self::derive(b"spartakus-key-v1-file:", bytes)
+    }
+
+    fn derive(prefix: &[u8], material: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(prefix);
+        h.update(material);
+        Key(h.finalize().into())
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A node's report ID: 32 hex characters of HMAC(key, "node:" + UID).
+    pub fn node_id(&self, uid: &str) -> String {
+        hex::encode(&self.mac(&[b"node:", uid.as_bytes()])[..16])
+    }
+
+    /// The default cluster ID: HMAC(key, "cluster-id:" + collector host) as a UUID
+    /// (version 8, "custom"), so each collector sees a different, stable ID.
+    pub fn cluster_id(&self, collector_host: &str) -> String {
+        let mac = self.mac(&[b"cluster-id:", collector_host.as_bytes()]);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&mac[..16]);
+        uuid::Builder::from_custom_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .to_string()
+    }
+}
+
+/// Everything about a report that is not read from the cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The volunteer's version, e.g. `v0.1.0`.
+    pub version: String,
+    /// This report's idempotency key.
+    pub report_id: ReportId,
+    /// The operator's cluster ID, if any.
+    pub cluster_id: Option<String>,
+    /// The collector's host, for the default cluster ID.
+    pub collector_host: String,
+    /// Fields to leave out.
+    pub omit: BTreeSet<Omit>,
+}
+
+/// Turns what was collected into what is sent.
+pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
+    let omit = &options.omit;
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut skip = |section: String, reason: SkipReason| skipped.push(Skipped { section, reason });
+    for o in omit {
+        // Omitted node fields are not worth recording when no node is sent anyway.
+        let shadowed = matches!(o, Omit::NodeField(_)) && omit.contains(&Omit::Nodes)
+            || *o == Omit::Ages && omit.contains(&Omit::Workloads);
+        if !shadowed {
+            skip(o.section(), SkipReason::Omitted);
+        }
+    }
+
+    let master_version = if omit.contains(&Omit::MasterVersion) {
+        None
+    } else {
+        match &snapshot.master_version {
+            Section::Ok(v) => sanitize(v),
+            Section::Skipped(r) => {
+                skip("masterVersion".into(), *r);
+                None
+            }
+        }
+    };
+
+    let nodes = if omit.contains(&Omit::Nodes) {
+        None
+    } else {
+        match &snapshot.nodes {
+            Section::Ok(nodes) => {
+                Some(nodes.iter().map(|n| node(n, key, omit)).collect::<Vec<_>>())
+            }
+            Section::Skipped(r) => {
+                skip("nodes".into(), *r);
+                None
+            }
+        }
+    };
+
+    let namespace_names = if omit.contains(&Omit::Namespaces) {
+        None
+    } else {
+        match &snapshot.namespaces {
+            Section::Ok(names) => Some(names),
+            Section::Skipped(r) => {
+                skip("namespaces".into(), *r);
+                None
+            }
+        }
+    };
+
+    let workloads = if omit.contains(&Omit::Workloads) {
+        None
+    } else {
+        match &snapshot.workloads {
+            Section::Ok(kinds) => {
+                let mut stats = Vec::new();
+                for (kind, counts) in kinds {
+                    match counts {
+                        Section::Ok(c) => stats.push(workload(
+                            *kind,
+                            c,
+                            namespace_names.map(|n| n.as_slice()),
+                            snapshot.taken_at,
+                            !omit.contains(&Omit::Ages),
+                        )),
+                        Section::Skipped(r) => skip(format!("workloads.{}", kind.as_str()), *r),
+                    }
+                }
+                Some(stats)
+            }
+            Section::Skipped(r) => {
+                skip("workloads".into(), *r);
+                None
+            }
+        }
+    };
+
+    let extensions = if omit.contains(&Omit::Extensions) {
+        None
+    } else {
+        match &snapshot.extensions {
+            Section::Ok(pairs) if pairs.is_empty() => None,
+            Section::Ok(pairs) => Some(
+                pairs
+                    .iter()
+                    .map(|(name, value)| Extension {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+            ),
+            Section::Skipped(r) => {
+                skip("extensions".into(), *r);
+                None
+            }
+        }
+    };
+
+    skipped.sort_by(|a, b| a.section.cmp(&b.section));
+    Report {
+        version: options.version.clone(),
+        timestamp: Some(snapshot.taken_at.to_string()),
+        cluster_id: options
+            .cluster_id
+            .clone()
+            .unwrap_or_else(|| key.cluster_id(&options.collector_host)),
+        master_version,
+        nodes,
+        extensions,
+        report_id: Some(options.report_id.to_string()),
+        schema_version: Some(SCHEMA_VERSION),
+        namespaces: namespace_names.map(|n| n.len() as u64),
+        workloads,
+        skipped: (!skipped.is_empty()).then_some(skipped),
+    }
+}
+
+fn node(n: &NodeSnapshot, key: &Key, omit: &BTreeSet<Omit>) -> Node {
+    let keep = |f: NodeField| !omit.contains(&Omit::NodeField(f));
+    let info = |f: NodeField, v: &Option<String>| {
+        if keep(f) {
+            v.as_deref().and_then(sanitize)
+        } else {
+            None
+        }
+    };
+    Node {
+        id: key.node_id(&n.uid),
+        operating_system: info(NodeField::OperatingSystem, &n.operating_system)
+            .map(|s| first_word(&s)),
+        os_image: info(NodeField::OsImage, &n.os_image),
+        kernel_version: info(NodeField::KernelVersion, &n.kernel_version).map(|s| first_word(&s)),
+        architecture: info(NodeField::Architecture, &n.architecture).map(|s| first_word(&s)),
+        container_runtime_version: info(
+            NodeField::ContainerRuntimeVersion,
+            &n.container_runtime_version,
+        )
+        .map(|s| first_word(&s)),
+        kubelet_version: info(NodeField::KubeletVersion, &n.kubelet_version)
+            .map(|s| first_word(&s)),
+        cloud_provider: if keep(NodeField::CloudProvider) {
+            n.provider_id.as_deref().and_then(cloud_provider)
+        } else {
+            None
+        },
+        capacity: keep(NodeField::Capacity).then(|| capacity(&n.capacity)),
+    }
+}
+
+/// The first whitespace-separated word: kernel releases, runtime and kubelet versions,
+/// OS and architecture names never contain spaces; what follows a space is build detail.
+fn first_word(s: &str) -> String {
+    s.split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+/// Makes a free-text version string safe to send, or drops it.
+///
+/// Custom kernels and OS images can carry build details such as `#1 SMP builder@host`
+/// or an address. The rule:
+/// 1. keep printable ASCII only (anything else counts as whitespace);
+/// 2. drop everything from the first word containing `#` or `@` on (build metadata: build
+///    number, `user@host`), collapse whitespace, cut to [`MAX_INFO_LEN`];
+/// 3. drop the value entirely if what is left still contains an IPv4 or IPv6 literal,
+///    or a URL (`://` followed by a host), or is empty.
+///
+/// Node-level strings that are single tokens in practice (kernel, runtime, kubelet, OS,
+/// architecture) are further cut to their first word.
+pub fn sanitize(raw: &str) -> Option<String> {
+    let printable: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+        .collect();
+    let mut out = printable
+        .split_whitespace()
+        .take_while(|word| !word.contains(['#', '@']))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.len() > MAX_INFO_LEN {
+        out.truncate(MAX_INFO_LEN);
+        out = out.trim_end().to_owned();
+    }
+    if out.is_empty() || contains_ip(&out) || contains_url_host(&out) {
+        return None;
+    }
+    Some(out)
+}
+
+/// Whether `s` contains something that parses as an IPv4 address (four dot-separated
+/// numbers, each at most 255) or an IPv6 address (at least two colons).
+fn contains_ip(s: &str) -> bool {
+    let v4 = s
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .any(|token| {
+            let parts: Vec<&str> = token.split('.').collect();
+            parts.windows(4).any(|w| {
+                let candidate = w.join(".");
+                candidate.parse::<Ipv4Addr>().is_ok()
+            })
+        });
+    let v6 = s
+        .split(|c: char| !(c.is_ascii_hexdigit() || c == ':' || c == '.'))
+        .any(|token| {
+            let token = token.trim_matches('.');
+            token.matches(':').count() >= 2 && token.parse::<Ipv6Addr>().is_ok()
+        });
+    v4 || v6
+}
+
+/// Whether `s` contains `scheme://` followed by a non-empty authority (a host), as in
+/// `https://build.example.org`. A container runtime's `containerd://1.7.13` is a scheme
+/// followed by a version, which is allowed; anything with a dot-separated name after
+/// `://` that is not a version is not.
+fn contains_url_host(s: &str) -> bool {
+    s.match_indices("://").any(|(i, _)| {
+        let rest = &s[i + 3..];
+        let authority = rest.split(['/', ' ']).next().unwrap_or_default();
+        // A version starts with a digit or `v` + digit; anything else is a host name.
+        let is_version = authority.starts_with(|c: char| c.is_ascii_digit())
+            || (authority.starts_with('v')
+                && authority[1..].starts_with(|c: char| c.is_ascii_digit()));
+        !authority.is_empty() && !is_version
+    })
+}
+
+/// The provider named by a `spec.providerID` scheme, if it is public; `other` else.
+pub fn cloud_provider(provider_id: &str) -> Option<String> {
+    if provider_id.is_empty() {
+        return None;
+    }
+    let scheme = provider_id
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    Some(match scheme {
+        Some(s) if PROVIDERS.contains(&s.as_str()) => s,
+        _ => "other".to_owned(),
+    })
+}
+
+/// Whether `name` is a standard resource, sent verbatim.
+fn is_standard_resource(name: &str) -> bool {
+    matches!(
+        name,
+        "cpu" | "memory" | "pods" | "ephemeral-storage" | "storage"
+    ) || name
+        .strip_prefix("hugepages-")
+        .is_some_and(|size| !size.is_empty() && size.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Whether an extended resource name's domain is a listed vendor's.
+fn is_vendor_resource(name: &str) -> bool {
+    let Some((domain, rest)) = name.split_once('/') else {
+        return false;
+    };
+    let valid_name = !rest.is_empty()
+        && rest.len() <= 63
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    valid_name
+        && RESOURCE_VENDORS
+            .iter()
+            .any(|v| domain == *v || domain.ends_with(&format!(".{v}")))
+}
+
+/// Capacity: standard and listed-vendor resources verbatim, every other extended
+/// resource summed under [`OTHER_RESOURCE`] (extended resources are whole numbers;
+/// a value that is not is left out). Sorted by name.
+fn capacity(resources: &[(String, String)]) -> Vec<Resource> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut other: Option<u64> = None;
+    for (name, value) in resources {
+        if is_standard_resource(name) || is_vendor_resource(name) {
+            if is_quantity(value) {
+                out.insert(name.clone(), value.clone());
+            }
+        } else if let Ok(n) = value.parse::<u64>() {
+            other = Some(other.unwrap_or(0).saturating_add(n));
+        }
+    }
+    if let Some(n) = other {
+        out.insert(OTHER_RESOURCE.to_owned(), n.to_string());
+    }
+    out.into_iter()
+        .map(|(resource, value)| Resource { resource, value })
+        .collect()
+}
+
+/// A loose check for a Kubernetes quantity: digits, an optional fraction and exponent or
+/// suffix. A capacity value is never free text, but it is checked anyway.
+fn is_quantity(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 32
+        && v.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '+' || c == '-')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-'))
+}
+
+fn workload(
+    kind: report::Kind,
+    counts: &KindCounts,
+    namespaces: Option<&[String]>,
+    now: i64,
+    with_ages: bool,
+) -> WorkloadStats {
+    let mut buckets = [0u64; BUCKETS.len()];
+    for &n in counts.per_namespace.values() {
+        buckets[bucket_index(n)] += 1;
+    }
+    // Namespaces without any object of this kind; only known (and only sent) when the
+    // namespace list is, since together the buckets add up to the namespace count.
+    if let Some(names) = namespaces {
+        let empty = names
+            .iter()
+            .filter(|n| !counts.per_namespace.contains_key(*n))
+            .count();
+        buckets[0] += empty as u64;
+    }
+    let per_namespace = BUCKETS
+        .iter()
+        .zip(buckets)
+        .map(|(&(min, max), namespaces)| Bucket {
+            min,
+            max,
+            namespaces,
+        })
+        .collect();
+    WorkloadStats {
+        kind,
+        total: counts.per_namespace.values().sum(),
+        per_namespace,
+        age_hours: if with_ages {
+            age_hours(&counts.created, now)
+        } else {
+            None
+        },
+    }
+}
+
+/// Median and 90th percentile (nearest rank) of ages in whole hours; `None` for none.
+pub fn age_hours(created: &[i64], now: i64) -> Option<AgeHours> {
+    if created.is_empty() {
+        return None;
+    }
+    let mut hours: Vec<u64> = created
+        .iter()
+        .map(|&c| (now.saturating_sub(c).max(0) / 3600) as u64)
+        .collect();
+    hours.sort_unstable();
+    let rank = |p: usize| {
+        // Nearest rank: the smallest value with at least p% of values at or below it.
+        let r = (p * hours.len()).div_ceil(100);
+        hours[r.max(1) - 1]
+    };
+    Some(AgeHours {
+        median: rank(50),
+        p90: rank(90),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use report::Kind;
+    use std::collections::HashMap;
+
+    fn options() -> Options {
+        Options {
+            version: "v0.1.0".into(),
+            report_id: ReportId::random(),
+            cluster_id: None,
+            collector_host: "spartakus.example.org".into(),
+            omit: BTreeSet::new(),
+        }
+    }
+
+    fn gke_node() -> NodeSnapshot {
+        NodeSnapshot {
+            uid: "0f5b8a1e-6a7c-4f27-9d43-1c2e3f4a5b6c".into(),
+            provider_id: Some("gce://my-project-123/us-central1-a/gke-prod-pool-1-abcd".into()),
+            operating_system: Some("linux".into()),
+            os_image: Some("Container-Optimized OS from Google".into()),
+            kernel_version: Some("6.1.100+".into()),
+            architecture: Some("amd64".into()),
+            container_runtime_version: Some("containerd://1.7.22".into()),
+            kubelet_version: Some("v1.37.2-gke.1000".into()),
+            capacity: vec![
+                ("cpu".into(), "4".into()),
+                ("memory".into(), "16393220Ki".into()),
+                ("pods".into(), "110".into()),
+                ("nvidia.com/gpu".into(), "1".into()),
+                ("acme.internal/fpga".into(), "2".into()),
+                ("secret-team.example/dongle".into(), "3".into()),
+                ("hugepages-2Mi".into(), "0".into()),
+            ],
+        }
+    }
+
+    fn snapshot(nodes: Vec<NodeSnapshot>) -> Snapshot {
+        Snapshot {
+            taken_at: 1_800_000_000,
+            master_version: Section::Ok("v1.37.2".into()),
+            nodes: Section::Ok(nodes),
+            namespaces: Section::Ok(vec!["a".into(), "b".into(), "c".into()]),
+            workloads: Section::Ok(vec![(
+                Kind::Pod,
+                Section::Ok(KindCounts {
+                    per_namespace: HashMap::from([("a".into(), 1), ("b".into(), 7)]),
+                    created: vec![1_800_000_000 - 3600 * 5; 8],
+                }),
+            )]),
+            extensions: Section::Ok(vec![]),
+        }
+    }
+
+    #[test]
+    fn node_ids_are_32_hex_characters_and_depend_on_the_key() {
+        let a = Key::from_kube_system_uid("uid-a");
+        let b = Key::from_kube_system_uid("uid-b");
+        let id = a.node_id("node-uid");
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_eq!(id, a.node_id("node-uid"));
+        assert_ne!(id, b.node_id("node-uid"));
+        assert_ne!(id, a.node_id("other-node-uid"));
+    }
+
+    #[test]
+    fn the_default_cluster_id_is_a_uuid_per_collector() {
+        let k = Key::from_kube_system_uid("uid");
+        let one = k.cluster_id("a.example.org");
+        let parsed = uuid::Uuid::parse_str(&one).unwrap();
+        assert_eq!(parsed.get_version_num(), 8);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(one, k.cluster_id("a.example.org"));
+        assert_ne!(one, k.cluster_id("b.example.org"));
+    }
+
+    #[test]
+    fn the_key_is_never_printed() {
+        let k = Key::from_secret(b"super-secret-key-material");
+        assert_eq!(format!("{k:?}"), "Key(<redacted>)");
+    }
+
+    #[test]
+    fn provider_ids_become_an_allowlisted_scheme_or_other() {
+        assert_eq!(cloud_provider("gce://p/z/n").as_deref(), Some("gce"));
+        assert_eq!(
+            cloud_provider("aws:///us-east-1a/i-0abc").as_deref(),
+            Some("aws")
+        );
+        assert_eq!(
+            cloud_provider("AZURE:///subscriptions/x").as_deref(),
+            Some("azure")
+        );
+        assert_eq!(
+            cloud_provider("kind://docker/kind/kind-control-plane").as_deref(),
+            Some("kind")
+        );
+        assert_eq!(
+            cloud_provider("mycorp-dc7://rack3/host").as_deref(),
+            Some("other")
+        );
+        assert_eq!(cloud_provider("no-scheme").as_deref(), Some("other"));
+        assert_eq!(cloud_provider(""), None);
+    }
+
+    #[test]
+    fn capacity_keeps_standard_and_vendor_resources_and_folds_the_rest() {
+        let c = capacity(&gke_node().capacity);
+        let got: Vec<(&str, &str)> = c
+            .iter()
+            .map(|r| (r.resource.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("cpu", "4"),
+                ("hugepages-2Mi", "0"),
+                ("memory", "16393220Ki"),
+                ("nvidia.com/gpu", "1"),
+                ("other", "5"),
+                ("pods", "110"),
+            ]
+        );
+    }
+
+    #[test]
+    fn build_details_are_cut_from_kernel_strings() {
+        let cases = [
+            ("5.15.0-1057-aws", Some("5.15.0-1057-aws")),
+            ("5.15.0-foo #1 SMP builder@buildhost", Some("5.15.0-foo")),
+            ("6.1.0 built by jane@host.corp", Some("6.1.0 built by")),
+            ("5.15.0-foo@buildhost", None),
+            ("Ubuntu 22.04.4 LTS", Some("Ubuntu 22.04.4 LTS")),
+            ("custom 10.1.2.3", None),
+            ("custom-fe80::1", None),
+            ("kernel 2001:db8::17 build", None),
+            ("containerd://1.7.22", Some("containerd://1.7.22")),
+            ("image from https://build.corp.example", None),
+            ("\u{7}\n ", None),
+            (
+                "Windows Server 2022 Datacenter",
+                Some("Windows Server 2022 Datacenter"),
+            ),
+            ("10.0.20348.2340", Some("10.0.20348.2340")),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw).as_deref(), want, "{raw:?}");
+        }
+        assert_eq!(
+            sanitize(&"x".repeat(200)).map(|s| s.len()),
+            Some(MAX_INFO_LEN)
+        );
+    }
+
+    #[test]
+    fn histograms_count_empty_namespaces_only_when_namespaces_are_sent() {
+        let key = Key::from_kube_system_uid("k");
+        let r = anonymize(&snapshot(vec![]), &key, &options());
+        let pods = &r.workloads.as_ref().unwrap()[0];
+        assert_eq!(pods.total, 8);
+        let counts: Vec<u64> = pods.per_namespace.iter().map(|b| b.namespaces).collect();
+        assert_eq!(counts, vec![1, 1, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(pods.age_hours, Some(AgeHours { median: 5, p90: 5 }));
+        assert_eq!(r.namespaces, Some(3));
+
+        let mut o = options();
+        o.omit.insert(Omit::Namespaces);
+        let r = anonymize(&snapshot(vec![]), &key, &o);
+        let counts: Vec<u64> = r.workloads.as_ref().unwrap()[0]
+            .per_namespace
+            .iter()
+            .map(|b| b.namespaces)
+            .collect();
+        assert_eq!(counts, vec![0, 1, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(r.namespaces, None);
+    }
+
+    #[test]
+    fn ages_are_nearest_rank_percentiles_in_whole_hours() {
+        let now = 100 * 3600;
+        let created: Vec<i64> = (1..=10).map(|h| now - h * 3600 - 59).collect();
+        assert_eq!(
+            age_hours(&created, now),
+            Some(AgeHours { median: 5, p90: 9 })
+        );
+        assert_eq!(
+            age_hours(&[now + 10], now),
+            Some(AgeHours { median: 0, p90: 0 })
+        );
+        assert_eq!(age_hours(&[], now), None);
+    }
+
+    #[test]
+    fn omitting_a_node_field_removes_it_and_records_it() {
+        let key = Key::from_kube_system_uid("k");
+        let mut o = options();
+        o.omit.insert(Omit::NodeField(NodeField::KernelVersion));
+        o.omit.insert(Omit::Ages);
+        let r = anonymize(&snapshot(vec![gke_node()]), &key, &o);
+        let n = &r.nodes.as_ref().unwrap()[0];
+        assert_eq!(n.kernel_version, None);
+        assert_eq!(
+            n.os_image.as_deref(),
+            Some("Container-Optimized OS from Google")
+        );
+        assert_eq!(r.workloads.as_ref().unwrap()[0].age_hours, None);
+        let skipped: Vec<(&str, SkipReason)> = r
+            .skipped
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| (s.section.as_str(), s.reason))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                ("ages", SkipReason::Omitted),
+                ("nodes.kernelVersion", SkipReason::Omitted)
+            ]
+        );
+    }
+
+    #[test]
+    fn every_omit_combination_yields_a_valid_report() {
+        let key = Key::from_kube_system_uid("k");
+        for omit in Omit::all() {
+            let mut o = options();
+            o.omit.insert(omit);
+            let r = anonymize(&snapshot(vec![gke_node()]), &key, &o);
+            if let Err(e) = r.clone().validate() {
+                panic!("--omit {}: {e:?}", omit.section());
+            }
+        }
+    }
+
+    #[test]
+    fn a_forbidden_section_is_recorded_and_the_rest_is_sent() {
+        let key = Key::from_kube_system_uid("k");
+        let mut s = snapshot(vec![gke_node()]);
+        s.namespaces = Section::Skipped(SkipReason::Forbidden);
+        s.workloads = Section::Ok(vec![
+            (Kind::Pod, Section::Skipped(SkipReason::Forbidden)),
+            (Kind::CronJob, Section::Skipped(SkipReason::NotFound)),
+        ]);
+        let r = anonymize(&s, &key, &options());
+        assert_eq!(r.nodes.as_ref().map(Vec::len), Some(1));
+        assert_eq!(r.workloads, Some(vec![]));
+        let skipped: Vec<(&str, SkipReason)> = r
+            .skipped
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| (s.section.as_str(), s.reason))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                ("namespaces", SkipReason::Forbidden),
+                ("workloads.CronJob", SkipReason::NotFound),
+                ("workloads.Pod", SkipReason::Forbidden),
+            ]
+        );
+        assert!(r.validate().is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn no_node_identifier_ever_appears_in_the_report(
+            uid in "[a-z0-9-]{8,40}",
+            provider in "[a-z]{2,10}://[a-zA-Z0-9/_.-]{8,40}",
+            secret in proptest::collection::vec(any::<u8>(), 16..64),
+        ) {
+            let key = Key::from_secret(&secret);
+            let mut n = gke_node();
+            n.uid = uid.clone();
+            n.provider_id = Some(provider.clone());
+            let report = anonymize(&snapshot(vec![n]), &key, &options());
+            let body = serde_json::to_string(&report).unwrap();
+            prop_assert!(!body.contains(&uid));
+            let rest = provider.split_once("://").unwrap().1;
+            prop_assert!(!body.contains(rest));
+            prop_assert!(!body.contains(&hex::encode(&secret)));
+            // Deterministic for a key.
+            let again = anonymize(&snapshot(vec![gke_node_with(&uid)]), &key, &options());
+            prop_assert_eq!(&report.nodes.as_ref().unwrap()[0].id, &again.nodes.as_ref().unwrap()[0].id);
+        }
+
+        #[test]
+        fn sanitized_strings_never_carry_an_address_or_build_host(
+            version in "[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,3}(-[a-z0-9]{1,8})?",
+            host in "[a-z]{3,12}",
+            a in 1u8..=255, b in any::<u8>(), c in any::<u8>(), d in 1u8..=255,
+        ) {
+            let ip = format!("{a}.{b}.{c}.{d}");
+            let raw = format!("{version} #1 SMP {host}@{host}-build {ip}");
+            let s = sanitize(&raw);
+            prop_assert_eq!(s.as_deref(), Some(version.as_str()));
+            let glued = format!("{version}-{ip}");
+            prop_assert!(sanitize(&glued).is_none());
+        }
+    }
+
+    fn gke_node_with(uid: &str) -> NodeSnapshot {
+        NodeSnapshot {
+            uid: uid.into(),
+            ..gke_node()
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Command-line flags and environment variables, parsed once into typed values.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::anonymize::Key;
+
+/// Shortest accepted `--key-file` content.
+pub const MIN_KEY_LEN: usize = 16;
+
+/// Collects anonymous statistics about this Kubernetes cluster and sends them to a
+/// Spartakus collector. Run with `--dry-run` to see exactly what would be sent.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "volunteer", version)]
+pub struct Config {
+    /// Collector base URL (reports are POSTed to URL/api/v1), or `stdout` to print each
+    /// report instead of sending it.
+    #[arg(long, visible_alias = "database", env = "SPARTAKUS_GATEWAY")]
+    pub gateway: String,
+
+    /// Time between reports; `0` sends one report and exits (for a CronJob), with a
+    /// non-zero exit code if that report could not be delivered.
+    #[arg(long, env = "SPARTAKUS_PERIOD", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub period: Duration,
+
+    /// Upper bound of a random delay added before each report, so that clusters do not all
+    /// report at once. Default: 10% of the period, or no delay with `--period 0` (the
+    /// CronJob's schedule already chooses the time).
+    #[arg(long, env = "SPARTAKUS_JITTER", value_parser = humantime::parse_duration)]
+    pub jitter: Option<Duration>,
+
+    /// Extra key/value pairs to send: a JSON file of string to string, or a directory
+    /// whose every file not starting with a dot is one pair (file name = key).
+    #[arg(long, env = "SPARTAKUS_EXTENSIONS")]
+    pub extensions: Option<PathBuf>,
+
+    /// Cluster ID to report instead of the default, a keyed hash of the collector's host
+    /// that is stable for this cluster and different for each collector.
+    #[arg(long, env = "SPARTAKUS_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// Leave a field out of the report (repeatable, or comma-separated in the variable):
+    /// nodes, nodes.osImage, nodes.kernelVersion, nodes.containerRuntimeVersion,
+    /// nodes.kubeletVersion, nodes.operatingSystem, nodes.architecture,
+    /// nodes.cloudProvider, nodes.capacity, masterVersion, namespaces, workloads, ages,
+    /// extensions.
+    #[arg(long = "omit", env = "SPARTAKUS_OMIT", value_delimiter = ',', value_parser = parse_omit)]
+    pub omit: Vec<Omit>,
+
+    /// Print the exact (uncompressed) body that would be sent, send nothing, and exit.
+    #[arg(long, env = "SPARTAKUS_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Kubeconfig file. Default: in-cluster config, else $KUBECONFIG or ~/.kube/config.
+    #[arg(long, env = "SPARTAKUS_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long, env = "SPARTAKUS_CONTEXT")]
+    pub context: Option<String>,
+
+    /// File holding the anonymization key (e.g. a mounted Secret; at least 16 bytes).
+    /// Default: a key derived from the kube-system namespace's UID. Never sent or logged.
+    #[arg(long, env = "SPARTAKUS_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Timeout of each request, to the Kubernetes API and to the collector.
+    #[arg(long, env = "SPARTAKUS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Total time to keep retrying one report before giving up on it.
+    #[arg(long, env = "SPARTAKUS_SEND_DEADLINE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub send_deadline: Duration,
+
+    /// Log format: `pretty` for people, `json` for log collectors.
+    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    pub log_format: String,
+}
+
+/// A field the operator chose to leave out (`--omit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Omit {
+    /// The whole `nodes` array.
+    Nodes,
+    /// One field of every node.
+    NodeField(NodeField),
+    /// `masterVersion`.
+    MasterVersion,
+    /// The namespace count (and the zero bucket of the histograms, which would reveal it).
+    Namespaces,
+    /// All workload statistics.
+    Workloads,
+    /// The ages in the workload statistics.
+    Ages,
+    /// The operator's extensions.
+    Extensions,
+}
+
+/// The optional fields of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeField {
+    /// `operatingSystem`.
+    OperatingSystem,
+    /// `osImage`.
+    OsImage,
+    /// `kernelVersion`.
+    KernelVersion,
+    /// `architecture`.
+    Architecture,
+    /// `containerRuntimeVersion`.
+    ContainerRuntimeVersion,
+    /// `kubeletVersion`.
+    KubeletVersion,
+    /// `cloudProvider`.
+    CloudProvider,
+    /// `capacity`.
+    Capacity,
+}
+
+impl NodeField {
+    /// Every node field, in report order.
+    pub const ALL: [NodeField; 8] = [
+        NodeField::OperatingSystem,
+        NodeField::OsImage,
+        NodeField::KernelVersion,
+        NodeField::Architecture,
+        NodeField::ContainerRuntimeVersion,
+        NodeField::KubeletVersion,
+        NodeField::CloudProvider,
+        NodeField::Capacity,
+    ];
+
+    /// The field's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeField::OperatingSystem => "operatingSystem",
+            NodeField::OsImage => "osImage",
+            NodeField::KernelVersion => "kernelVersion",
+            NodeField::Architecture => "architecture",
+            NodeField::ContainerRuntimeVersion => "containerRuntimeVersion",
+            NodeField::KubeletVersion => "kubeletVersion",
+            NodeField::CloudProvider => "cloudProvider",
+            NodeField::Capacity => "capacity",
+        }
+    }
+}
+
+impl Omit {
+    /// The section name, as `--omit` takes it and `skipped` records it.
+    pub fn section(self) -> String {
+        match self {
+            Omit::Nodes => "nodes".into(),
+            Omit::NodeField(f) => format!("nodes.{}", f.as_str()),
+            Omit::MasterVersion => "masterVersion".into(),
+            Omit::Namespaces => "namespaces".into(),
+            Omit::Workloads => "workloads".into(),
+            Omit::Ages => "ages".into(),
+            Omit::Extensions => "extensions".into(),
+        }
+    }
+
+    /// Every field `--omit` accepts.
+    pub fn all() -> Vec<Omit> {
+        let mut all = vec![Omit::Nodes];
+        all.extend(NodeField::ALL.map(Omit::NodeField));
+        all.extend([
+            Omit::MasterVersion,
+            Omit::Namespaces,
+            Omit::Workloads,
+            Omit::Ages,
+            Omit::Extensions,
+        ]);
+        all
+    }
+}
+
+fn parse_omit(s: &str) -> Result<Omit, String> {
+    let s = s.trim();
+    Omit::all()
+        .into_iter()
+        .find(|o| o.section() == s)
+        .ok_or_else(|| {
+            let names: Vec<String> = Omit::all().into_iter().map(Omit::section).collect();
+            format!("unknown field {s:?}; expected one of {}", names.join(", "))
+        })
+}
+
+/// Where reports go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Print each report on standard output.
+    Stdout,
+    /// POST to this collector base URL.
+    Gateway(reqwest::Url),
+}
+
+impl Destination {
+    /// The host the default cluster ID is derived from: the collector's host name, or
+    /// `stdout`.
+    pub fn host(&self) -> String {
+        match self {
+            Destination::Stdout => "stdout".into(),
+            Destination::Gateway(url) => url.host_str().unwrap_or_default().to_ascii_lowercase(),
+        }
+    }
+}
+
+/// The configuration after validation.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where reports go.
+    pub destination: Destination,
+    /// Time between reports; zero for one report.
+    pub period: Duration,
+    /// Upper bound of the random delay before each report.
+    pub jitter: Duration,
+    /// Extensions file or directory.
+    pub extensions: Option<PathBuf>,
+    /// Cluster ID override.
+    pub cluster_id: Option<String>,
+    /// Omitted fields.
+    pub omit: BTreeSet<Omit>,
+    /// Print instead of sending, once.
+    pub dry_run: bool,
+    /// The key from `--key-file`; `None` derives it from kube-system.
+    pub key: Option<Key>,
+    /// Kubeconfig file.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    pub context: Option<String>,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Retry budget per report.
+    pub send_deadline: Duration,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The gateway is neither `stdout` nor an http(s) URL with a host.
+    #[error("--gateway {0:?}: expected an http:// or https:// URL, or \"stdout\"")]
+    Gateway(String),
+    /// The cluster ID override is empty, too long, or not printable ASCII.
+    #[error("--cluster-id: must be 1 to 128 printable ASCII characters")]
+    ClusterId,
+    /// The jitter is not smaller than the period.
+    #[error("--jitter {jitter:?} must be smaller than --period {period:?}")]
+    Jitter {
+        /// The jitter.
+        jitter: Duration,
+        /// The period.
+        period: Duration,
+    },
+    /// The key file is unreadable or too short (the reason never includes its content).
+    #[error("--key-file {}: {reason}", path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The extensions cannot be read or break the key rules.
+    #[error("--extensions: {0}")]
+    Extensions(#[from] crate::extensions::ExtensionsError),
+    /// A timeout of zero.
+    #[error("--{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl Config {
+    /// Checks the flags and turns them into [`Settings`].
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let destination = if self.gateway == "stdout" {
+            Destination::Stdout
+        } else {
+            let url = reqwest::Url::parse(&self.gateway)
+                .map_err(|_| ConfigError::Gateway(self.gateway.clone()))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::Gateway(self.gateway.clone()));
+            }
+            Destination::Gateway(url)
+        };
+        if let Some(id) = &self.cluster_id
+            && (id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ConfigError::ClusterId);
+        }
+        let jitter = match self.jitter {
+            Some(j) => j,
+            None => self.period / 10,
+        };
+        if !self.period.is_zero() && jitter >= self.period {
+            return Err(ConfigError::Jitter {
+                jitter,
+                period: self.period,
+            });
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::Zero("request-timeout"));
+        }
+        if self.send_deadline.is_zero() {
+            return Err(ConfigError::Zero("send-deadline"));
+        }
+        let key = match &self.key_file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| ConfigError::KeyFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let secret = bytes.trim_ascii();
+                if secret.len() < MIN_KEY_LEN {
+                    return Err(ConfigError::KeyFile {
+                        path: path.clone(),
+                        reason: format!("shorter than {MIN_KEY_LEN} bytes"),
+                    });
+                }
+                Some(Key::from_secret(secret))
+            }
+        };
+        if let Some(path) = &self.extensions {
+            crate::extensions::read(path)?;
+        }
+        Ok(Settings {
+            destination,
+            period: self.period,
+            jitter,
+            extensions: self.extensions.clone(),
+            cluster_id: self.cluster_id.clone(),
+            omit: self.omit.iter().copied().collect(),
+            dry_run: self.dry_run,
+            key,
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            request_timeout: self.request_timeout,
+            send_deadline: self.send_deadline,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("volunteer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_original_database_flag_still_works() {
+        let c = parse(&["--database", "https://spartakus.k8s.io"]).unwrap();
+        assert_eq!(c.settings().unwrap().destination.host(), "spartakus.k8s.io");
+    }
+
+    #[test]
+    fn unknown_omit_fields_are_rejected_with_the_list_of_known_ones() {
+        let err = parse(&["--gateway", "stdout", "--omit", "nodes.name"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("nodes.name"), "{text}");
+        assert!(text.contains("nodes.kernelVersion"), "{text}");
+    }
+
+    #[test]
+    fn every_documented_omit_field_parses() {
+        for o in Omit::all() {
+            assert_eq!(parse_omit(&o.section()), Ok(o));
+        }
+        assert_eq!(Omit::all().len(), 14);
+    }
+
+    #[test]
+    fn jitter_defaults_to_a_tenth_of_the_period_and_to_nothing_for_one_shot() {
+        let c = parse(&["--gateway", "stdout", "--period", "24h"]).unwrap();
+        assert_eq!(c.settings().unwrap().jitter, Duration::from_secs(8640));
+        let c = parse(&["--gateway", "stdout", "--period", "0"]).unwrap();
+        assert_eq!(c.settings().unwrap().jitter, Duration::ZERO);
+    }
+
+    #[test]
+    fn bad_gateways_and_cluster_ids_are_config_errors() {
+        for g in ["ftp://x", "not a url", "https://"] {
+            let c = parse(&["--gateway", g]).unwrap();
+            assert!(c.settings().is_err(), "{g}");
+        }
+        let c = parse(&["--gateway", "stdout", "--cluster-id", "a b"]).unwrap();
+        assert!(matches!(c.settings(), Err(ConfigError::ClusterId)));
+        let c = parse(&["--gateway", "stdout", "--period", "1h", "--jitter", "2h"]).unwrap();
+        assert!(matches!(c.settings(), Err(ConfigError::Jitter { .. })));
+    }
+}

@@ -1,0 +1,75 @@
+//! What `collect` read from the cluster, as plain values: no Kubernetes types cross
+//! into `anonymize`. A snapshot still holds identifying values (UIDs, provider IDs);
+//! only `anonymize` decides what leaves the process.
+
+use std::collections::HashMap;
+
+use report::{Kind, SkipReason};
+
+/// One collected section, or why it is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Section<T> {
+    /// Collected.
+    Ok(T),
+    /// Not collected.
+    Skipped(SkipReason),
+}
+
+impl<T> Section<T> {
+    /// The value, if collected.
+    pub fn ok(&self) -> Option<&T> {
+        match self {
+            Section::Ok(v) => Some(v),
+            Section::Skipped(_) => None,
+        }
+    }
+}
+
+/// Everything one report is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// When collection started, UNIX seconds.
+    pub taken_at: i64,
+    /// The API server's `gitVersion`.
+    pub master_version: Section<String>,
+    /// Every node.
+    pub nodes: Section<Vec<NodeSnapshot>>,
+    /// The names of every namespace (to count them, and the empty ones per kind).
+    pub namespaces: Section<Vec<String>>,
+    /// Per workload kind, what was counted, in [`Kind::ALL`] order.
+    pub workloads: Section<Vec<(Kind, Section<KindCounts>)>>,
+    /// The operator's extensions, as read.
+    pub extensions: Section<Vec<(String, String)>>,
+}
+
+/// One node, as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSnapshot {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `spec.providerID`.
+    pub provider_id: Option<String>,
+    /// `status.nodeInfo.operatingSystem`.
+    pub operating_system: Option<String>,
+    /// `status.nodeInfo.osImage`.
+    pub os_image: Option<String>,
+    /// `status.nodeInfo.kernelVersion`.
+    pub kernel_version: Option<String>,
+    /// `status.nodeInfo.architecture`.
+    pub architecture: Option<String>,
+    /// `status.nodeInfo.containerRuntimeVersion`.
+    pub container_runtime_version: Option<String>,
+    /// `status.nodeInfo.kubeletVersion`.
+    pub kubelet_version: Option<String>,
+    /// `status.capacity`, name and quantity.
+    pub capacity: Vec<(String, String)>,
+}
+
+/// The objects of one kind, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindCounts {
+    /// Objects per namespace (namespaces without any are absent).
+    pub per_namespace: HashMap<String, u64>,
+    /// Creation times of every object, UNIX seconds.
+    pub created: Vec<i64>,
+}
