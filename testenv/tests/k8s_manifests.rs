@@ -1,0 +1,226 @@
+//! The manifests in `k8s/` against a real kube-apiserver: every kustomization builds, every
+//! object passes a server-side dry-run apply, and every pod template is admitted by a namespace
+//! that enforces the Pod Security "restricted" profile.
+//!
+//! `kubectl` does the building and applying, as it does for operators.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ObjectMeta, PostParams};
+use serde_json::Value;
+use testenv::KubeApi;
+
+/// Entry points an operator applies, and the bases they are made of.
+const KUSTOMIZATIONS: [&str; 7] = [
+    "volunteer",
+    "volunteer/workloads",
+    "collector",
+    "base/volunteer",
+    "base/gateway",
+    "base/ingester",
+    "base/nats",
+];
+const ENTRY_POINTS: [&str; 3] = ["volunteer", "volunteer/workloads", "collector"];
+/// Namespaces the entry points create; both are labelled to enforce "restricted".
+const NAMESPACES: [&str; 2] = ["spartakus", "spartakus-collector"];
+
+fn k8s_dir(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../k8s")
+        .join(rel)
+}
+
+fn kubectl(args: &[&str], kubeconfig: Option<&Path>) -> Output {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args);
+    if let Some(path) = kubeconfig {
+        cmd.arg("--kubeconfig").arg(path);
+    }
+    cmd.output().expect("kubectl is installed (see the README's prerequisites)")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The namespaces exist for real before a dry run: a dry-run of a namespaced object in a
+/// namespace that is only dry-run created fails with "namespace not found".
+async fn ensure_namespaces(kube: &KubeApi) {
+    let namespaces: Api<Namespace> = Api::all(kube.client().await.expect("admin client"));
+    for name in NAMESPACES {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(
+                    [(
+                        "pod-security.kubernetes.io/enforce".to_string(),
+                        "restricted".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("creating namespace {name}: {e}"),
+        }
+    }
+}
+
+/// `kubectl apply --server-side --dry-run=server -k DIR -o json`: the objects as the server
+/// would store them, and kubectl's stderr (where admission warnings appear).
+fn dry_run_apply(kube: &KubeApi, dir: &str) -> (Vec<Value>, String) {
+    let path = k8s_dir(dir);
+    let out = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=spartakus-test",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-k",
+            path.to_str().expect("utf-8 path"),
+        ],
+        Some(kube.kubeconfig_path()),
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "server-side dry-run apply of k8s/{dir} failed:\n{stderr}"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("kubectl -o json prints JSON");
+    let items = match json.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => vec![json],
+    };
+    (items, stderr)
+}
+
+fn kind_of(obj: &Value) -> &str {
+    obj["kind"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn every_kustomization_builds() {
+    for dir in KUSTOMIZATIONS {
+        let path = k8s_dir(dir);
+        let out = kubectl(&["kustomize", path.to_str().expect("utf-8 path")], None);
+        assert!(
+            out.status.success(),
+            "kubectl kustomize k8s/{dir} failed:\n{}",
+            text(&out.stderr)
+        );
+        let yaml = text(&out.stdout);
+        assert!(yaml.contains("kind:"), "k8s/{dir} built to no objects");
+        for forbidden in ["secrets", "configmaps"] {
+            if dir.starts_with("volunteer") || dir == "base/volunteer" {
+                assert!(
+                    !yaml.contains(&format!("- {forbidden}")),
+                    "the volunteer's RBAC must never name {forbidden}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_object_is_accepted_by_a_server_side_dry_run_apply() {
+    let kube = KubeApi::shared().await.expect("kube-apiserver starts");
+    ensure_namespaces(kube).await;
+    for dir in ENTRY_POINTS {
+        let (items, stderr) = dry_run_apply(kube, dir);
+        let built = text(
+            &kubectl(
+                &["kustomize", k8s_dir(dir).to_str().expect("utf-8 path")],
+                None,
+            )
+            .stdout,
+        );
+        let expected = built.matches("\nkind: ").count() + usize::from(built.starts_with("kind: "));
+        assert_eq!(
+            items.len(),
+            expected,
+            "k8s/{dir}: the server returned {} objects for {expected} built",
+            items.len()
+        );
+        assert!(
+            !stderr.contains("PodSecurity"),
+            "k8s/{dir}: the restricted profile warns about a pod template:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_pod_template_is_admitted_under_the_restricted_pod_security_profile() {
+    let kube = KubeApi::shared().await.expect("kube-apiserver starts");
+    ensure_namespaces(kube).await;
+    let client = kube.client().await.expect("admin client");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut templates = 0;
+    for dir in ENTRY_POINTS {
+        let (items, _) = dry_run_apply(kube, dir);
+        for obj in &items {
+            let template = match kind_of(obj) {
+                "Deployment" | "StatefulSet" | "DaemonSet" => &obj["spec"]["template"],
+                "CronJob" => &obj["spec"]["jobTemplate"]["spec"]["template"],
+                _ => continue,
+            };
+            let name = obj["metadata"]["name"].as_str().expect("named object");
+            let namespace = obj["metadata"]["namespace"]
+                .as_str()
+                .expect("workloads are namespaced");
+            assert!(
+                NAMESPACES.contains(&namespace),
+                "{name} is in {namespace}, which does not enforce the restricted profile"
+            );
+            let mut pod: Pod = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": template["metadata"].clone(),
+                "spec": template["spec"].clone(),
+            }))
+            .expect("a pod template is a pod");
+            pod.metadata.name = Some(format!("{name}-template-check"));
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            if let Err(e) = pods.create(&dry_run, &pod).await {
+                panic!("k8s/{dir}: the pod of {} {name} is refused: {e}", kind_of(obj));
+            }
+            // Read-only root filesystem on every container, beyond what "restricted" demands.
+            for c in pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default() {
+                let ro = c
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.read_only_root_filesystem)
+                    .unwrap_or(false);
+                assert!(ro, "{name}/{}: root filesystem is writable", c.name);
+            }
+            templates += 1;
+        }
+    }
+    // volunteer CronJob (twice: both variants), gateway, ingester, nats.
+    assert!(templates >= 5, "only {templates} pod templates found");
+
+    // The control: the same namespace refuses a pod that breaks the profile, so the checks above
+    // could fail.
+    let root: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "runs-as-root"},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "securityContext": {"runAsUser": 0, "privileged": true}}]}
+    }))
+    .expect("valid pod");
+    let pods: Api<Pod> = Api::namespaced(client, NAMESPACES[0]);
+    let refused = pods.create(&dry_run, &root).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403),
+        "a privileged root pod was not refused: {refused:?}"
+    );
+}
