@@ -1,0 +1,251 @@
+//! Command-line flags, each with an environment variable, parsed into typed values at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The Spartakus ingester: consumes reports from NATS JetStream and writes each one exactly once
+/// to BigQuery, a local SQLite file, or stdout.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ingester", version, about)]
+pub struct Config {
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "SPARTAKUS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+
+    /// NATS server URL(s), comma-separated.
+    #[arg(
+        long,
+        env = "SPARTAKUS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+
+    /// JetStream stream the gateway publishes reports to. The ingester waits for it to exist.
+    #[arg(long, env = "SPARTAKUS_STREAM", default_value = "SPARTAKUS_REPORTS")]
+    pub stream: String,
+
+    /// Subject the consumer is filtered on.
+    #[arg(long, env = "SPARTAKUS_SUBJECT", default_value = "spartakus.reports")]
+    pub subject: String,
+
+    /// Name of the durable pull consumer; replicas with the same name share the work.
+    #[arg(long, env = "SPARTAKUS_CONSUMER", default_value = "spartakus-ingester")]
+    pub consumer: String,
+
+    /// Time a delivered report may stay unacknowledged before JetStream redelivers it.
+    #[arg(long, env = "SPARTAKUS_ACK_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ack_wait: Duration,
+
+    /// Deliveries of one report before giving up; the last one that still fails sends the
+    /// report to the dead-letter subject, so nothing is dropped silently.
+    #[arg(long, env = "SPARTAKUS_MAX_DELIVER", default_value_t = 20,
+          value_parser = clap::value_parser!(i64).range(2..))]
+    pub max_deliver: i64,
+
+    /// Most reports delivered and not yet acknowledged, across all replicas.
+    #[arg(long, env = "SPARTAKUS_MAX_ACK_PENDING", default_value_t = 10_000,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_ack_pending: i64,
+
+    /// Most reports written to the sink in one batch.
+    #[arg(long, env = "SPARTAKUS_BATCH_SIZE", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+
+    /// Longest wait for a batch to fill once its first report arrived.
+    #[arg(long, env = "SPARTAKUS_BATCH_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub batch_wait: Duration,
+
+    /// Where rows go: `sqlite:PATH`, `bigquery://PROJECT/DATASET/TABLE`, or `stdout` (JSON lines).
+    #[arg(
+        long,
+        env = "SPARTAKUS_SINK",
+        default_value = "sqlite:spartakus.sqlite"
+    )]
+    pub sink: SinkSpec,
+
+    /// Base URL of the BigQuery v2 API, to use an emulator or a private endpoint, e.g.
+    /// `http://127.0.0.1:9050/bigquery/v2`.
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_ENDPOINT")]
+    pub bigquery_endpoint: Option<String>,
+
+    /// Service-account key file for BigQuery. Unset: Application Default Credentials
+    /// (GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the metadata server / workload identity).
+    /// `none`: send no credentials (only for an emulator).
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_CREDENTIALS")]
+    pub bigquery_credentials: Option<Credentials>,
+
+    /// Most rows in one BigQuery insertAll request.
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_MAX_ROWS", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    pub bigquery_max_rows: u32,
+
+    /// Most bytes of JSON rows in one BigQuery insertAll request (BigQuery's limit is 10 MB).
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_MAX_BYTES", default_value_t = 5_000_000,
+          value_parser = clap::value_parser!(u64).range(1024..=10_000_000))]
+    pub bigquery_max_bytes: u64,
+
+    /// Subject dead reports are published to, with the reason in a header; stored in the
+    /// stream SPARTAKUS_DEADLETTER, which the ingester creates.
+    #[arg(
+        long,
+        env = "SPARTAKUS_DEAD_LETTER_SUBJECT",
+        default_value = "spartakus.deadletter"
+    )]
+    pub dead_letter_subject: String,
+
+    /// On SIGTERM, time to finish and acknowledge the batch in hand before exiting anyway.
+    #[arg(long, env = "SPARTAKUS_SHUTDOWN_TIMEOUT", default_value = "20s",
+          value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log format: `json` (one object per line, for clusters) or `pretty` (for a terminal).
+    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+/// The stream holding dead-lettered reports.
+pub const DEAD_LETTER_STREAM: &str = "SPARTAKUS_DEADLETTER";
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// Which sink rows are written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// A local SQLite file.
+    Sqlite(PathBuf),
+    /// A BigQuery table.
+    BigQuery(TableRef),
+    /// JSON lines on standard output.
+    Stdout,
+}
+
+/// A fully qualified BigQuery table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    /// The Google Cloud project.
+    pub project: String,
+    /// The dataset, created if missing.
+    pub dataset: String,
+    /// The table, created if missing.
+    pub table: String,
+}
+
+impl FromStr for SinkSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "stdout" {
+            return Ok(SinkSpec::Stdout);
+        }
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("sqlite: needs a path, e.g. sqlite:spartakus.sqlite".into());
+            }
+            return Ok(SinkSpec::Sqlite(PathBuf::from(path)));
+        }
+        if let Some(rest) = s.strip_prefix("bigquery://") {
+            let parts: Vec<&str> = rest.split('/').collect();
+            return match parts.as_slice() {
+                [project, dataset, table]
+                    if [project, dataset, table].iter().all(|p| valid_id(p)) =>
+                {
+                    Ok(SinkSpec::BigQuery(TableRef {
+                        project: (*project).to_owned(),
+                        dataset: (*dataset).to_owned(),
+                        table: (*table).to_owned(),
+                    }))
+                }
+                _ => Err("expected bigquery://PROJECT/DATASET/TABLE".into()),
+            };
+        }
+        Err("expected sqlite:PATH, bigquery://PROJECT/DATASET/TABLE or stdout".into())
+    }
+}
+
+/// Project, dataset and table IDs: letters, digits, `_`, `-`, `.` and `:` (domain-scoped projects).
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 1024
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+/// How the BigQuery client authenticates.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// A service-account key file.
+    KeyFile(PathBuf),
+    /// No credentials: for an emulator only.
+    None,
+}
+
+impl std::fmt::Debug for Credentials {
+    // The path is not secret, but keep the shape obvious in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::KeyFile(p) => write!(f, "KeyFile({})", p.display()),
+            Credentials::None => f.write_str("None"),
+        }
+    }
+}
+
+impl FromStr for Credentials {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" => Err("empty path".into()),
+            "none" => Ok(Credentials::None),
+            path => Ok(Credentials::KeyFile(PathBuf::from(path))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_match_the_documentation() {
+        let config = Config::try_parse_from(["ingester"]).unwrap();
+        assert_eq!(config.sink, SinkSpec::Sqlite("spartakus.sqlite".into()));
+        assert_eq!(config.ack_wait, Duration::from_secs(60));
+        assert_eq!(config.batch_size, 500);
+        assert_eq!(config.dead_letter_subject, "spartakus.deadletter");
+    }
+
+    #[test]
+    fn a_bigquery_sink_names_project_dataset_and_table() {
+        let spec: SinkSpec = "bigquery://my-proj/spartakus/reports".parse().unwrap();
+        assert_eq!(
+            spec,
+            SinkSpec::BigQuery(TableRef {
+                project: "my-proj".into(),
+                dataset: "spartakus".into(),
+                table: "reports".into()
+            })
+        );
+        assert!("bigquery://my-proj/spartakus".parse::<SinkSpec>().is_err());
+        assert!("bigquery://p/d/t/x".parse::<SinkSpec>().is_err());
+        assert!("bigquery://p/d a/t".parse::<SinkSpec>().is_err());
+        assert!("postgres://x".parse::<SinkSpec>().is_err());
+        assert!("sqlite:".parse::<SinkSpec>().is_err());
+    }
+
+    #[test]
+    fn max_deliver_below_two_is_refused() {
+        assert!(Config::try_parse_from(["ingester", "--max-deliver", "1"]).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! Prometheus metrics, served on `/metrics`. Labels are low-cardinality: sink name, result, reason.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric the ingester exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rows: Family<Labels, Counter>,
+    batches: Family<Labels, Counter>,
+    batch_seconds: Histogram,
+    redeliveries: Counter,
+    naks: Counter,
+    dead_lettered: Family<Labels, Counter>,
+    pending: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `spartakus_ingester` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("spartakus_ingester");
+        let rows = Family::<Labels, Counter>::default();
+        registry.register(
+            "rows",
+            "Rows handled by the sink, by sink and result (written, duplicate)",
+            rows.clone(),
+        );
+        let batches = Family::<Labels, Counter>::default();
+        registry.register(
+            "batches",
+            "Batches written, by result (ok, error)",
+            batches.clone(),
+        );
+        let batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "batch_duration_seconds",
+            "Time to write a batch to the sink and settle its messages",
+            batch_seconds.clone(),
+        );
+        let redeliveries = Counter::default();
+        registry.register(
+            "redeliveries",
+            "Messages delivered more than once (after a crash, a nak or an ack timeout)",
+            redeliveries.clone(),
+        );
+        let naks = Counter::default();
+        registry.register("naks", "Messages nakked for a later retry", naks.clone());
+        let dead_lettered = Family::<Labels, Counter>::default();
+        registry.register(
+            "dead_lettered",
+            "Messages sent to the dead-letter subject, by reason",
+            dead_lettered.clone(),
+        );
+        let pending = Gauge::default();
+        registry.register(
+            "consumer_pending",
+            "Messages in the stream not yet delivered to the consumer",
+            pending.clone(),
+        );
+        Metrics {
+            registry,
+            rows,
+            batches,
+            batch_seconds,
+            redeliveries,
+            naks,
+            dead_lettered,
+            pending,
+        }
+    }
+
+    /// Counts `n` rows with `result` in `sink`.
+    pub fn rows(&self, sink: &'static str, result: &'static str, n: u64) {
+        if n > 0 {
+            self.rows
+                .get_or_create(&vec![("sink", sink), ("result", result)])
+                .inc_by(n);
+        }
+    }
+
+    /// Counts one batch and how long it took.
+    pub fn batch(&self, ok: bool, seconds: f64) {
+        let result = if ok { "ok" } else { "error" };
+        self.batches.get_or_create(&vec![("result", result)]).inc();
+        self.batch_seconds.observe(seconds);
+    }
+
+    /// Counts a redelivered message.
+    pub fn redelivered(&self) {
+        self.redeliveries.inc();
+    }
+
+    /// Counts a nakked message.
+    pub fn nakked(&self) {
+        self.naks.inc();
+    }
+
+    /// Counts a dead-lettered message.
+    pub fn dead_lettered(&self, reason: &'static str) {
+        self.dead_lettered
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    /// Records the consumer's pending count as last reported by JetStream.
+    pub fn pending(&self, n: u64) {
+        self.pending.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_the_exposition_with_their_labels() {
+        let m = Metrics::new();
+        m.rows("sqlite", "written", 3);
+        m.dead_lettered("invalid");
+        m.pending(7);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"spartakus_ingester_rows_total{sink="sqlite",result="written"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spartakus_ingester_dead_lettered_total{reason="invalid"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("spartakus_ingester_consumer_pending 7"),
+            "{text}"
+        );
+    }
+}

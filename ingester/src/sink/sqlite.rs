@@ -1,0 +1,285 @@
+//! The embedded sink: one SQLite file (WAL), written by one dedicated thread, one transaction
+//! per batch. `report_id` is unique and rows are inserted with `INSERT OR IGNORE`, so a
+//! redelivered report changes nothing: exactly once in this sink.
+//!
+//! The schema is `schema/sqlite.sql`, applied as migration 1 via `PRAGMA user_version`.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::{Outcome, Sink};
+use crate::error::SinkError;
+use crate::row::{Row, kubernetes_minor};
+
+/// Migrations in order; migration `i` brings `user_version` from `i` to `i + 1`. Never edit one
+/// that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[include_str!("../../schema/sqlite.sql")];
+
+/// How long a write waits for another process holding the database lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+enum Job {
+    Write(Vec<Row>, oneshot::Sender<Result<Vec<Outcome>, SinkError>>),
+    Ping(oneshot::Sender<Result<(), SinkError>>),
+}
+
+/// Writes rows into a SQLite file.
+#[derive(Debug)]
+pub struct SqliteSink {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteSink {
+    /// Opens (or creates) the database, applies pending migrations and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self, SinkError> {
+        let conn = open_connection(path)?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer(conn, rx))?;
+        Ok(SqliteSink { jobs })
+    }
+}
+
+/// Opens the file with the pragmas the ingester relies on and migrates it.
+pub fn open_connection(path: &Path) -> Result<Connection, SinkError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers (people querying) never block the writer. FULL: a commit is on disk before
+    // we acknowledge the reports in it, even across a power loss.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Applies the migrations the file has not seen yet, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), SinkError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(SinkError::Sqlite(rusqlite::Error::InvalidParameterName(
+            format!(
+                "database schema version {version} is newer than this ingester ({})",
+                MIGRATIONS.len()
+            ),
+        )));
+    }
+    for sql in &MIGRATIONS[version..] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    // Ends when the sink (every sender) is dropped.
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Write(rows, reply) => {
+                let _ = reply.send(write_batch(&mut conn, &rows));
+            }
+            Job::Ping(reply) => {
+                let ping = conn
+                    .query_row("SELECT count(*) FROM pragma_user_version", [], |_| Ok(()))
+                    .map_err(SinkError::from);
+                let _ = reply.send(ping);
+            }
+        }
+    }
+}
+
+/// Writes rows in one transaction. A row SQLite could never store (an integer beyond 2^63) is
+/// rejected alone; any other failure rolls the whole batch back.
+pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, SinkError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let outcome = match fits(row) {
+            Err(reason) => Outcome::Rejected(reason),
+            Ok(()) => insert_row(&tx, row)?,
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// SQLite integers are signed 64-bit; the report's counts are unsigned.
+fn fits(row: &Row) -> Result<(), String> {
+    let mut values = vec![("namespaces".to_owned(), row.namespaces)];
+    for (i, w) in row.workloads.iter().enumerate() {
+        values.push((format!("workloads[{i}].total"), Some(w.total)));
+        if let Some(age) = w.age_hours {
+            values.push((format!("workloads[{i}].ageHours.median"), Some(age.median)));
+            values.push((format!("workloads[{i}].ageHours.p90"), Some(age.p90)));
+        }
+        for (j, b) in w.per_namespace.iter().enumerate() {
+            values.push((format!("workloads[{i}].perNamespace[{j}].min"), Some(b.min)));
+            values.push((format!("workloads[{i}].perNamespace[{j}].max"), b.max));
+            values.push((
+                format!("workloads[{i}].perNamespace[{j}].namespaces"),
+                Some(b.namespaces),
+            ));
+        }
+    }
+    match values
+        .into_iter()
+        .find(|(_, v)| v.is_some_and(|v| i64::try_from(v).is_err()))
+    {
+        Some((path, _)) => Err(format!("{path}: larger than SQLite's 64-bit integers")),
+        None => Ok(()),
+    }
+}
+
+fn insert_row(tx: &Transaction<'_>, row: &Row) -> Result<Outcome, SinkError> {
+    let mut report = tx.prepare_cached(
+        "INSERT OR IGNORE INTO reports (report_id, received_at, version, timestamp, cluster_id,
+             master_version, master_minor, schema_version, namespaces)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let inserted = report.execute(params![
+        row.report_id,
+        row.received_at.as_second(),
+        row.version,
+        row.timestamp,
+        row.cluster_id,
+        row.master_version,
+        row.master_version.as_deref().and_then(kubernetes_minor),
+        row.schema_version,
+        row.namespaces,
+    ])?;
+    if inserted == 0 {
+        return Ok(Outcome::Duplicate);
+    }
+    let id = tx.last_insert_rowid();
+
+    let mut node = tx.prepare_cached(
+        "INSERT INTO nodes (report, idx, node_id, operating_system, os_image, kernel_version,
+             architecture, container_runtime_version, kubelet_version, cloud_provider)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut capacity = tx.prepare_cached(
+        "INSERT INTO capacity (report, node, idx, resource, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (i, n) in row.nodes.iter().enumerate() {
+        node.execute(params![
+            id,
+            i,
+            n.id,
+            n.operating_system,
+            n.os_image,
+            n.kernel_version,
+            n.architecture,
+            n.container_runtime_version,
+            n.kubelet_version,
+            n.cloud_provider,
+        ])?;
+        for (j, c) in n.capacity.iter().flatten().enumerate() {
+            capacity.execute(params![id, i, j, c.resource, c.value])?;
+        }
+    }
+
+    let mut extension = tx.prepare_cached(
+        "INSERT INTO extensions (report, idx, name, value) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (i, e) in row.extensions.iter().enumerate() {
+        extension.execute(params![id, i, e.name, e.value])?;
+    }
+
+    let mut workload = tx.prepare_cached(
+        "INSERT INTO workloads (report, idx, kind, total, age_median_hours, age_p90_hours)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut bucket = tx.prepare_cached(
+        "INSERT INTO workload_buckets (report, workload, idx, min, max, namespaces)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (i, w) in row.workloads.iter().enumerate() {
+        workload.execute(params![
+            id,
+            i,
+            w.kind.as_str(),
+            w.total,
+            w.age_hours.map(|a| a.median),
+            w.age_hours.map(|a| a.p90),
+        ])?;
+        for (j, b) in w.per_namespace.iter().enumerate() {
+            bucket.execute(params![id, i, j, b.min, b.max, b.namespaces])?;
+        }
+    }
+
+    let mut skipped = tx.prepare_cached(
+        "INSERT INTO skipped (report, idx, section, reason) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (i, s) in row.skipped.iter().enumerate() {
+        skipped.execute(params![id, i, s.section, skip_reason(s.reason)])?;
+    }
+    Ok(Outcome::Written)
+}
+
+fn skip_reason(reason: report::SkipReason) -> &'static str {
+    match reason {
+        report::SkipReason::Forbidden => "forbidden",
+        report::SkipReason::NotFound => "notFound",
+        report::SkipReason::Omitted => "omitted",
+        report::SkipReason::Error => "error",
+    }
+}
+
+impl Sink for SqliteSink {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn write(&self, rows: Vec<Row>) -> Result<Vec<Outcome>, SinkError> {
+        let (reply, outcome) = oneshot::channel();
+        self.jobs
+            .send(Job::Write(rows, reply))
+            .map_err(|_| SinkError::WriterGone)?;
+        outcome.await.map_err(|_| SinkError::WriterGone)?
+    }
+
+    async fn ready(&self) -> Result<(), SinkError> {
+        let (reply, pong) = oneshot::channel();
+        self.jobs
+            .send(Job::Ping(reply))
+            .map_err(|_| SinkError::WriterGone)?;
+        pong.await.map_err(|_| SinkError::WriterGone)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op_and_records_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(open_connection(&path).unwrap());
+        let conn = open_connection(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_ingester_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(open_connection(&path).is_err());
+    }
+}
