@@ -137,3 +137,219 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SEED: &[u8] = include_bytes!("../testdata/v1-seed.json");
+
+    fn minimal(extra: &str) -> String {
+        format!(r#"{{"version":"v1.0.0","clusterID":"c"{extra}}}"#)
+    }
+
+    fn rules(body: &str) -> Vec<String> {
+        match decode(body.as_bytes()) {
+            Err(DecodeError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn derived_report_ids_are_deterministic() {
+        let a = ReportId::derive("cluster", Some("1700000000"), SEED);
+        let b = ReportId::derive("cluster", Some("1700000000"), SEED);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn derived_report_ids_change_with_each_input() {
+        let base = ReportId::derive("cluster", Some("1700000000"), b"body");
+        assert_ne!(base, ReportId::derive("cluster2", Some("1700000000"), b"body"));
+        assert_ne!(base, ReportId::derive("cluster", Some("1700000001"), b"body"));
+        assert_ne!(base, ReportId::derive("cluster", None, b"body"));
+        assert_ne!(base, ReportId::derive("cluster", Some("1700000000"), b"body "));
+    }
+
+    #[test]
+    fn derived_report_ids_do_not_confuse_where_one_input_ends_and_the_next_begins() {
+        assert_ne!(
+            ReportId::derive("ab", Some("c"), b""),
+            ReportId::derive("a", Some("bc"), b"")
+        );
+        assert_ne!(
+            ReportId::derive("a", Some(""), b"b"),
+            ReportId::derive("a", Some("b"), b"")
+        );
+    }
+
+    #[test]
+    fn derived_report_ids_are_version_8_uuids_in_canonical_form() {
+        let id = ReportId::derive("c", None, b"");
+        assert_eq!(id.as_uuid().get_version_num(), 8);
+        assert_eq!(ReportId::parse(&id.to_string()), Some(id));
+    }
+
+    #[test]
+    fn random_report_ids_differ_and_parse_back() {
+        let (a, b) = (ReportId::random(), ReportId::random());
+        assert_ne!(a, b);
+        assert_eq!(ReportId::parse(&a.to_string()), Some(a));
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_of_a_report_id_parses() {
+        let canonical = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert!(ReportId::parse(canonical).is_some());
+        for other in [
+            "0F8FAD5B-D9CB-469F-A165-70867728950E",
+            "0f8fad5bd9cb469fa16570867728950e",
+            "{0f8fad5b-d9cb-469f-a165-70867728950e}",
+            "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e",
+            "0f8fad5b-d9cb-469f-a165-70867728950",
+            "0f8fad5b-d9cb-469f-a165-70867728950g",
+            "",
+        ] {
+            assert_eq!(ReportId::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_valid_report_exposes_its_ids() {
+        let body = minimal(r#","reportID":"0f8fad5b-d9cb-469f-a165-70867728950e""#);
+        let valid = decode(body.as_bytes()).unwrap();
+        assert_eq!(valid.cluster_id(), "c");
+        assert_eq!(
+            valid.report_id().unwrap().to_string(),
+            "0f8fad5b-d9cb-469f-a165-70867728950e"
+        );
+        assert_eq!(decode(SEED).unwrap().report_id(), None);
+    }
+
+    #[test]
+    fn deep_nesting_is_a_syntax_error_not_a_stack_overflow() {
+        let deep = "[".repeat(10_000);
+        let bodies = [
+            deep.clone(),
+            "{".repeat(10_000),
+            format!(r#"{{"version":{deep}"#),
+            format!(r#"{{"version":"v","clusterID":"c","extensions":[{{"name":"a","value":{deep}"#),
+            format!(r#"{{"nodes":[{{"capacity":{deep}"#),
+        ];
+        for body in bodies {
+            assert!(matches!(decode(body.as_bytes()), Err(DecodeError::Syntax(_))));
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_a_syntax_error() {
+        let err = decode(br#"{"version":"a","version":"b","clusterID":"c"}"#).unwrap_err();
+        assert!(err.to_string().starts_with("duplicate field `version`"), "{err}");
+        let err = decode(
+            br#"{"version":"a","clusterID":"c","nodes":[{"id":"n","id":"m"}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("duplicate field `id`"), "{err}");
+    }
+
+    #[test]
+    fn trailing_data_after_the_report_is_a_syntax_error() {
+        let body = format!("{} {{}}", minimal(""));
+        assert!(matches!(decode(body.as_bytes()), Err(DecodeError::Syntax(_))));
+    }
+
+    #[test]
+    fn fifteen_thousand_nodes_are_accepted_and_one_more_is_not() {
+        let nodes = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!(r#"{{"id":"n{i}"}}"#)).collect();
+            minimal(&format!(r#","nodes":[{}]"#, list.join(",")))
+        };
+        assert!(decode(nodes(MAX_NODES).as_bytes()).is_ok());
+        assert_eq!(rules(&nodes(MAX_NODES + 1)), ["nodes: more than 15000 nodes"]);
+    }
+
+    #[test]
+    fn a_hostile_body_gets_at_most_a_hundred_errors_and_a_count_of_the_rest() {
+        let list: Vec<&str> = vec![r#"{"id":"bad id"}"#; MAX_NODES];
+        let body = minimal(&format!(r#","nodes":[{}]"#, list.join(",")));
+        let rules = rules(&body);
+        assert_eq!(rules.len(), MAX_ERRORS + 1);
+        assert_eq!(rules[0], "nodes[0].id: not 1-64 characters of [A-Za-z0-9_-]");
+        assert_eq!(
+            rules[MAX_ERRORS],
+            format!("(report): {} more errors omitted", MAX_NODES - MAX_ERRORS)
+        );
+    }
+
+    #[test]
+    fn strings_of_exactly_the_limit_are_accepted() {
+        let at_limit = "x".repeat(MAX_STRING);
+        let body = minimal(&format!(
+            r#","masterVersion":"{at_limit}","extensions":[{{"name":"k","value":"{}"}}]"#,
+            "v".repeat(MAX_EXTENSION_VALUE)
+        ));
+        assert!(decode(body.as_bytes()).is_ok());
+        let id = minimal("").replace(r#""c""#, &format!(r#""{}""#, "c".repeat(128)));
+        assert!(decode(id.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn string_limits_count_bytes_not_characters() {
+        // 86 three-byte characters: 258 bytes.
+        let body = minimal(&format!(r#","masterVersion":"{}""#, "€".repeat(86)));
+        assert_eq!(rules(&body), ["masterVersion: longer than 256 bytes"]);
+    }
+
+    #[test]
+    fn the_histogram_need_not_add_up_when_the_namespace_count_is_absent() {
+        let body = minimal(
+            r#","workloads":[{"kind":"Pod","total":3,"perNamespace":[
+            {"min":0,"max":0,"namespaces":0},{"min":1,"max":1,"namespaces":1},
+            {"min":2,"max":5,"namespaces":1},{"min":6,"max":10,"namespaces":0},
+            {"min":11,"max":50,"namespaces":0},{"min":51,"max":100,"namespaces":0},
+            {"min":101,"max":500,"namespaces":0},{"min":501,"namespaces":0}]}]"#,
+        );
+        assert!(decode(body.as_bytes()).is_ok());
+        let with_count = body.replace(r#""workloads""#, r#""namespaces":5,"workloads""#);
+        assert_eq!(
+            rules(&with_count),
+            ["workloads[0].perNamespace: buckets hold 2 namespaces, not namespaces (5)"]
+        );
+    }
+
+    #[test]
+    fn every_optional_section_can_be_marked_skipped() {
+        let skipped: Vec<String> = validate::SECTIONS
+            .iter()
+            .map(|s| format!(r#"{{"section":"{s}","reason":"omitted"}}"#))
+            .collect();
+        let body = minimal(&format!(r#","skipped":[{}]"#, skipped.join(",")));
+        assert!(decode(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn an_envelope_round_trips_and_is_revalidated() {
+        let id = ReportId::random();
+        let at = jiff::Timestamp::from_second(1_767_225_600).unwrap();
+        let env = Envelope::new(id, at, decode(SEED).unwrap());
+        let back = Envelope::decode(&env.encode()).unwrap();
+        assert_eq!(back.report_id, id);
+        assert_eq!(back.received_at, at);
+        assert_eq!(back.report, decode(SEED).unwrap());
+
+        let mut bad = env.clone();
+        bad.report_id = id.to_string().to_uppercase();
+        let err = Envelope::decode(&bad.encode()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reportID: not a canonical UUID (lowercase 8-4-4-4-12 hex)"
+        );
+        bad.report_id = id.to_string();
+        bad.report.cluster_id = String::new();
+        assert_eq!(
+            Envelope::decode(&bad.encode()).unwrap_err().to_string(),
+            "clusterID: required"
+        );
+    }
+}
