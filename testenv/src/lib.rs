@@ -1,1 +1,94 @@
-//! Real servers for tests.
+//! Real servers for tests, on free loopback ports in temporary folders, stopped on drop.
+//!
+//! The binaries are built from the Go module proxy by `testenv/build.sh`; [`bin_dir`] says where
+//! they are looked for.
+//!
+//! - `binaries`: locating the server binaries ([`bin_dir`]).
+//! - `process`: one server process under a watchdog that kills it when this process dies, its
+//!   log, readiness polling with a deadline, free ports.
+//! - `nats`: [`Nats`], a JetStream server, and [`NatsCluster`], a JetStream cluster.
+//! - `kube_api`: [`KubeApi`], etcd + kube-apiserver with RBAC, an admin kubeconfig and
+//!   ServiceAccount tokens.
+//! - `bigquery`: [`BigQuery`], the BigQuery emulator.
+//! - `cli`: `testenv up [nats|kube|bigquery|all]` ([`cli::run`]).
+
+mod bigquery;
+mod binaries;
+pub mod cli;
+mod kube_api;
+mod nats;
+mod process;
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+pub use bigquery::BigQuery;
+pub use binaries::bin_dir;
+pub use kube_api::KubeApi;
+pub use nats::{Nats, NatsCluster};
+
+/// Why a server could not be started or used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A binary is not built yet.
+    #[error("{name} not found in {}: run testenv/build.sh (or set SPARTAKUS_TESTENV_BIN)", dir.display())]
+    MissingBinary {
+        /// The binary's file name.
+        name: &'static str,
+        /// The folder it was looked for in.
+        dir: PathBuf,
+    },
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server exited before it was ready.
+    #[error("{server} exited ({status}) before it was ready; last lines of {}:\n{tail}", log.display())]
+    Exited {
+        /// Which server.
+        server: &'static str,
+        /// How it exited.
+        status: ExitStatus,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+    /// The server did not become ready before the deadline.
+    #[error("{server} not ready after {secs}s ({reason}); last lines of {}:\n{tail}", log.display())]
+    NotReady {
+        /// Which server.
+        server: &'static str,
+        /// The deadline, in seconds.
+        secs: u64,
+        /// The last readiness probe's failure.
+        reason: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+    /// Generating a key or certificate failed.
+    #[error("generating a certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// Reading a kubeconfig failed.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -38,7 +38,8 @@ fn kubectl(args: &[&str], kubeconfig: Option<&Path>) -> Output {
     if let Some(path) = kubeconfig {
         cmd.arg("--kubeconfig").arg(path);
     }
-    cmd.output().expect("kubectl is installed (see the README's prerequisites)")
+    cmd.output()
+        .expect("kubectl is installed (see the README's prerequisites)")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -192,10 +193,18 @@ async fn every_pod_template_is_admitted_under_the_restricted_pod_security_profil
             pod.metadata.name = Some(format!("{name}-template-check"));
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
             if let Err(e) = pods.create(&dry_run, &pod).await {
-                panic!("k8s/{dir}: the pod of {} {name} is refused: {e}", kind_of(obj));
+                panic!(
+                    "k8s/{dir}: the pod of {} {name} is refused: {e}",
+                    kind_of(obj)
+                );
             }
             // Read-only root filesystem on every container, beyond what "restricted" demands.
-            for c in pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default() {
+            for c in pod
+                .spec
+                .as_ref()
+                .map(|s| s.containers.as_slice())
+                .unwrap_or_default()
+            {
                 let ro = c
                     .security_context
                     .as_ref()

@@ -1,0 +1,100 @@
+//! The BigQuery emulator (github.com/goccy/bigquery-emulator), data in memory.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::Error;
+use crate::binaries::binary;
+use crate::process::{Process, START_ATTEMPTS, free_ports, http_get};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The project every emulator serves.
+const PROJECT: &str = "spartakus-test";
+
+/// A `bigquery-emulator` serving one project, its data in memory, on free loopback ports.
+///
+/// Its memory grows with each query it runs, so keep one instance to a group of tests with tens
+/// of queries, not hundreds. Killed on drop.
+#[derive(Debug)]
+pub struct BigQuery {
+    // Field order matters: the process dies before its folder (the log) is removed.
+    process: Process,
+    port: u16,
+    grpc_port: u16,
+    _dir: TempDir,
+}
+
+impl BigQuery {
+    /// Starts the emulator and waits until it lists the project's datasets.
+    pub async fn start() -> Result<Self, Error> {
+        let dir = TempDir::with_prefix("spartakus-bigquery-")
+            .map_err(|e| Error::io("creating a temporary folder", e))?;
+        let log = dir.path().join("bigquery-emulator.log");
+        let http = reqwest::Client::new();
+        let mut attempt = 1;
+        loop {
+            let ports = free_ports(2)?;
+            let (port, grpc_port) = (ports[0], ports[1]);
+            let args: Vec<OsString> = [
+                format!("--project={PROJECT}"),
+                "--host=127.0.0.1".to_owned(),
+                format!("--port={port}"),
+                format!("--grpc-port={grpc_port}"),
+                "--log-level=warn".to_owned(),
+            ]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+            let mut process = Process::spawn(
+                "bigquery-emulator",
+                &binary("bigquery-emulator")?,
+                &args,
+                &log,
+                None,
+            )?;
+            let url = format!("http://127.0.0.1:{port}/bigquery/v2/projects/{PROJECT}/datasets");
+            let ready = process
+                .wait_until(READY_TIMEOUT, || {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move { http_get(&http, &url).await.map(drop) }
+                })
+                .await;
+            match ready {
+                Ok(()) => {
+                    return Ok(Self {
+                        process,
+                        port,
+                        grpc_port,
+                        _dir: dir,
+                    });
+                }
+                // Most likely a port was taken between choosing and binding it: choose again.
+                Err(Error::Exited { .. }) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The REST endpoint, e.g. `http://127.0.0.1:34567`; it serves paths both with and
+    /// without the `/bigquery/v2` prefix.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The Storage API (gRPC) address, e.g. `127.0.0.1:34568`.
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The project the emulator serves.
+    pub fn project(&self) -> &str {
+        PROJECT
+    }
+
+    /// The end of the emulator's log, for diagnosing a failed test.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+}

@@ -1,0 +1,275 @@
+//! NATS with JetStream: one server, or a cluster of servers on loopback.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::Error;
+use crate::binaries::binary;
+use crate::process::{Process, START_ATTEMPTS, free_ports, http_get};
+
+/// How long a server may take to be ready (a cluster: to elect a meta leader).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `stop` waits after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The cluster name every node of a [`NatsCluster`] shares.
+const CLUSTER_NAME: &str = "spartakus";
+
+/// A `nats-server` with JetStream enabled and its own store folder, on a free loopback port.
+///
+/// Killed on drop. [`Nats::kill`] simulates a crash; [`Nats::restart`] brings it back on the same
+/// port with the same store.
+#[derive(Debug)]
+pub struct Nats {
+    // Field order matters: the process dies before its folder is removed.
+    process: Option<Process>,
+    node: Node,
+    http: reqwest::Client,
+    _dir: Option<TempDir>,
+}
+
+/// Everything needed to (re)start one server.
+#[derive(Debug)]
+struct Node {
+    port: u16,
+    http_port: u16,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Writes the server's config file into `dir`; `routes` are the cluster's route ports.
+    fn write(
+        dir: &Path,
+        name: String,
+        port: u16,
+        http_port: u16,
+        cluster: Option<(u16, &[u16])>,
+    ) -> Result<Self, Error> {
+        let store = dir.join(&name);
+        let mut conf = format!(
+            "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http_port}\"\n\
+             jetstream {{\n  store_dir: {store}\n}}\n",
+            store = quote(&store),
+        );
+        if let Some((cluster_port, route_ports)) = cluster {
+            let routes: Vec<String> = route_ports
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            conf.push_str(&format!(
+                "cluster {{\n  name: {CLUSTER_NAME}\n  listen: \"127.0.0.1:{cluster_port}\"\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
+        let config = dir.join(format!("{name}.conf"));
+        std::fs::write(&config, conf)
+            .map_err(|e| Error::io(format!("writing {}", config.display()), e))?;
+        Ok(Self {
+            log: dir.join(format!("{name}.log")),
+            port,
+            http_port,
+            config,
+        })
+    }
+}
+
+/// A path as a quoted string in NATS config syntax (which accepts JSON strings).
+fn quote(path: &Path) -> String {
+    serde_json::Value::from(path.to_string_lossy()).to_string()
+}
+
+impl Nats {
+    /// Starts a single server and waits until JetStream is ready.
+    pub async fn start() -> Result<Self, Error> {
+        let dir = TempDir::with_prefix("spartakus-nats-")
+            .map_err(|e| Error::io("creating a temporary folder", e))?;
+        let mut attempt = 1;
+        loop {
+            let ports = free_ports(2)?;
+            let node = Node::write(dir.path(), "nats-0".into(), ports[0], ports[1], None)?;
+            let mut nats = Self::spawn(node)?;
+            match nats.wait_ready().await {
+                Ok(()) => {
+                    nats._dir = Some(dir);
+                    return Ok(nats);
+                }
+                // Most likely a port was taken between choosing and binding it: choose again.
+                Err(Error::Exited { .. }) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn spawn(node: Node) -> Result<Self, Error> {
+        let mut nats = Self {
+            process: None,
+            node,
+            http: reqwest::Client::new(),
+            _dir: None,
+        };
+        nats.launch()?;
+        Ok(nats)
+    }
+
+    fn launch(&mut self) -> Result<(), Error> {
+        let args: Vec<OsString> = vec!["-c".into(), self.node.config.clone().into()];
+        self.process = Some(Process::spawn(
+            "nats-server",
+            &binary("nats-server")?,
+            &args,
+            &self.node.log,
+            None,
+        )?);
+        Ok(())
+    }
+
+    /// Waits until `/healthz` answers 200: JetStream is up and, in a cluster, current with the
+    /// meta leader.
+    async fn wait_ready(&mut self) -> Result<(), Error> {
+        let url = format!("http://127.0.0.1:{}/healthz", self.node.http_port);
+        let http = self.http.clone();
+        let Some(process) = self.process.as_mut() else {
+            return Ok(());
+        };
+        process
+            .wait_until(READY_TIMEOUT, || {
+                let http = http.clone();
+                let url = url.clone();
+                async move { http_get(&http, &url).await.map(drop) }
+            })
+            .await
+    }
+
+    /// The client URL, e.g. `nats://127.0.0.1:34567`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.node.port)
+    }
+
+    /// The monitoring endpoint, e.g. `http://127.0.0.1:34568` (`/healthz`, `/jsz`, `/varz`).
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.node.http_port)
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.exited().is_none())
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL after 10 s) and waits until it is gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop(STOP_GRACE).await;
+        }
+    }
+
+    /// Starts the server again on the same ports with the same store and waits until it is
+    /// ready. A server still running is stopped first.
+    pub async fn restart(&mut self) -> Result<(), Error> {
+        self.stop().await;
+        self.launch()?;
+        self.wait_ready().await
+    }
+
+    /// The end of the server's log, for diagnosing a failed test.
+    pub fn log_tail(&self, lines: usize) -> String {
+        crate::process::log_tail(&self.node.log, lines)
+    }
+}
+
+/// A JetStream cluster of `nats-server`s on loopback: one cluster name, a `server_name` per node,
+/// full-mesh routes. Killed on drop.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<Nats>,
+    _dir: TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes and waits until every node is ready and the cluster has a JetStream
+    /// meta leader, so a replicated stream can be created right away.
+    pub async fn start(size: usize) -> Result<Self, Error> {
+        let dir = TempDir::with_prefix("spartakus-nats-cluster-")
+            .map_err(|e| Error::io("creating a temporary folder", e))?;
+        let mut attempt = 1;
+        loop {
+            let ports = free_ports(3 * size)?;
+            let route_ports = &ports[2 * size..];
+            let mut nodes = Vec::with_capacity(size);
+            for i in 0..size {
+                let node = Node::write(
+                    dir.path(),
+                    format!("nats-{i}"),
+                    ports[i],
+                    ports[size + i],
+                    Some((route_ports[i], route_ports)),
+                )?;
+                nodes.push(Nats::spawn(node)?);
+            }
+            match wait_cluster_ready(&mut nodes).await {
+                Ok(()) => return Ok(Self { nodes, _dir: dir }),
+                // Most likely a port was taken between choosing and binding it: choose again.
+                Err(Error::Exited { .. }) if attempt < START_ATTEMPTS => {
+                    attempt += 1;
+                    // The old servers must be gone before new ones use the same store folders.
+                    drop(nodes);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The client URLs of all nodes, in node order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Nats::url).collect()
+    }
+
+    /// Node `i` (panics if out of range).
+    pub fn node(&self, i: usize) -> &Nats {
+        &self.nodes[i]
+    }
+
+    /// Node `i`, to kill or restart it (panics if out of range).
+    pub fn node_mut(&mut self, i: usize) -> &mut Nats {
+        &mut self.nodes[i]
+    }
+}
+
+/// Waits until every node answers `/healthz` and one of them reports a meta leader in `/jsz`.
+async fn wait_cluster_ready(nodes: &mut [Nats]) -> Result<(), Error> {
+    for node in nodes.iter_mut() {
+        node.wait_ready().await?;
+    }
+    let Some((first, _)) = nodes.split_first_mut() else {
+        return Ok(());
+    };
+    let url = format!("{}/jsz", first.monitor_url());
+    let http = first.http.clone();
+    let Some(process) = first.process.as_mut() else {
+        return Ok(());
+    };
+    process
+        .wait_until(READY_TIMEOUT, || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                let body = http_get(&http, &url).await?;
+                let jsz: serde_json::Value =
+                    serde_json::from_str(&body).map_err(|e| format!("{url}: {e}"))?;
+                match jsz["meta_cluster"]["leader"].as_str() {
+                    Some(leader) if !leader.is_empty() => Ok(()),
+                    _ => Err(format!("{url}: no meta leader yet")),
+                }
+            }
+        })
+        .await
+}

@@ -1,0 +1,225 @@
+//! One server process: spawned under a tiny `sh` watchdog, its output in a log file.
+//!
+//! Why a watchdog: tests keep shared servers in `static`s, whose `Drop` never runs, and a test
+//! process may be killed outright. The workspace forbids `unsafe`, so `prctl(PR_SET_PDEATHSIG)` is
+//! out. Instead every server runs as the child of a small `sh` script whose stdin is a pipe from
+//! this process. The script forwards each line it reads as a signal name to the server, and on
+//! end-of-file (this process exited, however it died, or the handle was dropped) it sends SIGKILL,
+//! reaps the server and, if asked, removes the server's folder. Because the script is the server's
+//! parent, the PID it signals cannot have been reused. Each script gets its own process group, so a
+//! Ctrl-C in the terminal reaches only our process, which then stops the servers in order.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// `$0` is `sh`, `$1` the server binary, the rest its arguments. The server gets fd 0 from
+/// /dev/null; the watcher reads our pipe on fd 3 (an asynchronous list's stdin would be /dev/null).
+const WATCHDOG: &str = r#"
+exec 3<&0 </dev/null
+"$@" 3<&- &
+pid=$!
+(
+  while read -r sig <&3; do kill -s "$sig" "$pid" 2>/dev/null; done
+  kill -s KILL "$pid" 2>/dev/null
+) &
+watcher=$!
+exec 3<&-
+wait "$pid"
+status=$?
+kill "$watcher" 2>/dev/null
+if [ -n "$SPARTAKUS_TESTENV_CLEANUP" ]; then rm -rf -- "$SPARTAKUS_TESTENV_CLEANUP"; fi
+exit "$status"
+"#;
+
+/// How often readiness probes run. Probing is a poll on a condition, never a fixed sleep.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A running server process (through its watchdog).
+#[derive(Debug)]
+pub(crate) struct Process {
+    name: &'static str,
+    child: Child,
+    control: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Spawns `bin args…`, appending stdout and stderr to `log`. With `cleanup`, the watchdog
+    /// removes that folder after the server has died (for servers whose owner never drops).
+    pub(crate) fn spawn(
+        name: &'static str,
+        bin: &Path,
+        args: &[OsString],
+        log: &Path,
+        cleanup: Option<&Path>,
+    ) -> Result<Self, Error> {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| Error::io("duplicating a log file handle", e))?;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(WATCHDOG)
+            .arg("sh")
+            .arg(bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        match cleanup {
+            Some(dir) => cmd.env("SPARTAKUS_TESTENV_CLEANUP", dir),
+            None => cmd.env_remove("SPARTAKUS_TESTENV_CLEANUP"),
+        };
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("spawning {name}"), e))?;
+        let control = child.stdin.take();
+        Ok(Self {
+            name,
+            child,
+            control,
+            log: log.to_owned(),
+        })
+    }
+
+    /// The exit status, if the server has exited.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends a signal (by name, e.g. `TERM`) to the server.
+    fn signal(&mut self, sig: &str) {
+        if let Some(control) = self.control.as_mut() {
+            // The watchdog is gone only if the server already exited: nothing left to signal.
+            let _ = writeln!(control, "{sig}");
+        }
+    }
+
+    /// SIGKILL, then waits until the server is gone.
+    pub(crate) fn kill(&mut self) {
+        self.signal("KILL");
+        // Closing the pipe makes the watchdog send SIGKILL even if the write above was lost.
+        self.control = None;
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, waits up to `grace` for the server to exit, then SIGKILL.
+    pub(crate) async fn stop(&mut self, grace: Duration) {
+        self.signal("TERM");
+        let deadline = Instant::now() + grace;
+        while self.exited().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        self.kill();
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+
+    /// Polls `probe` until it succeeds, the server exits, or `timeout` passes. The error carries
+    /// the last probe failure and the tail of the server's log.
+    pub(crate) async fn wait_until<F, Fut>(
+        &mut self,
+        timeout: Duration,
+        mut probe: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return Err(Error::Exited {
+                    server: self.name,
+                    status,
+                    log: self.log.clone(),
+                    tail: self.log_tail(40),
+                });
+            }
+            let reason = match probe().await {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            };
+            if start.elapsed() >= timeout {
+                return Err(Error::NotReady {
+                    server: self.name,
+                    secs: timeout.as_secs(),
+                    reason,
+                    log: self.log.clone(),
+                    tail: self.log_tail(40),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `lines` lines of a log file (reads at most its last 64 KiB).
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::from("(no log)");
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = file.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `n` distinct free loopback ports. They are free when this returns; another process may take
+/// one before the server binds it, so callers retry a start whose server exits early.
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, Error> {
+    // All listeners stay open until every port is chosen, so the ports differ from each other.
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::io("binding 127.0.0.1:0", e))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::io("reading a local address", e))
+}
+
+/// How many times a start is tried when its server exits early (e.g. a port was taken).
+pub(crate) const START_ATTEMPTS: usize = 3;
+
+/// A GET that must answer 2xx; the body on success, a reason on failure.
+pub(crate) async fn http_get(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let resp = client
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("GET {url}: {status}: {}", body.trim()))
+    }
+}

@@ -1,0 +1,188 @@
+//! nats-server from testenv, driven by async-nats as the gateway and ingester will drive it.
+
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use testenv::{Nats, NatsCluster};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn headers_with_id(id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, id);
+    headers
+}
+
+#[tokio::test]
+async fn a_repeated_msg_id_is_stored_and_consumed_once() -> TestResult {
+    let started = Instant::now();
+    let nats = Nats::start().await?;
+    eprintln!("nats-server ready in {:?}", started.elapsed());
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let mut stream = js
+        .create_stream(stream::Config {
+            name: "REPORTS".into(),
+            subjects: vec!["reports.>".into()],
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?;
+
+    let first = js
+        .publish_with_headers(
+            "reports.v1",
+            headers_with_id("report-1"),
+            "same payload".into(),
+        )
+        .await?
+        .await?;
+    let second = js
+        .publish_with_headers(
+            "reports.v1",
+            headers_with_id("report-1"),
+            "same payload".into(),
+        )
+        .await?
+        .await?;
+    assert!(!first.duplicate);
+    assert!(
+        second.duplicate,
+        "the second publish is acknowledged as a duplicate"
+    );
+    assert_eq!(first.sequence, second.sequence);
+    assert_eq!(stream.info().await?.state.messages, 1);
+
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("ingester".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    // `fetch` does not wait for more messages than are stored: it ends when the stream is drained.
+    let mut messages = consumer.fetch().max_messages(10).messages().await?;
+    let mut received = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        received.push(String::from_utf8(message.payload.to_vec())?);
+        message.ack().await.map_err(|e| e.to_string())?;
+    }
+    assert_eq!(received, vec!["same payload"]);
+    let mut consumer = consumer;
+    assert_eq!(consumer.info().await?.num_pending, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_stream_survives_kill_and_restart() -> TestResult {
+    let mut nats = Nats::start().await?;
+    let url = nats.url();
+    {
+        let js = jetstream::new(async_nats::connect(&url).await?);
+        js.create_stream(stream::Config {
+            name: "DURABLE".into(),
+            subjects: vec!["durable".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+        for i in 0..5 {
+            js.publish("durable", format!("message {i}").into())
+                .await?
+                .await?;
+        }
+    }
+
+    nats.kill();
+    assert!(!nats.is_running());
+    let started = Instant::now();
+    nats.restart().await?;
+    eprintln!("nats-server restarted in {:?}", started.elapsed());
+    assert_eq!(nats.url(), url, "same port after restart");
+
+    let js = jetstream::new(async_nats::connect(&url).await?);
+    let mut stream = js.get_stream("DURABLE").await?;
+    assert_eq!(stream.info().await?.state.messages, 5);
+    let last = stream.get_last_raw_message_by_subject("durable").await?;
+    assert_eq!(&last.payload[..], b"message 4");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() -> TestResult {
+    let started = Instant::now();
+    let mut cluster = NatsCluster::start(3).await?;
+    eprintln!("3-node nats cluster ready in {:?}", started.elapsed());
+    let urls = cluster.urls();
+
+    let js = jetstream::new(async_nats::connect(&urls[0]).await?);
+    let mut stream = js
+        .create_stream(stream::Config {
+            name: "REPLICATED".into(),
+            subjects: vec!["replicated".into()],
+            storage: stream::StorageType::File,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await?;
+    js.publish_with_headers("replicated", headers_with_id("m-1"), "before".into())
+        .await?
+        .await?;
+
+    // Kill the stream's leader, and talk to the cluster through a node that stays up.
+    let leader = stream
+        .info()
+        .await?
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .ok_or("the stream has no leader")?;
+    let victim: usize = leader.trim_start_matches("nats-").parse()?;
+    let survivor = (victim + 1) % 3;
+    cluster.node_mut(victim).kill();
+    let js = jetstream::new(async_nats::connect(&urls[survivor]).await?);
+
+    // Until the two survivors elect a new leader, a publish times out or finds no responder;
+    // the same Nats-Msg-Id makes the retries safe.
+    let failover = Instant::now();
+    let deadline = failover + Duration::from_secs(30);
+    let mut failures = 0;
+    let ack = loop {
+        let attempt = async {
+            js.publish_with_headers("replicated", headers_with_id("m-2"), "after".into())
+                .await?
+                .await
+        };
+        match attempt.await {
+            Ok(ack) => break ack,
+            Err(e) if Instant::now() < deadline => {
+                failures += 1;
+                if failures == 1 {
+                    eprintln!("publish not acked yet: {e}");
+                }
+                // A pause between polls, not a wait for the election: the loop ends on an ack.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    eprintln!(
+        "publish acked {:?} after the leader died ({failures} failed attempts)",
+        failover.elapsed()
+    );
+    assert_eq!(ack.stream, "REPLICATED");
+
+    let started = Instant::now();
+    cluster.node_mut(victim).restart().await?;
+    eprintln!("cluster node {victim} restarted in {:?}", started.elapsed());
+
+    let mut stream = js.get_stream("REPLICATED").await?;
+    let info = stream.info().await?;
+    assert_eq!(info.state.messages, 2);
+    let cluster_info = info.cluster.as_ref().ok_or("no cluster info")?;
+    assert_eq!(cluster_info.replicas.len() + 1, 3, "leader + 2 replicas");
+    Ok(())
+}
