@@ -17,7 +17,7 @@ use crate::error::ApiError;
 
 /// The two keyed limiters; each is off when its quota is `None`.
 #[derive(Debug, Clone, Default)]
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     per_ip: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     per_cluster: Option<Arc<DefaultKeyedRateLimiter<String>>>,
     clock: DefaultClock,
@@ -25,7 +25,7 @@ pub struct RateLimits {
 
 impl RateLimits {
     /// Limiters allowing `per_ip` and `per_cluster` requests per minute.
-    pub fn new(per_ip: Option<NonZeroU32>, per_cluster: Option<NonZeroU32>) -> Self {
+    pub(crate) fn new(per_ip: Option<NonZeroU32>, per_cluster: Option<NonZeroU32>) -> Self {
         RateLimits {
             per_ip: per_ip.map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n)))),
             per_cluster: per_cluster.map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n)))),
@@ -34,7 +34,7 @@ impl RateLimits {
     }
 
     /// Takes one request from `ip`'s allowance.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         let Some(limiter) = &self.per_ip else {
             return Ok(());
         };
@@ -44,7 +44,7 @@ impl RateLimits {
     }
 
     /// Takes one report from `cluster_id`'s allowance.
-    pub fn check_cluster(&self, cluster_id: &str) -> Result<(), ApiError> {
+    pub(crate) fn check_cluster(&self, cluster_id: &str) -> Result<(), ApiError> {
         let Some(limiter) = &self.per_cluster else {
             return Ok(());
         };
@@ -57,7 +57,7 @@ impl RateLimits {
 
     /// Drops the state of keys whose allowance is full again, so memory follows the number of
     /// recently active clients rather than every client ever seen.
-    pub fn forget_idle(&self) {
+    pub(crate) fn forget_idle(&self) {
         if let Some(limiter) = &self.per_ip {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -70,11 +70,11 @@ impl RateLimits {
 }
 
 /// How often [`RateLimits::forget_idle`] runs.
-pub const FORGET_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// The client's IP: the TCP peer, or, with `trust_forwarded_for`, the first address in
 /// `X-Forwarded-For` (the original client as seen by the first proxy).
-pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_forwarded_for: bool) -> IpAddr {
+pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_forwarded_for: bool) -> IpAddr {
     if trust_forwarded_for
         && let Some(ip) = headers
             .get("x-forwarded-for")
