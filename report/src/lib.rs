@@ -40,7 +40,11 @@ impl ReportId {
     /// and body, so a retried v1 body gets the same ID and is deduplicated.
     pub fn derive(cluster_id: &str, timestamp: Option<&str>, body: &[u8]) -> Self {
         let mut h = Sha256::new();
-        for part in [cluster_id.as_bytes(), timestamp.unwrap_or("").as_bytes(), body] {
+        for part in [
+            cluster_id.as_bytes(),
+            timestamp.unwrap_or("").as_bytes(),
+            body,
+        ] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
@@ -166,10 +170,19 @@ mod tests {
     #[test]
     fn derived_report_ids_change_with_each_input() {
         let base = ReportId::derive("cluster", Some("1700000000"), b"body");
-        assert_ne!(base, ReportId::derive("cluster2", Some("1700000000"), b"body"));
-        assert_ne!(base, ReportId::derive("cluster", Some("1700000001"), b"body"));
+        assert_ne!(
+            base,
+            ReportId::derive("cluster2", Some("1700000000"), b"body")
+        );
+        assert_ne!(
+            base,
+            ReportId::derive("cluster", Some("1700000001"), b"body")
+        );
         assert_ne!(base, ReportId::derive("cluster", None, b"body"));
-        assert_ne!(base, ReportId::derive("cluster", Some("1700000000"), b"body "));
+        assert_ne!(
+            base,
+            ReportId::derive("cluster", Some("1700000000"), b"body ")
+        );
     }
 
     #[test]
@@ -238,25 +251,32 @@ mod tests {
             format!(r#"{{"nodes":[{{"capacity":{deep}"#),
         ];
         for body in bodies {
-            assert!(matches!(decode(body.as_bytes()), Err(DecodeError::Syntax(_))));
+            assert!(matches!(
+                decode(body.as_bytes()),
+                Err(DecodeError::Syntax(_))
+            ));
         }
     }
 
     #[test]
     fn duplicate_keys_are_a_syntax_error() {
         let err = decode(br#"{"version":"a","version":"b","clusterID":"c"}"#).unwrap_err();
-        assert!(err.to_string().starts_with("duplicate field `version`"), "{err}");
-        let err = decode(
-            br#"{"version":"a","clusterID":"c","nodes":[{"id":"n","id":"m"}]}"#,
-        )
-        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("duplicate field `version`"),
+            "{err}"
+        );
+        let err = decode(br#"{"version":"a","clusterID":"c","nodes":[{"id":"n","id":"m"}]}"#)
+            .unwrap_err();
         assert!(err.to_string().starts_with("duplicate field `id`"), "{err}");
     }
 
     #[test]
     fn trailing_data_after_the_report_is_a_syntax_error() {
         let body = format!("{} {{}}", minimal(""));
-        assert!(matches!(decode(body.as_bytes()), Err(DecodeError::Syntax(_))));
+        assert!(matches!(
+            decode(body.as_bytes()),
+            Err(DecodeError::Syntax(_))
+        ));
     }
 
     #[test]
@@ -266,7 +286,10 @@ mod tests {
             minimal(&format!(r#","nodes":[{}]"#, list.join(",")))
         };
         assert!(decode(nodes(MAX_NODES).as_bytes()).is_ok());
-        assert_eq!(rules(&nodes(MAX_NODES + 1)), ["nodes: more than 15000 nodes"]);
+        assert_eq!(
+            rules(&nodes(MAX_NODES + 1)),
+            ["nodes: more than 15000 nodes"]
+        );
     }
 
     #[test]
@@ -275,7 +298,10 @@ mod tests {
         let body = minimal(&format!(r#","nodes":[{}]"#, list.join(",")));
         let rules = rules(&body);
         assert_eq!(rules.len(), MAX_ERRORS + 1);
-        assert_eq!(rules[0], "nodes[0].id: not 1-64 characters of [A-Za-z0-9_-]");
+        assert_eq!(
+            rules[0],
+            "nodes[0].id: not 1-64 characters of [A-Za-z0-9_-]"
+        );
         assert_eq!(
             rules[MAX_ERRORS],
             format!("(report): {} more errors omitted", MAX_NODES - MAX_ERRORS)

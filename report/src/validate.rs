@@ -140,7 +140,10 @@ pub(crate) fn check(report: &Report) -> Vec<FieldError> {
     }
     if let Some(nodes) = &report.nodes {
         if nodes.len() > MAX_NODES {
-            e.push(format_args!("nodes"), format!("more than {MAX_NODES} nodes"));
+            e.push(
+                format_args!("nodes"),
+                format!("more than {MAX_NODES} nodes"),
+            );
         }
         for (i, node) in nodes.iter().enumerate() {
             check_node(&mut e, i, node);
@@ -400,9 +403,8 @@ fn is_dns_subdomain(s: &str) -> bool {
                     b.len() <= 63
                         && (first.is_ascii_lowercase() || first.is_ascii_digit())
                         && (last.is_ascii_lowercase() || last.is_ascii_digit())
-                        && b.iter().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-'
-                        })
+                        && b.iter()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
                 }
                 _ => false,
             }
@@ -557,6 +559,9 @@ mod tests {
         }
         let list = e.finish();
         assert_eq!(list.len(), MAX_ERRORS + 1);
-        assert_eq!(list[MAX_ERRORS].to_string(), "(report): 5 more errors omitted");
+        assert_eq!(
+            list[MAX_ERRORS].to_string(),
+            "(report): 5 more errors omitted"
+        );
     }
 }

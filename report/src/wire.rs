@@ -330,4 +330,13 @@ macro_rules! object_only {
         }
     )*};
 }
-object_only!(Report, Node, Resource, Extension, WorkloadStats, Bucket, AgeHours, Skipped);
+object_only!(
+    Report,
+    Node,
+    Resource,
+    Extension,
+    WorkloadStats,
+    Bucket,
+    AgeHours,
+    Skipped
+);

@@ -7,7 +7,9 @@ use report::{DecodeError, Report, decode};
 use std::path::{Path, PathBuf};
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
 }
 
 fn read(name: &str) -> Vec<u8> {
