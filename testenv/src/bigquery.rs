@@ -70,8 +70,8 @@ impl BigQuery {
                         _dir: dir,
                     });
                 }
-                // Most likely a port was taken between choosing and binding it: choose again.
-                Err(Error::Exited { .. }) if attempt < START_ATTEMPTS => attempt += 1,
+                // A port was taken between choosing and binding it: choose again.
+                Err(e) if e.is_port_conflict() && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
         }

@@ -113,8 +113,8 @@ impl KubeApi {
                     kube._dir = tmp;
                     return Ok(kube);
                 }
-                // Most likely a port was taken between choosing and binding it: choose again.
-                Err(Error::Exited { .. }) if attempt < START_ATTEMPTS => attempt += 1,
+                // A port was taken between choosing and binding it: choose again.
+                Err(e) if e.is_port_conflict() && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -395,6 +395,8 @@ async fn start_apiserver(
         format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
         "--bind-address=127.0.0.1".to_owned(),
         "--advertise-address=127.0.0.1".to_owned(),
+        // The endpoint reconciler refuses a loopback address for the `kubernetes` Service.
+        "--endpoint-reconciler-type=none".to_owned(),
         format!("--secure-port={port}"),
         format!("--cert-dir={}", dir.join("apiserver-certs").display()),
         format!("--tls-cert-file={}", path(&pki.serving_cert)),

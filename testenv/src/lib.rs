@@ -85,6 +85,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a server exited because a port chosen for it was taken meanwhile (Go servers
+    /// log "bind: address already in use"): then a start is retried on other ports.
+    pub(crate) fn is_port_conflict(&self) -> bool {
+        matches!(self, Self::Exited { tail, .. } if tail.contains("address already in use"))
+    }
+
     fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             what: what.into(),

@@ -96,8 +96,8 @@ impl Nats {
                     nats._dir = Some(dir);
                     return Ok(nats);
                 }
-                // Most likely a port was taken between choosing and binding it: choose again.
-                Err(Error::Exited { .. }) if attempt < START_ATTEMPTS => attempt += 1,
+                // A port was taken between choosing and binding it: choose again.
+                Err(e) if e.is_port_conflict() && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -217,8 +217,8 @@ impl NatsCluster {
             }
             match wait_cluster_ready(&mut nodes).await {
                 Ok(()) => return Ok(Self { nodes, _dir: dir }),
-                // Most likely a port was taken between choosing and binding it: choose again.
-                Err(Error::Exited { .. }) if attempt < START_ATTEMPTS => {
+                // A port was taken between choosing and binding it: choose again.
+                Err(e) if e.is_port_conflict() && attempt < START_ATTEMPTS => {
                     attempt += 1;
                     // The old servers must be gone before new ones use the same store folders.
                     drop(nodes);

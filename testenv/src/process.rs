@@ -148,7 +148,7 @@ impl Process {
                     server: self.name,
                     status,
                     log: self.log.clone(),
-                    tail: self.log_tail(40),
+                    tail: self.log_tail(30),
                 });
             }
             let reason = match probe().await {
@@ -161,7 +161,7 @@ impl Process {
                     secs: timeout.as_secs(),
                     reason,
                     log: self.log.clone(),
-                    tail: self.log_tail(40),
+                    tail: self.log_tail(30),
                 });
             }
             tokio::time::sleep(POLL).await;
