@@ -1,1 +1,288 @@
-fn main() {}
+//! Throughput of the gateway against raw JetStream publishes, same payloads, same concurrency.
+//!
+//! `cargo bench -p gateway --bench throughput` starts a nats-server (testenv) and the release
+//! gateway binary as a child process (so its peak RSS is its own), then drives
+//! `SPARTAKUS_BENCH_CLIENTS` (default 64) concurrent clients over loopback:
+//!
+//! 1. seed-size reports (~2 KB) through `POST /api/v1`, each with a unique reportID;
+//! 2. 500-node reports (~250 KB) likewise;
+//! 3. the same two payloads published straight to JetStream (publish, await the PubAck).
+//!
+//! Each phase stops after `SPARTAKUS_BENCH_SECONDS` (default 15) or its report count.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream;
+use bytes::Bytes;
+use report::ReportId;
+use testenv::Nats;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const STREAM: &str = "BENCH";
+const SUBJECT: &str = "bench.reports";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A report with `nodes` nodes and the placeholder reportID `{ID}`.
+fn report_template(nodes: usize) -> String {
+    let node = |i: usize| {
+        serde_json::json!({
+            "id": format!("{i:032x}"),
+            "operatingSystem": "linux",
+            "osImage": "Ubuntu 24.04.1 LTS",
+            "kernelVersion": "6.8.0-1015-gke",
+            "architecture": "amd64",
+            "containerRuntimeVersion": "containerd://2.0.1",
+            "kubeletVersion": "v1.37.2",
+            "cloudProvider": "gce",
+            "capacity": [
+                {"resource": "cpu", "value": "4"},
+                {"resource": "memory", "value": "15437428Ki"},
+                {"resource": "pods", "value": "110"},
+                {"resource": "ephemeral-storage", "value": "101203600Ki"},
+                {"resource": "hugepages-2Mi", "value": "0"},
+                {"resource": "nvidia.com/gpu", "value": "0"},
+            ],
+        })
+    };
+    serde_json::json!({
+        "version": "v2.0.0",
+        "timestamp": "1767225600",
+        "clusterID": "2f9c93d3-156c-47aa-8802-578ffca9b50e",
+        "masterVersion": "v1.37.2",
+        "reportID": "{ID}",
+        "schemaVersion": 2,
+        "nodes": (0..nodes).map(node).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// Results of one phase.
+struct Phase {
+    done: usize,
+    failed: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i]
+    }
+
+    fn print(&self, name: &str, bytes: usize) {
+        println!(
+            "{name:<34} {:>9.0} reports/s {:>8.1} MB/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ok, {} failed, {:.1}s)",
+            self.rate(),
+            self.rate() * bytes as f64 / 1e6,
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.done,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+        );
+    }
+}
+
+/// Runs `clients` loops of `send` until `count` sends or `time` has passed.
+async fn drive<F, Fut>(clients: usize, count: usize, time: Duration, send: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let send = Arc::new(send);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + time;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let send = send.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count || Instant::now() >= deadline {
+                        break;
+                    }
+                    let t = Instant::now();
+                    if send(i).await {
+                        ok += 1;
+                        latencies.push(t.elapsed());
+                    } else {
+                        failed += 1;
+                    }
+                }
+                (ok, failed, latencies)
+            })
+        })
+        .collect();
+    let mut phase = Phase {
+        done: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        let Ok((ok, failed, latencies)) = task.await else {
+            continue;
+        };
+        phase.done += ok;
+        phase.failed += failed;
+        phase.latencies.extend(latencies);
+    }
+    phase.elapsed = started.elapsed();
+    phase.latencies.sort_unstable();
+    phase
+}
+
+fn with_id(template: &str, id: ReportId) -> String {
+    template.replacen("{ID}", &id.to_string(), 1)
+}
+
+/// Reads a `/proc/PID/status` field, in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+struct Gateway {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_gateway(nats_url: &str, http: &reqwest::Client) -> Result<Gateway, BoxError> {
+    // A free port: bound, read, released; the gateway binds it right after.
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("SPARTAKUS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SPARTAKUS_NATS_URL", nats_url)
+        .env("SPARTAKUS_STREAM", STREAM)
+        .env("SPARTAKUS_SUBJECT", SUBJECT)
+        .env("SPARTAKUS_LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let gateway = Gateway {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let started = Instant::now();
+    loop {
+        let ready = http.get(format!("{}/readyz", gateway.url)).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return Ok(gateway);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err("gateway not ready after 30s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let clients = env_or("SPARTAKUS_BENCH_CLIENTS", 64) as usize;
+    let time = Duration::from_secs(env_or("SPARTAKUS_BENCH_SECONDS", 15));
+    let small_count = env_or("SPARTAKUS_BENCH_SMALL", 200_000) as usize;
+    let large_count = env_or("SPARTAKUS_BENCH_LARGE", 5_000) as usize;
+
+    let nats = Nats::start().await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let gateway = start_gateway(&nats.url(), &http).await?;
+    let pid = gateway.child.id();
+
+    let small = Arc::new(report_template(4));
+    let large = Arc::new(report_template(500));
+    let small_len = with_id(&small, ReportId::random()).len();
+    let large_len = with_id(&large, ReportId::random()).len();
+    println!(
+        "gateway pid {pid}, {clients} clients, payloads {small_len} B and {large_len} B, at most {}s a phase",
+        time.as_secs()
+    );
+
+    let post = |template: Arc<String>| {
+        let http = http.clone();
+        let url = format!("{}/api/v1", gateway.url);
+        move |_i: usize| {
+            let body = with_id(&template, ReportId::random());
+            let request = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send();
+            async move { request.await.is_ok_and(|r| r.status() == 204) }
+        }
+    };
+    let gw_small = drive(clients, small_count, time, post(small.clone())).await;
+    gw_small.print("gateway, seed-size", small_len);
+    let gw_large = drive(clients, large_count, time, post(large.clone())).await;
+    gw_large.print("gateway, 500 nodes", large_len);
+    let gateway_rss = status_mib(pid, "VmHWM:");
+
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let publish = |template: Arc<String>| {
+        let js = js.clone();
+        move |_i: usize| {
+            let id = ReportId::random();
+            let payload = Bytes::from(with_id(&template, id));
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_MESSAGE_ID, id.to_string().as_str());
+            let js = js.clone();
+            async move {
+                match js.publish_with_headers(SUBJECT, headers, payload).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        }
+    };
+    let raw_small = drive(clients, small_count, time, publish(small.clone())).await;
+    raw_small.print("raw JetStream, seed-size", small_len);
+    let raw_large = drive(clients, large_count, time, publish(large.clone())).await;
+    raw_large.print("raw JetStream, 500 nodes", large_len);
+
+    println!("gateway peak RSS (VmHWM): {gateway_rss:.1} MiB");
+    println!(
+        "ratio gateway/raw: seed-size {:.2}, 500 nodes {:.2}",
+        gw_small.rate() / raw_small.rate(),
+        gw_large.rate() / raw_large.rate()
+    );
+    Ok(())
+}

@@ -103,7 +103,7 @@ pub(crate) async fn read(
     let buffer = CappedBuffer::new(limits.max_decoded, capacity);
     let mut sink = match encoding {
         Encoding::Identity => Sink::Identity(buffer),
-        Encoding::Gzip => Sink::Gzip(MultiGzDecoder::new(buffer)),
+        Encoding::Gzip => Sink::Gzip(Box::new(MultiGzDecoder::new(buffer))),
     };
     let too_large_decoded = ApiError::TooLarge {
         limit: limits.max_decoded,
@@ -147,7 +147,8 @@ fn invalid_gzip(e: &io::Error) -> ApiError {
 /// Where body bytes go: straight into the buffer, or through a gzip decoder.
 enum Sink {
     Identity(CappedBuffer),
-    Gzip(MultiGzDecoder<CappedBuffer>),
+    // Boxed: the decoder's state is large and the identity path should not carry it.
+    Gzip(Box<MultiGzDecoder<CappedBuffer>>),
 }
 
 impl Sink {
@@ -213,6 +214,8 @@ impl Write for CappedBuffer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use axum::http::HeaderValue;
     use flate2::Compression;
@@ -245,7 +248,10 @@ mod tests {
     async fn concatenated_gzip_members_are_decoded_in_order() {
         let mut body = gzip(b"first,");
         body.extend(gzip(b"second"));
-        assert_eq!(read_with(Encoding::Gzip, body).await.unwrap(), b"first,second");
+        assert_eq!(
+            read_with(Encoding::Gzip, body).await.unwrap(),
+            b"first,second"
+        );
     }
 
     #[tokio::test]
@@ -253,22 +259,40 @@ mod tests {
         let body = gzip(&[0u8; 100_000]);
         assert!(body.len() < 1024);
         let err = read_with(Encoding::Gzip, body).await.unwrap_err();
-        assert!(matches!(err, ApiError::TooLarge { limit: 4096, what: "after decompression" }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ApiError::TooLarge {
+                    limit: 4096,
+                    what: "after decompression"
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_body_exactly_at_the_cap_is_accepted() {
         let data = vec![b'x'; 4096];
-        assert_eq!(read_with(Encoding::Identity, data.clone()).await.unwrap(), data);
+        assert_eq!(
+            read_with(Encoding::Identity, data.clone()).await.unwrap(),
+            data
+        );
         assert_eq!(read_with(Encoding::Gzip, gzip(&data)).await.unwrap(), data);
-        let err = read_with(Encoding::Identity, vec![b'x'; 4097]).await.unwrap_err();
+        let err = read_with(Encoding::Identity, vec![b'x'; 4097])
+            .await
+            .unwrap_err();
         assert!(matches!(err, ApiError::TooLarge { .. }), "{err:?}");
     }
 
     #[tokio::test]
     async fn truncated_or_garbage_gzip_is_a_syntax_error() {
         let full = gzip(&b"some report".repeat(20));
-        for body in [full[..full.len() - 4].to_vec(), b"not gzip at all".to_vec(), Vec::new()] {
+        for body in [
+            full[..full.len() - 4].to_vec(),
+            b"not gzip at all".to_vec(),
+            Vec::new(),
+        ] {
             let err = read_with(Encoding::Gzip, body).await.unwrap_err();
             assert!(matches!(err, ApiError::Syntax(_)), "{err:?}");
         }
@@ -281,7 +305,16 @@ mod tests {
         let err = read(&headers, Body::from("tiny"), Encoding::Gzip, LIMITS)
             .await
             .unwrap_err();
-        assert!(matches!(err, ApiError::TooLarge { limit: 1024, what: "as sent" }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ApiError::TooLarge {
+                    limit: 1024,
+                    what: "as sent"
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -291,7 +324,10 @@ mod tests {
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(v));
             Encoding::from_headers(&h)
         };
-        assert_eq!(Encoding::from_headers(&HeaderMap::new()).unwrap(), Encoding::Identity);
+        assert_eq!(
+            Encoding::from_headers(&HeaderMap::new()).unwrap(),
+            Encoding::Identity
+        );
         assert_eq!(with("GZIP").unwrap(), Encoding::Gzip);
         assert_eq!(with("identity").unwrap(), Encoding::Identity);
         assert!(matches!(with("br"), Err(ApiError::ContentEncoding)));

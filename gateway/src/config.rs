@@ -16,7 +16,11 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "SPARTAKUS_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "SPARTAKUS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
 
     /// JetStream stream the reports are published to; created at start if missing.
@@ -141,7 +145,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "kib" | "ki" => 1 << 10,
         "mib" | "mi" => 1 << 20,
         "gib" | "gi" => 1 << 30,
-        other => return Err(format!("unknown byte unit {other:?} (use B, KB, MB, GB, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown byte unit {other:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("{s:?} is too large"))
@@ -149,6 +157,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

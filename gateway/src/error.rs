@@ -93,9 +93,7 @@ impl ApiError {
             ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            ApiError::ContentType | ApiError::ContentEncoding => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            ApiError::ContentType | ApiError::ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimitedIp { .. } | ApiError::RateLimitedCluster { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -125,9 +123,7 @@ impl ApiError {
         match self {
             ApiError::Syntax(_) => "Malformed report",
             ApiError::Invalid(_) => "Invalid report",
-            ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => {
-                "Report too large"
-            }
+            ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => "Report too large",
             ApiError::ContentType | ApiError::ContentEncoding => "Unsupported media type",
             ApiError::BodyTimeout(_) => "Request timeout",
             ApiError::RateLimitedIp { .. } | ApiError::RateLimitedCluster { .. } => {
@@ -139,9 +135,8 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimitedIp { retry_after } | ApiError::RateLimitedCluster { retry_after } => {
-                Some(*retry_after)
-            }
+            ApiError::RateLimitedIp { retry_after }
+            | ApiError::RateLimitedCluster { retry_after } => Some(*retry_after),
             ApiError::Overloaded => Some(RETRY_AFTER_OVERLOADED),
             ApiError::Unavailable => Some(RETRY_AFTER_UNAVAILABLE),
             _ => None,
@@ -189,6 +184,8 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -196,13 +193,20 @@ mod tests {
         let client_faults = [
             ApiError::Syntax("x".into()),
             ApiError::Invalid(vec![]),
-            ApiError::TooLarge { limit: 1, what: "as sent" },
+            ApiError::TooLarge {
+                limit: 1,
+                what: "as sent",
+            },
             ApiError::QueueMessageTooLarge { limit: 1 },
             ApiError::ContentType,
             ApiError::ContentEncoding,
             ApiError::BodyTimeout(Duration::from_secs(1)),
-            ApiError::RateLimitedIp { retry_after: Duration::from_secs(1) },
-            ApiError::RateLimitedCluster { retry_after: Duration::from_secs(1) },
+            ApiError::RateLimitedIp {
+                retry_after: Duration::from_secs(1),
+            },
+            ApiError::RateLimitedCluster {
+                retry_after: Duration::from_secs(1),
+            },
         ];
         for e in client_faults {
             assert!(e.status().is_client_error(), "{e:?} -> {}", e.status());
@@ -211,12 +215,17 @@ mod tests {
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
-        let response = ApiError::RateLimitedCluster { retry_after: Duration::from_millis(1500) }
-            .into_response();
+        let response = ApiError::RateLimitedCluster {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
         let response = ApiError::Unavailable.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "5");
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
     }
 }

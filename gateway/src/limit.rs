@@ -38,9 +38,11 @@ impl RateLimits {
         let Some(limiter) = &self.per_ip else {
             return Ok(());
         };
-        limiter.check_key(&ip).map_err(|not_until| ApiError::RateLimitedIp {
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        limiter
+            .check_key(&ip)
+            .map_err(|not_until| ApiError::RateLimitedIp {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
     }
 
     /// Takes one report from `cluster_id`'s allowance.
@@ -74,7 +76,11 @@ pub(crate) const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 /// The client's IP: the TCP peer, or, with `trust_forwarded_for`, the first address in
 /// `X-Forwarded-For` (the original client as seen by the first proxy).
-pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_forwarded_for: bool) -> IpAddr {
+pub(crate) fn client_ip(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    trust_forwarded_for: bool,
+) -> IpAddr {
     if trust_forwarded_for
         && let Some(ip) = headers
             .get("x-forwarded-for")
@@ -89,6 +95,8 @@ pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_forwarded_f
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use axum::http::HeaderValue;
 
@@ -103,17 +111,29 @@ mod tests {
             }
             other => panic!("expected a rate limit, got {other:?}"),
         }
-        assert!(limits.check_cluster("b").is_ok(), "another cluster has its own allowance");
-        assert!(limits.check_ip("127.0.0.1".parse().unwrap()).is_ok(), "per-IP limit is off");
+        assert!(
+            limits.check_cluster("b").is_ok(),
+            "another cluster has its own allowance"
+        );
+        assert!(
+            limits.check_ip("127.0.0.1".parse().unwrap()).is_ok(),
+            "per-IP limit is off"
+        );
     }
 
     #[test]
     fn forwarded_for_is_used_only_when_trusted() {
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7, 10.0.0.9"));
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.9"),
+        );
         assert_eq!(client_ip(peer, &headers, false), peer.ip());
-        assert_eq!(client_ip(peer, &headers, true), "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(peer, &headers, true),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
         headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
         assert_eq!(client_ip(peer, &headers, true), peer.ip());
     }

@@ -111,7 +111,9 @@ impl Metrics {
 
     /// Counts one refused report request.
     pub fn rejection(&self, reason: &'static str) {
-        self.rejections.get_or_create(&ReasonLabels { reason }).inc();
+        self.rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Records one publish's latency; `outcome` is `ok` or an error class.
@@ -150,6 +152,8 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -161,11 +165,28 @@ mod tests {
         metrics.bytes_received(1234);
         metrics.accepted(true);
         let text = metrics.render();
-        assert!(text.contains(r#"spartakus_gateway_http_requests_total{route="/api/v1",status="204"} 1"#), "{text}");
-        assert!(text.contains(r#"spartakus_gateway_rejections_total{reason="syntax"} 1"#), "{text}");
-        assert!(text.contains(r#"spartakus_gateway_publish_seconds_count{outcome="ok"} 1"#), "{text}");
-        assert!(text.contains("spartakus_gateway_received_bytes_total 1234"), "{text}");
-        assert!(text.contains(r#"spartakus_gateway_reports_accepted_total{outcome="duplicate"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"spartakus_gateway_http_requests_total{route="/api/v1",status="204"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spartakus_gateway_rejections_total{reason="syntax"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spartakus_gateway_publish_seconds_count{outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("spartakus_gateway_received_bytes_total 1234"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spartakus_gateway_reports_accepted_total{outcome="duplicate"} 1"#),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

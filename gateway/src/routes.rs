@@ -78,7 +78,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/openapi.yaml", get(openapi))
         // Bodies are capped while streaming in `body::read`, with our own limits and errors.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -142,7 +145,11 @@ async fn accept(
     if let Err(e) = &result {
         shared.metrics.rejection(e.reason());
         // No client address and no report content: the reason is enough to debug.
-        tracing::debug!(reason = e.reason(), status = e.status().as_u16(), "report refused");
+        tracing::debug!(
+            reason = e.reason(),
+            status = e.status().as_u16(),
+            "report refused"
+        );
     }
     result
 }
@@ -249,7 +256,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     } else if state.0.publisher.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "JetStream not reachable or stream missing\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "JetStream not reachable or stream missing\n",
+        )
     }
 }
 
@@ -270,7 +280,10 @@ async fn version() -> String {
 
 async fn openapi() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        )],
         OPENAPI,
     )
         .into_response()

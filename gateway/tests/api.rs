@@ -34,7 +34,10 @@ async fn the_seed_report_with_the_original_headers_gets_204_and_is_stored_once()
         SEED.as_bytes(),
     );
     assert_eq!(envelope.report_id, derived);
-    let msg_id = stored[0].headers.get(NATS_MESSAGE_ID).map(|v| v.to_string());
+    let msg_id = stored[0]
+        .headers
+        .get(NATS_MESSAGE_ID)
+        .map(|v| v.to_string());
     assert_eq!(msg_id, Some(derived.to_string()));
     Ok(())
 }
@@ -78,9 +81,15 @@ async fn v2_answers_202_with_the_report_id_and_whether_it_was_a_duplicate() -> T
     let first = post().await?;
     assert_eq!(first.status(), 202);
     let first: serde_json::Value = first.json().await?;
-    assert_eq!(first, serde_json::json!({"reportID": id.to_string(), "duplicate": false}));
+    assert_eq!(
+        first,
+        serde_json::json!({"reportID": id.to_string(), "duplicate": false})
+    );
     let second: serde_json::Value = post().await?.json().await?;
-    assert_eq!(second, serde_json::json!({"reportID": id.to_string(), "duplicate": true}));
+    assert_eq!(
+        second,
+        serde_json::json!({"reportID": id.to_string(), "duplicate": true})
+    );
 
     let js = jetstream(&nats.url()).await;
     let stored = messages(&js, "V2").await;
@@ -93,7 +102,11 @@ async fn v2_answers_202_with_the_report_id_and_whether_it_was_a_duplicate() -> T
 async fn malformed_json_is_400_syntax_and_nothing_is_stored() -> TestResult {
     let nats = Nats::start().await?;
     let gateway = Gateway::ready(&nats.url(), "SYNTAX", |_| {}).await;
-    for body in ["{not json", "[]", r#"{"version": "v1", "clusterID": "c", "unknownField": 1}"#] {
+    for body in [
+        "{not json",
+        "[]",
+        r#"{"version": "v1", "clusterID": "c", "unknownField": 1}"#,
+    ] {
         let response = gateway.post_v1(body).await;
         assert_eq!(response.status(), 400, "{body}");
         let problem = problem(response).await;
@@ -110,7 +123,10 @@ async fn malformed_json_is_400_syntax_and_nothing_is_stored() -> TestResult {
         .send()
         .await?;
     assert_eq!(response.status(), 400);
-    assert_eq!(problem(response).await["type"], "urn:spartakus:problem:syntax");
+    assert_eq!(
+        problem(response).await["type"],
+        "urn:spartakus:problem:syntax"
+    );
     let js = jetstream(&nats.url()).await;
     assert!(messages(&js, "SYNTAX").await.is_empty());
     Ok(())
@@ -135,7 +151,11 @@ async fn a_report_breaking_rules_is_400_with_every_field_path() -> TestResult {
         .collect();
     assert!(paths.contains(&"clusterID"), "{problem}");
     assert!(paths.contains(&"nodes[1].id"), "{problem}");
-    assert!(problem["errors"][0]["rule"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(
+        problem["errors"][0]["rule"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
     Ok(())
 }
 
@@ -144,9 +164,18 @@ async fn wrong_content_type_or_encoding_is_415() -> TestResult {
     let nats = Nats::start().await?;
     let gateway = Gateway::ready(&nats.url(), "MEDIA", |_| {}).await;
     let url = format!("{}/api/v1", gateway.url);
-    let response = gateway.http.post(&url).header("content-type", "text/plain").body(SEED).send().await?;
+    let response = gateway
+        .http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(SEED)
+        .send()
+        .await?;
     assert_eq!(response.status(), 415);
-    assert_eq!(problem(response).await["type"], "urn:spartakus:problem:content-type");
+    assert_eq!(
+        problem(response).await["type"],
+        "urn:spartakus:problem:content-type"
+    );
     let response = gateway.http.post(&url).body(SEED).send().await?;
     assert_eq!(response.status(), 415, "no Content-Type at all");
     let response = gateway
@@ -158,7 +187,10 @@ async fn wrong_content_type_or_encoding_is_415() -> TestResult {
         .send()
         .await?;
     assert_eq!(response.status(), 415);
-    assert_eq!(problem(response).await["type"], "urn:spartakus:problem:content-encoding");
+    assert_eq!(
+        problem(response).await["type"],
+        "urn:spartakus:problem:content-encoding"
+    );
     Ok(())
 }
 
@@ -195,7 +227,13 @@ async fn bodies_over_the_caps_are_413() -> TestResult {
     assert_eq!(response.status(), 413);
     let problem_body = problem(response).await;
     assert_eq!(problem_body["type"], "urn:spartakus:problem:too-large");
-    assert!(problem_body["detail"].as_str().unwrap_or("").contains("as sent"), "{problem_body}");
+    assert!(
+        problem_body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("as sent"),
+        "{problem_body}"
+    );
 
     // Small on the wire, over the decoded cap once gunzipped.
     let padded = format!("{}{}", " ".repeat(100 * 1024), SEED);
@@ -208,7 +246,10 @@ async fn bodies_over_the_caps_are_413() -> TestResult {
         .send()
         .await?;
     assert_eq!(response.status(), 413);
-    let detail = problem(response).await["detail"].as_str().unwrap_or("").to_owned();
+    let detail = problem(response).await["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     assert!(detail.contains("after decompression"), "{detail}");
 
     // Uncompressed and over the decoded cap.
@@ -226,7 +267,10 @@ async fn a_cluster_over_its_rate_limit_gets_429_with_retry_after() -> TestResult
     assert_eq!(response.status(), 429);
     let retry_after: u64 = response.headers()["retry-after"].to_str()?.parse()?;
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    assert_eq!(problem(response).await["type"], "urn:spartakus:problem:rate-limited-cluster");
+    assert_eq!(
+        problem(response).await["type"],
+        "urn:spartakus:problem:rate-limited-cluster"
+    );
     let js = jetstream(&nats.url()).await;
     assert_eq!(messages(&js, "RATE").await.len(), 2);
     Ok(())
@@ -240,7 +284,10 @@ async fn a_client_over_its_ip_rate_limit_gets_429() -> TestResult {
     let response = gateway.post_v1(seed_at(2)).await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(problem(response).await["type"], "urn:spartakus:problem:rate-limited-ip");
+    assert_eq!(
+        problem(response).await["type"],
+        "urn:spartakus:problem:rate-limited-ip"
+    );
     Ok(())
 }
 
@@ -291,17 +338,29 @@ async fn beyond_max_in_flight_requests_are_shed_with_503_at_once() -> TestResult
     let nats = Nats::start().await?;
     let gateway = Gateway::ready(&nats.url(), "SHED", |c| c.max_in_flight = 1).await;
     let held = HeldRequest::start(&gateway, seed_at(1));
-    gateway.wait_for_metric("spartakus_gateway_reports_in_flight 1").await;
+    gateway
+        .wait_for_metric("spartakus_gateway_reports_in_flight 1")
+        .await;
 
     let started = Instant::now();
     let response = gateway.post_v1(seed_at(2)).await;
     assert_eq!(response.status(), 503);
-    assert!(started.elapsed() < Duration::from_secs(5), "shed at once, not queued");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shed at once, not queued"
+    );
     assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(problem(response).await["type"], "urn:spartakus:problem:overloaded");
+    assert_eq!(
+        problem(response).await["type"],
+        "urn:spartakus:problem:overloaded"
+    );
 
     assert_eq!(held.finish().await.status(), 204);
-    assert_eq!(gateway.post_v1(seed_at(3)).await.status(), 204, "the slot is free again");
+    assert_eq!(
+        gateway.post_v1(seed_at(3)).await.status(),
+        204,
+        "the slot is free again"
+    );
     Ok(())
 }
 
@@ -321,9 +380,20 @@ async fn with_nats_down_reports_get_503_and_recover_without_a_gateway_restart() 
     assert!(retry_after >= 1);
     let problem_body = problem(response).await;
     assert_eq!(problem_body["type"], "urn:spartakus:problem:unavailable");
-    assert!(!problem_body.to_string().contains("nats"), "no internal detail: {problem_body}");
+    assert!(
+        !problem_body.to_string().contains("nats"),
+        "no internal detail: {problem_body}"
+    );
     gateway.wait_for_status("/readyz", 503).await;
-    assert_eq!(gateway.http.get(format!("{}/healthz", gateway.url)).send().await?.status(), 200);
+    assert_eq!(
+        gateway
+            .http
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .await?
+            .status(),
+        200
+    );
 
     nats.restart().await?;
     gateway.wait_for_status("/readyz", 200).await;
@@ -340,11 +410,17 @@ async fn with_nats_down_reports_get_503_and_recover_without_a_gateway_restart() 
     let ids: Vec<String> = messages(&js, "OUTAGE")
         .await
         .iter()
-        .map(|m| Envelope::decode(&m.payload).map(|e| e.report.report().timestamp.clone().unwrap_or_default()))
+        .map(|m| {
+            Envelope::decode(&m.payload)
+                .map(|e| e.report.report().timestamp.clone().unwrap_or_default())
+        })
         .collect::<Result<_, _>>()?;
     // The report refused with 503 may or may not have reached the stream (at-least-once: the
     // volunteer retries it); the first and the last are there.
-    assert!(ids.contains(&"1".to_owned()) && ids.contains(&"3".to_owned()), "{ids:?}");
+    assert!(
+        ids.contains(&"1".to_owned()) && ids.contains(&"3".to_owned()),
+        "{ids:?}"
+    );
     Ok(())
 }
 
@@ -357,7 +433,15 @@ async fn the_gateway_starts_without_nats_and_creates_the_stream_once_it_appears(
     config.stream = "LATE".into();
     config.subject = "late.reports".into();
     let gateway = Gateway::start(config).await;
-    assert_eq!(gateway.http.get(format!("{}/readyz", gateway.url)).send().await?.status(), 503);
+    assert_eq!(
+        gateway
+            .http
+            .get(format!("{}/readyz", gateway.url))
+            .send()
+            .await?
+            .status(),
+        503
+    );
     assert_eq!(gateway.post_v1(SEED).await.status(), 503);
 
     nats.restart().await?;
@@ -403,7 +487,12 @@ impl RefusesNewConnections for Gateway {
     async fn wait_for_status_refused(&self) {
         let start = Instant::now();
         let fresh = reqwest::Client::new();
-        while fresh.get(format!("{}/healthz", self.url)).send().await.is_ok() {
+        while fresh
+            .get(format!("{}/healthz", self.url))
+            .send()
+            .await
+            .is_ok()
+        {
             assert!(start.elapsed() < DEADLINE, "still accepting connections");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -415,7 +504,10 @@ async fn health_version_metrics_and_openapi_are_served() -> TestResult {
     let nats = Nats::start().await?;
     let gateway = Gateway::ready(&nats.url(), "META", |_| {}).await;
     assert_eq!(gateway.get_text("/healthz").await, "ok\n");
-    assert_eq!(gateway.get_text("/version").await.trim(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        gateway.get_text("/version").await.trim(),
+        env!("CARGO_PKG_VERSION")
+    );
     let openapi = gateway.get_text("/openapi.yaml").await;
     assert!(openapi.starts_with("openapi: 3.1.0") && openapi.contains("/api/v2/reports:"));
     assert_eq!(gateway.post_v1(SEED).await.status(), 204);
@@ -428,7 +520,10 @@ async fn health_version_metrics_and_openapi_are_served() -> TestResult {
         r#"spartakus_gateway_publish_seconds_count{outcome="ok"} 1"#,
         r#"spartakus_gateway_reports_accepted_total{outcome="new"} 1"#,
     ] {
-        assert!(metrics.lines().any(|l| l == line), "missing {line}:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line}:\n{metrics}"
+        );
     }
     let received: u64 = metrics
         .lines()

@@ -21,7 +21,13 @@ fn proc_status_bytes(field: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kib| kib * 1024)
         .expect("status field")
 }
@@ -62,14 +68,26 @@ async fn a_gzip_bomb_is_refused_with_413_and_memory_stays_bounded() -> TestResul
     assert_eq!(response.status(), 413);
     let problem = problem(response).await;
     assert_eq!(problem["type"], "urn:spartakus:problem:too-large");
-    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("after decompression")), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("after decompression")),
+        "{problem}"
+    );
 
     let peak = proc_status_bytes("VmHWM:");
     let grown = peak.saturating_sub(rss_before);
-    eprintln!("RSS before {} MiB, peak {} MiB", rss_before / MIB, peak / MIB);
+    eprintln!(
+        "RSS before {} MiB, peak {} MiB",
+        rss_before / MIB,
+        peak / MIB
+    );
     // The decoded cap is 16 MiB; a bomb inflated in memory would add 1 GiB.
     assert!(grown < 128 * MIB, "memory grew by {} MiB", grown / MIB);
     let js = jetstream(&nats.url()).await;
-    assert!(messages(&js, "BOMB").await.len() == 1, "only the warm-up report is stored");
+    assert!(
+        messages(&js, "BOMB").await.len() == 1,
+        "only the warm-up report is stored"
+    );
     Ok(())
 }

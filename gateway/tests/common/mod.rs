@@ -62,11 +62,19 @@ impl Gateway {
         let url = format!("{}{path}", self.url);
         let start = Instant::now();
         loop {
-            let got = self.http.get(&url).send().await.map(|r| r.status().as_u16());
+            let got = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
             if got.as_ref().ok() == Some(&status) {
                 return;
             }
-            assert!(start.elapsed() < DEADLINE, "GET {path} never answered {status} (last: {got:?})");
+            assert!(
+                start.elapsed() < DEADLINE,
+                "GET {path} never answered {status} (last: {got:?})"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -79,7 +87,10 @@ impl Gateway {
             if text.lines().any(|l| l == line) {
                 return;
             }
-            assert!(start.elapsed() < DEADLINE, "metric line {line:?} never appeared:\n{text}");
+            assert!(
+                start.elapsed() < DEADLINE,
+                "metric line {line:?} never appeared:\n{text}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -122,7 +133,10 @@ pub async fn jetstream(url: &str) -> jetstream::Context {
 }
 
 /// Every message in `stream`, in order.
-pub async fn messages(js: &jetstream::Context, stream: &str) -> Vec<jetstream::message::StreamMessage> {
+pub async fn messages(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Vec<jetstream::message::StreamMessage> {
     let mut handle = js.get_stream(stream).await.expect("stream exists");
     let state = handle.info().await.expect("stream info").state.clone();
     let mut out = Vec::new();
@@ -153,7 +167,10 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// The problem body of a refused request.
 pub async fn problem(response: reqwest::Response) -> serde_json::Value {
     assert_eq!(
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/problem+json")
     );
     response.json().await.expect("problem JSON")
