@@ -112,7 +112,7 @@ fn every_bad_body_fails_with_exactly_the_expected_errors() {
     for body in &bodies {
         let expected_path = body.with_extension("expected");
         let actual = match decode(&std::fs::read(body).unwrap()) {
-            Ok(_) => format!("ACCEPTED (a bad body must be rejected)\n"),
+            Ok(_) => "ACCEPTED (a bad body must be rejected)\n".to_owned(),
             Err(e) => error_text(&e),
         };
         if bless {
