@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{self, AckKind, Message};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -198,85 +198,68 @@ impl<S: Sink> Worker<S> {
         Ok(consumer)
     }
 
+    /// Pulls batches until shutdown. One pull request is in flight while the previous batch is
+    /// written, so the sink never waits on the network; on shutdown no new request is made and
+    /// the batches already requested are finished, so nothing is left delivered-but-unhandled.
     async fn consume(&self, consumer: PullConsumer, shutdown: &CancellationToken) -> Ended {
-        let s = &self.settings;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(s.batch_size)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await;
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot pull from the consumer");
-                return Ended::StreamFailed;
+        let mut in_flight = Some(self.request(&consumer));
+        let mut ended = Ended::Shutdown;
+        while let Some(request) = in_flight.take() {
+            let batch = match request.await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "pull request failed; rebinding");
+                    ended = Ended::StreamFailed;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "pull task failed; rebinding");
+                    ended = Ended::StreamFailed;
+                    break;
+                }
+            };
+            if !shutdown.is_cancelled() {
+                in_flight = Some(self.request(&consumer));
             }
-        };
-        loop {
-            let mut batch = Vec::with_capacity(s.batch_size);
-            // The first message: wait as long as it takes.
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                next = messages.next() => match next {
-                    Some(Ok(m)) => batch.push(m),
-                    Some(Err(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat => {
-                        tracing::debug!(error = %e, "missed heartbeat");
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "pull consumer failed; rebinding");
-                        return Ended::StreamFailed;
-                    }
-                    None => return Ended::StreamFailed,
-                },
+            self.process(batch).await;
+        }
+        if let Some(request) = in_flight {
+            // Rebinding after a failure: settle what the last request brought.
+            if let Ok(Ok(batch)) = request.await {
+                self.process(batch).await;
             }
-            // The rest: until the batch is full or batch_wait has passed since the first.
-            let deadline = tokio::time::Instant::now() + s.batch_wait;
-            let mut failed = false;
-            while batch.len() < s.batch_size {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    next = messages.next() => match next {
-                        Some(Ok(m)) => batch.push(m),
-                        Some(Err(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat => {}
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "pull consumer failed; rebinding after this batch");
-                            failed = true;
-                            break;
-                        }
-                        None => {
-                            failed = true;
-                            break;
-                        }
-                    },
+        }
+        ended
+    }
+
+    /// One pull request: up to `batch_size` messages, waiting at most `batch_wait`.
+    fn request(
+        &self,
+        consumer: &PullConsumer,
+    ) -> tokio::task::JoinHandle<Result<Vec<Message>, async_nats::Error>> {
+        let consumer = consumer.clone();
+        let (size, wait) = (self.settings.batch_size, self.settings.batch_wait);
+        tokio::spawn(async move {
+            let mut messages = consumer
+                .batch()
+                .max_messages(size)
+                .expires(wait)
+                .messages()
+                .await?;
+            let mut batch = Vec::with_capacity(size);
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(m) => batch.push(m),
+                    // Keep what arrived: it is delivered and must be settled.
+                    Err(e) if !batch.is_empty() => {
+                        tracing::debug!(error = %e, "pull request ended early");
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
-            // The batch in hand is always finished, even on shutdown.
-            self.process(batch).await;
-            if failed {
-                return Ended::StreamFailed;
-            }
-            if shutdown.is_cancelled() {
-                break;
-            }
-        }
-        // Messages already delivered to this replica but not started: hand them back at once
-        // rather than after ack_wait.
-        let mut returned = 0;
-        while let Some(Some(Ok(m))) = messages.next().now_or_never() {
-            if m.ack_with(AckKind::Nak(None)).await.is_ok() {
-                returned += 1;
-            }
-        }
-        if returned > 0 {
-            tracing::info!(returned, "returned undelivered messages on shutdown");
-        }
-        Ended::Shutdown
+            Ok(batch)
+        })
     }
 
     /// Writes one batch and settles every message in it.

@@ -1,0 +1,329 @@
+//! Shared test plumbing: a NATS server with the reports stream, envelopes, the ingester in
+//! process or as a child process, waiting on conditions with deadlines.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use clap::Parser;
+use ingester::config::Config;
+use report::{Envelope, ReportId};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const STREAM: &str = "SPARTAKUS_REPORTS";
+pub const SUBJECT: &str = "spartakus.reports";
+pub const DEAD_LETTER_SUBJECT: &str = "spartakus.deadletter";
+pub const SEED: &str = include_str!("../../../report/testdata/v1-seed.json");
+pub const V2_FULL: &str = include_str!("../../../report/testdata/v2-full.json");
+
+/// Waits until `check` returns true, polling every 20 ms, or panics after `deadline`.
+pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A NATS server and a JetStream context, with or without the reports stream.
+pub struct Nats {
+    pub server: testenv::Nats,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+}
+
+impl Nats {
+    pub async fn start() -> Self {
+        let server = testenv::Nats::start().await.expect("nats-server");
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let js = jetstream::new(client.clone());
+        Nats { server, client, js }
+    }
+
+    /// Starts the server and creates the reports stream as the gateway does.
+    pub async fn with_stream() -> Self {
+        let nats = Self::start().await;
+        nats.create_stream().await;
+        nats
+    }
+
+    pub async fn create_stream(&self) {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec![SUBJECT.into()],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_secs(7200),
+                ..Default::default()
+            })
+            .await
+            .expect("create stream");
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Publishes raw bytes as the gateway would, waiting for JetStream's ack.
+    pub async fn publish_raw(&self, msg_id: &str, payload: Vec<u8>) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        self.js
+            .publish_with_headers(SUBJECT, headers, payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+    }
+
+    /// Publishes many envelopes, pipelining the acks.
+    pub async fn publish_all(&self, envelopes: &[(ReportId, Vec<u8>)]) {
+        for chunk in envelopes.chunks(500) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for (id, payload) in chunk {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", id.to_string().as_str());
+                acks.push(
+                    self.js
+                        .publish_with_headers(SUBJECT, headers, payload.clone().into())
+                        .await
+                        .expect("publish"),
+                );
+            }
+            for ack in acks {
+                ack.await.expect("publish ack");
+            }
+        }
+    }
+
+    /// The dead-letter messages (reason header, payload), once `n` are there.
+    pub async fn dead_letters(&self, n: usize) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        eventually(Duration::from_secs(20), "dead letters", || async {
+            match self
+                .js
+                .get_stream(ingester::config::DEAD_LETTER_STREAM)
+                .await
+            {
+                Ok(mut s) => s
+                    .info()
+                    .await
+                    .map(|i| i.state.messages as usize >= n)
+                    .unwrap_or(false),
+                Err(_) => false,
+            }
+        })
+        .await;
+        let stream = self
+            .js
+            .get_stream(ingester::config::DEAD_LETTER_STREAM)
+            .await
+            .unwrap();
+        for seq in 1..=n as u64 {
+            let m = stream.get_raw_message(seq).await.unwrap();
+            let reason = m
+                .headers
+                .get(ingester::consume::REASON_HEADER)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            out.push((reason, m.payload.to_vec()));
+        }
+        out
+    }
+
+    /// The durable consumer's info.
+    pub async fn consumer_info(&self) -> async_nats::jetstream::consumer::Info {
+        let stream = self.js.get_stream(STREAM).await.unwrap();
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream.get_consumer("spartakus-ingester").await.unwrap();
+        consumer.info().await.unwrap().clone()
+    }
+}
+
+/// A seed-shaped report with its own cluster and report ID, as an envelope.
+pub fn envelope(i: usize) -> (ReportId, Vec<u8>) {
+    let mut report: serde_json::Value = serde_json::from_str(SEED).unwrap();
+    report["clusterID"] = format!("cluster-{i:06}").into();
+    let valid = report::decode(report.to_string().as_bytes()).unwrap();
+    let id = ReportId::random();
+    let at: jiff::Timestamp = "2026-05-01T12:00:00Z".parse().unwrap();
+    (id, Envelope::new(id, at, valid).encode())
+}
+
+/// An envelope of the given report JSON.
+pub fn envelope_of(json: &str, received_at: &str) -> (ReportId, Vec<u8>) {
+    let valid = report::decode(json.as_bytes()).unwrap();
+    let id = valid.report_id().unwrap_or_else(ReportId::random);
+    (
+        id,
+        Envelope::new(id, received_at.parse().unwrap(), valid).encode(),
+    )
+}
+
+pub fn envelopes(n: usize) -> Vec<(ReportId, Vec<u8>)> {
+    (0..n).map(envelope).collect()
+}
+
+/// The flags for an ingester on `nats` writing to `sink`, plus `extra`.
+pub fn config(nats_url: &str, sink: &str, extra: &[&str]) -> Config {
+    let mut args = vec![
+        "ingester".to_owned(),
+        "--nats-url".into(),
+        nats_url.into(),
+        "--sink".into(),
+        sink.into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--batch-wait".into(),
+        "50ms".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Config::try_parse_from(args).expect("flags")
+}
+
+/// An ingester running in this process.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<(), ingester::Error>>,
+}
+
+impl InProcess {
+    pub async fn start(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(ingester::run(config, listener, shutdown.clone()));
+        InProcess {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("ingester stops within its deadline")
+            .expect("no panic")
+            .expect("clean exit");
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        get(self.addr, path).await
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    match reqwest::get(format!("http://{addr}{path}")).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// A metric's value from a `/metrics` text, 0 when absent.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The ingester binary as a child process; killed on drop.
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    pub fn spawn(nats_url: &str, sink: &str, extra: &[&str], log: &Path) -> Self {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ingester"))
+            .args([
+                "--nats-url",
+                nats_url,
+                "--sink",
+                sink,
+                "--listen",
+                &addr.to_string(),
+            ])
+            .args(["--batch-wait", "50ms"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ingester");
+        Process { child, addr }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn wait_ready(&self) {
+        let addr = self.addr;
+        eventually(Duration::from_secs(30), "ingester /readyz", || async move {
+            get(addr, "/readyz").await.0 == 200
+        })
+        .await;
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A built workspace binary next to the test executable (target/debug/deps/x → target/debug/NAME).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not built: run `cargo build --workspace --bins` first"))
+}
+
+/// Counts from a SQLite file opened read-only alongside the writer.
+pub fn sqlite_i64(path: &Path, sql: &str) -> i64 {
+    // Before the ingester created the file (or its tables), there is nothing to count.
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
