@@ -191,6 +191,22 @@ async fn every_pod_template_is_admitted_under_the_restricted_pod_security_profil
             }))
             .expect("a pod template is a pod");
             pod.metadata.name = Some(format!("{name}-template-check"));
+            // A StatefulSet's pods get a PVC volume per claim template, as its controller does.
+            if let (Some(spec), Some(claims)) = (
+                pod.spec.as_mut(),
+                obj["spec"]["volumeClaimTemplates"].as_array(),
+            ) {
+                for claim in claims {
+                    let claim_name = claim["metadata"]["name"].as_str().expect("named claim");
+                    spec.volumes.get_or_insert_with(Vec::new).push(
+                        serde_json::from_value(serde_json::json!({
+                            "name": claim_name,
+                            "persistentVolumeClaim": {"claimName": format!("{claim_name}-{name}-0")},
+                        }))
+                        .expect("a PVC volume"),
+                    );
+                }
+            }
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
             if let Err(e) = pods.create(&dry_run, &pod).await {
                 panic!(
