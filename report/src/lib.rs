@@ -124,6 +124,12 @@ fn display_all(errors: &[FieldError]) -> String {
 }
 
 /// Parses and validates a JSON report body.
+///
+/// A body that is not JSON, or not of the report's shape (unknown or
+/// duplicate field, wrong type, an array where an object belongs), is a
+/// [`DecodeError::Syntax`] with serde_json's message, which names the field and
+/// the line and column. A well-formed body that breaks rules is
+/// [`DecodeError::Invalid`] with every problem, in field order.
 pub fn decode(body: &[u8]) -> Result<ValidReport, DecodeError> {
     let report: Report =
         serde_json::from_slice(body).map_err(|e| DecodeError::Syntax(e.to_string()))?;

@@ -17,26 +17,33 @@ use std::fmt;
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct Report {
     /// Build version of the volunteer that wrote the report, e.g. `v1.0.0`.
-    /// Required. Identifies software, not a cluster.
+    /// Required, at most 256 bytes. Identifies software shared by every
+    /// volunteer of that release, not a cluster.
     pub version: String,
     /// When the volunteer wrote the report, UNIX seconds as a decimal string
-    /// (v1 sends a string). The collector also records its own `receivedAt`,
-    /// which is the time analyses should trust.
+    /// (v1 sends a string), 1–20 digits. The collector also records its own
+    /// `receivedAt`, which is the time analyses should trust. Says when, not
+    /// who: a report is sent on a timer, not on a user's action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
-    /// Cluster identifier. Required. A random UUID in v1; a keyed hash the
-    /// collector cannot reverse in v2 (see the volunteer's `anonymize` module).
+    /// Cluster identifier. Required, 1–128 characters of `[A-Za-z0-9._:-]`.
+    /// A random UUID in v1; a keyed hash the collector cannot reverse in v2
+    /// (see the volunteer's `anonymize` module). Links reports of one cluster
+    /// over time, never to its owner: the charset keeps out e-mail addresses
+    /// and free text.
     #[serde(rename = "clusterID")]
     pub cluster_id: String,
     /// `gitVersion` of the Kubernetes API server, e.g. `v1.37.2`. A public
-    /// release string.
+    /// release string shared by every cluster on that release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_version: Option<String>,
-    /// One entry per node. Each node is identified only by a keyed hash.
+    /// One entry per node, at most [`MAX_NODES`](crate::MAX_NODES). Each node
+    /// is identified only by a keyed hash; node names and addresses are never sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<Vec<Node>>,
     /// Free-form key/value pairs the operator chose to add, from a file they
-    /// control (`--extensions`).
+    /// control (`--extensions`); at most 64. The one open map: what it says is
+    /// the operator's explicit choice, and nothing is put there by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Vec<Extension>>,
 
@@ -46,7 +53,8 @@ pub struct Report {
     /// information about the cluster.
     #[serde(rename = "reportID", default, skip_serializing_if = "Option::is_none")]
     pub report_id: Option<String>,
-    /// Version of this schema the report follows; absent means 1.
+    /// Version of this schema the report follows, 1 or 2; absent means 1.
+    /// Describes the software, not the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u32>,
     /// Number of namespaces in the cluster. A count, never a name.
@@ -67,10 +75,13 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct Node {
-    /// Keyed hash of the node's UID, 32 lowercase hex characters. The key
-    /// never leaves the cluster, so the collector cannot recover the node.
+    /// Keyed hash of the node's UID, 32 lowercase hex characters (the rule
+    /// allows 1–64 of `[A-Za-z0-9_-]`, which v1's MD5 hex also meets). The
+    /// key never leaves the cluster, so the collector cannot recover the node.
     pub id: String,
-    /// `status.nodeInfo.operatingSystem`, e.g. `linux`.
+    /// `status.nodeInfo.operatingSystem`, e.g. `linux`. Like every node
+    /// string below, at most 256 bytes and a release or platform name shared
+    /// by many machines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
     /// `status.nodeInfo.osImage`, e.g. `Ubuntu 24.04.1 LTS`: a distribution
@@ -91,11 +102,13 @@ pub struct Node {
     pub kubelet_version: Option<String>,
     /// The scheme of `spec.providerID` when it names a public provider on the
     /// volunteer's allowlist (e.g. `gce`, `aws`), else `other` (v1 sent
-    /// `unknown`). Never the provider ID itself, which names the machine.
+    /// `unknown`); 1–64 characters of `[a-z0-9-]`. Never the provider ID
+    /// itself, which names the machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_provider: Option<String>,
     /// `status.capacity`: standard resources verbatim; extended resources only
     /// from allowlisted public device vendors, others folded into one name.
+    /// At most 64 entries. Sizes, not names: many machines share each shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Vec<Resource>>,
 }
@@ -104,9 +117,12 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct Resource {
-    /// Kubernetes resource name, e.g. `cpu`, `memory`, `nvidia.com/gpu`.
+    /// Kubernetes resource name (a qualified name: optional DNS-subdomain
+    /// prefix and `/`, then at most 63 characters), e.g. `cpu`, `memory`,
+    /// `nvidia.com/gpu`.
     pub resource: String,
-    /// Kubernetes quantity, e.g. `4`, `15437428Ki`, `500m`.
+    /// Kubernetes quantity (the `resource.Quantity` grammar, see
+    /// [`is_quantity`](crate::validate::is_quantity)), e.g. `4`, `15437428Ki`, `500m`.
     pub value: String,
 }
 
@@ -114,9 +130,10 @@ pub struct Resource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct Extension {
-    /// `[DNS-subdomain/]name`, e.g. `example.com/hello`.
+    /// `[DNS-subdomain/]name`, e.g. `example.com/hello`, unique within the
+    /// report (the original read them from a map).
     pub name: String,
-    /// Up to 1 KiB of text.
+    /// Up to 1 KiB of text, chosen by the operator.
     pub value: String,
 }
 
@@ -166,7 +183,8 @@ impl Kind {
     }
 }
 
-/// Statistics for one workload kind across the cluster.
+/// Statistics for one workload kind across the cluster; each kind appears at
+/// most once per report. Aggregates only, so no object can be singled out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadStats {
@@ -175,7 +193,8 @@ pub struct WorkloadStats {
     /// Number of objects of this kind in the cluster.
     pub total: u64,
     /// How many namespaces hold how many objects of this kind, in the fixed
-    /// buckets of [`BUCKETS`], in that order. Counts of namespaces only.
+    /// buckets of [`BUCKETS`], in that order. Counts of namespaces only. When
+    /// the report has `namespaces`, the buckets add up to it.
     pub per_namespace: Vec<Bucket>,
     /// Ages of the objects of this kind, in whole hours; absent when there are none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,7 +237,7 @@ pub fn bucket_index(count: u64) -> usize {
 }
 
 /// Summary of object ages in whole hours. Coarse on purpose: no single
-/// object's creation time can be read back from it.
+/// object's creation time can be read back from it. `p90` is at least `median`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct AgeHours {
@@ -232,8 +251,10 @@ pub struct AgeHours {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct Skipped {
-    /// Which section, as a path in this schema: `nodes`, `namespaces`, or
-    /// `workloads.<Kind>` (e.g. `workloads.Pod`), or `extensions`.
+    /// Which section, as a path in this schema, from the fixed list
+    /// [`SECTIONS`](crate::validate::SECTIONS): e.g. `nodes`, `nodes.osImage`,
+    /// `namespaces`, `workloads.Pod`, `ages`. Each at most once. Names parts of
+    /// the schema, never anything of the cluster's.
     pub section: String,
     /// Why: `forbidden` (no RBAC permission), `notFound` (the API does not
     /// exist on this server), `omitted` (the operator chose `--omit`), or
