@@ -47,12 +47,16 @@ impl BigQuery {
             .into_iter()
             .map(OsString::from)
             .collect();
+            // The watchdog removes the folder once the emulator is dead, also when this process
+            // is killed; so a retry must create it again.
+            std::fs::create_dir_all(dir.path())
+                .map_err(|e| Error::io(format!("creating {}", dir.path().display()), e))?;
             let mut process = Process::spawn(
                 "bigquery-emulator",
                 &binary("bigquery-emulator")?,
                 &args,
                 &log,
-                None,
+                Some(dir.path()),
             )?;
             let url = format!("http://127.0.0.1:{port}/bigquery/v2/projects/{PROJECT}/datasets");
             let ready = process

@@ -39,3 +39,24 @@ pub(crate) fn binary(name: &'static str) -> Result<PathBuf, Error> {
         Err(Error::MissingBinary { name, dir })
     }
 }
+
+/// A binary of this workspace (`gateway`, `ingester`, `volunteer`) from the target folder of the
+/// running test: test executables live in `target/<profile>/deps`, binaries one level up.
+/// `testenv/test.sh` builds them (`cargo build --workspace --bins`) before any test runs; a test
+/// of the binary's own crate should prefer `env!("CARGO_BIN_EXE_<name>")`.
+pub fn workspace_bin(name: &str) -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("locating the test executable", e))?;
+    let path = exe
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingWorkspaceBinary {
+            name: name.to_owned(),
+        })
+    }
+}

@@ -62,23 +62,25 @@ impl KubeApi {
         SHARED.get_or_try_init(|| Self::start_in(true)).await
     }
 
-    /// With `shared`, the folder is removed by etcd's watchdog when the process exits, since a
-    /// `static` is never dropped.
     async fn start_in(shared: bool) -> Result<Self, Error> {
         let tmp = TempDir::with_prefix("spartakus-kube-")
             .map_err(|e| Error::io("creating a temporary folder", e))?;
         let dir = tmp.path().to_owned();
-        let (tmp, cleanup) = if shared {
-            (None, Some(tmp.keep()))
+        // etcd's watchdog removes the folder once etcd is dead, also when this process is
+        // killed; a shared instance relies on that alone, since a `static` is never dropped.
+        let cleanup = Some(dir.clone());
+        let tmp = if shared {
+            let _ = tmp.keep();
+            None
         } else {
-            (Some(tmp), None)
+            Some(tmp)
         };
         let mut attempt = 1;
         loop {
             let ports = free_ports(3)?;
             let (etcd_port, peer_port, api_port) = (ports[0], ports[1], ports[2]);
             let result = async {
-                // Written on every attempt: a shared instance's failed etcd removes the folder.
+                // Written on every attempt: a failed attempt's etcd removed the folder.
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
                 let pki = Pki::write(&dir)?;

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 
 pub use bigquery::BigQuery;
-pub use binaries::bin_dir;
+pub use binaries::{bin_dir, workspace_bin};
 pub use kube_api::KubeApi;
 pub use nats::{Nats, NatsCluster};
 
@@ -37,6 +37,12 @@ pub enum Error {
         name: &'static str,
         /// The folder it was looked for in.
         dir: PathBuf,
+    },
+    /// A binary of this workspace is not built yet.
+    #[error("{name} not found next to the test executable: run `cargo build --workspace --bins`")]
+    MissingWorkspaceBinary {
+        /// The binary's name.
+        name: String,
     },
     /// A file or process operation failed.
     #[error("{what}: {source}")]
