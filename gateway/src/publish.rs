@@ -135,7 +135,8 @@ impl Publisher {
             .event_callback(|event| async move {
                 tracing::info!(%event, "NATS connection event");
             })
-            .connect(url)
+            // `--nats-url` is a comma-separated list; async-nats parses a `&str` as one URL.
+            .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
             .await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(publish_timeout)

@@ -141,7 +141,8 @@ async fn consume_until_shutdown<S: Sink>(
     let client = async_nats::ConnectOptions::new()
         .name("spartakus-ingester")
         .retry_on_initial_connect()
-        .connect(config.nats_url.as_str())
+        // `--nats-url` is a comma-separated list; async-nats parses a `&str` as one URL.
+        .connect(config.nats_url.split(',').map(str::trim).collect::<Vec<_>>())
         .await
         .map_err(|e| Error::Nats(e.to_string()))?;
     let js = async_nats::jetstream::new(client.clone());

@@ -242,6 +242,12 @@ impl NatsCluster {
     pub fn node_mut(&mut self, i: usize) -> &mut Nats {
         &mut self.nodes[i]
     }
+
+    /// Every node, to kill or restart several at once (e.g. restart all concurrently: a lone
+    /// node of a cluster whose others are down never becomes ready).
+    pub fn nodes_mut(&mut self) -> &mut [Nats] {
+        &mut self.nodes
+    }
 }
 
 /// Waits until every node answers `/healthz` and one of them reports a meta leader in `/jsz`.
