@@ -142,7 +142,13 @@ async fn consume_until_shutdown<S: Sink>(
         .name("spartakus-ingester")
         .retry_on_initial_connect()
         // `--nats-url` is a comma-separated list; async-nats parses a `&str` as one URL.
-        .connect(config.nats_url.split(',').map(str::trim).collect::<Vec<_>>())
+        .connect(
+            config
+                .nats_url
+                .split(',')
+                .map(str::trim)
+                .collect::<Vec<_>>(),
+        )
         .await
         .map_err(|e| Error::Nats(e.to_string()))?;
     let js = async_nats::jetstream::new(client.clone());
