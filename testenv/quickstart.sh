@@ -45,7 +45,13 @@ wait_http() { # URL WHAT LOG
 }
 
 nats_port=$(free_port); nats_mon=$(free_port); gw_port=$(free_port); ing_port=$(free_port)
-"$nats_server" -a 127.0.0.1 -p "$nats_port" -m "$nats_mon" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+cat >"$dir/nats.conf" <<CONF
+listen: "127.0.0.1:$nats_port"
+http: "127.0.0.1:$nats_mon"
+max_payload: 16MB
+jetstream { store_dir: "$dir/nats" }
+CONF
+"$nats_server" -c "$dir/nats.conf" >"$dir/nats.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$nats_mon/healthz?js-enabled-only=true" nats-server "$dir/nats.log"
 

@@ -51,7 +51,7 @@ impl Node {
         let store = dir.join(&name);
         let mut conf = format!(
             "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http_port}\"\n\
-             jetstream {{\n  store_dir: {store}\n}}\n",
+             max_payload: 16MB\njetstream {{\n  store_dir: {store}\n}}\n",
             store = quote(&store),
         );
         if let Some((cluster_port, route_ports)) = cluster {
