@@ -56,6 +56,11 @@ struct Case {
     /// A substring of the problem's detail or of one of its `path: rule` errors.
     #[serde(default)]
     mentions: Option<String>,
+    /// A known defect, still to be fixed, that makes this case cost more memory than
+    /// [`MEMORY_GROWTH_BOUND`]. Such cases run last and must still exceed the bound: once the
+    /// defect is fixed the test fails until the mark is removed.
+    #[serde(default)]
+    known_issue: Option<String>,
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -178,37 +183,137 @@ fn body_of(case: &Case) -> Vec<u8> {
     }
 }
 
+/// An HTTP answer as read off the socket.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How long one hostile request may take, from connecting to the end of the answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// POSTs `body` over a fresh connection, writing and reading at once: a gateway that refuses
+/// a body early (413) answers while the client is still sending, and an HTTP client that waits
+/// for its write to finish would see only the broken pipe, not the answer.
+async fn post_raw(
+    addr: &str,
+    route: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Result<Answer, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut head = format!(
+        "POST {route} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    // Dropping the write half would half-close the connection, which the server takes for a
+    // client gone away: the writer is kept until the answer is read.
+    let (done, until_done) = tokio::sync::oneshot::channel::<()>();
+    let send = tokio::spawn(async move {
+        let written = async {
+            writer.write_all(head.as_bytes()).await?;
+            for chunk in body.chunks(64 << 10) {
+                writer.write_all(chunk).await?;
+            }
+            writer.flush().await
+        }
+        .await;
+        let _ = until_done.await;
+        written
+    });
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(REQUEST_DEADLINE, async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e),
+            }
+            if complete(&raw) {
+                return Ok(());
+            }
+        }
+    })
+    .await;
+    let _ = done.send(());
+    send.abort();
+    match read {
+        Err(_) => return Err(format!("no complete answer within {REQUEST_DEADLINE:?}")),
+        Ok(Err(e)) => return Err(format!("reading the answer: {e}")),
+        Ok(Ok(())) => {}
+    }
+    parse_answer(&raw)
+        .ok_or_else(|| format!("not an HTTP answer: {:?}", String::from_utf8_lossy(&raw)))
+}
+
+/// Splits the head from the body: the index just past the blank line.
+fn head_end(raw: &[u8]) -> Option<usize> {
+    raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Whether `raw` holds a whole answer (the gateway's answers all carry content-length).
+fn complete(raw: &[u8]) -> bool {
+    parse_answer(raw).is_some()
+}
+
+fn parse_answer(raw: &[u8]) -> Option<Answer> {
+    let end = head_end(raw)?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(Some(0), |(_, v)| v.parse().ok())?;
+    let body = raw.get(end..end + length)?.to_vec();
+    Some(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// Sends `case` and returns what is wrong with the answer, if anything.
-async fn check(http: &reqwest::Client, base: &str, case: &Case) -> Result<(), String> {
+async fn check(addr: &str, case: &Case) -> Result<(), String> {
     let route = case.route.as_deref().unwrap_or("/api/v1");
     let mut headers = serde_json::Map::new();
     headers.insert("content-type".into(), "application/json".into());
     headers.extend(case.headers.clone());
-    let mut request = http.post(format!("{base}{route}"));
-    for (name, value) in &headers {
+    let mut send = Vec::new();
+    for (name, value) in headers {
         match value {
             serde_json::Value::Null => {}
-            serde_json::Value::String(v) => request = request.header(name, v),
+            serde_json::Value::String(v) => send.push((name, v)),
             other => return Err(format!("header {name}: {other} is not a string or null")),
         }
     }
-    let response = request
-        .body(body_of(case))
-        .send()
-        .await
-        .map_err(|e| format!("no answer: {e:?}"))?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let has_retry_after = response.headers().contains_key("retry-after");
-    let text = response
-        .text()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?;
+    let response = post_raw(addr, route, &send, body_of(case)).await?;
+    let status = response.status;
+    let content_type = response.header("content-type").unwrap_or("").to_owned();
+    let has_retry_after = response.header("retry-after").is_some();
+    let text = String::from_utf8_lossy(&response.body).into_owned();
     if status >= 500 {
         return Err(format!("server error {status}: {text}"));
     }
@@ -271,27 +376,22 @@ async fn every_hostile_request_gets_its_status_and_a_problem_naming_it_in_bounde
     let mut gateway = start_gateway(&nats, "HOSTILE", &[]);
     let http = reqwest::Client::new();
     gateway.wait_for_ok(&http, "/readyz").await;
+    let addr = gateway.url.trim_start_matches("http://").to_owned();
     let (peak_before, _) = gateway.memory();
 
+    let (bounded, known): (Vec<&Case>, Vec<&Case>) =
+        cases.iter().partition(|c| c.known_issue.is_none());
     let mut failures = Vec::new();
-    for case in &cases {
-        let started = Instant::now();
-        let outcome = check(&http, &gateway.url, case).await;
-        let (peak, rss) = gateway.memory();
-        println!(
-            "{:<48} {:>6.2}s peak {:>6.1} MiB rss {:>6.1} MiB {}",
-            case.name,
-            started.elapsed().as_secs_f64(),
-            mib(peak),
-            mib(rss),
-            outcome
-                .as_ref()
-                .map_or_else(|e| format!("FAIL: {e}"), |()| "ok".into())
-        );
-        if let Err(e) = outcome {
+    for case in &bounded {
+        if let Err(e) = run_case(&mut gateway, &addr, case).await {
             failures.push(format!("{}: {e}", case.name));
         }
-        assert!(gateway.is_running(), "the gateway died at {:?}", case.name);
+    }
+    let (peak_bounded, _) = gateway.memory();
+    for case in &known {
+        if let Err(e) = run_case(&mut gateway, &addr, case).await {
+            failures.push(format!("{}: {e}", case.name));
+        }
     }
 
     let healthz = http.get(format!("{}/healthz", gateway.url)).send().await?;
@@ -309,13 +409,15 @@ async fn every_hostile_request_gets_its_status_and_a_problem_naming_it_in_bounde
     assert_eq!(accepted.status(), 204, "the gateway still accepts reports");
 
     let (peak_after, rss_after) = gateway.memory();
-    let growth = peak_after.saturating_sub(peak_before);
+    let growth = peak_bounded.saturating_sub(peak_before);
     println!(
-        "peak RSS {:.1} MiB before the corpus, {:.1} MiB after (growth {:.1} MiB, bound {:.0} MiB); RSS now {:.1} MiB",
+        "peak RSS {:.1} MiB before the corpus, {:.1} MiB after it (growth {:.1} MiB, bound {:.0} MiB), \
+         {:.1} MiB after the known issues; RSS now {:.1} MiB",
         mib(peak_before),
-        mib(peak_after),
+        mib(peak_bounded),
         mib(growth),
         mib(MEMORY_GROWTH_BOUND),
+        mib(peak_after),
         mib(rss_after)
     );
     assert!(
@@ -329,7 +431,41 @@ async fn every_hostile_request_gets_its_status_and_a_problem_naming_it_in_bounde
         "peak RSS grew by {:.1} MiB",
         mib(growth)
     );
+    if !known.is_empty() {
+        let with_known = peak_after.saturating_sub(peak_before);
+        for case in &known {
+            println!(
+                "known issue, {}: {}",
+                case.name,
+                case.known_issue.as_deref().unwrap_or("")
+            );
+        }
+        assert!(
+            with_known >= MEMORY_GROWTH_BOUND,
+            "the known issues stayed within the bound ({:.1} MiB): fixed? remove their known_issue",
+            mib(with_known)
+        );
+    }
     Ok(())
+}
+
+/// Sends one case, prints how it went and the gateway's memory, and checks it is still alive.
+async fn run_case(gateway: &mut GatewayProcess, addr: &str, case: &Case) -> Result<(), String> {
+    let started = Instant::now();
+    let outcome = check(addr, case).await;
+    let (peak, rss) = gateway.memory();
+    println!(
+        "{:<48} {:>6.2}s peak {:>6.1} MiB rss {:>6.1} MiB {}",
+        case.name,
+        started.elapsed().as_secs_f64(),
+        mib(peak),
+        mib(rss),
+        outcome
+            .as_ref()
+            .map_or_else(|e| format!("FAIL: {e}"), |()| "ok".into())
+    );
+    assert!(gateway.is_running(), "the gateway died at {:?}", case.name);
+    outcome
 }
 
 /// Sends headers announcing `length` bytes of body, then one byte every `every` until the
