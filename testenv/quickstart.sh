@@ -74,7 +74,8 @@ echo "quickstart: POST the original README's example report -> HTTP $status"
 kubeconfig="${KUBECONFIG:-$HOME/.kube/config}"
 if [[ -f "$kubeconfig" ]]; then
   echo "quickstart: the volunteer's preview of what it would send for $kubeconfig:"
-  "$bin/volunteer" --kubeconfig "$kubeconfig" --gateway "$gateway" --dry-run | head -c 2000; echo
+  "$bin/volunteer" --kubeconfig "$kubeconfig" --gateway "$gateway" --dry-run >"$dir/preview.json" 2>"$dir/preview.log"
+  head -c 1500 "$dir/preview.json"; echo " ... ($(wc -c <"$dir/preview.json") bytes in $dir/preview.json)"
   "$bin/volunteer" --kubeconfig "$kubeconfig" --gateway "$gateway" --period 0 >"$dir/volunteer.log" 2>&1 \
     && { echo "quickstart: volunteer report sent"; expected=2; } \
     || { echo "quickstart: the volunteer could not send (see $dir/volunteer.log)"; tail -n 5 "$dir/volunteer.log"; }
@@ -90,8 +91,10 @@ for _ in $(seq 1 300); do
 done
 echo "quickstart: reports stored: $(count) (expected $expected)"
 sqlite3 -header -column "file:$db?mode=ro" \
-  'SELECT report_id, cluster_id, master_version, received_at, (SELECT count(*) FROM nodes n WHERE n.report_id = r.report_id) AS nodes FROM reports r ORDER BY received_at'
+  "SELECT r.report_id, r.cluster_id, r.master_version, datetime(r.received_at, 'unixepoch') AS received,
+          (SELECT count(*) FROM nodes n WHERE n.report = r.id) AS nodes
+     FROM reports r ORDER BY r.received_at" 
 [[ "$(count)" -ge "$expected" ]] || exit 1
 if $once; then exit 0; fi
-echo "quickstart: running; logs in $dir. Ctrl-C to stop."
+echo "quickstart: running (pids ${pids[*]}); logs in $dir. Ctrl-C to stop."
 wait

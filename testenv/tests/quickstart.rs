@@ -1,0 +1,107 @@
+//! README command one, `testenv/quickstart.sh`, run as a user would, so it cannot rot: it must
+//! store the seed report and a volunteer report, and Ctrl-C must stop everything it started.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use testenv::KubeApi;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("quickstart.sh")
+}
+
+fn alive(pid: &str) -> bool {
+    Path::new("/proc").join(pid).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn quickstart_stores_the_seed_and_a_volunteer_report_and_stops_on_ctrl_c() {
+    let kube = KubeApi::shared().await.expect("kube-apiserver starts");
+    let gateway = testenv::workspace_bin("gateway").expect("built");
+    let target_debug = gateway.parent().expect("target/debug");
+    let mut child = Command::new("bash")
+        .arg(script())
+        .env("KUBECONFIG", kube.kubeconfig_path())
+        .env("SPARTAKUS_QUICKSTART_NO_BUILD", "1")
+        .env("SPARTAKUS_TESTENV_BIN", testenv::bin_dir())
+        .env("CARGO_TARGET_DIR", target_debug.parent().expect("target"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("bash runs the quickstart");
+
+    // Read its output on a thread, so that waiting has a deadline.
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut output = Vec::new();
+    let pids: Vec<String> = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("quickstart did not come up in time:\n{}", output.join("\n"));
+            }
+        };
+        output.push(line.clone());
+        if let Some(rest) = line.strip_prefix("quickstart: running (pids ") {
+            break rest
+                .split(')')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+        }
+    };
+    let text = output.join("\n");
+    assert!(
+        text.contains("POST the original README's example report -> HTTP 204"),
+        "{text}"
+    );
+    assert!(text.contains("reports stored: 2 (expected 2)"), "{text}");
+    // The seed's cluster ID and master version are in the printed table.
+    assert!(text.contains("2f9c93d3-156c-47aa-8802-578ffca9b50e"), "{text}");
+    assert!(text.contains("v1.37.2"), "the volunteer's report is listed:\n{text}");
+    assert_eq!(pids.len(), 3, "nats-server, gateway and ingester: {pids:?}");
+    assert!(pids.iter().all(|p| alive(p)), "all three are running");
+
+    // Ctrl-C.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait works") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "quickstart ignored Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50)); // polling a process, not synchronising
+    };
+    assert!(!exit.success(), "interrupted, so not a success: {exit:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(|p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "quickstart left processes running: {:?}",
+            pids.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
