@@ -3,6 +3,7 @@
 //! schema, no NATS) for comparison; then the BigQuery emulator rate for a smaller N.
 //!
 //! `cargo bench -p ingester --bench ingest` (SPARTAKUS_BENCH_N, SPARTAKUS_BENCH_BQ_N to resize).
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

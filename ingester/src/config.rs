@@ -215,6 +215,7 @@ impl FromStr for Credentials {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

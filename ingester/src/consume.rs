@@ -255,7 +255,7 @@ impl<S: Sink> Worker<S> {
                         tracing::debug!(error = %e, "pull request ended early");
                         break;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
             Ok(batch)
@@ -453,6 +453,7 @@ fn header_value(detail: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -63,6 +63,7 @@ fn sqlite_retryable(e: &rusqlite::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn bq(status: Option<u16>) -> SinkError {

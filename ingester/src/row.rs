@@ -80,6 +80,7 @@ pub fn kubernetes_minor(git_version: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use report::{AgeHours, Bucket, Kind, ReportId, SkipReason};
 

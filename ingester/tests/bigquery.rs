@@ -5,6 +5,7 @@
 //! per-row insertErrors (the emulator stores any row). What only real BigQuery can show:
 //! deduplication by insertId (the emulator stores repeats), and that partitioning and clustering
 //! take effect (the emulator records them in the table's metadata, which is what we check).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

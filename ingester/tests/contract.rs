@@ -1,6 +1,7 @@
 //! One contract, every sink: a batch is written with one outcome per row, in order; writing the
 //! same report IDs again never creates a second row (where the sink can tell, it says
 //! `Duplicate`); a row the sink cannot store is rejected alone.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,17 +1,16 @@
 //! The example queries in `queries/*.sql` (also in the README), run against a fixture database
 //! with known answers.
+#![allow(clippy::unwrap_used)]
 
 use ingester::row::{Row, from_envelope};
 use ingester::sink::sqlite::{open_connection, write_batch};
 use report::{Envelope, ReportId};
 use rusqlite::Connection;
 
-fn row(
-    cluster: &str,
-    master: &str,
-    days_ago: i64,
-    nodes: &[(&str, &str, Option<(&str, &str)>)],
-) -> Row {
+/// A node: OS image, architecture, and an optional extended resource (name, value).
+type NodeSpec<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+
+fn row(cluster: &str, master: &str, days_ago: i64, nodes: &[NodeSpec<'_>]) -> Row {
     let nodes: Vec<serde_json::Value> = nodes
         .iter()
         .enumerate()

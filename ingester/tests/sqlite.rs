@@ -1,4 +1,5 @@
 //! The ingester against a real nats-server and a real SQLite file.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -472,6 +472,7 @@ fn merge_fields(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// The original table, as mission.md §3 describes it. Existing datasets use it.

@@ -255,6 +255,7 @@ impl Sink for SqliteSink {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

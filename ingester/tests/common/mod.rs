@@ -1,5 +1,6 @@
 //! Shared test plumbing: a NATS server with the reports stream, envelopes, the ingester in
 //! process or as a child process, waiting on conditions with deadlines.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
