@@ -58,3 +58,71 @@ async fn every_acknowledged_report_id_reaches_bigquery_whatever_is_killed() {
     ))
     .await;
 }
+
+/// The reconciliation itself can fail: a lost, a twice-stored, an altered and an unknown
+/// report are each caught; a report given up on but stored anyway is not a failure.
+#[test]
+fn the_reconciliation_catches_loss_duplicates_and_altered_content() {
+    use std::collections::HashMap;
+    use support::chaos::load::{Fate, Sent};
+    use support::chaos::reconcile::{Stored, account};
+
+    let sent = |id: &str, fate: Fate| Sent {
+        report_id: id.to_owned(),
+        cluster_id: format!("cluster-{id}"),
+        timestamp: "1780000000".to_owned(),
+        master_version: "v1.37.2".to_owned(),
+        nodes: vec![("00ff".to_owned(), 4)],
+        fate,
+        attempts: 1,
+        duplicate: None,
+    };
+    let row = |s: &Sent| Stored {
+        cluster_id: s.cluster_id.clone(),
+        timestamp: s.timestamp.clone(),
+        master_version: s.master_version.clone(),
+        nodes: Some(s.nodes.clone()),
+    };
+    let reports = vec![
+        sent("ok", Fate::Acknowledged),
+        sent("lost", Fate::Acknowledged),
+        sent("twice", Fate::Acknowledged),
+        sent("altered", Fate::Acknowledged),
+        sent("abandoned", Fate::GaveUp("503".into())),
+    ];
+    let mut stored: HashMap<String, Vec<Stored>> = HashMap::new();
+    for s in &reports {
+        match s.report_id.as_str() {
+            "lost" => {}
+            "twice" => drop(stored.insert(s.report_id.clone(), vec![row(s), row(s)])),
+            "altered" => {
+                let mut r = row(s);
+                r.nodes = Some(vec![("00ff".to_owned(), 3)]);
+                stored.insert(s.report_id.clone(), vec![r]);
+            }
+            _ => drop(stored.insert(s.report_id.clone(), vec![row(s)])),
+        }
+    }
+    stored.insert("stranger".into(), vec![row(&reports[0])]);
+    let scenario = Scenario::new(SinkKind::Sqlite, reports.len(), Duration::ZERO, 1);
+    let a = account(
+        &scenario,
+        reports,
+        &stored,
+        5,
+        0,
+        vec![],
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    assert_eq!(a.lost, ["lost"]);
+    assert_eq!(a.duplicates, 1);
+    assert_eq!(a.mismatched, ["altered"]);
+    assert_eq!(a.unexpected, ["stranger"]);
+    assert_eq!(
+        (a.acknowledged, a.gave_up.len(), a.gave_up_but_stored),
+        (4, 1, 1)
+    );
+    // The four above, and too few acknowledged (4 of 5) for the run to prove anything.
+    assert_eq!(a.failures().len(), 5, "{:?}", a.failures());
+}

@@ -176,6 +176,15 @@ impl Child {
         reqwest::Url::parse(&format!("http://{}/", self.addr)).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Log lines at ERROR level (the binaries log JSON: `"level":"ERROR"`), over every run.
+    pub fn errors_logged(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains(r#""level":"ERROR""#))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The last `lines` lines of the process's log.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

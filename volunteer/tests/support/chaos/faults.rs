@@ -140,6 +140,11 @@ pub async fn inject(
                 futures::future::try_join_all(restarts)
                     .await
                     .map_err(|e| format!("restarting the NATS cluster: {e}"))?;
+                log.push(format!(
+                    "{:6.1}s NATS cluster ready again, {:.1}s after its restart",
+                    t(Instant::now()),
+                    restarted.elapsed().as_secs_f64()
+                ));
                 for child in env.gateways.iter_mut().chain(env.ingesters.iter_mut()) {
                     child.wait_ready(READY_TIMEOUT).await?;
                 }

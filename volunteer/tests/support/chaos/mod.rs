@@ -26,7 +26,7 @@
 pub mod child;
 mod faults;
 pub mod load;
-mod reconcile;
+pub mod reconcile;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -330,6 +330,9 @@ pub struct Accounting {
     pub stream_messages: u64,
     pub dead_lettered: u64,
     pub events: Vec<String>,
+    /// ERROR lines in the gateways' and ingesters' logs, by process: for the reader, not a
+    /// failure (a killed peer is worth an ERROR to an operator).
+    pub errors_logged: Vec<(String, Vec<String>)>,
     pub load_time: Duration,
     pub total_time: Duration,
 }
@@ -414,8 +417,23 @@ impl fmt::Display for Accounting {
             self.load_time.as_secs_f64(),
             self.total_time.as_secs_f64()
         )?;
+        if self.sink == SinkKind::BigQuery && self.duplicates > 0 {
+            writeln!(
+                f,
+                "  ({} raw duplicate rows: redeliveries after a kill; BigQuery drops a repeated insertId best-effort, the emulator not at all; distinct IDs are what count)",
+                self.duplicates
+            )?;
+        }
         for (id, error) in &self.gave_up {
             writeln!(f, "  gave up on {id}: {error}")?;
+        }
+        for (name, lines) in &self.errors_logged {
+            writeln!(
+                f,
+                "  {name} logged {} ERROR lines, e.g. {}",
+                lines.len(),
+                lines[0]
+            )?;
         }
         Ok(())
     }
@@ -450,7 +468,14 @@ pub async fn run(scenario: &Scenario) -> Result<Accounting, String> {
     let load_time = start.elapsed();
     let drained = env.drain().await?;
     let stored = env.stored().await?;
-    Ok(reconcile::account(
+    let errors_logged = env
+        .gateways
+        .iter()
+        .chain(&env.ingesters)
+        .map(|c| (c.name.clone(), c.errors_logged()))
+        .filter(|(_, lines)| !lines.is_empty())
+        .collect();
+    let mut accounting = reconcile::account(
         scenario,
         sent,
         &stored,
@@ -459,5 +484,7 @@ pub async fn run(scenario: &Scenario) -> Result<Accounting, String> {
         events,
         load_time,
         began.elapsed(),
-    ))
+    );
+    accounting.errors_logged = errors_logged;
+    Ok(accounting)
 }

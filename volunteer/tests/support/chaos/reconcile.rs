@@ -156,6 +156,7 @@ pub fn account(
         stream_messages,
         dead_lettered,
         events,
+        errors_logged: Vec::new(),
         load_time,
         total_time,
     };
