@@ -510,6 +510,7 @@ pub fn age_hours(created: &[i64], now: i64) -> Option<AgeHours> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is how a test fails
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -474,10 +474,8 @@ fn walk(v: &Value, key: Option<&str>, out: &mut Vec<String>) {
             out.push(s.clone());
             out.extend(s.split('/').skip(1).map(str::to_owned));
         }
-        Value::String(s) if key.is_some_and(|k| IDENTIFYING_KEYS.contains(&k)) => {
-            if s != "None" {
-                out.push(s.clone());
-            }
+        Value::String(s) if key.is_some_and(|k| IDENTIFYING_KEYS.contains(&k)) && s != "None" => {
+            out.push(s.clone());
         }
         _ => {}
     }
