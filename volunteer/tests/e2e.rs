@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Fixture, TestResult, decode, dry_run, wait_until};
+use common::{Fixture, TestResult, decode, wait_until};
 use testenv::{KubeApi, Nats};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -91,8 +91,18 @@ async fn a_report_arrives_in_the_stream_as_previewed_and_nothing_identifying_wit
     let _gateway = start_gateway(port, &nats).await?;
     let gateway = format!("http://127.0.0.1:{port}");
 
-    let preview = dry_run(kube.kubeconfig_path(), &["--gateway", &gateway]).await?;
     let kc = kube.kubeconfig_path().display().to_string();
+    let out = common::volunteer(
+        &["--dry-run", "--gateway", &gateway, "--kubeconfig", &kc],
+        &[],
+    )
+    .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let preview = out.stdout.trim_ascii_end().to_vec();
     let out = common::volunteer(
         &["--period", "0", "--gateway", &gateway, "--kubeconfig", &kc],
         &[],
