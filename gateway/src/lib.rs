@@ -135,3 +135,28 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Reads a report body as the report routes do: the `Content-Encoding` named by `headers`, the
+/// wire cap and the streaming, capped gunzip, with `chunks` arriving as the body's frames.
+/// Exposed for the `gzip_body` fuzz target only; not part of the gateway's API.
+#[doc(hidden)]
+pub async fn read_body_for_fuzzing(
+    headers: &axum::http::HeaderMap,
+    chunks: Vec<Vec<u8>>,
+    max_compressed: u64,
+    max_decoded: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let encoding = body::Encoding::from_headers(headers)?;
+    let frames = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+    let limits = body::Limits {
+        max_compressed,
+        max_decoded,
+    };
+    let received = body::read(
+        headers,
+        axum::body::Body::from_stream(frames),
+        encoding,
+        limits,
+    );
+    Ok(received.await?.bytes)
+}
