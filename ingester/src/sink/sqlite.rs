@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::mpsc;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{Outcome, Sink};
@@ -98,12 +98,16 @@ fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
 pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, SinkError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(rows.len());
-    for row in rows {
-        let outcome = match fits(row) {
-            Err(reason) => Outcome::Rejected(reason),
-            Ok(()) => insert_row(&tx, row)?,
-        };
-        outcomes.push(outcome);
+    {
+        // Looked up once per batch, not once per row: the lookup hashes the SQL text.
+        let mut statements = Statements::prepare(&tx)?;
+        for row in rows {
+            let outcome = match fits(row) {
+                Err(reason) => Outcome::Rejected(reason),
+                Ok(()) => statements.insert(&tx, row)?,
+            };
+            outcomes.push(outcome);
+        }
     }
     tx.commit()?;
     Ok(outcomes)
@@ -136,90 +140,107 @@ fn fits(row: &Row) -> Result<(), String> {
     }
 }
 
-fn insert_row(tx: &Transaction<'_>, row: &Row) -> Result<Outcome, SinkError> {
-    let mut report = tx.prepare_cached(
-        "INSERT OR IGNORE INTO reports (report_id, received_at, version, timestamp, cluster_id,
-             master_version, master_minor, schema_version, namespaces)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let inserted = report.execute(params![
-        row.report_id,
-        row.received_at.as_second(),
-        row.version,
-        row.timestamp,
-        row.cluster_id,
-        row.master_version,
-        row.master_version.as_deref().and_then(kubernetes_minor),
-        row.schema_version,
-        row.namespaces,
-    ])?;
-    if inserted == 0 {
-        return Ok(Outcome::Duplicate);
-    }
-    let id = tx.last_insert_rowid();
+/// The batch's prepared statements.
+struct Statements<'c> {
+    report: CachedStatement<'c>,
+    node: CachedStatement<'c>,
+    capacity: CachedStatement<'c>,
+    extension: CachedStatement<'c>,
+    workload: CachedStatement<'c>,
+    bucket: CachedStatement<'c>,
+    skipped: CachedStatement<'c>,
+}
 
-    let mut node = tx.prepare_cached(
-        "INSERT INTO nodes (report, idx, node_id, operating_system, os_image, kernel_version,
-             architecture, container_runtime_version, kubelet_version, cloud_provider)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut capacity = tx.prepare_cached(
-        "INSERT INTO capacity (report, node, idx, resource, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for (i, n) in row.nodes.iter().enumerate() {
-        node.execute(params![
-            id,
-            i,
-            n.id,
-            n.operating_system,
-            n.os_image,
-            n.kernel_version,
-            n.architecture,
-            n.container_runtime_version,
-            n.kubelet_version,
-            n.cloud_provider,
+impl<'c> Statements<'c> {
+    fn prepare(tx: &'c Transaction<'_>) -> Result<Self, SinkError> {
+        Ok(Statements {
+            report: tx.prepare_cached(
+                "INSERT OR IGNORE INTO reports (report_id, received_at, version, timestamp, cluster_id,
+                     master_version, master_minor, schema_version, namespaces)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?,
+            node: tx.prepare_cached(
+                "INSERT INTO nodes (report, idx, node_id, operating_system, os_image, kernel_version,
+                     architecture, container_runtime_version, kubelet_version, cloud_provider)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?,
+            capacity: tx.prepare_cached(
+                "INSERT INTO capacity (report, node, idx, resource, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            extension: tx.prepare_cached(
+                "INSERT INTO extensions (report, idx, name, value) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            workload: tx.prepare_cached(
+                "INSERT INTO workloads (report, idx, kind, total, age_median_hours, age_p90_hours)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            bucket: tx.prepare_cached(
+                "INSERT INTO workload_buckets (report, workload, idx, min, max, namespaces)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            skipped: tx.prepare_cached(
+                "INSERT INTO skipped (report, idx, section, reason) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+        })
+    }
+
+    fn insert(&mut self, tx: &Transaction<'_>, row: &Row) -> Result<Outcome, SinkError> {
+        let inserted = self.report.execute(params![
+            row.report_id,
+            row.received_at.as_second(),
+            row.version,
+            row.timestamp,
+            row.cluster_id,
+            row.master_version,
+            row.master_version.as_deref().and_then(kubernetes_minor),
+            row.schema_version,
+            row.namespaces,
         ])?;
-        for (j, c) in n.capacity.iter().flatten().enumerate() {
-            capacity.execute(params![id, i, j, c.resource, c.value])?;
+        if inserted == 0 {
+            return Ok(Outcome::Duplicate);
         }
-    }
-
-    let mut extension = tx.prepare_cached(
-        "INSERT INTO extensions (report, idx, name, value) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (i, e) in row.extensions.iter().enumerate() {
-        extension.execute(params![id, i, e.name, e.value])?;
-    }
-
-    let mut workload = tx.prepare_cached(
-        "INSERT INTO workloads (report, idx, kind, total, age_median_hours, age_p90_hours)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let mut bucket = tx.prepare_cached(
-        "INSERT INTO workload_buckets (report, workload, idx, min, max, namespaces)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for (i, w) in row.workloads.iter().enumerate() {
-        workload.execute(params![
-            id,
-            i,
-            w.kind.as_str(),
-            w.total,
-            w.age_hours.map(|a| a.median),
-            w.age_hours.map(|a| a.p90),
-        ])?;
-        for (j, b) in w.per_namespace.iter().enumerate() {
-            bucket.execute(params![id, i, j, b.min, b.max, b.namespaces])?;
+        let id = tx.last_insert_rowid();
+        for (i, n) in row.nodes.iter().enumerate() {
+            self.node.execute(params![
+                id,
+                i,
+                n.id,
+                n.operating_system,
+                n.os_image,
+                n.kernel_version,
+                n.architecture,
+                n.container_runtime_version,
+                n.kubelet_version,
+                n.cloud_provider,
+            ])?;
+            for (j, c) in n.capacity.iter().flatten().enumerate() {
+                self.capacity
+                    .execute(params![id, i, j, c.resource, c.value])?;
+            }
         }
+        for (i, e) in row.extensions.iter().enumerate() {
+            self.extension.execute(params![id, i, e.name, e.value])?;
+        }
+        for (i, w) in row.workloads.iter().enumerate() {
+            self.workload.execute(params![
+                id,
+                i,
+                w.kind.as_str(),
+                w.total,
+                w.age_hours.map(|a| a.median),
+                w.age_hours.map(|a| a.p90),
+            ])?;
+            for (j, b) in w.per_namespace.iter().enumerate() {
+                self.bucket
+                    .execute(params![id, i, j, b.min, b.max, b.namespaces])?;
+            }
+        }
+        for (i, s) in row.skipped.iter().enumerate() {
+            self.skipped
+                .execute(params![id, i, s.section, skip_reason(s.reason)])?;
+        }
+        Ok(Outcome::Written)
     }
-
-    let mut skipped = tx.prepare_cached(
-        "INSERT INTO skipped (report, idx, section, reason) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (i, s) in row.skipped.iter().enumerate() {
-        skipped.execute(params![id, i, s.section, skip_reason(s.reason)])?;
-    }
-    Ok(Outcome::Written)
 }
 
 fn skip_reason(reason: report::SkipReason) -> &'static str {
