@@ -8,9 +8,10 @@
 //! that allowlist is part of the privacy promise. Extensions are the one open map.
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
+use std::marker::PhantomData;
 
 /// One report: a snapshot of one cluster at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +40,20 @@ pub struct Report {
     pub master_version: Option<String>,
     /// One entry per node, at most [`MAX_NODES`](crate::MAX_NODES). Each node
     /// is identified only by a keyed hash; node names and addresses are never sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "capped::<_, _, { crate::MAX_NODES }>"
+    )]
     pub nodes: Option<Vec<Node>>,
     /// Free-form key/value pairs the operator chose to add, from a file they
     /// control (`--extensions`); at most 64. The one open map: what it says is
     /// the operator's explicit choice, and nothing is put there by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "capped::<_, _, { crate::validate::MAX_EXTENSIONS }>"
+    )]
     pub extensions: Option<Vec<Extension>>,
 
     // ---- Additions since v1: all optional. ----
@@ -63,11 +72,19 @@ pub struct Report {
     /// Object counts and ages per workload kind. Counts and coarse ages only,
     /// never names. ConfigMaps and Secrets are never counted: the permission
     /// to list them would expose their contents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "capped::<_, _, { Kind::ALL.len() }>"
+    )]
     pub workloads: Option<Vec<WorkloadStats>>,
     /// Sections the volunteer could not collect, and why (e.g. the operator
     /// granted only the minimal role). Names sections of this schema only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "capped::<_, _, { crate::validate::SECTIONS.len() }>"
+    )]
     pub skipped: Option<Vec<Skipped>>,
 }
 
@@ -109,7 +126,11 @@ pub struct Node {
     /// `status.capacity`: standard resources verbatim; extended resources only
     /// from allowlisted public device vendors, others folded into one name.
     /// At most 64 entries. Sizes, not names: many machines share each shape.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "capped::<_, _, { crate::validate::MAX_CAPACITY }>"
+    )]
     pub capacity: Option<Vec<Resource>>,
 }
 
@@ -361,3 +382,83 @@ object_only!(
     AgeHours,
     Skipped
 );
+
+/// Reads an optional array, keeping at most `MAX + 1` elements: one more than validation
+/// allows, so its rule ("more than MAX …") still fires, while the rest of a hostile array is
+/// read as syntax only and dropped. Memory then stays bounded by the cap, not by the number of
+/// elements a 16 MiB body can hold (about 200 bytes per ten-byte `{"id":"n"}`).
+fn capped<'de, D, T, const MAX: usize>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Capped<T, const MAX: usize>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>, const MAX: usize> Visitor<'de> for Capped<T, MAX> {
+        type Value = Option<Vec<T>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut kept = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX + 1));
+            while kept.len() <= MAX {
+                match seq.next_element()? {
+                    Some(element) => kept.push(element),
+                    None => return Ok(Some(kept)),
+                }
+            }
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Some(kept))
+        }
+    }
+
+    d.deserialize_option(Capped::<T, MAX>(PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_with_nodes(n: usize) -> String {
+        let nodes = vec![r#"{"id":"n"}"#; n].join(",");
+        format!(r#"{{"version":"v1","clusterID":"c","nodes":[{nodes}]}}"#)
+    }
+
+    #[test]
+    fn a_hostile_array_keeps_only_one_element_more_than_the_limit() {
+        let report: Report =
+            serde_json::from_str(&body_with_nodes(crate::MAX_NODES + 5_000)).expect("parses");
+        assert_eq!(report.nodes.map(|n| n.len()), Some(crate::MAX_NODES + 1));
+    }
+
+    #[test]
+    fn an_array_within_the_limit_is_kept_whole_and_null_means_absent() {
+        let report: Report = serde_json::from_str(&body_with_nodes(3)).expect("parses");
+        assert_eq!(report.nodes.map(|n| n.len()), Some(3));
+        let report: Report =
+            serde_json::from_str(r#"{"version":"v1","clusterID":"c","nodes":null}"#)
+                .expect("parses");
+        assert_eq!(report.nodes, None);
+    }
+
+    #[test]
+    fn elements_past_the_limit_must_still_be_json() {
+        let mut body = body_with_nodes(crate::MAX_NODES + 2);
+        body.insert_str(body.len() - 2, ",{");
+        assert!(serde_json::from_str::<Report>(&body).is_err());
+    }
+}
