@@ -66,7 +66,8 @@ fn parse_help(help: &str) -> Vec<Flag> {
 }
 
 fn render(flags: &[Flag]) -> String {
-    let mut out = String::from("| flag | environment | default | meaning |\n| --- | --- | --- | --- |\n");
+    let mut out =
+        String::from("| flag | environment | default | meaning |\n| --- | --- | --- | --- |\n");
     for f in flags {
         let code = |s: &str| {
             if s.is_empty() {

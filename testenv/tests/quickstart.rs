@@ -75,8 +75,14 @@ async fn quickstart_stores_the_seed_and_a_volunteer_report_and_stops_on_ctrl_c()
     );
     assert!(text.contains("reports stored: 2 (expected 2)"), "{text}");
     // The seed's cluster ID and master version are in the printed table.
-    assert!(text.contains("2f9c93d3-156c-47aa-8802-578ffca9b50e"), "{text}");
-    assert!(text.contains("v1.37.2"), "the volunteer's report is listed:\n{text}");
+    assert!(
+        text.contains("2f9c93d3-156c-47aa-8802-578ffca9b50e"),
+        "{text}"
+    );
+    assert!(
+        text.contains("v1.37.2"),
+        "the volunteer's report is listed:\n{text}"
+    );
     assert_eq!(pids.len(), 3, "nats-server, gateway and ingester: {pids:?}");
     assert!(pids.iter().all(|p| alive(p)), "all three are running");
 
