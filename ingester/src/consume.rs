@@ -138,6 +138,24 @@ struct Worker<S> {
     metrics: Arc<Metrics>,
 }
 
+impl<S> Clone for Worker<S> {
+    fn clone(&self) -> Self {
+        Worker {
+            js: self.js.clone(),
+            settings: self.settings.clone(),
+            sink: self.sink.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// A batch decoded and ready for the sink: the messages with their delivery counts, and rows.
+struct Decoded {
+    messages: Vec<(Message, i64)>,
+    rows: Vec<crate::row::Row>,
+    started: Instant,
+}
+
 impl<S: Sink> Worker<S> {
     /// Waits for the reports stream, creates the dead-letter stream and binds the durable
     /// consumer (creating it, or updating its settings). `None` on shutdown.
@@ -198,11 +216,14 @@ impl<S: Sink> Worker<S> {
         Ok(consumer)
     }
 
-    /// Pulls batches until shutdown. One pull request is in flight while the previous batch is
-    /// written, so the sink never waits on the network; on shutdown no new request is made and
-    /// the batches already requested are finished, so nothing is left delivered-but-unhandled.
+    /// Pulls batches until shutdown, as a three-stage pipeline: while batch N is written and
+    /// settled, batch N+1 is decoded and batch N+2 requested. Writes stay in order, one at a
+    /// time, and every message is settled only after the sink answered for its batch. On
+    /// shutdown no new request is made and the batches already requested are finished, so
+    /// nothing is left delivered-but-unhandled.
     async fn consume(&self, consumer: PullConsumer, shutdown: &CancellationToken) -> Ended {
         let mut in_flight = Some(self.request(&consumer));
+        let mut writing: Option<tokio::task::JoinHandle<()>> = None;
         let mut ended = Ended::Shutdown;
         while let Some(request) = in_flight.take() {
             let batch = match request.await {
@@ -221,12 +242,21 @@ impl<S: Sink> Worker<S> {
             if !shutdown.is_cancelled() {
                 in_flight = Some(self.request(&consumer));
             }
-            self.process(batch).await;
+            let decoded = self.decode(batch).await;
+            if let Some(previous) = writing.take() {
+                let _ = previous.await;
+            }
+            let worker = self.clone();
+            writing = Some(tokio::spawn(async move { worker.write(decoded).await }));
+        }
+        if let Some(previous) = writing.take() {
+            let _ = previous.await;
         }
         if let Some(request) = in_flight {
             // Rebinding after a failure: settle what the last request brought.
             if let Ok(Ok(batch)) = request.await {
-                self.process(batch).await;
+                let decoded = self.decode(batch).await;
+                self.write(decoded).await;
             }
         }
         ended
@@ -262,11 +292,8 @@ impl<S: Sink> Worker<S> {
         })
     }
 
-    /// Writes one batch and settles every message in it.
-    async fn process(&self, batch: Vec<Message>) {
-        if batch.is_empty() {
-            return;
-        }
+    /// Decodes a batch; poison messages are dead-lettered here.
+    async fn decode(&self, batch: Vec<Message>) -> Decoded {
         let started = Instant::now();
         let mut rows = Vec::with_capacity(batch.len());
         let mut written = Vec::with_capacity(batch.len());
@@ -296,6 +323,20 @@ impl<S: Sink> Worker<S> {
                 }
             }
         }
+        Decoded {
+            messages: written,
+            rows,
+            started,
+        }
+    }
+
+    /// Writes one decoded batch and settles every message in it.
+    async fn write(&self, decoded: Decoded) {
+        let Decoded {
+            messages: written,
+            rows,
+            started,
+        } = decoded;
         if rows.is_empty() {
             return;
         }
