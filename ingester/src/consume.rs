@@ -190,10 +190,14 @@ impl<S: Sink> Worker<S> {
     async fn try_bind(&self) -> Result<PullConsumer, async_nats::Error> {
         let s = &self.settings;
         let stream = self.js.get_stream(&s.stream).await?;
+        // As many copies as the reports stream: a dead letter is a report too, and with one
+        // copy a single NATS node down would keep every restarting ingester from binding.
+        let num_replicas = stream.cached_info().config.num_replicas;
         self.js
             .get_or_create_stream(stream::Config {
                 name: s.dead_letter_stream.clone(),
                 subjects: vec![s.dead_letter_subject.clone()],
+                num_replicas,
                 storage: StorageType::File,
                 max_age: DEAD_LETTER_MAX_AGE,
                 duplicate_window: Duration::from_secs(2 * 3600),
