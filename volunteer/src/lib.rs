@@ -7,7 +7,7 @@
 //! - [`anonymize`]: the pure function from a snapshot and a key to the report sent.
 //! - [`extensions`]: the operator's key/value extensions file or directory.
 //! - [`send`]: gzip, POST, retries with backoff and a deadline.
-//! - [`run`]: clients, signals, and the report loop.
+//! - [`run`](mod@run): clients, signals, and the report loop.
 
 pub mod anonymize;
 pub mod collect;
