@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::mpsc;
 
+use backon::{BlockingRetryable, ConstantBuilder};
 use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
@@ -20,6 +21,8 @@ const MIGRATIONS: &[&str] = &[include_str!("../../schema/sqlite.sql")];
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Pause between attempts to switch a file that another process is opening to WAL.
+const WAL_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 enum Job {
     Write(Vec<Row>, oneshot::Sender<Result<Vec<Outcome>, SinkError>>),
@@ -50,7 +53,25 @@ pub fn open_connection(path: &Path) -> Result<Connection, SinkError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers (people querying) never block the writer. FULL: a commit is on disk before
     // we acknowledge the reports in it, even across a power loss.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    //
+    // Switching to WAL can answer SQLITE_BUSY at once, without the busy handler, while another
+    // process opens the same file (two replicas starting together): retry it for as long as a
+    // busy lock would be waited for.
+    let set_wal = || conn.pragma_update(None, "journal_mode", "WAL");
+    set_wal
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(WAL_RETRY_DELAY)
+                .with_max_times((BUSY_TIMEOUT.as_millis() / WAL_RETRY_DELAY.as_millis()) as usize),
+        )
+        .sleep(std::thread::sleep)
+        .when(|e| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            )
+        })
+        .call()?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     migrate(&mut conn)?;
     Ok(conn)
