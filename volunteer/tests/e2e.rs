@@ -17,13 +17,7 @@ use tokio::process::{Child, Command};
 const STREAM: &str = "SPARTAKUS_REPORTS";
 
 fn gateway_bin() -> Result<PathBuf, common::BoxError> {
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .map(|d| d.join("gateway"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            "gateway binary not found: run `cargo build --workspace --bins` first".into()
-        })
+    Ok(testenv::workspace_bin("gateway")?)
 }
 
 fn free_port() -> Result<u16, common::BoxError> {

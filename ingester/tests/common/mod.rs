@@ -310,11 +310,7 @@ impl Drop for Process {
 
 /// A built workspace binary next to the test executable (target/debug/deps/x → target/debug/NAME).
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} not built: run `cargo build --workspace --bins` first"))
+    testenv::workspace_bin(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Counts from a SQLite file opened read-only alongside the writer.

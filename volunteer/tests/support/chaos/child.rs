@@ -39,14 +39,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// A workspace binary next to the test executable: `target/debug/deps/chaos-… →
 /// target/debug/NAME` (`target/release/…` for the bench).
 pub fn workspace_binary(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    exe.ancestors()
-        .skip(1)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!("{name} is not built next to {}: run `cargo build -p gateway -p ingester --bins` (with --release for the bench) first", exe.display())
-        })
+    testenv::workspace_bin(name).map_err(|e| e.to_string())
 }
 
 /// A free loopback port (bound, then released for the child to bind).
