@@ -7,4 +7,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 testenv/build.sh
 cargo build --workspace --bins --locked
-cargo test --workspace --locked "$@"
+# --no-fail-fast: one failing test target must not hide the results of the others.
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -250,15 +250,18 @@ impl NatsCluster {
     }
 }
 
-/// Waits until every node answers `/healthz` and one of them reports a meta leader in `/jsz`.
+/// Waits until every node answers `/healthz` and the JetStream meta leader sees every other node
+/// as a current peer. A meta leader alone is not enough: until all peers have joined, creating an
+/// R3 stream fails with "insufficient resources".
 async fn wait_cluster_ready(nodes: &mut [Nats]) -> Result<(), Error> {
     for node in nodes.iter_mut() {
         node.wait_ready().await?;
     }
+    let size = nodes.len();
+    let monitors: Vec<String> = nodes.iter().map(Nats::monitor_url).collect();
     let Some((first, _)) = nodes.split_first_mut() else {
         return Ok(());
     };
-    let url = format!("{}/jsz", first.monitor_url());
     let http = first.http.clone();
     let Some(process) = first.process.as_mut() else {
         return Ok(());
@@ -266,16 +269,45 @@ async fn wait_cluster_ready(nodes: &mut [Nats]) -> Result<(), Error> {
     process
         .wait_until(READY_TIMEOUT, || {
             let http = http.clone();
-            let url = url.clone();
-            async move {
-                let body = http_get(&http, &url).await?;
-                let jsz: serde_json::Value =
-                    serde_json::from_str(&body).map_err(|e| format!("{url}: {e}"))?;
-                match jsz["meta_cluster"]["leader"].as_str() {
-                    Some(leader) if !leader.is_empty() => Ok(()),
-                    _ => Err(format!("{url}: no meta leader yet")),
-                }
-            }
+            let monitors = monitors.clone();
+            async move { meta_group_complete(&http, &monitors, size).await }
         })
         .await
+}
+
+/// `Ok` once the meta leader (asked through node 0) reports `size - 1` current peers.
+async fn meta_group_complete(
+    http: &reqwest::Client,
+    monitors: &[String],
+    size: usize,
+) -> Result<(), String> {
+    let jsz = |url: String| async move {
+        let body = http_get(http, &url).await?;
+        serde_json::from_str::<serde_json::Value>(&body).map_err(|e| format!("{url}: {e}"))
+    };
+    let first = jsz(format!("{}/jsz", monitors[0])).await?;
+    let leader = match first["meta_cluster"]["leader"].as_str() {
+        Some(leader) if !leader.is_empty() => leader.to_owned(),
+        _ => return Err("no meta leader yet".into()),
+    };
+    // Nodes are named `nats-{index}`; only the leader lists the meta group's peers.
+    let index = leader
+        .strip_prefix("nats-")
+        .and_then(|i| i.parse::<usize>().ok())
+        .filter(|&i| i < size)
+        .ok_or_else(|| format!("unexpected meta leader name {leader:?}"))?;
+    let meta = &jsz(format!("{}/jsz", monitors[index])).await?["meta_cluster"];
+    let current = meta["replicas"]
+        .as_array()
+        .map(|peers| peers.iter().filter(|p| p["current"] == true).count())
+        .unwrap_or(0);
+    if meta["cluster_size"] == size && current == size - 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "meta leader {leader}: cluster size {}, {current} of {} peers current",
+            meta["cluster_size"],
+            size - 1
+        ))
+    }
 }

@@ -111,6 +111,39 @@ async fn a_file_stream_survives_kill_and_restart() -> TestResult {
     Ok(())
 }
 
+/// Publishes `payload` with Nats-Msg-Id `id` until JetStream acknowledges it, and returns the
+/// number of failed attempts. While a replicated stream has no leader (just created, or its
+/// leader just died) a publish finds no responder or times out; the same Nats-Msg-Id makes the
+/// retries safe.
+async fn publish_until_acked(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+    payload: &'static str,
+) -> Result<(jetstream::publish::PublishAck, u32), Box<dyn std::error::Error + Send + Sync>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut failures = 0;
+    loop {
+        let attempt = async {
+            js.publish_with_headers(subject.to_owned(), headers_with_id(id), payload.into())
+                .await?
+                .await
+        };
+        match attempt.await {
+            Ok(ack) => return Ok((ack, failures)),
+            Err(e) if Instant::now() < deadline => {
+                failures += 1;
+                if failures == 1 {
+                    eprintln!("publish of {id} not acked yet: {e}");
+                }
+                // A pause between polls, not a wait for the election: the loop ends on an ack.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() -> TestResult {
     let started = Instant::now();
@@ -128,9 +161,10 @@ async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() -> T
             ..Default::default()
         })
         .await?;
-    js.publish_with_headers("replicated", headers_with_id("m-1"), "before".into())
-        .await?
-        .await?;
+    // The stream exists once created, but takes a moment to elect its own leader.
+    let (ack, failures) = publish_until_acked(&js, "replicated", "m-1", "before").await?;
+    eprintln!("first publish acked after {failures} failed attempts");
+    assert_eq!(ack.sequence, 1);
 
     // Kill the stream's leader, and talk to the cluster through a node that stays up.
     let leader = stream
@@ -145,44 +179,41 @@ async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() -> T
     cluster.node_mut(victim).kill();
     let js = jetstream::new(async_nats::connect(&urls[survivor]).await?);
 
-    // Until the two survivors elect a new leader, a publish times out or finds no responder;
-    // the same Nats-Msg-Id makes the retries safe.
     let failover = Instant::now();
-    let deadline = failover + Duration::from_secs(30);
-    let mut failures = 0;
-    let ack = loop {
-        let attempt = async {
-            js.publish_with_headers("replicated", headers_with_id("m-2"), "after".into())
-                .await?
-                .await
-        };
-        match attempt.await {
-            Ok(ack) => break ack,
-            Err(e) if Instant::now() < deadline => {
-                failures += 1;
-                if failures == 1 {
-                    eprintln!("publish not acked yet: {e}");
-                }
-                // A pause between polls, not a wait for the election: the loop ends on an ack.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let (ack, failures) = publish_until_acked(&js, "replicated", "m-2", "after").await?;
     eprintln!(
         "publish acked {:?} after the leader died ({failures} failed attempts)",
         failover.elapsed()
     );
     assert_eq!(ack.stream, "REPLICATED");
+    assert_eq!(ack.sequence, 2, "the message before the failover is kept");
 
     let started = Instant::now();
     cluster.node_mut(victim).restart().await?;
     eprintln!("cluster node {victim} restarted in {:?}", started.elapsed());
 
+    // While the restarted node rejoins, the stream may briefly have no leader; the meta leader
+    // then answers a stream info with the configuration and an empty state. Wait until a leader
+    // answers with both replicas current, then check that no message was lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut stream = js.get_stream("REPLICATED").await?;
-    let info = stream.info().await?;
-    assert_eq!(info.state.messages, 2);
-    let cluster_info = info.cluster.as_ref().ok_or("no cluster info")?;
-    assert_eq!(cluster_info.replicas.len() + 1, 3, "leader + 2 replicas");
+    let info = loop {
+        let info = stream.info().await?.clone();
+        let settled = info.cluster.as_ref().is_some_and(|c| {
+            c.leader.is_some() && c.replicas.len() == 2 && c.replicas.iter().all(|r| r.current)
+        });
+        if settled {
+            break info;
+        }
+        if Instant::now() >= deadline {
+            return Err(
+                format!("the stream did not settle within 30 s: {:?}", info.cluster).into(),
+            );
+        }
+        // A pause between polls; the loop ends on the condition or the deadline.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("stream settled {:?} after the restart", started.elapsed());
+    assert_eq!(info.state.messages, 2, "both acknowledged messages kept");
     Ok(())
 }
