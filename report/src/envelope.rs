@@ -41,8 +41,15 @@ impl Envelope {
 
     /// Compact JSON.
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain structs of strings and integers cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Compact JSON, appended to `out` (which the caller may have sized already).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Serializing plain structs of strings and integers into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, self);
     }
 
     /// Parses and re-validates a queued message with the current rules.
