@@ -25,7 +25,12 @@ async fn quickstart_stores_the_seed_and_a_volunteer_report_and_stops_on_ctrl_c()
     let kube = KubeApi::shared().await.expect("kube-apiserver starts");
     let gateway = testenv::workspace_bin("gateway").expect("built");
     let target_debug = gateway.parent().expect("target/debug");
-    let mut child = Command::new("bash")
+    // A shell started in the background without job control (as CI may run the tests) has
+    // SIGINT ignored, and a signal ignored on entry cannot be trapped: the script would never
+    // see the Ctrl-C below. `env --default-signal=INT` gives it the disposition it has in a
+    // terminal.
+    let mut child = Command::new("env")
+        .args(["--default-signal=INT", "bash"])
         .arg(script())
         .env("KUBECONFIG", kube.kubeconfig_path())
         .env("SPARTAKUS_QUICKSTART_NO_BUILD", "1")
@@ -34,7 +39,7 @@ async fn quickstart_stores_the_seed_and_a_volunteer_report_and_stops_on_ctrl_c()
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("bash runs the quickstart");
+        .expect("env runs bash, which runs the quickstart");
 
     // Read its output on a thread, so that waiting has a deadline.
     let (tx, rx) = mpsc::channel();
