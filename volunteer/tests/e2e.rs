@@ -123,7 +123,18 @@ async fn a_report_arrives_in_the_stream_as_previewed_and_nothing_identifying_wit
 async fn a_volunteer_retries_while_the_gateway_is_down_and_delivers_when_it_is_up() -> TestResult {
     let kube = KubeApi::shared().await?;
     let nats = Nats::start().await?;
-    let port = free_port()?;
+    // The gateway's port stays bound until the gateway starts, so no other test's server can
+    // take it meanwhile (one did: the volunteer was answered at once and never retried).
+    // Connections are accepted and closed at once: the volunteer sees a transport error.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let port = listener.local_addr()?.port();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let refuser = tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            drop(connection);
+        }
+    });
     let kc = kube.kubeconfig_path().display().to_string();
     let mut volunteer = Command::new(env!("CARGO_BIN_EXE_volunteer"))
         .args([
@@ -138,17 +149,26 @@ async fn a_volunteer_retries_while_the_gateway_is_down_and_delivers_when_it_is_u
         .spawn()?;
     let mut lines = BufReader::new(volunteer.stderr.take().ok_or("stderr")?).lines();
     // Wait for a failed attempt to be logged, with a deadline.
+    let mut log = Vec::new();
     let retried = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("send failed, retrying") {
+            let retry = line.contains("send failed, retrying");
+            log.push(line);
+            if retry {
                 return true;
             }
         }
         false
     })
     .await?;
-    assert!(retried, "the volunteer never logged a retry");
+    assert!(
+        retried,
+        "the volunteer never logged a retry:\n{}",
+        log.join("\n")
+    );
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    refuser.abort();
+    let _ = refuser.await; // the listener is closed once the task is gone
     let _gateway = start_gateway(port, &nats).await?;
     let status = tokio::time::timeout(Duration::from_secs(120), volunteer.wait()).await??;
     assert!(status.success());
