@@ -26,6 +26,7 @@ pub use bigquery::BigQuery;
 pub use binaries::{bin_dir, workspace_bin};
 pub use kube_api::KubeApi;
 pub use nats::{Nats, NatsCluster};
+pub use process::watched;
 
 /// Why a server could not be started or used.
 #[derive(Debug, thiserror::Error)]

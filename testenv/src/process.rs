@@ -38,6 +38,23 @@ if [ -n "$SPARTAKUS_TESTENV_CLEANUP" ]; then rm -rf -- "$SPARTAKUS_TESTENV_CLEAN
 exit "$status"
 "#;
 
+/// A `Command` that runs `bin` under the watchdog; add the program's arguments, environment and
+/// output. Its stdin is the control pipe: each line written is a signal name (e.g. `TERM`) sent
+/// to the program, and closing it (dropping the handle, or this process dying however it dies)
+/// SIGKILLs the program. The script runs in its own process group, so a Ctrl-C in the terminal
+/// reaches only the test process.
+pub fn watched(bin: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(WATCHDOG)
+        .arg("sh")
+        .arg(bin)
+        .stdin(Stdio::piped())
+        .process_group(0)
+        .env_remove("SPARTAKUS_TESTENV_CLEANUP");
+    cmd
+}
+
 /// How often readiness probes run. Probing is a poll on a condition, never a fixed sleep.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -68,20 +85,11 @@ impl Process {
         let err = out
             .try_clone()
             .map_err(|e| Error::io("duplicating a log file handle", e))?;
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(WATCHDOG)
-            .arg("sh")
-            .arg(bin)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        match cleanup {
-            Some(dir) => cmd.env("SPARTAKUS_TESTENV_CLEANUP", dir),
-            None => cmd.env_remove("SPARTAKUS_TESTENV_CLEANUP"),
-        };
+        let mut cmd = watched(bin);
+        cmd.args(args).stdout(out).stderr(err);
+        if let Some(dir) = cleanup {
+            cmd.env("SPARTAKUS_TESTENV_CLEANUP", dir);
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("spawning {name}"), e))?;

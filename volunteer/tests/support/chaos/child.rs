@@ -1,37 +1,17 @@
 //! The gateway and ingester binaries as child processes that can be killed with SIGKILL and
 //! started again on the same port with the same flags.
 //!
-//! Each runs under a tiny `sh` watchdog, as testenv's servers do (its `Process` is private to
-//! that crate): the watchdog reads signal names from a pipe and forwards them, and SIGKILLs the
-//! binary when the pipe closes, so the binary dies with the test even if the test is killed
-//! outright (the workspace forbids the `unsafe` that `PR_SET_PDEATHSIG` would need).
+//! Each runs under testenv's watchdog ([`testenv::watched`]), as testenv's servers do: the
+//! binary dies with the test even if the test is killed outright.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::ChildStdin;
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-/// `$0` is `sh`, `$1` the binary, the rest its arguments; the watcher reads our pipe on fd 3.
-const WATCHDOG: &str = r#"
-exec 3<&0 </dev/null
-"$@" 3<&- &
-pid=$!
-(
-  while read -r sig <&3; do kill -s "$sig" "$pid" 2>/dev/null; done
-  kill -s KILL "$pid" 2>/dev/null
-) &
-watcher=$!
-exec 3<&-
-wait "$pid"
-status=$?
-kill "$watcher" 2>/dev/null
-exit "$status"
-"#;
 
 /// How often `/readyz` is probed while waiting.
 const POLL: Duration = Duration::from_millis(100);
@@ -100,18 +80,12 @@ impl Child {
             .open(&self.log)
             .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("sh")
-            .arg(&self.bin)
+        let mut child = testenv::watched(&self.bin)
             .args(&self.args)
             .args(["--listen", &self.addr.to_string()])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
             .stdout(log)
             .stderr(err)
-            .process_group(0)
             .spawn()
             .map_err(|e| format!("spawning {}: {e}", self.name))?;
         let control = child
