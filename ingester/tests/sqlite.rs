@@ -500,6 +500,17 @@ async fn two_replicas_on_one_consumer_split_the_work_and_store_each_report_once(
             r#"spartakus_ingester_rows_total{sink="sqlite",result="written"}"#,
         )
     };
+    // A replica counts its rows just after its commit: wait for both counters to catch up with
+    // the rows already visible (they once read 5,950 of 6,000), then check the split.
+    let total = || async {
+        let (_, ma) = get(a.addr, "/metrics").await;
+        let (_, mb) = get(b.addr, "/metrics").await;
+        written(&ma) + written(&mb)
+    };
+    eventually(DEADLINE, "both replicas counted their rows", || async {
+        total().await >= n as f64
+    })
+    .await;
     let (_, ma) = get(a.addr, "/metrics").await;
     let (_, mb) = get(b.addr, "/metrics").await;
     assert!(
