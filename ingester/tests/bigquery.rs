@@ -253,18 +253,13 @@ async fn sink_faults_are_retried_with_the_same_insert_id_and_nothing_is_lost() {
             assert!(attempts[insert_id.as_ref().unwrap()] >= 2, "retried");
         }
     }
-    let (_, metrics) = ingester.get("/metrics").await;
+    let written = r#"spartakus_ingester_rows_total{sink="bigquery",result="written"}"#;
+    let metrics = metrics_when(ingester.addr, written, 30.0).await;
     assert!(
         metric(&metrics, "spartakus_ingester_redeliveries_total") >= 1.0,
         "{metrics}"
     );
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"spartakus_ingester_rows_total{sink="bigquery",result="written"}"#
-        ),
-        30.0
-    );
+    assert_eq!(metric(&metrics, written), 30.0);
     ingester.stop().await;
     assert_eq!(nats.consumer_info().await.num_ack_pending, 0);
 }

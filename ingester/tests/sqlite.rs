@@ -253,14 +253,9 @@ async fn published_reports_land_in_sqlite_field_by_field() {
     assert_v2_rows(&db, &v2_id.to_string());
     assert_eq!(sqlite_i64(&db, "SELECT count(*) FROM nodes"), 2 * 101 + 2);
 
-    let (_, metrics) = ingester.get("/metrics").await;
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"spartakus_ingester_rows_total{sink="sqlite",result="written"}"#
-        ),
-        102.0
-    );
+    let written = r#"spartakus_ingester_rows_total{sink="sqlite",result="written"}"#;
+    let metrics = metrics_when(ingester.addr, written, 102.0).await;
+    assert_eq!(metric(&metrics, written), 102.0);
     ingester.stop().await;
     let info = nats.consumer_info().await;
     assert_eq!(info.num_ack_pending, 0, "every report acknowledged");
@@ -331,21 +326,12 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_do_not_block_the_re
     assert_eq!(dead[0], ("syntax".to_owned(), b"not json at all".to_vec()));
     assert_eq!(dead[1].0, "invalid");
     assert_eq!(dead[1].1, invalid.to_string().into_bytes());
-    let (_, metrics) = ingester.get("/metrics").await;
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"spartakus_ingester_dead_lettered_total{reason="syntax"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"spartakus_ingester_dead_lettered_total{reason="invalid"}"#
-        ),
-        1.0
-    );
+    let syntax = r#"spartakus_ingester_dead_lettered_total{reason="syntax"}"#;
+    let invalid = r#"spartakus_ingester_dead_lettered_total{reason="invalid"}"#;
+    metrics_when(ingester.addr, syntax, 1.0).await;
+    let metrics = metrics_when(ingester.addr, invalid, 1.0).await;
+    assert_eq!(metric(&metrics, syntax), 1.0);
+    assert_eq!(metric(&metrics, invalid), 1.0);
     ingester.stop().await;
     let info = nats.consumer_info().await;
     assert_eq!(info.num_ack_pending, 0, "poison terminated, not pending");

@@ -242,6 +242,21 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// A metric's value from a `/metrics` text, 0 when absent.
+/// The metrics text of `addr` once `name_and_labels` is at least `at_least`, or after 10 s (the
+/// caller's assertion then shows the value). Counters are raised just after the work they count,
+/// so a test that saw the work done may read them a moment early.
+#[allow(dead_code)] // not every test binary that includes this module reads metrics
+pub async fn metrics_when(addr: SocketAddr, name_and_labels: &str, at_least: f64) -> String {
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = get(addr, "/metrics").await;
+        if metric(&text, name_and_labels) >= at_least || tokio::time::Instant::now() >= end {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
