@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct Envelope {
     /// The report's idempotency key: its own `reportID`, or one derived from the body.
     #[serde(rename = "reportID")]
-    pub report_id: String,
+    pub report_id: ReportId,
     /// When the gateway received the report (RFC 3339, UTC). Set by the server.
     pub received_at: jiff::Timestamp,
     /// The report as the volunteer sent it.
@@ -33,7 +33,7 @@ impl Envelope {
     /// Wraps a validated report for the queue.
     pub fn new(report_id: ReportId, received_at: jiff::Timestamp, report: ValidReport) -> Self {
         Envelope {
-            report_id: report_id.to_string(),
+            report_id,
             received_at,
             report: report.into_report(),
         }
@@ -52,19 +52,14 @@ impl Envelope {
         let _ = serde_json::to_writer(out, self);
     }
 
-    /// Parses and re-validates a queued message with the current rules.
+    /// Parses and re-validates a queued message with the current rules. A `reportID` that is
+    /// not canonical is a [`DecodeError::Syntax`] naming the rule.
     pub fn decode(bytes: &[u8]) -> Result<ValidEnvelope, DecodeError> {
         let env: Envelope =
             serde_json::from_slice(bytes).map_err(|e| DecodeError::Syntax(e.to_string()))?;
-        let report_id = ReportId::parse(&env.report_id).ok_or_else(|| {
-            DecodeError::Invalid(vec![crate::FieldError::new(
-                "reportID",
-                crate::validate::RULE_REPORT_ID,
-            )])
-        })?;
         let report = env.report.validate().map_err(DecodeError::Invalid)?;
         Ok(ValidEnvelope {
-            report_id,
+            report_id: env.report_id,
             received_at: env.received_at,
             report,
         })

@@ -15,7 +15,8 @@ pub mod wire;
 pub use envelope::Envelope;
 pub use validate::{
     FieldError, MAX_CAPACITY, MAX_ERRORS, MAX_EXTENSION_VALUE, MAX_EXTENSIONS, MAX_NODES,
-    MAX_STRING, SCHEMA_VERSION,
+    MAX_STRING, SCHEMA_VERSION, check_cluster_id, check_extensions, is_qualified_name,
+    is_quantity, section,
 };
 pub use wire::{
     AgeHours, BUCKETS, Bucket, Extension, Kind, Node, Report, Resource, SkipReason, Skipped,
@@ -78,29 +79,53 @@ impl fmt::Display for ReportId {
     }
 }
 
+/// The canonical string, as [`Display`](fmt::Display) writes it.
+impl serde::Serialize for ReportId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Only the canonical spelling ([`ReportId::parse`]); anything else is an error naming the rule.
+impl<'de> serde::Deserialize<'de> for ReportId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ReportId::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format_args!(
+                "reportID {s:?}: {}",
+                validate::RULE_REPORT_ID
+            ))
+        })
+    }
+}
+
 /// A validated report: it passed every rule in [`validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidReport(Report);
+pub struct ValidReport {
+    report: Report,
+    /// `report.report_id`, parsed once when it was validated.
+    report_id: Option<ReportId>,
+}
 
 impl ValidReport {
     /// The report.
     pub fn report(&self) -> &Report {
-        &self.0
+        &self.report
     }
 
     /// The report, by value.
     pub fn into_report(self) -> Report {
-        self.0
+        self.report
     }
 
-    /// The report's own `reportID`, if it carried one (validation ensured its form).
+    /// The report's own `reportID`, if it carried one.
     pub fn report_id(&self) -> Option<ReportId> {
-        self.0.report_id.as_deref().and_then(ReportId::parse)
+        self.report_id
     }
 
     /// The cluster ID (validation ensured its charset and length).
     pub fn cluster_id(&self) -> &str {
-        &self.0.cluster_id
+        &self.report.cluster_id
     }
 }
 
@@ -141,7 +166,12 @@ impl Report {
     pub fn validate(self) -> Result<ValidReport, Vec<FieldError>> {
         let errors = validate::check(&self);
         if errors.is_empty() {
-            Ok(ValidReport(self))
+            // `check` refused any reportID that does not parse.
+            let report_id = self.report_id.as_deref().and_then(ReportId::parse);
+            Ok(ValidReport {
+                report: self,
+                report_id,
+            })
         } else {
             Err(errors)
         }
@@ -371,17 +401,34 @@ mod tests {
         assert_eq!(back.report, decode(SEED).unwrap());
 
         let mut bad = env.clone();
-        bad.report_id = id.to_string().to_uppercase();
-        let err = Envelope::decode(&bad.encode()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "reportID: not a canonical UUID (lowercase 8-4-4-4-12 hex)"
-        );
-        bad.report_id = id.to_string();
         bad.report.cluster_id = String::new();
         assert_eq!(
             Envelope::decode(&bad.encode()).unwrap_err().to_string(),
             "clusterID: required"
         );
+    }
+
+    #[test]
+    fn an_envelope_with_a_non_canonical_report_id_is_refused_naming_the_rule() {
+        let id = ReportId::random();
+        let at = jiff::Timestamp::from_second(1_767_225_600).unwrap();
+        let json = String::from_utf8(Envelope::new(id, at, decode(SEED).unwrap()).encode())
+            .unwrap()
+            .replace(&id.to_string(), &id.to_string().to_uppercase());
+        let err = Envelope::decode(json.as_bytes()).unwrap_err();
+        assert!(matches!(err, DecodeError::Syntax(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("not a canonical UUID (lowercase 8-4-4-4-12 hex)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_report_id_serializes_as_its_canonical_string() {
+        let id = ReportId::parse("0f8fad5b-d9cb-469f-a165-70867728950e").unwrap();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, r#""0f8fad5b-d9cb-469f-a165-70867728950e""#);
+        assert_eq!(serde_json::from_str::<ReportId>(&json).unwrap(), id);
     }
 }

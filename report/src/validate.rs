@@ -23,7 +23,7 @@
 //!   with none of the kind), so anything else is an inconsistent snapshot.
 //! - Extension names must be unique, as they were keys of a map in the original.
 
-use crate::{BUCKETS, Node, Report, ReportId, WorkloadStats};
+use crate::{BUCKETS, Extension, Kind, Node, Report, ReportId, WorkloadStats};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -43,8 +43,18 @@ pub const MAX_ERRORS: usize = 100;
 /// Highest `schemaVersion` this crate understands.
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// The rule text for a malformed `reportID`.
+/// The rule a malformed `reportID` breaks.
 pub const RULE_REPORT_ID: &str = "not a canonical UUID (lowercase 8-4-4-4-12 hex)";
+/// The rule a malformed `clusterID` breaks.
+pub const RULE_CLUSTER_ID: &str = "not 1-128 characters of [A-Za-z0-9._:-]";
+/// The rule a malformed extension name breaks.
+pub const RULE_EXTENSION_NAME: &str = "not an extension name ([DNS-subdomain/]name)";
+/// The rule a repeated extension name breaks.
+pub const RULE_DUPLICATE_EXTENSION: &str = "duplicate extension name";
+/// The rule a malformed capacity resource name breaks.
+pub const RULE_RESOURCE_NAME: &str = "not a Kubernetes resource name ([DNS-subdomain/]name)";
+/// The rule a malformed capacity value breaks.
+pub const RULE_QUANTITY: &str = "not a Kubernetes quantity";
 
 /// One broken rule at one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,12 +121,64 @@ impl Errors {
     }
 }
 
+impl Errors {
+    fn new() -> Self {
+        Errors {
+            list: Vec::new(),
+            omitted: 0,
+        }
+    }
+}
+
+/// Checks a cluster ID: `Err` holds the rule it breaks. The volunteer checks `--cluster-id`
+/// with this at start-up, so an override the collector would refuse never starts.
+pub fn check_cluster_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        Err("required")
+    } else if !is_cluster_id(id) {
+        Err(RULE_CLUSTER_ID)
+    } else {
+        Ok(())
+    }
+}
+
+/// Every rule broken by a list of extensions, with paths as in a report
+/// (`extensions[3].name`). The volunteer checks the operator's `--extensions` with this at
+/// start-up.
+pub fn check_extensions(extensions: &[Extension]) -> Vec<FieldError> {
+    let mut e = Errors::new();
+    check_extension_list(&mut e, extensions);
+    e.finish()
+}
+
+fn check_extension_list(e: &mut Errors, extensions: &[Extension]) {
+    if extensions.len() > MAX_EXTENSIONS {
+        e.push(
+            format_args!("extensions"),
+            format!("more than {MAX_EXTENSIONS} extensions"),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, ext) in extensions.iter().enumerate() {
+        if !is_qualified_name(&ext.name) {
+            e.push(format_args!("extensions[{i}].name"), RULE_EXTENSION_NAME);
+        } else if !seen.insert(ext.name.as_str()) {
+            e.push(
+                format_args!("extensions[{i}].name"),
+                RULE_DUPLICATE_EXTENSION,
+            );
+        }
+        e.max_len(
+            format_args!("extensions[{i}].value"),
+            &ext.value,
+            MAX_EXTENSION_VALUE,
+        );
+    }
+}
+
 /// Every rule broken by `report`, in field order; empty when valid.
 pub(crate) fn check(report: &Report) -> Vec<FieldError> {
-    let mut e = Errors {
-        list: Vec::new(),
-        omitted: 0,
-    };
+    let mut e = Errors::new();
 
     e.required(format_args!("version"), &report.version);
     if let Some(ts) = &report.timestamp
@@ -127,13 +189,8 @@ pub(crate) fn check(report: &Report) -> Vec<FieldError> {
             "not UNIX seconds (1-20 decimal digits)",
         );
     }
-    if report.cluster_id.is_empty() {
-        e.push(format_args!("clusterID"), "required");
-    } else if !is_cluster_id(&report.cluster_id) {
-        e.push(
-            format_args!("clusterID"),
-            "not 1-128 characters of [A-Za-z0-9._:-]",
-        );
+    if let Err(rule) = check_cluster_id(&report.cluster_id) {
+        e.push(format_args!("clusterID"), rule);
     }
     if let Some(v) = &report.master_version {
         e.max_len(format_args!("masterVersion"), v, MAX_STRING);
@@ -150,31 +207,7 @@ pub(crate) fn check(report: &Report) -> Vec<FieldError> {
         }
     }
     if let Some(extensions) = &report.extensions {
-        if extensions.len() > MAX_EXTENSIONS {
-            e.push(
-                format_args!("extensions"),
-                format!("more than {MAX_EXTENSIONS} extensions"),
-            );
-        }
-        let mut seen = HashSet::new();
-        for (i, ext) in extensions.iter().enumerate() {
-            if !is_qualified_name(&ext.name) {
-                e.push(
-                    format_args!("extensions[{i}].name"),
-                    "not an extension name ([DNS-subdomain/]name)",
-                );
-            } else if !seen.insert(ext.name.as_str()) {
-                e.push(
-                    format_args!("extensions[{i}].name"),
-                    "duplicate extension name",
-                );
-            }
-            e.max_len(
-                format_args!("extensions[{i}].value"),
-                &ext.value,
-                MAX_EXTENSION_VALUE,
-            );
-        }
+        check_extension_list(&mut e, extensions);
     }
     if let Some(id) = &report.report_id
         && ReportId::parse(id).is_none()
@@ -255,13 +288,13 @@ fn check_node(e: &mut Errors, i: usize, node: &Node) {
             if !is_qualified_name(&r.resource) {
                 e.push(
                     format_args!("nodes[{i}].capacity[{j}].resource"),
-                    "not a Kubernetes resource name ([DNS-subdomain/]name)",
+                    RULE_RESOURCE_NAME,
                 );
             }
             if !is_quantity(&r.value) {
                 e.push(
                     format_args!("nodes[{i}].capacity[{j}].value"),
-                    "not a Kubernetes quantity",
+                    RULE_QUANTITY,
                 );
             }
         }
@@ -319,7 +352,8 @@ fn is_timestamp(s: &str) -> bool {
     (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn is_cluster_id(s: &str) -> bool {
+/// A cluster ID: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn is_cluster_id(s: &str) -> bool {
     (1..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
@@ -337,30 +371,75 @@ fn is_cloud_provider(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// The names of the report's optional sections, as `skipped` records them and as the
+/// volunteer's `--omit` takes them.
+pub mod section {
+    /// `masterVersion`.
+    pub const MASTER_VERSION: &str = "masterVersion";
+    /// The whole `nodes` array.
+    pub const NODES: &str = "nodes";
+    /// Every node's `operatingSystem`.
+    pub const NODES_OPERATING_SYSTEM: &str = "nodes.operatingSystem";
+    /// Every node's `osImage`.
+    pub const NODES_OS_IMAGE: &str = "nodes.osImage";
+    /// Every node's `kernelVersion`.
+    pub const NODES_KERNEL_VERSION: &str = "nodes.kernelVersion";
+    /// Every node's `architecture`.
+    pub const NODES_ARCHITECTURE: &str = "nodes.architecture";
+    /// Every node's `containerRuntimeVersion`.
+    pub const NODES_CONTAINER_RUNTIME_VERSION: &str = "nodes.containerRuntimeVersion";
+    /// Every node's `kubeletVersion`.
+    pub const NODES_KUBELET_VERSION: &str = "nodes.kubeletVersion";
+    /// Every node's `cloudProvider`.
+    pub const NODES_CLOUD_PROVIDER: &str = "nodes.cloudProvider";
+    /// Every node's `capacity`.
+    pub const NODES_CAPACITY: &str = "nodes.capacity";
+    /// `extensions`.
+    pub const EXTENSIONS: &str = "extensions";
+    /// `namespaces`.
+    pub const NAMESPACES: &str = "namespaces";
+    /// All of `workloads`.
+    pub const WORKLOADS: &str = "workloads";
+    /// The ages in `workloads`.
+    pub const AGES: &str = "ages";
+
+    /// The section of one workload kind, e.g. `workloads.Pod`.
+    pub const fn workload(kind: crate::Kind) -> &'static str {
+        match kind {
+            crate::Kind::Pod => "workloads.Pod",
+            crate::Kind::Service => "workloads.Service",
+            crate::Kind::Deployment => "workloads.Deployment",
+            crate::Kind::StatefulSet => "workloads.StatefulSet",
+            crate::Kind::DaemonSet => "workloads.DaemonSet",
+            crate::Kind::Job => "workloads.Job",
+            crate::Kind::CronJob => "workloads.CronJob",
+        }
+    }
+}
+
 /// Every section name `skipped` may carry: the optional parts of a report.
 pub const SECTIONS: [&str; 21] = [
-    "masterVersion",
-    "nodes",
-    "nodes.operatingSystem",
-    "nodes.osImage",
-    "nodes.kernelVersion",
-    "nodes.architecture",
-    "nodes.containerRuntimeVersion",
-    "nodes.kubeletVersion",
-    "nodes.cloudProvider",
-    "nodes.capacity",
-    "extensions",
-    "namespaces",
-    "workloads",
-    // One per `Kind`; a test keeps them in step.
-    "workloads.Pod",
-    "workloads.Service",
-    "workloads.Deployment",
-    "workloads.StatefulSet",
-    "workloads.DaemonSet",
-    "workloads.Job",
-    "workloads.CronJob",
-    "ages",
+    section::MASTER_VERSION,
+    section::NODES,
+    section::NODES_OPERATING_SYSTEM,
+    section::NODES_OS_IMAGE,
+    section::NODES_KERNEL_VERSION,
+    section::NODES_ARCHITECTURE,
+    section::NODES_CONTAINER_RUNTIME_VERSION,
+    section::NODES_KUBELET_VERSION,
+    section::NODES_CLOUD_PROVIDER,
+    section::NODES_CAPACITY,
+    section::EXTENSIONS,
+    section::NAMESPACES,
+    section::WORKLOADS,
+    section::workload(Kind::Pod),
+    section::workload(Kind::Service),
+    section::workload(Kind::Deployment),
+    section::workload(Kind::StatefulSet),
+    section::workload(Kind::DaemonSet),
+    section::workload(Kind::Job),
+    section::workload(Kind::CronJob),
+    section::AGES,
 ];
 
 fn is_section(s: &str) -> bool {
@@ -465,7 +544,6 @@ fn digits(b: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Kind;
 
     #[test]
     fn kubernetes_quantities_from_the_wild_are_accepted() {
@@ -542,18 +620,61 @@ mod tests {
     #[test]
     fn every_workload_kind_is_a_known_section() {
         for kind in Kind::ALL {
-            assert!(is_section(&format!("workloads.{}", kind.as_str())));
+            assert_eq!(
+                section::workload(kind),
+                format!("workloads.{}", kind.as_str())
+            );
+            assert!(is_section(section::workload(kind)));
         }
         assert!(!is_section("workloads.ConfigMap"));
         assert!(!is_section("workloads.Secret"));
     }
 
     #[test]
-    fn errors_beyond_the_cap_are_summarized_in_one_entry() {
-        let mut e = Errors {
-            list: Vec::new(),
-            omitted: 0,
+    fn cluster_ids_outside_the_charset_break_the_cluster_id_rule() {
+        assert_eq!(check_cluster_id("2f9c93d3-156c-47aa-8802-578ffca9b50e"), Ok(()));
+        assert_eq!(check_cluster_id("prod.eu-west:1_a"), Ok(()));
+        assert_eq!(check_cluster_id(""), Err("required"));
+        for bad in ["ops@corp", "a b", "<x>", "é", &"c".repeat(129)] {
+            assert_eq!(check_cluster_id(bad), Err(RULE_CLUSTER_ID), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_extension_list_is_checked_as_in_a_report() {
+        let ext = |name: &str, value: &str| Extension {
+            name: name.into(),
+            value: value.into(),
         };
+        assert!(check_extensions(&[ext("example.com/a", "x"), ext("b", "")]).is_empty());
+        let errors: Vec<String> = check_extensions(&[
+            ext("Bad.Domain/a", "x"),
+            ext("b", "x"),
+            ext("b", &"v".repeat(MAX_EXTENSION_VALUE + 1)),
+        ])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            errors,
+            [
+                "extensions[0].name: not an extension name ([DNS-subdomain/]name)",
+                "extensions[2].name: duplicate extension name",
+                "extensions[2].value: longer than 1024 bytes",
+            ]
+        );
+        let many: Vec<Extension> = (0..=MAX_EXTENSIONS)
+            .map(|i| ext(&format!("e{i}"), ""))
+            .collect();
+        assert_eq!(
+            check_extensions(&many)[0].to_string(),
+            "extensions: more than 64 extensions"
+        );
+    }
+
+    #[test]
+    fn errors_beyond_the_cap_are_summarized_in_one_entry() {
+        let mut e = Errors::new();
         for i in 0..MAX_ERRORS + 5 {
             e.push(format_args!("x[{i}]"), "bad");
         }

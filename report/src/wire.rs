@@ -25,7 +25,11 @@ pub struct Report {
     /// (v1 sends a string), 1–20 digits. The collector also records its own
     /// `receivedAt`, which is the time analyses should trust. Says when, not
     /// who: a report is sent on a timer, not on a user's action.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub timestamp: Option<String>,
     /// Cluster identifier. Required, 1–128 characters of `[A-Za-z0-9._:-]`.
     /// A random UUID in v1; a keyed hash the collector cannot reverse in v2
@@ -36,7 +40,11 @@ pub struct Report {
     pub cluster_id: String,
     /// `gitVersion` of the Kubernetes API server, e.g. `v1.37.2`. A public
     /// release string shared by every cluster on that release.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub master_version: Option<String>,
     /// One entry per node, at most [`MAX_NODES`](crate::MAX_NODES). Each node
     /// is identified only by a keyed hash; node names and addresses are never sent.
@@ -99,29 +107,57 @@ pub struct Node {
     /// `status.nodeInfo.operatingSystem`, e.g. `linux`. Like every node
     /// string below, at most 256 bytes and a release or platform name shared
     /// by many machines.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub operating_system: Option<String>,
     /// `status.nodeInfo.osImage`, e.g. `Ubuntu 24.04.1 LTS`: a distribution
     /// release string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub os_image: Option<String>,
     /// `status.nodeInfo.kernelVersion`, e.g. `6.8.0-1015-gke`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub kernel_version: Option<String>,
     /// `status.nodeInfo.architecture`, e.g. `amd64`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub architecture: Option<String>,
     /// `status.nodeInfo.containerRuntimeVersion`, e.g. `containerd://2.0.1`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub container_runtime_version: Option<String>,
     /// `status.nodeInfo.kubeletVersion`, e.g. `v1.37.2`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub kubelet_version: Option<String>,
     /// The scheme of `spec.providerID` when it names a public provider on the
     /// volunteer's allowlist (e.g. `gce`, `aws`), else `other` (v1 sent
     /// `unknown`); 1–64 characters of `[a-z0-9-]`. Never the provider ID
     /// itself, which names the machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_is_absent"
+    )]
     pub cloud_provider: Option<String>,
     /// `status.capacity`: standard resources verbatim; extended resources only
     /// from allowlisted public device vendors, others folded into one name.
@@ -383,6 +419,14 @@ object_only!(
     Skipped
 );
 
+/// An optional string of the v1 format: absent, `null` and `""` all mean absent. The original
+/// collector stored v1 bodies with empty optional strings (`"timestamp": ""` from old or
+/// hand-written volunteers), and an empty string carries nothing, identifying or not.
+fn empty_is_absent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = Option::deserialize(d)?;
+    Ok(value.filter(|v| !v.is_empty()))
+}
+
 /// Reads an optional array, keeping at most `MAX + 1` elements: one more than validation
 /// allows, so its rule ("more than MAX …") still fires, while the rest of a hostile array is
 /// read as syntax only and dropped. Memory then stays bounded by the cap, not by the number of
@@ -453,6 +497,20 @@ mod tests {
             serde_json::from_str(r#"{"version":"v1","clusterID":"c","nodes":null}"#)
                 .expect("parses");
         assert_eq!(report.nodes, None);
+    }
+
+    #[test]
+    fn empty_optional_v1_strings_are_absent() {
+        let report: Report = serde_json::from_str(
+            r#"{"version":"v1","clusterID":"c","timestamp":"","masterVersion":"",
+                "nodes":[{"id":"n","osImage":"","cloudProvider":"","kernelVersion":null}]}"#,
+        )
+        .expect("parses");
+        assert_eq!((report.timestamp, report.master_version), (None, None));
+        let node = &report.nodes.expect("nodes")[0];
+        assert_eq!(node.os_image, None);
+        assert_eq!(node.cloud_provider, None);
+        assert_eq!(node.kernel_version, None);
     }
 
     #[test]
