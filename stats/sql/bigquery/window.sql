@@ -1,0 +1,132 @@
+-- The window, for BigQuery (ingester/schema/bigquery.json), as the common table expressions
+-- every metric query (sql/metrics/*.sql) reads; the same names and columns as the SQLite
+-- window's TEMP tables. The store fills in:
+--   {table}      `PROJECT.DATASET.TABLE_deduplicated`, the ingester's view with one row per
+--                report (insertAll's deduplication is best-effort)
+--   {start}, {end}  TIMESTAMP literals, end exclusive: the only filter on receivedAt, the
+--                partitioning column, so the query reads the window's partitions and nothing
+--                else (the table requires a partition filter)
+--   {synthetic}  TRUE to keep reports marked spartakus.dev/synthetic=true
+--   {kinds}      the workload kinds, from report::Kind::ALL
+-- A cluster's key is the reportID of its latest report in the window.
+win_candidates AS (
+    SELECT r.reportID, r.receivedAt, r.clusterID
+    FROM {table} AS r
+    WHERE r.receivedAt >= {start} AND r.receivedAt < {end}
+      AND ({synthetic} OR NOT EXISTS (
+          SELECT 1 FROM UNNEST(r.extensions) AS e
+          WHERE e.name = 'spartakus.dev/synthetic' AND e.value = 'true'))
+),
+win_counts AS (
+    SELECT COUNT(*) AS reports FROM win_candidates
+),
+win_latest AS (
+    SELECT reportID FROM (
+        SELECT reportID, ROW_NUMBER() OVER (
+            PARTITION BY clusterID ORDER BY UNIX_SECONDS(receivedAt) DESC, reportID DESC) AS rn
+        FROM win_candidates) AS ranked
+    WHERE rn = 1
+),
+win_rows AS (
+    SELECT r.reportID, r.version, r.masterVersion, r.schemaVersion, r.namespaces, r.nodes, r.workloads
+    FROM {table} AS r
+    JOIN win_latest AS l ON l.reportID = r.reportID
+    WHERE r.receivedAt >= {start} AND r.receivedAt < {end}
+),
+win_reports AS (
+    SELECT reportID AS report,
+           version,
+           masterVersion AS master_version,
+           schemaVersion AS schema_version,
+           namespaces,
+           ARRAY_LENGTH(nodes) AS node_count
+    FROM win_rows
+),
+win_nodes AS (
+    SELECT r.reportID AS report,
+           os_family(n.osImage) AS os_family,
+           os_version(n.osImage) AS os_version,
+           kernel_minor(n.kernelVersion) AS kernel,
+           runtime_name(n.containerRuntimeVersion) AS runtime,
+           runtime_version(n.containerRuntimeVersion) AS runtime_version,
+           architecture(n.architecture) AS architecture,
+           cloud_provider(n.cloudProvider) AS cloud_provider,
+           kube_minor_number(n.kubeletVersion) - kube_minor_number(r.masterVersion) AS skew,
+           (SELECT MAX(quantity(c.value)) FROM UNNEST(n.capacity) AS c WHERE c.resource = 'cpu') AS cpu,
+           (SELECT MAX(quantity(c.value)) FROM UNNEST(n.capacity) AS c WHERE c.resource = 'memory') AS memory
+    FROM win_rows AS r, UNNEST(r.nodes) AS n
+),
+win_accel AS (
+    SELECT DISTINCT r.reportID AS report, accelerator_vendor(c.resource) AS vendor
+    FROM win_rows AS r, UNNEST(r.nodes) AS n, UNNEST(n.capacity) AS c
+    WHERE accelerator_vendor(c.resource) IS NOT NULL AND quantity(c.value) > 0
+),
+win_workloads AS (
+    SELECT r.reportID AS report, w.kind, w.total, w.ageHours.median AS age_median_hours
+    FROM win_rows AS r, UNNEST(r.workloads) AS w
+),
+win_kinds AS (
+    {kinds}
+),
+win_os_fv AS (
+    SELECT report, os_family AS family, os_version AS version, COUNT(*) AS n
+    FROM win_nodes GROUP BY report, os_family, os_version
+),
+win_os_top AS (
+    SELECT report, family FROM (
+        SELECT report, family, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, family) AS rn
+        FROM (SELECT report, family, SUM(n) AS n FROM win_os_fv GROUP BY report, family) AS f) AS ranked
+    WHERE rn = 1
+),
+win_cluster_os AS (
+    SELECT report, family AS os_family, version AS os_version FROM (
+        SELECT fv.report, fv.family, fv.version,
+               ROW_NUMBER() OVER (PARTITION BY fv.report ORDER BY fv.n DESC, fv.version) AS rn
+        FROM win_os_fv AS fv JOIN win_os_top AS t ON t.report = fv.report AND t.family = fv.family) AS ranked
+    WHERE rn = 1
+),
+win_runtime_fv AS (
+    SELECT report, runtime AS family, runtime_version AS version, COUNT(*) AS n
+    FROM win_nodes GROUP BY report, runtime, runtime_version
+),
+win_runtime_top AS (
+    SELECT report, family FROM (
+        SELECT report, family, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, family) AS rn
+        FROM (SELECT report, family, SUM(n) AS n FROM win_runtime_fv GROUP BY report, family) AS f) AS ranked
+    WHERE rn = 1
+),
+win_cluster_runtime AS (
+    SELECT report, family AS runtime, version AS runtime_version FROM (
+        SELECT fv.report, fv.family, fv.version,
+               ROW_NUMBER() OVER (PARTITION BY fv.report ORDER BY fv.n DESC, fv.version) AS rn
+        FROM win_runtime_fv AS fv JOIN win_runtime_top AS t ON t.report = fv.report AND t.family = fv.family) AS ranked
+    WHERE rn = 1
+),
+win_cluster_kernel AS (
+    SELECT report, value AS kernel FROM (
+        SELECT report, value, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, value) AS rn
+        FROM (SELECT report, kernel AS value, COUNT(*) AS n FROM win_nodes GROUP BY report, kernel) AS c) AS ranked
+    WHERE rn = 1
+),
+win_cluster_cloud AS (
+    SELECT report, value AS cloud_provider FROM (
+        SELECT report, value, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, value) AS rn
+        FROM (SELECT report, cloud_provider AS value, COUNT(*) AS n FROM win_nodes
+              GROUP BY report, cloud_provider) AS c) AS ranked
+    WHERE rn = 1
+),
+win_cluster_arch AS (
+    SELECT report, STRING_AGG(architecture, '+' ORDER BY architecture) AS architectures
+    FROM (SELECT DISTINCT report, architecture FROM win_nodes WHERE architecture <> 'unknown') AS a
+    GROUP BY report
+),
+win_cluster_accel AS (
+    SELECT report, STRING_AGG(vendor, '+' ORDER BY vendor) AS accelerators
+    FROM win_accel
+    GROUP BY report
+),
+win_cluster_skew AS (
+    SELECT report, CASE WHEN mx > 0 AND mx >= -mn THEN mx ELSE mn END AS skew
+    FROM (SELECT report, MIN(skew) AS mn, MAX(skew) AS mx FROM win_nodes
+          WHERE skew IS NOT NULL GROUP BY report) AS s
+)

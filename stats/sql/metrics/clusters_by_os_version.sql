@@ -1,0 +1,10 @@
+-- Clusters by OS family and version of most of their nodes (refines clusters_by_os).
+-- Unit: clusters (each cluster of the window in exactly one cell).
+SELECT COALESCE(o.os_family, 'no nodes') AS a,
+       COALESCE(o.os_version, 'no nodes') AS b,
+       CAST(NULL AS STRING) AS c,
+       COUNT(*) AS clusters,
+       CAST(NULL AS INT64) AS nodes,
+       CAST(NULL AS INT64) AS max_nodes
+FROM win_reports AS w LEFT JOIN win_cluster_os AS o ON o.report = w.report
+GROUP BY 1, 2

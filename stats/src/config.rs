@@ -1,0 +1,200 @@
+//! Command-line flags, each with an environment variable, parsed into typed values at start-up.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use jiff::civil::Date;
+
+use crate::store::bigquery::{Credentials, TableRef};
+
+/// The Spartakus statistics job: computes k-anonymous snapshots of the stored reports where they
+/// are stored (SQLite or BigQuery) and publishes them as JSON and CSV files.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "stats", version, about)]
+pub struct Config {
+    /// Where the reports are: `sqlite:PATH` (the ingester's file, opened read-only) or `bigquery://PROJECT/DATASET/TABLE` (the ingester's table, read through its TABLE_deduplicated view)
+    #[arg(
+        long,
+        env = "SPARTAKUS_STORE",
+        default_value = "sqlite:spartakus.sqlite"
+    )]
+    pub store: StoreSpec,
+
+    /// Base URL of the BigQuery v2 API, to use an emulator or a private endpoint, e.g. `http://127.0.0.1:9050/bigquery/v2`
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_ENDPOINT")]
+    pub bigquery_endpoint: Option<String>,
+
+    /// Service-account key file for BigQuery (a reader: roles/bigquery.dataViewer and roles/bigquery.jobUser). Unset: Application Default Credentials. `none`: no credentials (an emulator only)
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_CREDENTIALS")]
+    pub bigquery_credentials: Option<CredentialsArg>,
+
+    /// Folder the snapshots are published in (created if missing)
+    #[arg(long, env = "SPARTAKUS_OUT", default_value = "spartakus-stats")]
+    pub out: PathBuf,
+
+    /// k: the fewest distinct clusters a published number may count; smaller cells are folded into `other` (at least 2)
+    #[arg(long, env = "SPARTAKUS_MIN_CLUSTERS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..))]
+    pub min_clusters: u64,
+
+    /// Days in a snapshot's window, ending with the snapshot's date; each cluster counts once, by its latest report in the window
+    #[arg(long, env = "SPARTAKUS_WINDOW_DAYS", default_value_t = 28,
+          value_parser = clap::value_parser!(u16).range(1..=366))]
+    pub window_days: u16,
+
+    /// Which days get a snapshot: `weekly` (Sundays, UTC) or `daily`
+    #[arg(long, env = "SPARTAKUS_CADENCE", value_enum, default_value_t = Cadence::Weekly)]
+    pub cadence: Cadence,
+
+    /// Compute the snapshot of this day (YYYY-MM-DD, a day already over) instead of the due ones, replacing it if it exists
+    #[arg(long, env = "SPARTAKUS_DATE", conflicts_with = "backfill_from")]
+    pub date: Option<Date>,
+
+    /// Compute (or recompute) the snapshot of every publication day from this one (YYYY-MM-DD) to the latest, from the stored reports
+    #[arg(long, env = "SPARTAKUS_BACKFILL_FROM")]
+    pub backfill_from: Option<Date>,
+
+    /// Count reports marked with the extension spartakus.dev/synthetic=true (demo populations); the snapshot says so
+    #[arg(long, env = "SPARTAKUS_INCLUDE_SYNTHETIC")]
+    pub include_synthetic: bool,
+
+    /// Compute what is due and exit (for a CronJob), with a non-zero exit code on failure; without it, keep running and check every --interval
+    #[arg(long, env = "SPARTAKUS_ONCE")]
+    pub once: bool,
+
+    /// In periodic mode, time between checks for a snapshot that is due
+    #[arg(long, env = "SPARTAKUS_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+
+    /// Log format: `pretty` for a terminal, `json` for log collectors. Filter with RUST_LOG
+    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+/// Which days get a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Cadence {
+    /// Every day.
+    Daily,
+    /// Sundays (a 28-day window is then four whole ISO weeks).
+    Weekly,
+}
+
+impl Cadence {
+    /// Whether `date` gets a snapshot.
+    pub fn publishes_on(self, date: Date) -> bool {
+        match self {
+            Cadence::Daily => true,
+            Cadence::Weekly => date.weekday() == jiff::civil::Weekday::Sunday,
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the reports are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// The ingester's SQLite file.
+    Sqlite(PathBuf),
+    /// The ingester's BigQuery table.
+    BigQuery(TableRef),
+}
+
+impl FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("sqlite: needs a path, e.g. sqlite:spartakus.sqlite".into());
+            }
+            Ok(StoreSpec::Sqlite(PathBuf::from(path)))
+        } else if let Some(rest) = s.strip_prefix("bigquery://") {
+            TableRef::parse(rest).map(StoreSpec::BigQuery)
+        } else {
+            Err(format!(
+                "{s:?}: expected sqlite:PATH or bigquery://PROJECT/DATASET/TABLE"
+            ))
+        }
+    }
+}
+
+/// `--bigquery-credentials`: a key file or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialsArg(pub Credentials);
+
+impl FromStr for CredentialsArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" => Err("empty path".into()),
+            "none" => Ok(CredentialsArg(Credentials::None)),
+            path => Ok(CredentialsArg(Credentials::KeyFile(PathBuf::from(path)))),
+        }
+    }
+}
+
+impl Config {
+    /// The BigQuery credentials to use.
+    pub fn credentials(&self) -> Credentials {
+        self.bigquery_credentials
+            .as_ref()
+            .map_or(Credentials::Default, |c| c.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("stats").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_k_10_a_28_day_window_and_weekly_snapshots() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.min_clusters, 10);
+        assert_eq!(c.window_days, 28);
+        assert_eq!(c.cadence, Cadence::Weekly);
+        assert_eq!(c.store, StoreSpec::Sqlite("spartakus.sqlite".into()));
+        assert!(!c.include_synthetic && !c.once);
+    }
+
+    #[test]
+    fn a_threshold_below_two_is_refused() {
+        for k in ["0", "1", "-3", "x"] {
+            assert!(parse(&["--min-clusters", k]).is_err(), "{k}");
+        }
+        assert_eq!(parse(&["--min-clusters", "2"]).unwrap().min_clusters, 2);
+    }
+
+    #[test]
+    fn stores_are_sqlite_or_bigquery() {
+        let c = parse(&["--store", "bigquery://p/d/t"]).unwrap();
+        assert!(matches!(c.store, StoreSpec::BigQuery(t) if t.table == "t"));
+        assert!(parse(&["--store", "postgres://x"]).is_err());
+        assert!(parse(&["--store", "sqlite:"]).is_err());
+        assert!(parse(&["--date", "2026-11-29", "--backfill-from", "2026-01-04"]).is_err());
+        assert!(parse(&["--date", "yesterday"]).is_err());
+    }
+
+    #[test]
+    fn weekly_snapshots_are_on_sundays() {
+        assert!(Cadence::Weekly.publishes_on("2026-11-29".parse().unwrap()));
+        assert!(!Cadence::Weekly.publishes_on("2026-11-30".parse().unwrap()));
+        assert!(Cadence::Daily.publishes_on("2026-11-30".parse().unwrap()));
+    }
+}

@@ -1,0 +1,283 @@
+//! Which snapshots to compute, and computing them: once, periodically, or as a backfill.
+//!
+//! A snapshot of day D can be computed once D is over (UTC). Due are the publication days after
+//! the newest kept snapshot up to the last day that is over (only that last one when nothing is
+//! kept yet); `--backfill-from` recomputes every publication day from a date; `--date` one day.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Cadence, Config};
+use crate::disclose::{Policy, disclose};
+use crate::output::{Output, OutputError};
+use crate::snapshot::Snapshot;
+use crate::store::{Query, Store, StoreError, Window};
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store failed.
+    #[error("computing the snapshot of {date}: {source}")]
+    Store {
+        /// Which snapshot.
+        date: Date,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The output could not be written.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The flags ask for something impossible (exit 64).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl RunError {
+    /// Whether the operator's flags are at fault.
+    pub fn is_config(&self) -> bool {
+        matches!(self, RunError::Config(_))
+    }
+}
+
+/// What one computation cost, for logs and the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// The snapshot's date.
+    pub date: Date,
+    /// Clusters in its window, when published.
+    pub clusters: Option<u64>,
+    /// Bytes the warehouse read, when it says.
+    pub bytes_processed: Option<u64>,
+}
+
+/// The last day that is over at `now` (UTC).
+pub fn last_complete_day(now: Timestamp) -> Date {
+    let today = now.to_zoned(TimeZone::UTC).date();
+    today.yesterday().unwrap_or(today)
+}
+
+/// Publication days in `from..=to`.
+pub fn publication_days(cadence: Cadence, from: Date, to: Date) -> Vec<Date> {
+    let mut days = Vec::new();
+    let mut d = from;
+    // Bounded by the dates: at most a few thousand days.
+    while d <= to {
+        if cadence.publishes_on(d) {
+            days.push(d);
+        }
+        match d.tomorrow() {
+            Ok(next) => d = next,
+            Err(_) => break,
+        }
+    }
+    days
+}
+
+/// The days to compute now.
+pub fn due(config: &Config, kept: &[Date], now: Timestamp) -> Result<Vec<Date>, RunError> {
+    let last = last_complete_day(now);
+    if let Some(date) = config.date {
+        if date > last {
+            return Err(RunError::Config(format!(
+                "--date {date}: that day is not over yet (the last complete UTC day is {last})"
+            )));
+        }
+        return Ok(vec![date]);
+    }
+    if let Some(from) = config.backfill_from {
+        if from > last {
+            return Err(RunError::Config(format!(
+                "--backfill-from {from}: that day is not over yet (the last complete UTC day is {last})"
+            )));
+        }
+        return Ok(publication_days(config.cadence, from, last));
+    }
+    let latest = publication_days(
+        config.cadence,
+        last.checked_sub(jiff::Span::new().days(6)).unwrap_or(last),
+        last,
+    );
+    let Some(latest) = latest.last().copied() else {
+        return Ok(Vec::new());
+    };
+    match kept.last() {
+        None => Ok(vec![latest]),
+        Some(newest) if *newest >= latest => Ok(Vec::new()),
+        Some(newest) => {
+            let after = newest.tomorrow().unwrap_or(*newest);
+            Ok(publication_days(config.cadence, after, latest))
+        }
+    }
+}
+
+/// Computes and publishes the snapshot of `date`.
+pub async fn compute<S: Store>(
+    config: &Config,
+    store: &S,
+    output: &Output,
+    date: Date,
+) -> Result<Done, RunError> {
+    let window = Window {
+        date,
+        days: config.window_days,
+    };
+    let query = Query {
+        window,
+        include_synthetic: config.include_synthetic,
+    };
+    let computed = store
+        .compute(query)
+        .await
+        .map_err(|source| RunError::Store { date, source })?;
+    let policy = Policy {
+        min_clusters: config.min_clusters,
+    };
+    let disclosure = disclose(&computed.raw, &policy);
+    let snapshot = Snapshot::new(
+        window,
+        config.min_clusters,
+        config.include_synthetic,
+        &disclosure,
+    );
+    output.publish(&snapshot)?;
+    Ok(Done {
+        date,
+        clusters: snapshot.totals.clusters,
+        bytes_processed: computed.bytes_processed,
+    })
+}
+
+/// Computes what is due now, oldest first.
+pub async fn once<S: Store>(
+    config: &Config,
+    store: &S,
+    now: Timestamp,
+) -> Result<Vec<Done>, RunError> {
+    let output = Output::new(&config.out);
+    let days = due(config, &output.dates()?, now)?;
+    if days.is_empty() {
+        tracing::info!(out = %config.out.display(), "no snapshot due");
+    }
+    let mut done = Vec::with_capacity(days.len());
+    for date in days {
+        let d = compute(config, store, &output, date).await?;
+        tracing::info!(
+            %date,
+            clusters = ?d.clusters,
+            bytes_processed = ?d.bytes_processed,
+            "snapshot published"
+        );
+        done.push(d);
+    }
+    Ok(done)
+}
+
+/// Runs once (`--once`) or until `shutdown`, checking every `--interval` for a due snapshot. A
+/// failed periodic check is logged and retried at the next one; a failed `--once` is an error.
+pub async fn run<S: Store>(
+    config: Config,
+    store: S,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    if config.once {
+        return tokio::select! {
+            _ = shutdown.cancelled() => Ok(()),
+            r = once(&config, &store, Timestamp::now()) => r.map(drop),
+        };
+    }
+    // `--date` and `--backfill-from` apply to the first round only.
+    let mut round = config.clone();
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = once(&round, &store, Timestamp::now()) => r,
+        };
+        match result {
+            Err(e) if e.is_config() => return Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, "computing snapshots failed; retrying at the next check")
+            }
+            Ok(_) => {}
+        }
+        round.date = None;
+        round.backfill_from = None;
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(config.interval.max(Duration::from_secs(1))) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("stats").chain(args.iter().copied())).unwrap()
+    }
+
+    fn d(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    // 2026-12-02 is a Wednesday; the last complete day is Tuesday 2026-12-01, the last Sunday
+    // 2026-11-29.
+    fn now() -> Timestamp {
+        "2026-12-02T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn the_latest_sunday_that_is_over_is_due_when_nothing_is_kept() {
+        assert_eq!(
+            due(&config(&[]), &[], now()).unwrap(),
+            vec![d("2026-11-29")]
+        );
+        assert_eq!(
+            due(&config(&["--cadence", "daily"]), &[], now()).unwrap(),
+            vec![d("2026-12-01")]
+        );
+    }
+
+    #[test]
+    fn missed_publication_days_are_caught_up_and_kept_ones_not_recomputed() {
+        assert_eq!(
+            due(&config(&[]), &[d("2026-11-08")], now()).unwrap(),
+            vec![d("2026-11-15"), d("2026-11-22"), d("2026-11-29")]
+        );
+        assert!(
+            due(&config(&[]), &[d("2026-11-29")], now())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_sunday_is_due_only_once_it_is_over() {
+        let sunday_noon: Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            due(&config(&[]), &[], sunday_noon).unwrap(),
+            vec![d("2026-11-22")]
+        );
+        assert!(due(&config(&["--date", "2026-11-29"]), &[], sunday_noon).is_err());
+    }
+
+    #[test]
+    fn backfill_recomputes_every_publication_day_from_a_date() {
+        assert_eq!(
+            due(
+                &config(&["--backfill-from", "2026-11-10"]),
+                &[d("2026-11-29")],
+                now()
+            )
+            .unwrap(),
+            vec![d("2026-11-15"), d("2026-11-22"), d("2026-11-29")]
+        );
+    }
+}

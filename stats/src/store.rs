@@ -1,0 +1,219 @@
+//! Where the reports are: the seam between the statistics and the ingester's stored tables.
+//!
+//! [`Store`] has two implementations, one per ingester sink: [`sqlite::SqliteStore`] reads the
+//! SQLite file (`ingester/schema/sqlite.sql`) and [`bigquery::BigQueryStore`] runs one query job
+//! against the BigQuery table (`ingester/schema/bigquery.json`). Both run the same metric SQL
+//! (`sql/metrics/*.sql`) over their own dialect's window (`sql/<dialect>/window.sql`) and return
+//! aggregated cells only: the job never reads report rows.
+
+pub mod bigquery;
+pub mod sqlite;
+
+use std::future::Future;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+
+use crate::disclose::{Raw, RawCell, RawTotals};
+use crate::metrics::{METRICS, WINDOW_SQL};
+
+/// The extension that marks a report as synthetic (a demo population, a test).
+pub const SYNTHETIC_EXTENSION: (&str, &str) = ("spartakus.dev/synthetic", "true");
+
+/// A snapshot's window: `days` whole UTC days ending with `date`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The last day of the window, and the snapshot's date.
+    pub date: Date,
+    /// The number of days.
+    pub days: u16,
+}
+
+impl Window {
+    /// The first day of the window.
+    pub fn first_day(&self) -> Date {
+        self.date
+            .checked_sub(jiff::Span::new().days(i64::from(self.days) - 1))
+            .unwrap_or(self.date)
+    }
+
+    /// Midnight UTC at the start of the first day (inclusive).
+    pub fn start(&self) -> jiff::Timestamp {
+        midnight(self.first_day())
+    }
+
+    /// Midnight UTC after the last day (exclusive).
+    pub fn end(&self) -> jiff::Timestamp {
+        midnight(self.date.tomorrow().unwrap_or(self.date))
+    }
+}
+
+fn midnight(date: Date) -> jiff::Timestamp {
+    // A civil date at midnight in UTC always exists.
+    date.to_zoned(TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// What to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    /// The window.
+    pub window: Window,
+    /// Whether reports marked synthetic count too.
+    pub include_synthetic: bool,
+}
+
+/// Why the store could not compute the cells.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (the file is missing, locked, or not the ingester's schema).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// BigQuery failed.
+    #[error("bigquery: {0}")]
+    BigQuery(String),
+    /// A row of the result was not what the SQL promises.
+    #[error("unexpected result row for {metric}: {detail}")]
+    Row {
+        /// Which metric.
+        metric: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The blocking SQLite task died.
+    #[error("the SQLite task failed: {0}")]
+    Task(String),
+}
+
+/// Raw cells of every metric for one window, aggregated where the data lives.
+pub trait Store {
+    /// Computes the window's totals and every metric's cells.
+    fn compute(&self, query: Query) -> impl Future<Output = Result<Computed, StoreError>> + Send;
+}
+
+/// What a store computed, and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Computed {
+    /// The cells.
+    pub raw: Raw,
+    /// Bytes the warehouse read, when it says (BigQuery's totalBytesProcessed).
+    pub bytes_processed: Option<u64>,
+}
+
+/// One result row of a metric query: `a, b, c, clusters, nodes, max_nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Which query: a metric id, or `window`.
+    pub metric: String,
+    /// The labels (NULL where unused).
+    pub labels: [Option<String>; 3],
+    /// `clusters`.
+    pub clusters: Option<i64>,
+    /// `nodes`.
+    pub nodes: Option<i64>,
+    /// `max_nodes`.
+    pub max_nodes: Option<i64>,
+}
+
+/// Every query the stores run: `window` first, then each metric, by id.
+pub fn queries() -> impl Iterator<Item = (&'static str, &'static str)> {
+    std::iter::once(("window", WINDOW_SQL)).chain(METRICS.iter().map(|m| (m.id, m.sql)))
+}
+
+/// The workload kinds as a SELECT both dialects read, for `{kinds}` in the windows.
+pub fn kinds_select() -> String {
+    report::Kind::ALL
+        .iter()
+        .map(|k| format!("SELECT '{}' AS kind", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+fn count(metric: &str, what: &str, v: Option<i64>) -> Result<u64, StoreError> {
+    let v = v.unwrap_or(0);
+    u64::try_from(v).map_err(|_| StoreError::Row {
+        metric: metric.into(),
+        detail: format!("negative {what}: {v}"),
+    })
+}
+
+/// Turns result rows into the raw cells `disclose` reads.
+pub fn assemble(rows: Vec<Row>) -> Result<Raw, StoreError> {
+    let mut raw = Raw::default();
+    for row in rows {
+        if row.metric == "window" {
+            let which = row.labels[0].as_deref().unwrap_or_default();
+            let clusters = count("window", which, row.clusters)?;
+            match which {
+                "clusters" => raw.totals.clusters = clusters,
+                "reports" => raw.totals.reports = clusters,
+                "nodes" => {
+                    raw.totals = RawTotals {
+                        clusters_with_nodes: clusters,
+                        nodes: count("window", "nodes", row.nodes)?,
+                        max_cluster_nodes: count("window", "max_nodes", row.max_nodes)?,
+                        ..raw.totals
+                    }
+                }
+                other => {
+                    return Err(StoreError::Row {
+                        metric: "window".into(),
+                        detail: format!("unknown total {other:?}"),
+                    });
+                }
+            }
+            continue;
+        }
+        let Some(metric) = METRICS.iter().find(|m| m.id == row.metric) else {
+            return Err(StoreError::Row {
+                metric: row.metric,
+                detail: "not a metric".into(),
+            });
+        };
+        let n = metric.dimensions.len();
+        let labels: Option<Vec<String>> = row.labels[..n].iter().cloned().collect();
+        let Some(labels) = labels else {
+            return Err(StoreError::Row {
+                metric: row.metric,
+                detail: format!("a NULL label in {:?}", row.labels),
+            });
+        };
+        let nodes_metric = metric.unit == crate::metrics::Unit::Nodes;
+        let cell = RawCell {
+            labels,
+            clusters: count(metric.id, "clusters", row.clusters)?,
+            nodes: nodes_metric
+                .then(|| count(metric.id, "nodes", row.nodes))
+                .transpose()?,
+            max_nodes: nodes_metric
+                .then(|| count(metric.id, "max_nodes", row.max_nodes))
+                .transpose()?,
+        };
+        raw.cells
+            .entry(metric.id.to_owned())
+            .or_default()
+            .push(cell);
+    }
+    for cells in raw.cells.values_mut() {
+        cells.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_window_is_whole_utc_days_ending_with_its_date() {
+        let w = Window {
+            date: "2026-11-29".parse().unwrap(),
+            days: 28,
+        };
+        assert_eq!(w.first_day().to_string(), "2026-11-02");
+        assert_eq!(w.start().to_string(), "2026-11-02T00:00:00Z");
+        assert_eq!(w.end().to_string(), "2026-11-30T00:00:00Z");
+    }
+}

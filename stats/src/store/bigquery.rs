@@ -1,0 +1,352 @@
+//! The warehouse store: one BigQuery query job per snapshot.
+//!
+//! The job reads the ingester's view `TABLE_deduplicated` (`ingester/schema/bigquery-view.sql`:
+//! one row per report; insertAll's deduplication is best-effort), filtered on `receivedAt` to
+//! the window, so it touches only the window's day partitions; the table requires that filter.
+//! The normalization functions are declared as `CREATE TEMP FUNCTION`s generated from
+//! [`crate::normalize::FUNCTIONS`], the window is `sql/bigquery/window.sql`, and every metric's
+//! query is one branch of a `UNION ALL`, so the warehouse scans the window once and returns
+//! only the aggregated cells.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcp_bigquery_client::Client;
+use gcp_bigquery_client::auth::Authenticator;
+use gcp_bigquery_client::client_builder::ClientBuilder;
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::table_row::TableRow;
+use jiff::Timestamp;
+
+use super::{Computed, Query, Row, Store, StoreError, assemble, kinds_select, queries};
+use crate::normalize::bigquery_prelude;
+
+/// The window's SQL for BigQuery (common table expressions).
+pub const WINDOW_SQL: &str = include_str!("../../sql/bigquery/window.sql");
+
+/// Suffix of the ingester's deduplicating view, beside its table.
+pub const VIEW_SUFFIX: &str = "_deduplicated";
+
+/// How long a query job may run before the snapshot fails.
+const JOB_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// `bigquery://PROJECT/DATASET/TABLE`: the table the ingester writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    /// Project ID.
+    pub project: String,
+    /// Dataset ID.
+    pub dataset: String,
+    /// Table ID (the view is this plus [`VIEW_SUFFIX`]).
+    pub table: String,
+}
+
+impl TableRef {
+    /// Parses the part after `bigquery://`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let [project, dataset, table] = parts[..] else {
+            return Err(format!("{s:?}: expected PROJECT/DATASET/TABLE"));
+        };
+        // Names end up in SQL: only BigQuery's own identifier characters.
+        let ok = |x: &str, extra: &str| {
+            !x.is_empty()
+                && x.len() <= 1024
+                && x.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
+        };
+        if !ok(project, "-.:") || !ok(dataset, "") || !ok(table, "-") {
+            return Err(format!(
+                "{s:?}: project, dataset and table may hold only letters, digits, '_' (and '-' in project and table names)"
+            ));
+        }
+        Ok(Self {
+            project: project.into(),
+            dataset: dataset.into(),
+            table: table.into(),
+        })
+    }
+
+    /// The quoted name of the deduplicating view, for SQL.
+    pub fn view_sql(&self) -> String {
+        format!(
+            "`{}.{}.{}{VIEW_SUFFIX}`",
+            self.project, self.dataset, self.table
+        )
+    }
+}
+
+/// How to authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Application Default Credentials (workload identity on GKE).
+    Default,
+    /// A service-account key file.
+    KeyFile(PathBuf),
+    /// None (an emulator).
+    None,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Default => f.write_str("Default"),
+            Credentials::KeyFile(p) => write!(f, "KeyFile({})", p.display()),
+            Credentials::None => f.write_str("None"),
+        }
+    }
+}
+
+/// Sends no token, for an emulator. The trait is declared with `async_trait`; this is its
+/// expansion, written out to need no crate for one method.
+#[derive(Clone)]
+struct Anonymous;
+
+impl Authenticator for Anonymous {
+    fn access_token<'a, 'b>(
+        &'a self,
+    ) -> Pin<Box<dyn Future<Output = Result<String, BQError>> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async { Ok("none".to_owned()) })
+    }
+}
+
+/// Reads the ingester's BigQuery table through its deduplicating view.
+#[derive(Clone)]
+pub struct BigQueryStore {
+    client: Client,
+    table: TableRef,
+}
+
+impl std::fmt::Debug for BigQueryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BigQueryStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BigQueryStore {
+    /// A client for `table`, at `endpoint` (the v2 API base URL) if given.
+    pub async fn connect(
+        table: TableRef,
+        endpoint: Option<&str>,
+        credentials: &Credentials,
+    ) -> Result<Self, StoreError> {
+        let mut builder = ClientBuilder::new();
+        if let Some(endpoint) = endpoint {
+            builder.with_v2_base_url(endpoint.trim_end_matches('/').to_owned());
+        }
+        let client = match credentials {
+            Credentials::None => builder.build_from_authenticator(Arc::new(Anonymous)).await,
+            Credentials::KeyFile(path) => {
+                builder
+                    .build_from_service_account_key_file(&path.to_string_lossy())
+                    .await
+            }
+            Credentials::Default => builder.build_from_application_default_credentials().await,
+        }
+        .map_err(|e| StoreError::BigQuery(format!("connecting: {e}")))?;
+        Ok(Self { client, table })
+    }
+
+    /// The whole query job's SQL for `query`.
+    pub fn sql(&self, query: Query) -> String {
+        query_sql(&self.table, query)
+    }
+}
+
+/// The query job's SQL: temp functions, the window, one `UNION ALL` branch per query.
+pub fn query_sql(table: &TableRef, query: Query) -> String {
+    let window = WINDOW_SQL
+        .replace("{table}", &table.view_sql())
+        .replace("{start}", &timestamp_literal(query.window.start()))
+        .replace("{end}", &timestamp_literal(query.window.end()))
+        .replace(
+            "{synthetic}",
+            if query.include_synthetic {
+                "TRUE"
+            } else {
+                "FALSE"
+            },
+        )
+        .replace("{kinds}", &kinds_select());
+    let mut ctes = vec![window.trim_end().to_owned()];
+    let mut branches = Vec::new();
+    for (i, (metric, sql)) in queries().enumerate() {
+        ctes.push(format!("q{i} AS (\n{}\n)", sql.trim_end()));
+        branches.push(format!(
+            "SELECT '{metric}' AS metric, a, b, c, clusters, nodes, max_nodes FROM q{i}"
+        ));
+    }
+    format!(
+        "{}\nWITH\n{}\n{}",
+        bigquery_prelude(),
+        ctes.join(",\n"),
+        branches.join("\nUNION ALL\n")
+    )
+}
+
+fn timestamp_literal(t: Timestamp) -> String {
+    format!("TIMESTAMP '{}'", t.strftime("%Y-%m-%d %H:%M:%S+00"))
+}
+
+impl Store for BigQueryStore {
+    async fn compute(&self, query: Query) -> Result<Computed, StoreError> {
+        let sql = self.sql(query);
+        let project = self.table.project.as_str();
+        let mut request = QueryRequest::new(sql);
+        request.use_legacy_sql = false;
+        request.use_query_cache = Some(false);
+        request.timeout_ms = Some(60_000);
+        let response = self
+            .client
+            .job()
+            .query(project, request)
+            .await
+            .map_err(|e| StoreError::BigQuery(e.to_string()))?;
+        let mut bytes = response.total_bytes_processed.clone();
+        let mut rows: Vec<TableRow> = Vec::new();
+        let mut complete = response.job_complete.unwrap_or(false);
+        let mut page_token = response.page_token.clone();
+        if complete {
+            rows.extend(response.rows.unwrap_or_default());
+        }
+        let job_id = response.job_reference.and_then(|r| r.job_id);
+        let location = None::<String>;
+        let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
+        // Poll until the job is done, then page through the (few hundred) result rows.
+        while !complete || page_token.is_some() {
+            let Some(job_id) = job_id.as_deref() else {
+                return Err(StoreError::BigQuery("the query job has no ID".into()));
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(StoreError::BigQuery(format!(
+                    "query job {job_id} not done after {JOB_DEADLINE:?}"
+                )));
+            }
+            let page = self
+                .client
+                .job()
+                .get_query_results(
+                    project,
+                    job_id,
+                    GetQueryResultsParameters {
+                        page_token: if complete { page_token.clone() } else { None },
+                        location: location.clone(),
+                        timeout_ms: Some(60_000),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| StoreError::BigQuery(e.to_string()))?;
+            if !page.job_complete.unwrap_or(false) {
+                continue;
+            }
+            if page.total_bytes_processed.is_some() {
+                bytes = page.total_bytes_processed.clone();
+            }
+            if !complete {
+                // The first complete answer starts the rows afresh.
+                rows.clear();
+                complete = true;
+            }
+            rows.extend(page.rows.unwrap_or_default());
+            page_token = page.page_token;
+        }
+        let rows = rows
+            .into_iter()
+            .map(parse_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Computed {
+            raw: assemble(rows)?,
+            bytes_processed: bytes.and_then(|b| b.parse().ok()),
+        })
+    }
+}
+
+fn parse_row(row: TableRow) -> Result<Row, StoreError> {
+    let cells: Vec<serde_json::Value> = row
+        .columns
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.value.unwrap_or(serde_json::Value::Null))
+        .collect();
+    let bad = |detail: String| StoreError::Row {
+        metric: cells
+            .first()
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned(),
+        detail,
+    };
+    if cells.len() != 7 {
+        return Err(bad(format!("{} columns, expected 7", cells.len())));
+    }
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let int = |v: &serde_json::Value| -> Result<Option<i64>, StoreError> {
+        match v {
+            serde_json::Value::Null => Ok(None),
+            // BigQuery sends INT64 as a JSON string.
+            serde_json::Value::String(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| bad(format!("not an integer: {s:?}"))),
+            serde_json::Value::Number(n) => Ok(n.as_i64()),
+            other => Err(bad(format!("not an integer: {other}"))),
+        }
+    };
+    Ok(Row {
+        metric: text(&cells[0]).ok_or_else(|| bad("no metric name".into()))?,
+        labels: [text(&cells[1]), text(&cells[2]), text(&cells[3])],
+        clusters: int(&cells[4])?,
+        nodes: int(&cells[5])?,
+        max_nodes: int(&cells[6])?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::Window;
+
+    #[test]
+    fn table_names_are_checked_before_they_reach_sql() {
+        assert!(TableRef::parse("p/d/t").is_ok());
+        assert!(TableRef::parse("my-project/spartakus/reports").is_ok());
+        assert!(TableRef::parse("p/d").is_err());
+        assert!(TableRef::parse("p/d/t`; DROP").is_err());
+        assert!(TableRef::parse("p/d-x/t").is_err());
+    }
+
+    #[test]
+    fn the_job_filters_the_view_on_received_at_only_by_constants() {
+        let t = TableRef::parse("p/d/reports").unwrap();
+        let sql = query_sql(
+            &t,
+            Query {
+                window: Window {
+                    date: "2026-11-29".parse().unwrap(),
+                    days: 28,
+                },
+                include_synthetic: false,
+            },
+        );
+        assert!(sql.contains("FROM `p.d.reports_deduplicated` AS r"));
+        assert!(sql.contains("r.receivedAt >= TIMESTAMP '2026-11-02 00:00:00+00'"));
+        assert!(sql.contains("r.receivedAt < TIMESTAMP '2026-11-30 00:00:00+00'"));
+        for placeholder in ["{table}", "{start}", "{end}", "{synthetic}", "{kinds}"] {
+            assert!(!sql.contains(placeholder), "{placeholder} filled");
+        }
+        assert!(!sql.contains("`p.d.reports`"), "never the table itself");
+    }
+}
