@@ -6,16 +6,23 @@
 //! counted as each page arrives and then dropped. Paged lists are served from etcd
 //! (kube drops `resourceVersion=0` when a limit is set), so counts are consistent.
 //!
+//! A paged list whose continue token expired part-way (410 Gone: the API server
+//! compacted etcd past the list's snapshot) is restarted once from the beginning; what
+//! it had counted is discarded first, so nothing is counted twice. The expired token
+//! is not followed: the server would hand back an inconsistent remainder.
+//!
 //! A section the volunteer may not read (403) or that the server does not serve (404)
-//! is recorded as skipped; the rest of the report is still collected.
+//! is recorded as skipped; so is one whose list fails otherwise, or expires again after
+//! its restart (reason `error`). The rest of the report is still collected.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, ObjectList};
 use kube::core::NamespaceResourceScope;
 use report::{Kind, SkipReason};
 use serde::de::DeserializeOwned;
@@ -108,18 +115,19 @@ pub async fn collect(client: &kube::Client, plan: &Plan, taken_at: i64) -> (Snap
     let workloads = if plan.workloads {
         let mut kinds = Vec::new();
         for kind in Kind::ALL {
+            let name = format!("workloads.{}", kind.as_str());
             let counted = match kind {
-                Kind::Pod => count::<Pod>(client, &mut cost).await,
-                Kind::Service => count::<Service>(client, &mut cost).await,
-                Kind::Deployment => count::<Deployment>(client, &mut cost).await,
-                Kind::StatefulSet => count::<StatefulSet>(client, &mut cost).await,
-                Kind::DaemonSet => count::<DaemonSet>(client, &mut cost).await,
-                Kind::Job => count::<Job>(client, &mut cost).await,
-                Kind::CronJob => count::<CronJob>(client, &mut cost).await,
+                Kind::Pod => count::<Pod>(client, &name, &mut cost).await,
+                Kind::Service => count::<Service>(client, &name, &mut cost).await,
+                Kind::Deployment => count::<Deployment>(client, &name, &mut cost).await,
+                Kind::StatefulSet => count::<StatefulSet>(client, &name, &mut cost).await,
+                Kind::DaemonSet => count::<DaemonSet>(client, &name, &mut cost).await,
+                Kind::Job => count::<Job>(client, &name, &mut cost).await,
+                Kind::CronJob => count::<CronJob>(client, &name, &mut cost).await,
             };
             let section = match counted {
                 Ok(c) => Section::Ok(c),
-                Err(e) => skipped(&format!("workloads.{}", kind.as_str()), &e),
+                Err(e) => skipped(&name, &e),
             };
             kinds.push((kind, section));
         }
@@ -175,28 +183,84 @@ pub fn skip_reason(e: &kube::Error) -> SkipReason {
     }
 }
 
-fn next_page(lp: &mut ListParams, token: Option<String>) -> bool {
-    match token {
-        Some(t) if !t.is_empty() => {
-            lp.continue_token = Some(t);
-            true
-        }
-        _ => false,
+/// The API server's answer to an expired continue token (reason `Expired`).
+fn is_gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 410)
+}
+
+/// Reads every page of one list, adding each page's items to a fresh `A` as the page
+/// arrives (so only one page is held at a time). `fetch` sends one request; every request
+/// counts in `cost`, the restart's too.
+///
+/// On 410 Gone the list restarts once from the first page with a fresh `A`: the pages
+/// already added belong to a snapshot the server no longer has, and the rest must not
+/// be added to them. A second 410, or any other error, is returned.
+async fn paged<T, A, F, Fut>(
+    section: &str,
+    limit: u32,
+    cost: &mut Cost,
+    fetch: F,
+    mut add: impl FnMut(&mut A, Vec<T>),
+) -> Result<A, kube::Error>
+where
+    T: Clone,
+    A: Default,
+    F: Fn(ListParams) -> Fut,
+    Fut: Future<Output = Result<ObjectList<T>, kube::Error>>,
+{
+    let mut restarted = false;
+    loop {
+        let mut acc = A::default();
+        let mut lp = ListParams::default().limit(limit);
+        let mut pages: u32 = 0;
+        let gone = loop {
+            cost.requests += 1;
+            match fetch(lp.clone()).await {
+                Ok(page) => {
+                    pages += 1;
+                    let token = page.metadata.continue_;
+                    add(&mut acc, page.items);
+                    match token {
+                        Some(t) if !t.is_empty() => lp.continue_token = Some(t),
+                        _ => return Ok(acc),
+                    }
+                }
+                Err(e) if is_gone(&e) && !restarted => break e,
+                Err(e) => return Err(e),
+            }
+        };
+        // Only the section and the page count: object names never reach the logs.
+        tracing::warn!(
+            section,
+            pages_discarded = pages,
+            reason = gone_reason(&gone),
+            "list expired (410 Gone); restarting it from the first page"
+        );
+        restarted = true;
+    }
+}
+
+/// The `reason` of a 410 (normally `Expired`), without its message.
+fn gone_reason(e: &kube::Error) -> &str {
+    match e {
+        kube::Error::Api(status) => status.reason.as_str(),
+        _ => "",
     }
 }
 
 async fn nodes(client: &kube::Client, cost: &mut Cost) -> Result<Vec<NodeSnapshot>, kube::Error> {
     let api: Api<Node> = Api::all(client.clone());
-    let mut lp = ListParams::default().limit(NODE_PAGE);
-    let mut out = Vec::new();
-    loop {
-        cost.requests += 1;
-        let page = api.list(&lp).await?;
-        out.extend(page.items.into_iter().map(node));
-        if !next_page(&mut lp, page.metadata.continue_) {
-            return Ok(out);
-        }
-    }
+    paged(
+        "nodes",
+        NODE_PAGE,
+        cost,
+        |lp| {
+            let api = api.clone();
+            async move { api.list(&lp).await }
+        },
+        |out: &mut Vec<NodeSnapshot>, items| out.extend(items.into_iter().map(node)),
+    )
+    .await
 }
 
 /// Keeps only what `anonymize` may use; the rest of the object is dropped here.
@@ -223,45 +287,55 @@ fn node(n: Node) -> NodeSnapshot {
 
 async fn namespaces(client: &kube::Client, cost: &mut Cost) -> Result<Vec<String>, kube::Error> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let mut lp = ListParams::default().limit(METADATA_PAGE);
-    let mut out = Vec::new();
-    loop {
-        cost.requests += 1;
-        let page = api.list_metadata(&lp).await?;
-        out.extend(page.items.into_iter().filter_map(|i| i.metadata.name));
-        if !next_page(&mut lp, page.metadata.continue_) {
-            return Ok(out);
-        }
-    }
+    paged(
+        "namespaces",
+        METADATA_PAGE,
+        cost,
+        |lp| {
+            let api = api.clone();
+            async move { api.list_metadata(&lp).await }
+        },
+        |out: &mut Vec<String>, items| {
+            out.extend(items.into_iter().filter_map(|i| i.metadata.name));
+        },
+    )
+    .await
 }
 
-async fn count<K>(client: &kube::Client, cost: &mut Cost) -> Result<KindCounts, kube::Error>
+async fn count<K>(
+    client: &kube::Client,
+    section: &str,
+    cost: &mut Cost,
+) -> Result<KindCounts, kube::Error>
 where
     K: kube::Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::all(client.clone());
-    let mut lp = ListParams::default().limit(METADATA_PAGE);
-    let mut counts = KindCounts::default();
-    loop {
-        cost.requests += 1;
-        let page = api.list_metadata(&lp).await?;
-        for item in page.items {
-            let meta = item.metadata;
-            if let Some(ns) = meta.namespace {
-                match counts.per_namespace.get_mut(&ns) {
-                    Some(n) => *n += 1,
-                    None => {
-                        counts.per_namespace.insert(ns, 1);
+    paged(
+        section,
+        METADATA_PAGE,
+        cost,
+        |lp| {
+            let api = api.clone();
+            async move { api.list_metadata(&lp).await }
+        },
+        |counts: &mut KindCounts, items| {
+            for item in items {
+                let meta = item.metadata;
+                if let Some(ns) = meta.namespace {
+                    match counts.per_namespace.get_mut(&ns) {
+                        Some(n) => *n += 1,
+                        None => {
+                            counts.per_namespace.insert(ns, 1);
+                        }
                     }
                 }
+                if let Some(t) = meta.creation_timestamp {
+                    counts.created.push(t.0.as_second());
+                }
             }
-            if let Some(t) = meta.creation_timestamp {
-                counts.created.push(t.0.as_second());
-            }
-        }
-        if !next_page(&mut lp, page.metadata.continue_) {
-            return Ok(counts);
-        }
-    }
+        },
+    )
+    .await
 }

@@ -1,0 +1,671 @@
+//! A paged list whose continue token expires part-way (410 Gone) is restarted once from
+//! the beginning, and counts nothing twice; a second 410 skips only that section.
+//!
+//! The 410s come from a fault-injecting proxy in front of the real kube-apiserver,
+//! because the real server cannot be made to send one here: an earlier session compacted
+//! etcd past a list's continue token and kube-apiserver v1.37.2 still served the next
+//! page from its watch cache. Everything else the volunteer reads is the real server's
+//! answer, forwarded unchanged.
+//!
+//! This test binary owns its API server (one per process), creates one fixture, and only
+//! reads after that, so cluster-wide counts are exact.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use common::{BoxError, TestResult, decode, dry_run, reference_counts};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use kube::api::{Api, ListParams, PostParams};
+use report::{Kind, SkipReason};
+use serde_json::json;
+use testenv::KubeApi;
+use tokio::sync::OnceCell;
+use volunteer::collect::{self, Cost, METADATA_PAGE, NODE_PAGE, Plan};
+use volunteer::snapshot::{KindCounts, Section, Snapshot};
+
+const PODS: &str = "/api/v1/pods";
+const NODES: &str = "/api/v1/nodes";
+
+/// Pods per namespace: 620 in all, two metadata pages.
+const PODS_PER_NAMESPACE: [usize; 3] = [400, 150, 70];
+/// Two node pages.
+const NODE_COUNT: usize = 130;
+const CONCURRENT_CREATES: usize = 8;
+/// Fixed, so two collections' snapshots compare equal.
+const TAKEN_AT: i64 = 1_800_000_000;
+
+// ---------------------------------------------------------------------------------------
+// The proxy
+
+/// Which requests get a 410 instead of the real answer. Only requests carrying a
+/// `continue=` parameter match: that is when a token can have expired.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// No faults: every request is forwarded.
+    None,
+    /// The first continued request for this path.
+    Once(&'static str),
+    /// Every continued request for this path.
+    Always(&'static str),
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    path: String,
+    continued: bool,
+    gone: bool,
+}
+
+#[derive(Debug)]
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    fault: Mutex<(Fault, bool)>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A plain-HTTP proxy on loopback that forwards every request to the API server with the
+/// admin's client certificate, except the requests its [`Fault`] picks, which get a
+/// `410 Gone` `Status` shaped like kube-apiserver's for an expired continue token.
+struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    async fn start(kube: &KubeApi) -> Result<Self, BoxError> {
+        // The admin credential, read from the kubeconfig testenv wrote.
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(kube.kubeconfig_path())?)?;
+        let user = &config["users"][0]["user"];
+        let file = |key: &str| -> Result<Vec<u8>, BoxError> {
+            Ok(std::fs::read(
+                user[key]
+                    .as_str()
+                    .ok_or_else(|| format!("no {key} in the kubeconfig"))?,
+            )?)
+        };
+        let mut identity = file("client-certificate")?;
+        identity.extend(file("client-key")?);
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(kube.ca_pem().as_bytes())?)
+            .identity(reqwest::Identity::from_pem(&identity)?)
+            // Pass bodies through as the server encoded them.
+            .no_gzip()
+            .build()?;
+        let state = Arc::new(ProxyState {
+            upstream: kube.server_url().to_owned(),
+            http,
+            fault: Mutex::new((Fault::None, false)),
+            seen: Mutex::new(Vec::new()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// Sets the fault for what follows and forgets the requests seen so far.
+    fn arm(&self, fault: Fault) {
+        *lock(&self.state.fault) = (fault, false);
+        lock(&self.state.seen).clear();
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        lock(&self.state.seen).clone()
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kube client that talks to the proxy (which adds the credentials).
+    fn client(&self) -> Result<kube::Client, BoxError> {
+        let config = kube::Config::new(self.url().parse()?);
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// A kubeconfig for the volunteer binary that points at the proxy.
+    fn kubeconfig(&self, dir: &Path) -> Result<PathBuf, BoxError> {
+        let path = dir.join("proxy.kubeconfig");
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "proxy", "cluster": {"server": self.url()}}],
+            "users": [{"name": "proxy", "user": {}}],
+            "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}],
+            "current-context": "proxy",
+        });
+        std::fs::write(&path, config.to_string())?;
+        Ok(path)
+    }
+}
+
+/// A poisoned lock only means another request's handler panicked; the data is still whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// kube-apiserver's answer to an expired continue token (apiserver's storage errors).
+fn gone() -> Response {
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "The provided continue parameter is too old to display a consistent list result. \
+                    You can start a new list without the continue parameter, or use the continue token \
+                    in this response to retrieve the remainder of the results. Continuing with the \
+                    provided token results in an inconsistent list - objects that were created, \
+                    modified, or deleted between the time the first chunk was returned and now may \
+                    show up in the list.",
+        "reason": "Expired",
+        "code": 410,
+    });
+    let mut response = Response::new(Body::from(status.to_string()));
+    *response.status_mut() = StatusCode::GONE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
+    match try_forward(&state, request).await {
+        Ok(response) => response,
+        Err(e) => {
+            let mut response = Response::new(Body::from(format!("fault proxy: {e}")));
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            response
+        }
+    }
+}
+
+async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, BoxError> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let continued = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("continue=")));
+    let gone_now = {
+        let mut fault = lock(&state.fault);
+        let hit = match fault.0 {
+            Fault::None => false,
+            Fault::Once(p) => continued && p == path && !fault.1,
+            Fault::Always(p) => continued && p == path,
+        };
+        fault.1 |= hit;
+        hit
+    };
+    lock(&state.seen).push(Seen {
+        path: path.clone(),
+        continued,
+        gone: gone_now,
+    });
+    if gone_now {
+        return Ok(gone());
+    }
+
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or(path.as_str(), |pq| pq.as_str());
+    let mut headers = parts.headers;
+    for h in [
+        header::HOST,
+        header::CONTENT_LENGTH,
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(h);
+    }
+    let body = axum::body::to_bytes(body, 64 << 20).await?;
+    let upstream = state
+        .http
+        .request(parts.method, format!("{}{path_and_query}", state.upstream))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await?;
+    let status = upstream.status();
+    let mut headers = upstream.headers().clone();
+    for h in [
+        header::CONTENT_LENGTH,
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(h);
+    }
+    let body = upstream.bytes().await?;
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixture and the runs
+
+static FIXTURE: OnceCell<()> = OnceCell::const_new();
+
+/// More pods than one metadata page and more nodes than one node page, plus a few other
+/// workloads so "the rest of the report" has something in it.
+async fn setup() -> Result<&'static KubeApi, BoxError> {
+    let kube = KubeApi::shared().await?;
+    FIXTURE
+        .get_or_try_init(|| async {
+            let client = kube.client().await?;
+            create_fixture(&client).await
+        })
+        .await?;
+    Ok(kube)
+}
+
+async fn create_fixture(client: &kube::Client) -> Result<(), BoxError> {
+    assert!(PODS_PER_NAMESPACE.iter().sum::<usize>() > METADATA_PAGE as usize);
+    assert!(NODE_COUNT > NODE_PAGE as usize);
+    let pp = PostParams::default();
+    let mut pods = Vec::new();
+    for (i, n) in PODS_PER_NAMESPACE.iter().enumerate() {
+        let ns = format!("relist-{i}");
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &pp,
+                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+            )
+            .await?;
+        pods.extend((0..*n).map(|p| (ns.clone(), format!("relist-pod-{i}-{p}"))));
+    }
+    let create_pod = |(ns, name): (String, String)| {
+        let (client, pp) = (client.clone(), pp.clone());
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                // A bare API server has no scheduler: the pod stays Pending.
+                "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+            }))?;
+            Api::<Pod>::namespaced(client, &ns)
+                .create(&pp, &pod)
+                .await?;
+            Ok::<_, BoxError>(())
+        }
+    };
+    futures::stream::iter(pods)
+        .map(create_pod)
+        .buffer_unordered(CONCURRENT_CREATES)
+        .try_collect::<()>()
+        .await?;
+
+    let create_node = |n: usize| {
+        let (client, pp) = (client.clone(), pp.clone());
+        async move {
+            let node: Node =
+                serde_json::from_value(json!({"metadata": {"name": format!("relist-node-{n}")}}))?;
+            Api::<Node>::all(client).create(&pp, &node).await?;
+            Ok::<_, BoxError>(())
+        }
+    };
+    futures::stream::iter(0..NODE_COUNT)
+        .map(create_node)
+        .buffer_unordered(CONCURRENT_CREATES)
+        .try_collect::<()>()
+        .await?;
+
+    let labels = json!({"app": "relist"});
+    for s in 0..3 {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": format!("relist-svc-{s}")},
+            "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 80}]},
+        }))?;
+        Api::<Service>::namespaced(client.clone(), "relist-1")
+            .create(&pp, &svc)
+            .await?;
+    }
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "relist-app"},
+        "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels},
+                 "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}},
+    }))?;
+    Api::<Deployment>::namespaced(client.clone(), "relist-2")
+        .create(&pp, &deploy)
+        .await?;
+    Ok(())
+}
+
+fn everything() -> Plan {
+    Plan {
+        master_version: true,
+        nodes: true,
+        namespaces: true,
+        workloads: true,
+        extensions: None,
+    }
+}
+
+/// One collection through the proxy with `fault` armed: the snapshot, what it says it
+/// cost, and the requests the proxy saw.
+async fn collect_with(
+    proxy: &FaultProxy,
+    fault: Fault,
+) -> Result<(Snapshot, Cost, Vec<Seen>), BoxError> {
+    proxy.arm(fault);
+    let client = proxy.client()?;
+    let (snapshot, cost) = collect::collect(&client, &everything(), TAKEN_AT).await;
+    let seen = proxy.seen();
+    // Every request reached the proxy and was counted, the 410s and the restarts too.
+    assert_eq!(cost.requests, seen.len() as u64, "{fault:?}: {seen:?}");
+    Ok((snapshot, cost, seen))
+}
+
+/// The volunteer binary through the proxy with `fault` armed: the report it would send
+/// and its log.
+async fn report_with(
+    proxy: &FaultProxy,
+    fault: Fault,
+) -> Result<(report::Report, String), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = proxy.kubeconfig(dir.path())?;
+    proxy.arm(fault);
+    let kc = kubeconfig.display().to_string();
+    let out = common::volunteer(
+        &[
+            "--dry-run",
+            "--gateway",
+            "https://collector.example.org",
+            "--kubeconfig",
+            &kc,
+        ],
+        &[],
+    )
+    .await?;
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("volunteer exited {}: {log}", out.status).into());
+    }
+    Ok((decode(out.stdout.trim_ascii_end())?, log))
+}
+
+/// The requests for `path`, as (continued, answered 410) pairs.
+fn requests_for(seen: &[Seen], path: &str) -> Vec<(bool, bool)> {
+    seen.iter()
+        .filter(|s| s.path == path)
+        .map(|s| (s.continued, s.gone))
+        .collect()
+}
+
+/// The volunteer's logs name sections, never objects.
+fn assert_no_object_names(log: &str) {
+    for name in [
+        "relist-0",
+        "relist-1",
+        "relist-2",
+        "relist-pod-",
+        "relist-node-",
+    ] {
+        assert!(!log.contains(name), "{name} in the log:\n{log}");
+    }
+}
+
+/// Per-kind totals of the report, checked against an admin listing of the real server.
+async fn assert_workloads_match(
+    client: &kube::Client,
+    report: &report::Report,
+    except: Option<Kind>,
+) -> TestResult {
+    let workloads = report.workloads.as_ref().ok_or("no workloads")?;
+    for stats in workloads {
+        let want: u64 = match stats.kind {
+            Kind::Pod => reference_counts::<Pod>(client).await?,
+            Kind::Service => reference_counts::<Service>(client).await?,
+            Kind::Deployment => reference_counts::<Deployment>(client).await?,
+            Kind::StatefulSet => reference_counts::<StatefulSet>(client).await?,
+            Kind::DaemonSet => reference_counts::<DaemonSet>(client).await?,
+            Kind::Job => reference_counts::<Job>(client).await?,
+            Kind::CronJob => reference_counts::<CronJob>(client).await?,
+        }
+        .values()
+        .sum();
+        assert_eq!(stats.total, want, "{:?}", stats.kind);
+    }
+    let kinds: Vec<Kind> = workloads.iter().map(|w| w.kind).collect();
+    let want: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| Some(*k) != except)
+        .collect();
+    assert_eq!(kinds, want);
+    Ok(())
+}
+
+/// The pods' section name, as the report's `skipped` list and the log spell it.
+fn pod_section() -> String {
+    format!("workloads.{}", Kind::Pod.as_str())
+}
+
+fn skipped(report: &report::Report) -> Vec<(String, SkipReason)> {
+    report
+        .skipped
+        .iter()
+        .flatten()
+        .map(|s| (s.section.clone(), s.reason))
+        .collect()
+}
+
+fn pods(snapshot: &Snapshot) -> Option<&KindCounts> {
+    match &snapshot.workloads {
+        Section::Ok(kinds) => kinds.iter().find_map(|(k, s)| match (k, s) {
+            (Kind::Pod, Section::Ok(c)) => Some(c),
+            _ => None,
+        }),
+        Section::Skipped(_) => None,
+    }
+}
+
+async fn admin_node_uids(client: &kube::Client) -> Result<BTreeSet<String>, BoxError> {
+    Ok(Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.uid)
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// The tests
+
+#[tokio::test]
+async fn a_410_part_way_through_the_pods_restarts_the_list_and_counts_each_pod_once() -> TestResult
+{
+    let kube = setup().await?;
+    let admin = kube.client().await?;
+    let proxy = FaultProxy::start(kube).await?;
+
+    let (baseline, baseline_cost, seen) = collect_with(&proxy, Fault::None).await?;
+    assert_eq!(requests_for(&seen, PODS), [(false, false), (true, false)]);
+    let reference = reference_counts::<Pod>(&admin).await?;
+    let want: u64 = PODS_PER_NAMESPACE.iter().sum::<usize>() as u64;
+    assert_eq!(reference.values().sum::<u64>(), want);
+    let counted = pods(&baseline).ok_or("no pods in the baseline")?;
+    assert_eq!(counted.per_namespace.len(), reference.len());
+    for (ns, n) in &reference {
+        assert_eq!(counted.per_namespace.get(ns), Some(n), "{ns}");
+    }
+
+    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Once(PODS)).await?;
+    // The first page, the 410 for the second, then the whole list again.
+    assert_eq!(
+        requests_for(&seen, PODS),
+        [(false, false), (true, true), (false, false), (true, false)]
+    );
+    assert_eq!(cost.requests, baseline_cost.requests + 2);
+    assert_eq!(pods(&snapshot).map(|c| c.created.len() as u64), Some(want));
+    // Exactly what an undisturbed collection read: nothing counted twice, nothing lost.
+    assert_eq!(snapshot, baseline);
+
+    let (report, log) = report_with(&proxy, Fault::Once(PODS)).await?;
+    assert!(proxy.seen().iter().any(|s| s.gone), "the fault never fired");
+    assert_eq!(skipped(&report), []);
+    assert_workloads_match(&admin, &report, None).await?;
+    let pod_stats = report
+        .workloads
+        .iter()
+        .flatten()
+        .find(|w| w.kind == Kind::Pod)
+        .ok_or("no pods")?;
+    assert_eq!(pod_stats.total, want);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("restarting") && l.contains(&pod_section())),
+        "no restart logged for {}:\n{log}",
+        pod_section()
+    );
+    assert_no_object_names(&log);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pod_list_that_expires_again_after_its_restart_is_skipped_as_an_error() -> TestResult {
+    let kube = setup().await?;
+    let admin = kube.client().await?;
+    let proxy = FaultProxy::start(kube).await?;
+
+    let (baseline, baseline_cost, _) = collect_with(&proxy, Fault::None).await?;
+    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Always(PODS)).await?;
+    // One restart, not more.
+    assert_eq!(
+        requests_for(&seen, PODS),
+        [(false, false), (true, true), (false, false), (true, true)]
+    );
+    assert_eq!(cost.requests, baseline_cost.requests + 2);
+    let (Section::Ok(got), Section::Ok(want)) = (&snapshot.workloads, &baseline.workloads) else {
+        return Err("no workloads".into());
+    };
+    for ((kind, got), (_, want)) in got.iter().zip(want) {
+        if *kind == Kind::Pod {
+            assert_eq!(*got, Section::Skipped(SkipReason::Error));
+        } else {
+            assert_eq!(got, want, "{kind:?}");
+        }
+    }
+    assert_eq!(snapshot.nodes, baseline.nodes);
+    assert_eq!(snapshot.namespaces, baseline.namespaces);
+    assert_eq!(snapshot.master_version, baseline.master_version);
+
+    let (report, log) = report_with(&proxy, Fault::Always(PODS)).await?;
+    assert_eq!(skipped(&report), [(pod_section(), SkipReason::Error)]);
+    assert_workloads_match(&admin, &report, Some(Kind::Pod)).await?;
+    let nodes = report.nodes.as_ref().ok_or("no nodes")?;
+    assert_eq!(nodes.len(), admin_node_uids(&admin).await?.len());
+    assert!(report.namespaces.is_some());
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("restarting") && l.contains(&pod_section()))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_no_object_names(&log);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestResult {
+    let kube = setup().await?;
+    let admin = kube.client().await?;
+    let proxy = FaultProxy::start(kube).await?;
+    let uids = admin_node_uids(&admin).await?;
+    assert!(uids.len() > NODE_PAGE as usize, "{}", uids.len());
+
+    let (baseline, baseline_cost, seen) = collect_with(&proxy, Fault::None).await?;
+    assert_eq!(requests_for(&seen, NODES), [(false, false), (true, false)]);
+    let Section::Ok(nodes) = &baseline.nodes else {
+        return Err("no nodes in the baseline".into());
+    };
+    let read: BTreeSet<String> = nodes.iter().map(|n| n.uid.clone()).collect();
+    assert_eq!(read, uids);
+    assert_eq!(nodes.len(), uids.len());
+
+    // Once: restarted, and every node read exactly once.
+    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Once(NODES)).await?;
+    assert_eq!(
+        requests_for(&seen, NODES),
+        [(false, false), (true, true), (false, false), (true, false)]
+    );
+    assert_eq!(cost.requests, baseline_cost.requests + 2);
+    match &snapshot.nodes {
+        Section::Ok(nodes) => assert_eq!(nodes.len(), uids.len()),
+        Section::Skipped(reason) => return Err(format!("nodes skipped: {reason:?}").into()),
+    }
+    assert_eq!(snapshot, baseline);
+
+    // Every time: skipped after one restart; the rest is whole.
+    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Always(NODES)).await?;
+    assert_eq!(
+        requests_for(&seen, NODES),
+        [(false, false), (true, true), (false, false), (true, true)]
+    );
+    assert_eq!(cost.requests, baseline_cost.requests + 2);
+    assert_eq!(snapshot.nodes, Section::Skipped(SkipReason::Error));
+    assert_eq!(snapshot.workloads, baseline.workloads);
+    assert_eq!(snapshot.namespaces, baseline.namespaces);
+
+    let (report, log) = report_with(&proxy, Fault::Always(NODES)).await?;
+    assert_eq!(skipped(&report), [("nodes".to_owned(), SkipReason::Error)]);
+    assert!(report.nodes.is_none());
+    assert_workloads_match(&admin, &report, None).await?;
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("restarting") && l.contains("nodes"))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_no_object_names(&log);
+
+    let (report, _) = report_with(&proxy, Fault::Once(NODES)).await?;
+    assert_eq!(skipped(&report), []);
+    assert_eq!(report.nodes.map(|n| n.len()), Some(uids.len()));
+    Ok(())
+}
+
+/// The proxy itself: without a fault it changes nothing a client can see.
+#[tokio::test]
+async fn the_proxy_without_a_fault_answers_as_the_server_does() -> TestResult {
+    let kube = setup().await?;
+    let proxy = FaultProxy::start(kube).await?;
+    let direct = dry_run(kube.kubeconfig_path(), &[]).await?;
+    let (proxied, _) = report_with(&proxy, Fault::None).await?;
+    let direct = decode(&direct)?;
+    assert_eq!(proxied.cluster_id, direct.cluster_id);
+    assert_eq!(proxied.nodes, direct.nodes);
+    assert_eq!(proxied.namespaces, direct.namespaces);
+    assert_eq!(proxied.workloads, direct.workloads);
+    assert_eq!(proxied.skipped, None);
+    Ok(())
+}
