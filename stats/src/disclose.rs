@@ -183,9 +183,9 @@ struct Partition {
 
 /// Rules 1–3 on one partition of `total`.
 ///
-/// `linked` are this metric's cells of [`LINKED`]: another metric may publish the same
-/// number, so `other` must pass also without them (or hold nothing else), and they are the
-/// last cells chosen to fold for `other`'s sake.
+/// `rules.linked` are this metric's cells of [`LINKED`]: another metric may publish the same
+/// number, so `other` must pass also without them (unless it is the whole partition), and they
+/// are the last cells chosen to fold for `other`'s sake.
 fn partition(
     unit: Unit,
     cells: Vec<(Vec<String>, Stat)>,
@@ -215,12 +215,15 @@ fn partition(
             break Some(total);
         }
         let merged = Stat::merge(unit, folded.iter().map(|(_, s)| s), total.max);
+        // Another metric may publish a linked cell's number (the same units), so what `other`
+        // holds besides its linked cells must pass on its own: otherwise `other` minus that
+        // number is a small cell, or `other` is that number, uncovering the folds elsewhere.
         let mut rest = folded
             .iter()
             .filter(|(l, _)| !rules.linked.contains(l))
             .map(|(_, s)| s)
             .peekable();
-        let rest_ok = rest.peek().is_none() || Stat::merge(unit, rest, total.max).passes(policy);
+        let rest_ok = rest.peek().is_some() && Stat::merge(unit, rest, total.max).passes(policy);
         if merged.passes(policy) && rest_ok {
             break Some(merged);
         }

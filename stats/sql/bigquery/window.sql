@@ -126,7 +126,7 @@ win_cluster_accel AS (
     GROUP BY report
 ),
 win_cluster_skew AS (
-    SELECT report, CASE WHEN mx > 0 AND mx >= -mn THEN mx ELSE mn END AS skew
+    SELECT report, CASE WHEN mx > 0 AND mx + mn >= 0 THEN mx ELSE mn END AS skew
     FROM (SELECT report, MIN(skew) AS mn, MAX(skew) AS mx FROM win_nodes
           WHERE skew IS NOT NULL GROUP BY report) AS s
 )

@@ -148,6 +148,6 @@ GROUP BY report;
 
 -- The worst node: the skew farthest from 0, the positive one on a tie.
 CREATE TEMP TABLE win_cluster_skew AS
-SELECT report, CASE WHEN mx > 0 AND mx >= -mn THEN mx ELSE mn END AS skew
+SELECT report, CASE WHEN mx > 0 AND mx + mn >= 0 THEN mx ELSE mn END AS skew
 FROM (SELECT report, MIN(skew) AS mn, MAX(skew) AS mx FROM temp.win_nodes
       WHERE skew IS NOT NULL GROUP BY report) AS s;

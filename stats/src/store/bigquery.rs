@@ -212,7 +212,7 @@ impl Store for BigQueryStore {
             .job()
             .query(project, request)
             .await
-            .map_err(|e| StoreError::BigQuery(e.to_string()))?;
+            .map_err(|e| StoreError::BigQuery(short(&e.to_string())))?;
         let mut bytes = response.total_bytes_processed.clone();
         let mut rows: Vec<TableRow> = Vec::new();
         let mut complete = response.job_complete.unwrap_or(false);
@@ -247,7 +247,7 @@ impl Store for BigQueryStore {
                     },
                 )
                 .await
-                .map_err(|e| StoreError::BigQuery(e.to_string()))?;
+                .map_err(|e| StoreError::BigQuery(short(&e.to_string())))?;
             if !page.job_complete.unwrap_or(false) {
                 continue;
             }
@@ -271,6 +271,17 @@ impl Store for BigQueryStore {
             bytes_processed: bytes.and_then(|b| b.parse().ok()),
         })
     }
+}
+
+/// BigQuery's errors quote the whole query; the end says what went wrong.
+fn short(message: &str) -> String {
+    const KEEP: usize = 600;
+    if message.len() <= 2 * KEEP {
+        return message.to_owned();
+    }
+    let start = message.floor_char_boundary(KEEP);
+    let end = message.ceil_char_boundary(message.len() - KEEP);
+    format!("{} … {}", &message[..start], &message[end..])
 }
 
 fn parse_row(row: TableRow) -> Result<Row, StoreError> {

@@ -1,0 +1,590 @@
+//! Shared test plumbing: fixture populations of reports, and the two stores filled with them.
+//!
+//! - SQLite is filled the way production fills it: envelopes published to a real nats-server
+//!   (stream `SPARTAKUS_REPORTS`, created as the gateway creates it) and written by the real
+//!   ingester binary. Nothing here writes the ingester's rows itself.
+//! - BigQuery (the emulator) is filled with DML `INSERT … VALUES`, generated from the same
+//!   reports and the committed schema `ingester/schema/bigquery.json`: bigquery-emulator v0.8.1
+//!   stores a REPEATED RECORD nested in a REPEATED RECORD (`nodes[].capacity[]`) wrongly when it
+//!   comes through `tabledata.insertAll` (see testenv/tests/bigquery.rs), so the ingester's own
+//!   path cannot be used against it; DML round-trips those records.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use gcp_bigquery_client::Client;
+use gcp_bigquery_client::auth::Authenticator;
+use gcp_bigquery_client::client_builder::ClientBuilder;
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::dataset::Dataset;
+use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_schema::TableSchema;
+use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use gcp_bigquery_client::model::view_definition::ViewDefinition;
+use report::{Envelope, ReportId};
+use serde_json::{Value, json};
+use stats::store::bigquery::{BigQueryStore, Credentials, TableRef};
+use tempfile::TempDir;
+
+pub const STREAM: &str = "SPARTAKUS_REPORTS";
+pub const SUBJECT: &str = "spartakus.reports";
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Waits until `check` is true, polling every 50 ms, or panics after `deadline`.
+pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- Populations ----
+
+/// One node's fields as a volunteer sends them.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub os_image: Option<&'static str>,
+    pub kernel: Option<&'static str>,
+    pub arch: Option<&'static str>,
+    pub runtime: Option<&'static str>,
+    pub kubelet: Option<&'static str>,
+    pub cloud: Option<&'static str>,
+    pub cpu: Option<&'static str>,
+    pub memory: Option<&'static str>,
+    pub gpus: Option<(&'static str, &'static str)>,
+}
+
+impl Default for NodeSpec {
+    fn default() -> Self {
+        NodeSpec {
+            os_image: Some("Ubuntu 24.04.1 LTS"),
+            kernel: Some("6.8.0-1015-gke"),
+            arch: Some("amd64"),
+            runtime: Some("containerd://1.7.22"),
+            kubelet: Some("v1.37.2"),
+            cloud: Some("gce"),
+            cpu: Some("4"),
+            memory: Some("16393236Ki"),
+            gpus: None,
+        }
+    }
+}
+
+/// One cluster's latest report (and how many earlier ones it sent).
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub id: String,
+    pub master: Option<&'static str>,
+    /// `(count, node)`: groups of identical nodes.
+    pub nodes: Vec<(usize, NodeSpec)>,
+    /// v2 fields: namespaces and (kind, total, median age hours).
+    pub v2: Option<(Option<u64>, Vec<(&'static str, u64, Option<u64>)>)>,
+    pub synthetic: bool,
+    pub volunteer: &'static str,
+    /// Earlier reports of the same cluster in the window (with other nodes: they must not
+    /// count).
+    pub earlier: usize,
+    /// Day of the latest report, as an offset back from the window's last day.
+    pub days_ago: i64,
+}
+
+impl ClusterSpec {
+    pub fn new(id: impl Into<String>) -> Self {
+        ClusterSpec {
+            id: id.into(),
+            master: Some("v1.37.2"),
+            nodes: vec![(3, NodeSpec::default())],
+            v2: Some((
+                Some(12),
+                vec![
+                    ("Pod", 40, Some(30)),
+                    ("Service", 10, Some(500)),
+                    ("Deployment", 8, Some(500)),
+                    ("StatefulSet", 0, None),
+                    ("DaemonSet", 3, Some(2000)),
+                    ("Job", 0, None),
+                    ("CronJob", 0, None),
+                ],
+            )),
+            synthetic: false,
+            volunteer: "v0.1.0",
+            earlier: 0,
+            days_ago: 1,
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.iter().map(|(n, _)| n).sum()
+    }
+}
+
+/// The last day of the windows the fixtures are made for (a Sunday).
+pub const DAY: &str = "2026-11-29";
+
+pub fn day() -> jiff::civil::Date {
+    DAY.parse().unwrap()
+}
+
+/// A report's JSON for `c` (the latest one when `stale` is false).
+pub fn report_json(c: &ClusterSpec, stale: bool) -> Value {
+    let mut nodes = Vec::new();
+    let groups: Vec<(usize, NodeSpec)> = if stale {
+        // An earlier report: different nodes, which the latest one replaces.
+        vec![(
+            2,
+            NodeSpec {
+                os_image: Some("Debian GNU/Linux 11 (bullseye)"),
+                ..NodeSpec::default()
+            },
+        )]
+    } else {
+        c.nodes.clone()
+    };
+    for (n, spec) in &groups {
+        for _ in 0..*n {
+            let i = nodes.len();
+            let mut node = json!({"id": format!("{:032x}", i + 1)});
+            let mut set = |k: &str, v: Option<&str>| {
+                if let Some(v) = v {
+                    node[k] = v.into();
+                }
+            };
+            set("osImage", spec.os_image);
+            set("kernelVersion", spec.kernel);
+            set("architecture", spec.arch);
+            set("containerRuntimeVersion", spec.runtime);
+            set("kubeletVersion", spec.kubelet);
+            set("cloudProvider", spec.cloud);
+            set("operatingSystem", Some("linux"));
+            let mut capacity = Vec::new();
+            if let Some(cpu) = spec.cpu {
+                capacity.push(json!({"resource": "cpu", "value": cpu}));
+            }
+            if let Some(memory) = spec.memory {
+                capacity.push(json!({"resource": "memory", "value": memory}));
+            }
+            capacity.push(json!({"resource": "pods", "value": "110"}));
+            if let Some((resource, value)) = spec.gpus {
+                capacity.push(json!({"resource": resource, "value": value}));
+            }
+            node["capacity"] = capacity.into();
+            nodes.push(node);
+        }
+    }
+    let mut r = json!({
+        "version": c.volunteer,
+        "timestamp": "1764000000",
+        "clusterID": c.id,
+        "nodes": nodes,
+    });
+    if let Some(master) = c.master {
+        r["masterVersion"] = master.into();
+    }
+    let mut extensions = vec![json!({"name": "example.com/owner", "value": "team-secret-value"})];
+    if c.synthetic {
+        extensions.push(json!({"name": "spartakus.dev/synthetic", "value": "true"}));
+    }
+    r["extensions"] = extensions.into();
+    if let Some((namespaces, workloads)) = &c.v2 {
+        r["schemaVersion"] = 2.into();
+        if let Some(ns) = namespaces {
+            r["namespaces"] = (*ns).into();
+        }
+        let wl: Vec<Value> = workloads
+            .iter()
+            .map(|(kind, total, median)| {
+                let mut w = json!({"kind": kind, "total": total, "perNamespace": per_namespace(*total, namespaces.unwrap_or(0))});
+                if let Some(m) = median {
+                    w["ageHours"] = json!({"median": m, "p90": m * 2});
+                }
+                w
+            })
+            .collect();
+        r["workloads"] = wl.into();
+        if namespaces.is_none() {
+            r["skipped"] = json!([{"section": "namespaces", "reason": "forbidden"}]);
+        }
+    }
+    r
+}
+
+/// A histogram consistent with `total` objects in `namespaces` namespaces (all in one).
+fn per_namespace(total: u64, namespaces: u64) -> Vec<Value> {
+    let mut counts = [0u64; 8];
+    if namespaces > 0 {
+        let i = report::bucket_index(total);
+        counts[i] += 1;
+        counts[0] += namespaces - 1;
+    }
+    report::BUCKETS
+        .iter()
+        .zip(counts)
+        .map(|((min, max), n)| {
+            let mut b = json!({"min": min, "namespaces": n});
+            if let Some(max) = max {
+                b["max"] = (*max).into();
+            }
+            b
+        })
+        .collect()
+}
+
+/// An envelope: (report ID, receivedAt, the envelope's JSON bytes, the report's JSON).
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub id: ReportId,
+    pub received_at: jiff::Timestamp,
+    pub bytes: Vec<u8>,
+    pub report: Value,
+}
+
+/// Every report of a population: each cluster's earlier reports, then its latest.
+pub fn envelopes(clusters: &[ClusterSpec]) -> Vec<Env> {
+    let mut out = Vec::new();
+    for (i, c) in clusters.iter().enumerate() {
+        for e in 0..=c.earlier {
+            let stale = e < c.earlier;
+            let days_ago = c.days_ago + (c.earlier - e) as i64;
+            let json = report_json(c, stale);
+            let valid = report::decode(json.to_string().as_bytes())
+                .unwrap_or_else(|err| panic!("fixture report {}: {err}", c.id));
+            let id = ReportId::random();
+            let at = day()
+                .checked_sub(jiff::Span::new().days(days_ago))
+                .unwrap()
+                .at(12, (i % 60) as i8, (e % 60) as i8, 0)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .unwrap()
+                .timestamp();
+            out.push(Env {
+                id,
+                received_at: at,
+                bytes: Envelope::new(id, at, valid).encode(),
+                report: json,
+            });
+        }
+    }
+    out
+}
+
+// ---- SQLite, through NATS and the real ingester ----
+
+/// A SQLite file the real ingester wrote; the folder is removed on drop.
+pub struct SqliteFixture {
+    pub dir: TempDir,
+    pub path: PathBuf,
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Publishes `envs` to a fresh nats-server and lets the ingester binary write them to SQLite.
+pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
+    let dir = TempDir::with_prefix("spartakus-stats-").unwrap();
+    let path = dir.path().join("spartakus.sqlite");
+    let nats = testenv::Nats::start().await.expect("nats-server starts");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    js.get_or_create_stream(stream::Config {
+        name: STREAM.into(),
+        subjects: vec![SUBJECT.into()],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(7200),
+        max_message_size: 16 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ingester = testenv::workspace_bin("ingester")
+        .unwrap_or_else(|e| panic!("{e} (cargo build -p ingester --bins)"));
+    let log = std::fs::File::create(dir.path().join("ingester.log")).unwrap();
+    let child = Command::new(ingester)
+        .args([
+            "--nats-url",
+            &nats.url(),
+            "--sink",
+            &format!("sqlite:{}", path.display()),
+            "--listen",
+            "127.0.0.1:0",
+            "--batch-wait",
+            "50ms",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _ingester = KillOnDrop(child);
+    for chunk in envs.chunks(200) {
+        let mut acks = Vec::new();
+        for e in chunk {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", e.id.to_string().as_str());
+            acks.push(
+                js.publish_with_headers(SUBJECT, headers, e.bytes.clone().into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+    let n = envs.len() as i64;
+    let log_path = dir.path().join("ingester.log");
+    eventually(DEADLINE, &format!("{n} reports in SQLite"), || async {
+        let stored = count_reports(&path);
+        if stored > n {
+            panic!("{stored} reports stored, {n} sent");
+        }
+        stored == n
+    })
+    .await;
+    let _ = log_path;
+    SqliteFixture { dir, path }
+}
+
+fn count_reports(path: &Path) -> i64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM reports", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+// ---- BigQuery, the emulator, filled with DML ----
+
+/// The emulator accepts any bearer token; this stands in for Google's OAuth, which cannot run
+/// here.
+#[derive(Clone)]
+struct NoAuth;
+
+impl Authenticator for NoAuth {
+    fn access_token<'a, 'b>(
+        &'a self,
+    ) -> Pin<Box<dyn Future<Output = Result<String, BQError>> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async { Ok("emulator".to_owned()) })
+    }
+}
+
+pub const DATASET: &str = "spartakus";
+pub const TABLE: &str = "reports";
+
+/// The committed table schema.
+pub fn schema_fields() -> Vec<TableFieldSchema> {
+    let text = include_str!("../../../ingester/schema/bigquery.json");
+    serde_json::from_str(text).unwrap()
+}
+
+/// The ingester's view definition (`ingester/schema/bigquery-view.sql`) when it is there, else
+/// the same definition written here.
+pub fn view_query(table: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ingester/schema/bigquery-view.sql");
+    let sql = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "SELECT * FROM `PROJECT.DATASET.TABLE` WHERE TRUE QUALIFY reportID IS NULL OR ROW_NUMBER() OVER (PARTITION BY reportID, receivedAt) = 1".into()
+    });
+    let body: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    body.replace("PROJECT.DATASET.TABLE", table)
+}
+
+/// An emulator with the dataset, the partitioned table and its deduplicating view.
+pub struct BigQueryFixture {
+    pub emulator: testenv::BigQuery,
+    pub client: Client,
+}
+
+impl BigQueryFixture {
+    pub async fn start() -> Self {
+        let emulator = testenv::BigQuery::start()
+            .await
+            .expect("bigquery-emulator starts");
+        let client = ClientBuilder::new()
+            .with_v2_base_url(emulator.endpoint())
+            .build_from_authenticator(Arc::new(NoAuth))
+            .await
+            .unwrap();
+        let project = emulator.project().to_owned();
+        client
+            .dataset()
+            .create(Dataset::new(&project, DATASET))
+            .await
+            .unwrap();
+        let table = Table::new(&project, DATASET, TABLE, TableSchema::new(schema_fields()))
+            .time_partitioning(TimePartitioning::per_day().field("receivedAt"))
+            .require_partition_filter(true);
+        client.table().create(table).await.unwrap();
+        let view = Table::new(
+            &project,
+            DATASET,
+            &format!("{TABLE}_deduplicated"),
+            TableSchema::new(vec![]),
+        )
+        .view(ViewDefinition {
+            query: view_query(&format!("{project}.{DATASET}.{TABLE}")),
+            use_legacy_sql: Some(false),
+            user_defined_function_resources: None,
+        });
+        client.table().create(view).await.unwrap();
+        BigQueryFixture { emulator, client }
+    }
+
+    pub async fn query(
+        &self,
+        sql: &str,
+    ) -> gcp_bigquery_client::model::query_response::QueryResponse {
+        let mut request = QueryRequest::new(sql);
+        request.use_legacy_sql = false;
+        self.client
+            .job()
+            .query(self.emulator.project(), request)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}\n{}\n{}",
+                    &sql[..sql.len().min(2000)],
+                    self.emulator.log_tail(20)
+                )
+            })
+    }
+
+    /// Inserts the reports with DML, a batch per statement.
+    pub async fn insert(&self, envs: &[Env]) {
+        let fields = schema_fields();
+        let columns: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        for chunk in envs.chunks(20) {
+            let rows: Vec<String> = chunk.iter().map(|e| row_literal(e, &fields)).collect();
+            let sql = format!(
+                "INSERT INTO `{}.{DATASET}.{TABLE}` ({}) VALUES {}",
+                self.emulator.project(),
+                columns.join(", "),
+                rows.join(",\n")
+            );
+            self.query(&sql).await;
+        }
+    }
+
+    pub async fn store(&self) -> BigQueryStore {
+        let table =
+            TableRef::parse(&format!("{}/{DATASET}/{TABLE}", self.emulator.project())).unwrap();
+        BigQueryStore::connect(table, Some(&self.emulator.endpoint()), &Credentials::None)
+            .await
+            .unwrap()
+    }
+}
+
+fn row_literal(e: &Env, fields: &[TableFieldSchema]) -> String {
+    let mut row = e.report.clone();
+    row["reportID"] = e.id.to_string().into();
+    row["receivedAt"] = e.received_at.to_string().into();
+    let values: Vec<String> = fields
+        .iter()
+        .map(|f| literal(row.get(&f.name), f))
+        .collect();
+    format!("({})", values.join(", "))
+}
+
+fn sql_type(f: &TableFieldSchema) -> String {
+    let scalar = match serde_json::to_value(&f.r#type).unwrap().as_str().unwrap() {
+        "RECORD" | "STRUCT" => {
+            let inner: Vec<String> = f
+                .fields
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|g| format!("{} {}", g.name, sql_type(g)))
+                .collect();
+            format!("STRUCT<{}>", inner.join(", "))
+        }
+        "INTEGER" | "INT64" => "INT64".into(),
+        other => other.to_owned(),
+    };
+    if f.mode.as_deref() == Some("REPEATED") {
+        format!("ARRAY<{scalar}>")
+    } else {
+        scalar
+    }
+}
+
+fn literal(v: Option<&Value>, f: &TableFieldSchema) -> String {
+    let ty = serde_json::to_value(&f.r#type).unwrap();
+    let ty = ty.as_str().unwrap();
+    if f.mode.as_deref() == Some("REPEATED") {
+        let items: Vec<String> = v
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|x| scalar_literal(Some(x), f, ty)).collect())
+            .unwrap_or_default();
+        return format!("CAST([{}] AS {})", items.join(", "), sql_type(f));
+    }
+    scalar_literal(v, f, ty)
+}
+
+fn scalar_literal(v: Option<&Value>, f: &TableFieldSchema, ty: &str) -> String {
+    let v = v.filter(|v| !v.is_null());
+    match ty {
+        "RECORD" | "STRUCT" => {
+            let Some(obj) = v else {
+                let mut one = f.clone();
+                one.mode = None;
+                return format!("CAST(NULL AS {})", sql_type(&one));
+            };
+            let parts: Vec<String> = f
+                .fields
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|g| format!("{} AS {}", literal(obj.get(&g.name), g), g.name))
+                .collect();
+            format!("STRUCT({})", parts.join(", "))
+        }
+        "STRING" => match v {
+            Some(Value::String(s)) => {
+                format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+            _ => "CAST(NULL AS STRING)".into(),
+        },
+        "INTEGER" | "INT64" => match v {
+            Some(n) => n.to_string(),
+            None => "CAST(NULL AS INT64)".into(),
+        },
+        "TIMESTAMP" => match v {
+            Some(Value::String(s)) => format!("TIMESTAMP '{s}'"),
+            _ => "CAST(NULL AS TIMESTAMP)".into(),
+        },
+        other => panic!("no literal for {other}"),
+    }
+}

@@ -1,0 +1,481 @@
+//! Both stores against one fixture: every metric's SQL on SQLite (written by the real ingester)
+//! against hand-computed cells, then the BigQuery emulator fed the same reports, which must
+//! compute the same cells and the same snapshot documents.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use stats::disclose::{Policy, Raw, disclose};
+use stats::normalize::{FUNCTIONS, Function, SqlType, Value, bigquery_prelude};
+use stats::snapshot::Snapshot;
+use stats::store::sqlite::SqliteStore;
+use stats::store::{Query, Store, Window};
+
+fn node(f: impl FnOnce(&mut NodeSpec)) -> NodeSpec {
+    let mut n = NodeSpec::default();
+    f(&mut n);
+    n
+}
+
+/// Eight clusters in the window with one trait each, plus one synthetic and one too old.
+fn fixture() -> Vec<ClusterSpec> {
+    let mut clusters: Vec<ClusterSpec> = (1..=4)
+        .map(|i| ClusterSpec::new(format!("plain-{i}")))
+        .collect();
+    // A zero GPU capacity is no accelerator.
+    clusters[0].nodes = vec![(3, node(|n| n.gpus = Some(("nvidia.com/gpu", "0"))))];
+    let mut gke = ClusterSpec::new("gke");
+    gke.master = Some("v1.36.3-gke.100");
+    gke.nodes = vec![
+        (
+            2,
+            node(|n| {
+                n.os_image = Some("Container-Optimized OS from Google");
+                n.kernel = Some("6.6.50+");
+                n.arch = Some("arm64");
+                n.runtime = Some("cri-o://1.31.1");
+                n.kubelet = Some("v1.35.1");
+                n.cpu = Some("8");
+                n.memory = Some("32Gi");
+                n.gpus = Some(("nvidia.com/gpu", "1"));
+            }),
+        ),
+        (1, node(|n| n.os_image = Some("Ubuntu 22.04.5 LTS"))),
+    ];
+    let mut old = ClusterSpec::new("k3s-v1");
+    old.master = Some("v1.20.0+k3s1");
+    old.v2 = None;
+    old.nodes = vec![(
+        1,
+        node(|n| {
+            n.os_image = Some("Flatcar Container Linux by Kinvolk 3815.2.0 (Oklo)");
+            n.kernel = Some("5.15.0-flatcar");
+            n.arch = None;
+            n.runtime = Some("docker://20.10.7");
+            n.kubelet = Some("v1.16.0");
+            n.cloud = None;
+            n.cpu = Some("3500m");
+            n.memory = None;
+        }),
+    )];
+    let mut empty = ClusterSpec::new("no-nodes");
+    empty.master = None;
+    empty.nodes = vec![];
+    empty.v2 = Some((None, vec![]));
+    let mut synthetic = ClusterSpec::new("synthetic");
+    synthetic.synthetic = true;
+    let mut busy = ClusterSpec::new("reports-often");
+    busy.earlier = 2;
+    let mut gone = ClusterSpec::new("too-old");
+    gone.days_ago = 40;
+    clusters.extend([gke, old, empty, synthetic, busy, gone]);
+    clusters
+}
+
+fn query(include_synthetic: bool) -> Query {
+    Query {
+        window: Window {
+            date: day(),
+            days: 28,
+        },
+        include_synthetic,
+    }
+}
+
+/// `metric -> ["a/b/c=clusters[/nodes/max]"]`, sorted like the store sorts.
+fn cells(raw: &Raw) -> BTreeMap<String, Vec<String>> {
+    raw.cells
+        .iter()
+        .map(|(id, cells)| {
+            let rows = cells
+                .iter()
+                .map(|c| {
+                    let mut s = format!("{}={}", c.labels.join("/"), c.clusters);
+                    if let (Some(n), Some(m)) = (c.nodes, c.max_nodes) {
+                        s.push_str(&format!("/{n}/{m}"));
+                    }
+                    s
+                })
+                .collect::<Vec<String>>();
+            let mut rows = rows;
+            rows.sort();
+            (id.clone(), rows)
+        })
+        .collect()
+}
+
+fn workload_rows() -> Vec<(&'static str, Vec<&'static str>)> {
+    let kinds = [
+        ("Pod", "yes", "11-100", "1-7 days"),
+        ("Service", "yes", "1-10", "7-30 days"),
+        ("Deployment", "yes", "1-10", "7-30 days"),
+        ("StatefulSet", "no", "0", "no objects"),
+        ("DaemonSet", "yes", "1-10", "30-90 days"),
+        ("Job", "no", "0", "no objects"),
+        ("CronJob", "no", "0", "no objects"),
+    ];
+    let mut uses = Vec::new();
+    let mut objects = Vec::new();
+    let mut ages = Vec::new();
+    for (kind, used, bucket, age) in kinds {
+        uses.push(format!("{kind}/{used}=6"));
+        uses.push(format!("{kind}/unknown=2"));
+        objects.push(format!("{kind}/{used}/{bucket}=6"));
+        objects.push(format!("{kind}/unknown/unknown=2"));
+        ages.push(format!("{kind}/{used}/{age}=6"));
+        ages.push(format!("{kind}/unknown/unknown=2"));
+    }
+    let leak = |v: Vec<String>| -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = v.into_iter().map(|s| &*s.leak()).collect();
+        v.sort();
+        v
+    };
+    vec![
+        ("clusters_using_workload_kind", leak(uses)),
+        ("clusters_by_workload_objects", leak(objects)),
+        ("clusters_by_workload_age", leak(ages)),
+    ]
+}
+
+fn expected() -> BTreeMap<String, Vec<String>> {
+    let mut e: Vec<(&str, Vec<&str>)> = vec![
+        ("clusters_by_schema_version", vec!["1=1", "2=7"]),
+        ("clusters_by_volunteer_version", vec!["v0.1.0=8"]),
+        (
+            "clusters_by_kubernetes_minor",
+            vec!["1.20=1", "1.36=1", "1.37=5", "unknown=1"],
+        ),
+        (
+            "clusters_by_kubernetes_patch",
+            vec![
+                "1.20/1.20.0=1",
+                "1.36/1.36.3=1",
+                "1.37/1.37.2=5",
+                "unknown/unknown=1",
+            ],
+        ),
+        (
+            "clusters_by_distribution",
+            vec!["gke=1", "k3s=1", "no suffix=5", "unknown=1"],
+        ),
+        (
+            "clusters_by_version_skew",
+            vec!["+1 or more=1", "-4 or less=1", "0=5", "no nodes=1"],
+        ),
+        (
+            "nodes_by_version_skew",
+            vec![
+                "+1 or more=1/1/1",
+                "-1=1/2/2",
+                "-4 or less=1/1/1",
+                "0=5/15/3",
+            ],
+        ),
+        (
+            "clusters_by_os",
+            vec!["COS=1", "Flatcar=1", "Ubuntu=5", "no nodes=1"],
+        ),
+        (
+            "clusters_by_os_version",
+            vec![
+                "COS/unknown=1",
+                "Flatcar/3815=1",
+                "Ubuntu/24.04=5",
+                "no nodes/no nodes=1",
+            ],
+        ),
+        (
+            "nodes_by_os",
+            vec!["COS=1/2/2", "Flatcar=1/1/1", "Ubuntu=6/16/3"],
+        ),
+        (
+            "nodes_by_os_version",
+            vec![
+                "COS/unknown=1/2/2",
+                "Flatcar/3815=1/1/1",
+                "Ubuntu/22.04=1/1/1",
+                "Ubuntu/24.04=5/15/3",
+            ],
+        ),
+        (
+            "clusters_by_kernel",
+            vec!["5.15=1", "6.6=1", "6.8=5", "no nodes=1"],
+        ),
+        (
+            "nodes_by_kernel",
+            vec!["5.15=1/1/1", "6.6=1/2/2", "6.8=6/16/3"],
+        ),
+        (
+            "clusters_by_runtime",
+            vec!["containerd=5", "cri-o=1", "docker=1", "no nodes=1"],
+        ),
+        (
+            "clusters_by_runtime_version",
+            vec![
+                "containerd/1.7=5",
+                "cri-o/1.31=1",
+                "docker/20.10=1",
+                "no nodes/no nodes=1",
+            ],
+        ),
+        (
+            "nodes_by_runtime",
+            vec!["containerd=6/16/3", "cri-o=1/2/2", "docker=1/1/1"],
+        ),
+        (
+            "nodes_by_runtime_version",
+            vec![
+                "containerd/1.7=6/16/3",
+                "cri-o/1.31=1/2/2",
+                "docker/20.10=1/1/1",
+            ],
+        ),
+        (
+            "clusters_by_architecture",
+            vec!["amd64+arm64=1", "amd64=5", "no nodes=1", "unknown=1"],
+        ),
+        (
+            "nodes_by_architecture",
+            vec!["amd64=6/16/3", "arm64=1/2/2", "unknown=1/1/1"],
+        ),
+        (
+            "clusters_by_cloud_provider",
+            vec!["gce=6", "no nodes=1", "unknown=1"],
+        ),
+        (
+            "nodes_by_cloud_provider",
+            vec!["gce=6/18/3", "unknown=1/1/1"],
+        ),
+        ("clusters_by_node_count", vec!["0=1", "1=1", "2-3=6"]),
+        ("nodes_by_cpu", vec!["3-4=7/17/3", "5-8=1/2/2"]),
+        (
+            "nodes_by_memory",
+            vec!["16-32 GiB=1/2/2", "8-16 GiB=6/16/3", "unknown=1/1/1"],
+        ),
+        (
+            "clusters_by_accelerator",
+            vec!["no nodes=1", "none=6", "nvidia=1"],
+        ),
+        ("clusters_by_namespaces", vec!["11-20=6", "unknown=2"]),
+    ];
+    e.extend(workload_rows());
+    e.into_iter()
+        .map(|(k, v)| {
+            let mut v: Vec<String> = v.into_iter().map(str::to_owned).collect();
+            v.sort();
+            (k.to_owned(), v)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sqlite_store_computes_every_metric_of_the_fixture() {
+    let envs = envelopes(&fixture());
+    let db = sqlite_fixture(&envs).await;
+    let store = SqliteStore::new(&db.path);
+    let computed = store.compute(query(false)).await.unwrap();
+    let raw = computed.raw;
+    assert_eq!(raw.totals.clusters, 8);
+    assert_eq!(
+        raw.totals.reports, 10,
+        "2 earlier reports of one cluster count as reports"
+    );
+    assert_eq!(raw.totals.nodes, 19);
+    assert_eq!(raw.totals.clusters_with_nodes, 7);
+    assert_eq!(raw.totals.max_cluster_nodes, 3);
+    let got = cells(&raw);
+    let want = expected();
+    for (metric, rows) in &want {
+        assert_eq!(got.get(metric), Some(rows), "{metric}");
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "every metric has a fixture expectation"
+    );
+    // Every cluster-unit metric adds up to the window's clusters (per group).
+    for m in stats::metrics::METRICS {
+        if m.unit == stats::metrics::Unit::Clusters && !m.grouped {
+            let sum: u64 = raw.cells[m.id].iter().map(|c| c.clusters).sum();
+            assert_eq!(sum, 8, "{}", m.id);
+        }
+    }
+
+    let with = store.compute(query(true)).await.unwrap().raw;
+    assert_eq!(
+        with.totals.clusters, 9,
+        "the synthetic cluster counts when asked"
+    );
+}
+
+#[tokio::test]
+async fn bigquery_computes_the_same_cells_and_snapshots_as_sqlite() {
+    let envs = envelopes(&fixture());
+    let db = sqlite_fixture(&envs).await;
+    let sqlite = SqliteStore::new(&db.path);
+    let bq = BigQueryFixture::start().await;
+    bq.insert(&envs).await;
+    // A copy of every report, as insertAll's best-effort deduplication can leave: the view
+    // removes it.
+    bq.insert(&envs[..3]).await;
+    let bigquery = bq.store().await;
+    for synthetic in [false, true] {
+        let a = sqlite.compute(query(synthetic)).await.unwrap();
+        let b = bigquery
+            .compute(query(synthetic))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", bq.emulator.log_tail(30)));
+        eprintln!("bigquery-emulator: bytes processed {:?}", b.bytes_processed);
+        assert_eq!(a.raw.totals, b.raw.totals, "totals (synthetic {synthetic})");
+        assert_eq!(
+            cells(&a.raw),
+            cells(&b.raw),
+            "cells (synthetic {synthetic})"
+        );
+        for k in [2, 3, 10] {
+            let policy = Policy { min_clusters: k };
+            let window = query(synthetic).window;
+            let sa = Snapshot::new(window, k, synthetic, &disclose(&a.raw, &policy));
+            let sb = Snapshot::new(window, k, synthetic, &disclose(&b.raw, &policy));
+            assert_eq!(sa.to_json(), sb.to_json(), "snapshot k={k}");
+        }
+    }
+}
+
+/// Inputs for the normalization functions: the fixture's strings and edge cases.
+fn corpus() -> Vec<Value> {
+    let texts = [
+        "Ubuntu 24.04.1 LTS",
+        "Ubuntu",
+        "Container-Optimized OS from Google",
+        "Bottlerocket OS 1.20.0 (aws-k8s-1.29)",
+        "Flatcar Container Linux by Kinvolk 3815.2.0 (Oklo)",
+        "Talos (v1.8.0)",
+        "SUSE Linux Enterprise Server 15 SP5",
+        "Windows Server 2022 Datacenter",
+        "CBL-Mariner/Linux",
+        "Something Else 1.0",
+        "containerd://1.7.22",
+        "containerd://abc",
+        "cri-o://1.31.1",
+        "docker://20.10.7",
+        "6.8.0-1015-gke",
+        "10.0.20348.2700",
+        "v1.37.2",
+        "v1.30.5-gke.1014001",
+        "v1.31.1+k3s1",
+        "v1.27.6+b49f9d1",
+        "v2.0.0",
+        "v1.0.0-dirty",
+        "amd64",
+        "sparc",
+        "gce",
+        "unknown",
+        "nvidia.com/gpu",
+        "alpha.kubernetes.io/nvidia-gpu",
+        "gpu.intel.com/i915",
+        "cpu",
+        "4",
+        "3500m",
+        "15437428Ki",
+        "16Gi",
+        "1e3",
+        "",
+    ];
+    let mut v: Vec<Value> = texts.iter().map(|s| Value::Text((*s).into())).collect();
+    v.push(Value::Null);
+    v
+}
+
+fn numbers() -> Vec<Value> {
+    vec![
+        Value::Null,
+        Value::Real(0.0),
+        Value::Real(0.5),
+        Value::Real(1.0),
+        Value::Real(3.5),
+        Value::Real(4.0),
+        Value::Real(200.0),
+        Value::Real(-7.0),
+        Value::Real(-1.0),
+        Value::Real(5000.0),
+        Value::Real(5001.0),
+        Value::Real(15437428.0 * 1024.0),
+        Value::Real(34359738368.0),
+    ]
+}
+
+fn bq_literal(v: &Value, ty: SqlType) -> String {
+    match (v, ty) {
+        (Value::Null, SqlType::Text) => "CAST(NULL AS STRING)".into(),
+        (Value::Null, _) => "CAST(NULL AS FLOAT64)".into(),
+        (Value::Text(s), _) => format!("'{s}'"),
+        (Value::Real(r), _) => format!("CAST({r:?} AS FLOAT64)"),
+        (Value::Integer(i), _) => i.to_string(),
+    }
+}
+
+fn from_json(v: &serde_json::Value, ty: SqlType) -> Value {
+    match (v, ty) {
+        (serde_json::Value::Null, _) => Value::Null,
+        (serde_json::Value::String(s), SqlType::Text) => Value::Text(s.clone()),
+        (serde_json::Value::String(s), SqlType::Integer) => Value::Integer(s.parse().unwrap()),
+        (serde_json::Value::String(s), SqlType::Real) => Value::Real(s.parse().unwrap()),
+        (other, _) => panic!("unexpected {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_normalization_function_answers_alike_in_rust_sqlite_and_bigquery() {
+    let bq = BigQueryFixture::start().await;
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    stats::store::sqlite::register(&conn).unwrap();
+    // One query for every function: one column per function, one row per input.
+    let text_fns: Vec<&Function> = FUNCTIONS
+        .iter()
+        .filter(|f| f.input() == SqlType::Text)
+        .collect();
+    let num_fns: Vec<&Function> = FUNCTIONS
+        .iter()
+        .filter(|f| f.input() == SqlType::Real)
+        .collect();
+    for (fns, inputs, ty) in [
+        (text_fns, corpus(), SqlType::Text),
+        (num_fns, numbers(), SqlType::Real),
+    ] {
+        let rows: Vec<String> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("SELECT {i} AS i, {} AS x", bq_literal(v, ty)))
+            .collect();
+        let columns: Vec<String> = fns
+            .iter()
+            .map(|f| format!("{}(x) AS {}", f.name, f.name))
+            .collect();
+        let sql = format!(
+            "{}\nSELECT i, {} FROM ({}) ORDER BY i",
+            bigquery_prelude(),
+            columns.join(", "),
+            rows.join(" UNION ALL ")
+        );
+        let response = bq.query(&sql).await;
+        let result_rows = response.rows.unwrap_or_default();
+        assert_eq!(result_rows.len(), inputs.len());
+        for (row, input) in result_rows.iter().zip(&inputs) {
+            let cols = row.columns.as_ref().unwrap();
+            for (f, cell) in fns.iter().zip(&cols[1..]) {
+                let got = from_json(
+                    cell.value.as_ref().unwrap_or(&serde_json::Value::Null),
+                    f.output(),
+                );
+                let rust = f.eval(input);
+                assert_eq!(got, rust, "{}({input:?}) in BigQuery vs Rust", f.name);
+                let sqlite = stats::store::sqlite::eval_in_sqlite(&conn, f, input);
+                assert_eq!(sqlite, rust, "{}({input:?}) in SQLite vs Rust", f.name);
+            }
+        }
+    }
+}
