@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use plumbing::log::LogFormat;
 
-/// The Spartakus ingester: consumes reports from NATS JetStream and writes each one exactly once
-/// to BigQuery, a local SQLite file, or stdout.
+/// The Spartakus ingester: consumes reports from NATS JetStream and writes each one to a local
+/// SQLite file (exactly once), BigQuery (exactly once as queried through the deduplicating
+/// view), or stdout, acknowledging it only once stored.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ingester", version, about)]
 pub struct Config {
@@ -104,21 +106,13 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 
     /// Log format: `json` (one object per line, for clusters) or `pretty` (for a terminal).
-    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    /// Filter with RUST_LOG.
+    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }
 
 /// The stream holding dead-lettered reports.
 pub const DEAD_LETTER_STREAM: &str = "SPARTAKUS_DEADLETTER";
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable, for a terminal.
-    Pretty,
-}
 
 /// Which sink rows are written to.
 #[derive(Debug, Clone, PartialEq, Eq)]

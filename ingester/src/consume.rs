@@ -2,39 +2,35 @@
 //! and what happens to each message once the sink has answered.
 //!
 //! A message is acknowledged only after the sink committed its row. A message that can never be
-//! stored (undecodable, invalid under the current rules, or refused by the sink) is published to
-//! the dead-letter subject with the reason in a header, then terminated. A transient failure
-//! naks with a delay that grows with the delivery count; on the last allowed delivery the
-//! message is dead-lettered instead, so nothing is dropped silently.
+//! stored (undecodable, invalid under the current rules, or refused by the sink) goes to the
+//! dead-letter subject ([`crate::deadletter`]). A transient failure naks with a delay that
+//! grows with the delivery count; on the last allowed delivery the message is dead-lettered
+//! instead, so nothing is dropped silently. A sink that can never write again (or a write task
+//! that panicked) naks what is in hand and ends the consumer with an error, so that the process
+//! exits non-zero and is restarted rather than looking healthy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{self, AckKind, Message};
 use futures::StreamExt;
+use report::ReportId;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::deadletter::{self, DeadReason};
+use crate::error::SinkError;
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::routes::Health;
-use crate::row;
+use crate::row::{self, Row};
 use crate::sink::{Outcome, Sink};
 
-/// Header naming why a message was dead-lettered: `syntax`, `invalid`, `rejected` or
-/// `retries-exhausted`.
-pub const REASON_HEADER: &str = "Spartakus-Dead-Letter-Reason";
-/// Header with the detail (the first field errors, the sink's message), at most 1 KiB.
-pub const DETAIL_HEADER: &str = "Spartakus-Dead-Letter-Detail";
-/// Header with the message's sequence number in the reports stream.
-pub const SEQUENCE_HEADER: &str = "Spartakus-Stream-Sequence";
-
-/// How long the dead-letter stream keeps messages.
-const DEAD_LETTER_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Pause between attempts to reach NATS, the stream or the consumer.
 const REBIND_DELAY: Duration = Duration::from_secs(1);
+/// The delay of the nak that hands back the messages of a batch whose sink failed for good.
+const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 
 /// Consumer settings, from the flags.
 #[derive(Debug, Clone)]
@@ -61,29 +57,15 @@ pub struct Settings {
     pub dead_letter_stream: String,
 }
 
-/// Why a message goes to the dead-letter subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadReason {
-    /// Not JSON or not an envelope.
-    Syntax,
-    /// Breaks a validation rule.
-    Invalid,
-    /// The sink refused the row.
-    Rejected,
-    /// Still failing on the last allowed delivery.
-    RetriesExhausted,
-}
-
-impl DeadReason {
-    /// The header value and metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadReason::Syntax => "syntax",
-            DeadReason::Invalid => "invalid",
-            DeadReason::Rejected => "rejected",
-            DeadReason::RetriesExhausted => "retries-exhausted",
-        }
-    }
+/// Why the consumer stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// The sink can never write again in this process (see [`SinkError::is_fatal`]).
+    #[error("the sink failed for good")]
+    Sink(#[source] SinkError),
+    /// A task writing a batch to the sink panicked.
+    #[error("a sink write task panicked")]
+    WriteTask(#[source] JoinError),
 }
 
 /// The delay before a nakked message is redelivered: 1 s, doubling per delivery, at most 5 min.
@@ -92,8 +74,9 @@ pub fn nak_delay(delivered: i64) -> Duration {
     Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
 }
 
-/// Consumes until `shutdown`, rebinding after stream errors. Returns once the batch in hand is
-/// settled after cancellation.
+/// Consumes until `shutdown`, rebinding after stream errors. Returns `Ok` once the batches in
+/// hand are settled after cancellation, `Err` when the sink failed for good (every message in
+/// hand is nakked first).
 pub async fn run<S: Sink>(
     js: jetstream::Context,
     settings: Settings,
@@ -101,7 +84,7 @@ pub async fn run<S: Sink>(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), ConsumeError> {
     let worker = Worker {
         js,
         settings,
@@ -110,25 +93,28 @@ pub async fn run<S: Sink>(
     };
     loop {
         let Some(consumer) = worker.bind(&shutdown).await else {
-            return;
+            return Ok(());
         };
         health.set_consumer_bound(true);
         let ended = worker.consume(consumer, &shutdown).await;
         health.set_consumer_bound(false);
-        if ended == Ended::Shutdown {
-            return;
+        match ended {
+            Ended::Shutdown => return Ok(()),
+            Ended::Failed(e) => return Err(e),
+            Ended::StreamFailed => {}
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(REBIND_DELAY) => {}
         }
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Ended {
     Shutdown,
     StreamFailed,
+    Failed(ConsumeError),
 }
 
 struct Worker<S> {
@@ -138,21 +124,26 @@ struct Worker<S> {
     metrics: Arc<Metrics>,
 }
 
-impl<S> Clone for Worker<S> {
-    fn clone(&self) -> Self {
-        Worker {
-            js: self.js.clone(),
-            settings: self.settings.clone(),
-            sink: self.sink.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
+/// A batch decoded and ready for the sink: the messages with their delivery counts and report
+/// IDs, and their rows.
+struct Decoded {
+    messages: Vec<Pending>,
+    rows: Vec<Row>,
+    started: Instant,
 }
 
-/// A batch decoded and ready for the sink: the messages with their delivery counts, and rows.
-struct Decoded {
-    messages: Vec<(Message, i64)>,
-    rows: Vec<crate::row::Row>,
+/// A delivered message whose row is being written.
+struct Pending {
+    message: Message,
+    delivered: i64,
+    id: ReportId,
+}
+
+/// A batch being written by its own task; its messages stay here, so that they can be settled
+/// whatever becomes of the task.
+struct Writing {
+    task: JoinHandle<Result<Vec<Outcome>, SinkError>>,
+    messages: Vec<Pending>,
     started: Instant,
 }
 
@@ -172,11 +163,12 @@ impl<S: Sink> Worker<S> {
                     return Some(consumer);
                 }
                 Err(e) => {
+                    let error = plumbing::Chain(&*e);
                     if !waiting_logged {
-                        tracing::warn!(error = %e, stream = %self.settings.stream, "waiting for NATS and the reports stream");
+                        tracing::warn!(%error, stream = %self.settings.stream, "waiting for NATS and the reports stream");
                         waiting_logged = true;
                     } else {
-                        tracing::debug!(error = %e, "still waiting");
+                        tracing::debug!(%error, "still waiting");
                     }
                 }
             }
@@ -190,19 +182,13 @@ impl<S: Sink> Worker<S> {
     async fn try_bind(&self) -> Result<PullConsumer, async_nats::Error> {
         let s = &self.settings;
         let stream = self.js.get_stream(&s.stream).await?;
-        // As many copies as the reports stream: a dead letter is a report too, and with one
-        // copy a single NATS node down would keep every restarting ingester from binding.
         let num_replicas = stream.cached_info().config.num_replicas;
         self.js
-            .get_or_create_stream(stream::Config {
-                name: s.dead_letter_stream.clone(),
-                subjects: vec![s.dead_letter_subject.clone()],
+            .get_or_create_stream(deadletter::stream_config(
+                &s.dead_letter_stream,
+                &s.dead_letter_subject,
                 num_replicas,
-                storage: StorageType::File,
-                max_age: DEAD_LETTER_MAX_AGE,
-                duplicate_window: Duration::from_secs(2 * 3600),
-                ..Default::default()
-            })
+            ))
             .await?;
         let consumer = stream
             .create_consumer(pull::Config {
@@ -220,25 +206,25 @@ impl<S: Sink> Worker<S> {
         Ok(consumer)
     }
 
-    /// Pulls batches until shutdown, as a three-stage pipeline: while batch N is written and
-    /// settled, batch N+1 is decoded and batch N+2 requested. Writes stay in order, one at a
-    /// time, and every message is settled only after the sink answered for its batch. On
-    /// shutdown no new request is made and the batches already requested are finished, so
-    /// nothing is left delivered-but-unhandled.
+    /// Pulls batches until shutdown, as a three-stage pipeline: while batch N is written,
+    /// batch N+1 is decoded and batch N+2 requested. Writes stay in order, one at a time, and
+    /// every message is settled only after the sink answered for its batch. On shutdown no new
+    /// request is made and the batches already requested are finished, so nothing is left
+    /// delivered-but-unhandled. When the sink fails for good, what is in hand is nakked.
     async fn consume(&self, consumer: PullConsumer, shutdown: &CancellationToken) -> Ended {
         let mut in_flight = Some(self.request(&consumer));
-        let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+        let mut writing: Option<Writing> = None;
         let mut ended = Ended::Shutdown;
         while let Some(request) = in_flight.take() {
             let batch = match request.await {
                 Ok(Ok(batch)) => batch,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "pull request failed; rebinding");
+                    tracing::warn!(error = %plumbing::Chain(&*e), "pull request failed; rebinding");
                     ended = Ended::StreamFailed;
                     break;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "pull task failed; rebinding");
+                    tracing::error!(error = %plumbing::Chain(&e), "pull task failed; rebinding");
                     ended = Ended::StreamFailed;
                     break;
                 }
@@ -247,20 +233,31 @@ impl<S: Sink> Worker<S> {
                 in_flight = Some(self.request(&consumer));
             }
             let decoded = self.decode(batch).await;
-            if let Some(previous) = writing.take() {
-                let _ = previous.await;
+            if let Some(previous) = writing.take()
+                && let Err(e) = self.settle(previous).await
+            {
+                self.hand_back(decoded.messages).await;
+                ended = Ended::Failed(e);
+                break;
             }
-            let worker = self.clone();
-            writing = Some(tokio::spawn(async move { worker.write(decoded).await }));
+            writing = self.start_write(decoded);
         }
-        if let Some(previous) = writing.take() {
-            let _ = previous.await;
+        if let Some(previous) = writing.take()
+            && let Err(e) = self.settle(previous).await
+        {
+            ended = Ended::Failed(e);
         }
         if let Some(request) = in_flight {
-            // Rebinding after a failure: settle what the last request brought.
+            // Rebinding or failing: settle what the last request brought.
             if let Ok(Ok(batch)) = request.await {
                 let decoded = self.decode(batch).await;
-                self.write(decoded).await;
+                if matches!(ended, Ended::Failed(_)) {
+                    self.hand_back(decoded.messages).await;
+                } else if let Some(w) = self.start_write(decoded)
+                    && let Err(e) = self.settle(w).await
+                {
+                    ended = Ended::Failed(e);
+                }
             }
         }
         ended
@@ -270,7 +267,7 @@ impl<S: Sink> Worker<S> {
     fn request(
         &self,
         consumer: &PullConsumer,
-    ) -> tokio::task::JoinHandle<Result<Vec<Message>, async_nats::Error>> {
+    ) -> JoinHandle<Result<Vec<Message>, async_nats::Error>> {
         let consumer = consumer.clone();
         let (size, wait) = (self.settings.batch_size, self.settings.batch_wait);
         tokio::spawn(async move {
@@ -286,7 +283,7 @@ impl<S: Sink> Worker<S> {
                     Ok(m) => batch.push(m),
                     // Keep what arrived: it is delivered and must be settled.
                     Err(e) if !batch.is_empty() => {
-                        tracing::debug!(error = %e, "pull request ended early");
+                        tracing::debug!(error = %plumbing::Chain(&*e), "pull request ended early");
                         break;
                     }
                     Err(e) => return Err(e),
@@ -300,7 +297,7 @@ impl<S: Sink> Worker<S> {
     async fn decode(&self, batch: Vec<Message>) -> Decoded {
         let started = Instant::now();
         let mut rows = Vec::with_capacity(batch.len());
-        let mut written = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
         for message in batch {
             let delivered = match message.info() {
                 Ok(info) => {
@@ -314,8 +311,13 @@ impl<S: Sink> Worker<S> {
             }
             match report::Envelope::decode(&message.payload) {
                 Ok(envelope) => {
-                    rows.push(row::from_envelope(envelope));
-                    written.push((message, delivered));
+                    let row = row::from_envelope(envelope);
+                    messages.push(Pending {
+                        message,
+                        delivered,
+                        id: row.report_id,
+                    });
+                    rows.push(row);
                 }
                 Err(e) => {
                     let reason = match e {
@@ -328,32 +330,55 @@ impl<S: Sink> Worker<S> {
             }
         }
         Decoded {
-            messages: written,
+            messages,
             rows,
             started,
         }
     }
 
-    /// Writes one decoded batch and settles every message in it.
-    async fn write(&self, decoded: Decoded) {
-        let Decoded {
-            messages: written,
-            rows,
-            started,
-        } = decoded;
-        if rows.is_empty() {
-            return;
+    /// Hands a decoded batch's rows to the sink in a task of its own; `None` when it has none.
+    fn start_write(&self, decoded: Decoded) -> Option<Writing> {
+        if decoded.rows.is_empty() {
+            return None;
         }
-        let ids: Vec<String> = rows.iter().map(|r| r.report_id.clone()).collect();
+        let sink = self.sink.clone();
+        let rows = decoded.rows;
+        Some(Writing {
+            task: tokio::spawn(async move { sink.write(rows).await }),
+            messages: decoded.messages,
+            started: decoded.started,
+        })
+    }
+
+    /// Waits for a batch's write and settles every message in it: ack what is stored,
+    /// dead-letter what never will be, nak what may be later. `Err` when the sink failed for
+    /// good or the task panicked; the batch's messages are nakked then.
+    async fn settle(&self, writing: Writing) -> Result<(), ConsumeError> {
+        let Writing {
+            task,
+            messages,
+            started,
+        } = writing;
         let sink = self.sink.name();
-        let result = self.sink.write(rows).await;
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %plumbing::Chain(&e), rows = messages.len(), "sink write task panicked; handing the batch back");
+                self.metrics.batch(false, started.elapsed().as_secs_f64());
+                self.hand_back(messages).await;
+                return Err(ConsumeError::WriteTask(e));
+            }
+        };
         let ok = result.is_ok();
         match result {
             Ok(outcomes) => {
                 let (mut new, mut dup) = (0, 0);
-                for (((message, delivered), outcome), id) in
-                    written.into_iter().zip(outcomes).zip(&ids)
-                {
+                for (pending, outcome) in messages.into_iter().zip(outcomes) {
+                    let Pending {
+                        message,
+                        delivered,
+                        id,
+                    } = pending;
                     match outcome {
                         Outcome::Written | Outcome::Duplicate => {
                             if matches!(outcome, Outcome::Written) {
@@ -363,7 +388,7 @@ impl<S: Sink> Worker<S> {
                             }
                             if let Err(e) = message.ack().await {
                                 // Stored already: a redelivery will be a harmless duplicate.
-                                tracing::warn!(report_id = %id, error = %e, "ack failed");
+                                tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "ack failed");
                             }
                         }
                         Outcome::Rejected(reason) => {
@@ -377,9 +402,20 @@ impl<S: Sink> Worker<S> {
                 self.metrics.rows(sink, "written", new);
                 self.metrics.rows(sink, "duplicate", dup);
             }
+            Err(e) if e.is_fatal() => {
+                tracing::error!(error = %plumbing::Chain(&e), rows = messages.len(), "the sink failed for good; handing the batch back");
+                self.metrics.batch(false, started.elapsed().as_secs_f64());
+                self.hand_back(messages).await;
+                return Err(ConsumeError::Sink(e));
+            }
             Err(e) => {
-                tracing::warn!(error = %e, rows = ids.len(), "sink write failed");
-                for ((message, delivered), id) in written.into_iter().zip(&ids) {
+                tracing::warn!(error = %plumbing::Chain(&e), rows = messages.len(), "sink write failed");
+                for Pending {
+                    message,
+                    delivered,
+                    id,
+                } in messages
+                {
                     if e.is_retryable() {
                         self.retry_later(&message, delivered, id, &e).await;
                     } else {
@@ -390,24 +426,32 @@ impl<S: Sink> Worker<S> {
             }
         }
         self.metrics.batch(ok, started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Naks messages this consumer will not write, with a short delay, so that another replica
+    /// (or this one, restarted) takes them soon.
+    async fn hand_back(&self, messages: Vec<Pending>) {
+        for Pending { message, id, .. } in messages {
+            self.metrics.nakked();
+            if let Err(e) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
+                tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "nak failed; redelivered after ack_wait");
+            }
+        }
     }
 
     async fn retry_later(
         &self,
         message: &Message,
         delivered: i64,
-        id: &str,
-        error: &crate::error::SinkError,
+        id: ReportId,
+        error: &SinkError,
     ) {
         if delivered >= self.settings.max_deliver {
-            tracing::error!(report_id = %id, delivered, %error, "giving up on a report: dead-lettering it");
-            self.dead_letter(
-                message,
-                delivered,
-                DeadReason::RetriesExhausted,
-                &error.to_string(),
-            )
-            .await;
+            tracing::error!(report_id = %id, delivered, error = %plumbing::Chain(error), "giving up on a report: dead-lettering it");
+            let detail = plumbing::Chain(error).to_string();
+            self.dead_letter(message, delivered, DeadReason::RetriesExhausted, &detail)
+                .await;
             return;
         }
         self.metrics.nakked();
@@ -415,12 +459,10 @@ impl<S: Sink> Worker<S> {
             .ack_with(AckKind::Nak(Some(nak_delay(delivered))))
             .await
         {
-            tracing::warn!(report_id = %id, error = %e, "nak failed; redelivered after ack_wait");
+            tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "nak failed; redelivered after ack_wait");
         }
     }
 
-    /// Publishes the message to the dead-letter subject and, once JetStream stored it,
-    /// terminates it. If the dead-letter publish fails the message is nakked instead.
     async fn dead_letter(
         &self,
         message: &Message,
@@ -428,77 +470,26 @@ impl<S: Sink> Worker<S> {
         reason: DeadReason,
         detail: &str,
     ) {
-        let sequence = message
-            .info()
-            .map(|i| i.stream_sequence)
-            .unwrap_or_default();
-        let mut headers = HeaderMap::new();
-        headers.insert(REASON_HEADER, reason.as_str());
-        headers.insert(DETAIL_HEADER, header_value(detail).as_str());
-        headers.insert(SEQUENCE_HEADER, sequence.to_string().as_str());
-        // A dead letter published twice (a crash before the Term) is stored once.
-        headers.insert(
-            "Nats-Msg-Id",
-            format!("{}-{sequence}", self.settings.stream).as_str(),
-        );
-        if let Some(id) = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
-            headers.insert("Spartakus-Report-Id", id.as_str());
-        }
-        let published = async {
-            self.js
-                .publish_with_headers(
-                    self.settings.dead_letter_subject.clone(),
-                    headers,
-                    message.payload.clone(),
-                )
-                .await?
-                .await?;
-            Ok::<_, async_nats::Error>(())
-        }
+        let s = &self.settings;
+        let sent = deadletter::send(
+            &self.js,
+            &s.dead_letter_subject,
+            &s.stream,
+            message,
+            reason,
+            detail,
+            nak_delay(delivered),
+        )
         .await;
-        match published {
-            Ok(()) => {
-                self.metrics.dead_lettered(reason.as_str());
-                tracing::warn!(
-                    sequence,
-                    reason = reason.as_str(),
-                    detail,
-                    "message dead-lettered"
-                );
-                if let Err(e) = message.ack_with(AckKind::Term).await {
-                    tracing::warn!(sequence, error = %e, "term failed");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(sequence, error = %e, "dead-letter publish failed; nakking");
-                self.metrics.nakked();
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(nak_delay(delivered))))
-                    .await;
-            }
+        match sent {
+            deadletter::Sent::Stored => self.metrics.dead_lettered(reason.as_str()),
+            deadletter::Sent::Nakked => self.metrics.nakked(),
         }
     }
-}
-
-/// A header value: one line, at most 1 KiB.
-fn header_value(detail: &str) -> String {
-    let mut out: String = detail
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if out.len() > 1024 {
-        let mut end = 1024;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -508,13 +499,5 @@ mod tests {
         assert_eq!(nak_delay(4), Duration::from_secs(8));
         assert_eq!(nak_delay(20), Duration::from_secs(300));
         assert_eq!(nak_delay(0), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn header_values_are_one_bounded_line() {
-        let v = header_value(&format!("a\r\nb{}", "é".repeat(2000)));
-        assert!(!v.contains('\n') && !v.contains('\r'));
-        assert!(v.len() <= 1024);
-        assert!(v.starts_with("a  b"));
     }
 }

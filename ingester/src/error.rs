@@ -10,6 +10,17 @@ pub enum SinkError {
     /// The SQLite writer thread is gone (it panicked or the sink was dropped).
     #[error("sqlite writer thread stopped")]
     WriterGone,
+    /// The database's schema is not the one this ingester writes: a newer ingester migrated
+    /// it (at start, or while this one ran).
+    #[error(
+        "sqlite: the database has schema version {found}, this ingester writes version {supported} (migrated by a newer ingester?)"
+    )]
+    SchemaVersion {
+        /// The database's `user_version`.
+        found: usize,
+        /// The newest schema version this ingester writes.
+        supported: usize,
+    },
     /// A BigQuery API call failed; `status` is the HTTP status when there was a response.
     #[error("bigquery{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
     BigQuery {
@@ -32,7 +43,8 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::Sqlite(e) => sqlite_retryable(e),
-            SinkError::WriterGone | SinkError::Io(_) => true,
+            // Retried by another replica, or by this one once restarted (see `is_fatal`).
+            SinkError::WriterGone | SinkError::SchemaVersion { .. } | SinkError::Io(_) => true,
             // No response: a network failure. 403 is how BigQuery reports quota and rate
             // limits; 401 and 404 can heal (token refresh, table recreated at restart).
             SinkError::BigQuery { status, .. } => match status {
@@ -42,6 +54,18 @@ impl SinkError {
             // Someone must fix the table; until then, keep the reports queued.
             SinkError::Schema(_) => true,
         }
+    }
+}
+
+impl SinkError {
+    /// Whether this sink can never write again in this process: the consumer naks what it
+    /// holds and stops, and the ingester exits non-zero so that it is restarted, instead of
+    /// nakking every report forever.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            SinkError::WriterGone | SinkError::SchemaVersion { .. }
+        )
     }
 }
 
@@ -80,6 +104,20 @@ mod tests {
         }
         assert!(bq(None).is_retryable());
         assert!(!bq(Some(400)).is_retryable());
+    }
+
+    #[test]
+    fn only_a_sink_that_cannot_write_again_is_fatal() {
+        assert!(SinkError::WriterGone.is_fatal());
+        assert!(
+            SinkError::SchemaVersion {
+                found: 9,
+                supported: 1
+            }
+            .is_fatal()
+        );
+        assert!(!bq(Some(503)).is_fatal());
+        assert!(!bq(Some(400)).is_fatal());
     }
 
     #[test]

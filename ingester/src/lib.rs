@@ -1,33 +1,37 @@
-//! The Spartakus ingester: a durable JetStream pull consumer that writes each report, exactly
-//! once, to BigQuery, a local SQLite file, or stdout.
+//! The Spartakus ingester: a durable JetStream pull consumer that writes each report to
+//! BigQuery, a local SQLite file, or stdout, acknowledging it only once it is stored.
 //!
 //! - [`config`]: the flags, parsed into typed values.
-//! - [`consume`]: the pull consumer, batches, ack after commit, nak with growing delay,
-//!   dead-letter and terminate poison messages.
+//! - [`consume`]: the pull consumer, batches, ack after commit, nak with growing delay.
+//! - [`deadletter`]: the dead-letter subject for reports that can never be stored.
 //! - [`row`]: a validated envelope as one row (pure).
 //! - [`sink`]: the [`sink::Sink`] trait and its SQLite, BigQuery and stdout implementations.
 //! - [`error`]: sink errors and their retry policy.
+//! - [`health`]: what `/readyz` and `/metrics` say (the routes are `plumbing::probe`'s).
 //! - [`metrics`]: the Prometheus metrics.
-//! - [`routes`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod config;
 pub mod consume;
+pub mod deadletter;
 pub mod error;
+pub mod health;
 pub mod metrics;
-pub mod routes;
 pub mod row;
 pub mod sink;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use tokio::net::TcpListener;
+use tokio::task::JoinError;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DEAD_LETTER_STREAM, SinkSpec};
+use crate::consume::ConsumeError;
 use crate::error::SinkError;
+use crate::health::{Health, Probes};
 use crate::metrics::Metrics;
-use crate::routes::Health;
 use crate::sink::Sink;
 use crate::sink::bigquery::{BigQuerySink, Limits};
 use crate::sink::sqlite::SqliteSink;
@@ -36,22 +40,30 @@ use crate::sink::stdout::StdoutSink;
 /// How often `/readyz` re-checks the sink.
 const SINK_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Why the ingester stopped.
+/// Why the ingester stopped with an error (and exits non-zero).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The sink could not be opened (e.g. the SQLite file, the credentials).
-    #[error("opening the sink: {0}")]
-    Sink(#[from] SinkError),
+    #[error("opening the sink")]
+    Sink(#[source] SinkError),
     /// NATS options were unusable.
-    #[error("connecting to NATS: {0}")]
-    Nats(String),
+    #[error("connecting to NATS")]
+    Nats(#[source] async_nats::ConnectError),
     /// The HTTP server failed.
-    #[error("http server: {0}")]
-    Http(#[from] std::io::Error),
+    #[error("serving the probes")]
+    Http(#[source] std::io::Error),
+    /// The consumer stopped other than by shutdown.
+    #[error("the consumer stopped")]
+    Consumer(#[source] ConsumeError),
+    /// The consumer task panicked.
+    #[error("the consumer task panicked")]
+    ConsumerPanicked(#[source] JoinError),
 }
 
-/// Runs the ingester until `shutdown` is cancelled, then finishes the batch in hand (within
-/// `--shutdown-timeout`) and returns.
+/// Runs the ingester with the sink `--sink` names until `shutdown` is cancelled, then finishes
+/// the batch in hand (within `--shutdown-timeout`) and returns. An error means it stopped for
+/// another reason (the sink failed for good, a task panicked), after draining what it safely
+/// could.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -59,7 +71,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     match config.sink.clone() {
         SinkSpec::Sqlite(path) => {
-            let sink = SqliteSink::open(&path)?;
+            let sink = SqliteSink::open(&path).map_err(Error::Sink)?;
             tracing::info!(path = %path.display(), "sink: sqlite");
             serve(config, listener, sink, shutdown).await
         }
@@ -69,7 +81,8 @@ pub async fn run(
                 config.bigquery_endpoint.as_deref(),
                 config.bigquery_credentials.as_ref(),
             )
-            .await?;
+            .await
+            .map_err(Error::Sink)?;
             tracing::info!(project = %table.project, dataset = %table.dataset, table = %table.table, "sink: bigquery");
             let limits = Limits {
                 max_rows: usize::try_from(config.bigquery_max_rows).unwrap_or(500),
@@ -81,7 +94,8 @@ pub async fn run(
     }
 }
 
-async fn serve<S: Sink>(
+/// Runs the ingester with `sink`: the probes on `listener`, the consumer until `shutdown`.
+pub async fn serve<S: Sink>(
     config: Config,
     listener: TcpListener,
     sink: S,
@@ -93,7 +107,11 @@ async fn serve<S: Sink>(
 
     // The HTTP server outlives the consumer so /metrics and /readyz answer while draining.
     let http_stop = CancellationToken::new();
-    let app = routes::router(health.clone(), metrics.clone());
+    let probes = Probes {
+        health: health.clone(),
+        metrics: metrics.clone(),
+    };
+    let app = plumbing::probe::router::<_, ()>(Arc::new(probes));
     let http = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(http_stop.clone().cancelled_owned())
@@ -102,14 +120,18 @@ async fn serve<S: Sink>(
 
     let result = consume_until_shutdown(&config, sink, metrics, health, &shutdown).await;
     http_stop.cancel();
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::Http(e)),
-        Err(e) => tracing::error!(error = %e, "http server task failed"),
-    }
-    result
+    let served = match http.await {
+        Ok(served) => served.map_err(Error::Http),
+        Err(e) => {
+            tracing::error!(error = %plumbing::Chain(&e), "probe server task failed");
+            Ok(())
+        }
+    };
+    result.and(served)
 }
 
+/// Prepares the sink (retrying with backoff until it works or shutdown), then consumes until
+/// shutdown or a failure.
 async fn consume_until_shutdown<S: Sink>(
     config: &Config,
     sink: Arc<S>,
@@ -117,40 +139,28 @@ async fn consume_until_shutdown<S: Sink>(
     health: Arc<Health>,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    // Get the sink ready (e.g. create the BigQuery table), retrying while /readyz says why.
-    let mut delay = Duration::from_millis(500);
-    loop {
-        let prepared = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = sink.prepare() => r,
-        };
-        match prepared {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, sink = sink.name(), ?delay, "sink not ready; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
+    // Get the sink ready (e.g. create the BigQuery table); /readyz says why not meanwhile.
+    let prepare = || sink.prepare();
+    let prepared = prepare
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(30))
+                .with_jitter()
+                .without_max_times(),
+        )
+        .notify(|e, delay| {
+            tracing::warn!(error = %plumbing::Chain(e), sink = sink.name(), ?delay, "sink not ready; retrying");
+        });
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        prepared = prepared => prepared.map_err(Error::Sink)?,
     }
     let probe = tokio::spawn(probe_sink(sink.clone(), health.clone(), shutdown.clone()));
 
-    let client = async_nats::ConnectOptions::new()
-        .name("spartakus-ingester")
-        .retry_on_initial_connect()
-        // `--nats-url` is a comma-separated list; async-nats parses a `&str` as one URL.
-        .connect(
-            config
-                .nats_url
-                .split(',')
-                .map(str::trim)
-                .collect::<Vec<_>>(),
-        )
+    let client = plumbing::nats::connect("spartakus-ingester", &config.nats_url)
         .await
-        .map_err(|e| Error::Nats(e.to_string()))?;
+        .map_err(Error::Nats)?;
     let js = async_nats::jetstream::new(client.clone());
     let settings = consume::Settings {
         stream: config.stream.clone(),
@@ -173,41 +183,62 @@ async fn consume_until_shutdown<S: Sink>(
         shutdown.clone(),
     ));
 
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        ended = &mut consumer => {
-            // consume::run only returns on shutdown; anything else is a panic.
-            tracing::error!(?ended, "consumer task exited");
+    let ended = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        ended = &mut consumer => Some(ended),
+    };
+    let outcome = match ended {
+        // Shutdown: let the consumer finish the batches in hand within the deadline.
+        None => {
+            tracing::info!(deadline = ?config.shutdown_timeout, "shutting down: finishing the batch in hand");
+            match tokio::time::timeout(config.shutdown_timeout, &mut consumer).await {
+                Ok(ended) => consumer_outcome(ended),
+                Err(_) => {
+                    tracing::warn!(
+                        "shutdown deadline passed; unacknowledged reports will be redelivered"
+                    );
+                    consumer.abort();
+                    Ok(())
+                }
+            }
         }
-    }
-    tracing::info!(deadline = ?config.shutdown_timeout, "shutting down: finishing the batch in hand");
-    let drained = tokio::time::timeout(config.shutdown_timeout, async {
-        if !consumer.is_finished() {
-            let _ = (&mut consumer).await;
+        Some(ended) => {
+            let outcome = consumer_outcome(ended);
+            if outcome.is_ok() {
+                // `consume::run` returns `Ok` only after shutdown was requested.
+                tracing::warn!("consumer returned without a shutdown request");
+            }
+            outcome
         }
-        // Acks are buffered by the client: send them before exiting.
-        client.flush().await
-    })
-    .await;
-    match drained {
-        Ok(Ok(())) => tracing::info!("consumer stopped; acknowledgements flushed"),
+    };
+    // Acks and naks are buffered by the client: send them before exiting, also after a failure
+    // (the consumer handed back what it held).
+    match tokio::time::timeout(config.shutdown_timeout, client.flush()).await {
+        Ok(Ok(())) => tracing::info!("acknowledgements flushed"),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "flushing acknowledgements failed; those reports will be redelivered")
+            tracing::warn!(error = %plumbing::Chain(&e), "flushing acknowledgements failed; those reports will be redelivered")
         }
         Err(_) => {
-            tracing::warn!("shutdown deadline passed; unacknowledged reports will be redelivered");
-            consumer.abort();
+            tracing::warn!("flushing acknowledgements timed out; those reports will be redelivered")
         }
     }
     probe.abort();
-    Ok(())
+    outcome
+}
+
+fn consumer_outcome(ended: Result<Result<(), ConsumeError>, JoinError>) -> Result<(), Error> {
+    match ended {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Consumer(e)),
+        Err(e) => Err(Error::ConsumerPanicked(e)),
+    }
 }
 
 async fn probe_sink<S: Sink>(sink: Arc<S>, health: Arc<Health>, shutdown: CancellationToken) {
     loop {
         let ready = sink.ready().await;
         if let Err(e) = &ready {
-            tracing::warn!(error = %e, sink = sink.name(), "sink probe failed");
+            tracing::warn!(error = %plumbing::Chain(e), sink = sink.name(), "sink probe failed");
         }
         health.set_sink_ready(ready.is_ok());
         tokio::select! {

@@ -3,7 +3,7 @@
 //! Pure and synchronous: no I/O here, so the mapping is tested exhaustively beside it.
 
 use report::envelope::ValidEnvelope;
-use report::{Extension, Node, Skipped, WorkloadStats};
+use report::{Extension, Node, ReportId, Skipped, WorkloadStats};
 use serde::Serialize;
 
 /// A report as stored: the v1 columns unchanged, then everything added since. Serialized, it is
@@ -29,7 +29,7 @@ pub struct Row {
     pub extensions: Vec<Extension>,
     /// The idempotency key: the BigQuery insertId and the SQLite unique key.
     #[serde(rename = "reportID")]
-    pub report_id: String,
+    pub report_id: ReportId,
     /// When the gateway received the report; the time analyses should trust.
     pub received_at: jiff::Timestamp,
     /// The report's schema version; absent means 1.
@@ -54,7 +54,7 @@ pub fn from_envelope(envelope: ValidEnvelope) -> Row {
         master_version: report.master_version,
         nodes: report.nodes.unwrap_or_default(),
         extensions: report.extensions.unwrap_or_default(),
-        report_id: envelope.report_id.to_string(),
+        report_id: envelope.report_id,
         received_at: envelope.received_at,
         schema_version: report.schema_version,
         namespaces: report.namespaces,
@@ -82,7 +82,7 @@ pub fn kubernetes_minor(git_version: &str) -> Option<String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use report::{AgeHours, Bucket, Kind, ReportId, SkipReason};
+    use report::{AgeHours, Bucket, Kind, SkipReason};
 
     fn envelope(json: &str) -> ValidEnvelope {
         let report = report::decode(json.as_bytes()).unwrap();
@@ -110,7 +110,10 @@ mod tests {
         assert_eq!(row.nodes[0].cloud_provider.as_deref(), Some("gce"));
         assert_eq!(row.nodes[0].capacity.as_ref().unwrap()[0].value, "4");
         assert_eq!(row.extensions[0].name, "example.com/hello");
-        assert_eq!(row.report_id, "0b6f1c9e-4a8b-4f5e-9a51-9e1a1f7b2c3d");
+        assert_eq!(
+            row.report_id.to_string(),
+            "0b6f1c9e-4a8b-4f5e-9a51-9e1a1f7b2c3d"
+        );
         assert_eq!(row.received_at.to_string(), "2026-05-01T12:00:00Z");
         assert!(row.workloads.is_empty() && row.skipped.is_empty());
         assert_eq!((row.schema_version, row.namespaces), (None, None));

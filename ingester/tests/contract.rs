@@ -45,7 +45,7 @@ async fn contract<S: Sink, O: Observe>(sink: &S, observe: &O) {
 
     // Write: one outcome per row, all written.
     let batch = rows(20);
-    let ids: Vec<String> = batch.iter().map(|r| r.report_id.clone()).collect();
+    let ids: Vec<String> = batch.iter().map(|r| r.report_id.to_string()).collect();
     let outcomes = sink.write(batch.clone()).await.expect("write");
     assert_eq!(outcomes.len(), 20);
     assert!(
@@ -80,10 +80,10 @@ async fn contract<S: Sink, O: Observe>(sink: &S, observe: &O) {
     if O::REJECTS_OVERSIZED {
         let mut mixed = rows(3);
         mixed.insert(1, oversized_row());
-        let bad_id = mixed[1].report_id.clone();
+        let bad_id = mixed[1].report_id.to_string();
         let good: Vec<String> = [0, 2, 3]
             .iter()
-            .map(|&i| mixed[i].report_id.clone())
+            .map(|&i| mixed[i].report_id.to_string())
             .collect();
         let outcomes = sink.write(mixed).await.expect("mixed write");
         assert!(matches!(outcomes[0], Outcome::Written), "{outcomes:?}");

@@ -95,7 +95,9 @@ mod tests {
     fn the_message_is_kept_on_one_line_without_the_usage() {
         assert_eq!(one_line("\nerror: x\n\nUsage: t"), "error: x");
         assert_eq!(
-            one_line("error: missing:\n  --n <N>\n\nUsage: t --n <N>\n\nFor more information, try '--help'.\n"),
+            one_line(
+                "error: missing:\n  --n <N>\n\nUsage: t --n <N>\n\nFor more information, try '--help'.\n"
+            ),
             "error: missing: --n <N>"
         );
         assert_eq!(one_line(""), "invalid configuration");

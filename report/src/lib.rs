@@ -15,8 +15,8 @@ pub mod wire;
 pub use envelope::Envelope;
 pub use validate::{
     FieldError, MAX_CAPACITY, MAX_ERRORS, MAX_EXTENSION_VALUE, MAX_EXTENSIONS, MAX_NODES,
-    MAX_STRING, SCHEMA_VERSION, check_cluster_id, check_extensions, is_qualified_name,
-    is_quantity, section,
+    MAX_STRING, SCHEMA_VERSION, check_cluster_id, check_extensions, is_qualified_name, is_quantity,
+    section,
 };
 pub use wire::{
     AgeHours, BUCKETS, Bucket, Extension, Kind, Node, Report, Resource, SkipReason, Skipped,
@@ -91,10 +91,7 @@ impl<'de> serde::Deserialize<'de> for ReportId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         ReportId::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format_args!(
-                "reportID {s:?}: {}",
-                validate::RULE_REPORT_ID
-            ))
+            serde::de::Error::custom(format_args!("reportID {s:?}: {}", validate::RULE_REPORT_ID))
         })
     }
 }

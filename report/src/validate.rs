@@ -632,7 +632,10 @@ mod tests {
 
     #[test]
     fn cluster_ids_outside_the_charset_break_the_cluster_id_rule() {
-        assert_eq!(check_cluster_id("2f9c93d3-156c-47aa-8802-578ffca9b50e"), Ok(()));
+        assert_eq!(
+            check_cluster_id("2f9c93d3-156c-47aa-8802-578ffca9b50e"),
+            Ok(())
+        );
         assert_eq!(check_cluster_id("prod.eu-west:1_a"), Ok(()));
         assert_eq!(check_cluster_id(""), Err("required"));
         for bad in ["ops@corp", "a b", "<x>", "é", &"c".repeat(129)] {

@@ -58,12 +58,18 @@ fn the_recorded_seed_hash_is_the_one_of_the_mission_document() {
     // itself is pinned by the hash above, which is always checked.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/mission.md");
     let Ok(mission) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIPPED: {} not found; the seed is checked by its recorded hash only", path.display());
+        eprintln!(
+            "SKIPPED: {} not found; the seed is checked by its recorded hash only",
+            path.display()
+        );
         return;
     };
     let start = mission.find("```json\n").unwrap() + "```json\n".len();
     let len = mission[start..].find("```").unwrap();
-    assert_eq!(sha256_hex(&mission.as_bytes()[start..start + len]), SEED_SHA256);
+    assert_eq!(
+        sha256_hex(&mission.as_bytes()[start..start + len]),
+        SEED_SHA256
+    );
 }
 
 #[test]

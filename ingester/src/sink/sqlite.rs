@@ -82,12 +82,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), SinkError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > MIGRATIONS.len() {
-        return Err(SinkError::Sqlite(rusqlite::Error::InvalidParameterName(
-            format!(
-                "database schema version {version} is newer than this ingester ({})",
-                MIGRATIONS.len()
-            ),
-        )));
+        return Err(SinkError::SchemaVersion {
+            found: version,
+            supported: MIGRATIONS.len(),
+        });
     }
     for sql in &MIGRATIONS[version..] {
         tx.execute_batch(sql)?;
@@ -115,9 +113,20 @@ fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
 }
 
 /// Writes rows in one transaction. A row SQLite could never store (an integer beyond 2^63) is
-/// rejected alone; any other failure rolls the whole batch back.
+/// rejected alone; any other failure rolls the whole batch back. A database whose schema
+/// version changed under this ingester is [`SinkError::SchemaVersion`], which stops it.
 pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, SinkError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another ingester sharing the file may have migrated it since this one opened it: rows
+    // written with the old statements could then be wrong. Checked inside the write lock, so
+    // no migration can slip in before the commit.
+    let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != MIGRATIONS.len() {
+        return Err(SinkError::SchemaVersion {
+            found: version,
+            supported: MIGRATIONS.len(),
+        });
+    }
     let mut outcomes = Vec::with_capacity(rows.len());
     {
         // Looked up once per batch, not once per row: the lookup hashes the SQL text.
@@ -207,7 +216,7 @@ impl<'c> Statements<'c> {
 
     fn insert(&mut self, tx: &Transaction<'_>, row: &Row) -> Result<Outcome, SinkError> {
         let inserted = self.report.execute(params![
-            row.report_id,
+            row.report_id.to_string(),
             row.received_at.as_second(),
             row.version,
             row.timestamp,
@@ -258,18 +267,9 @@ impl<'c> Statements<'c> {
         }
         for (i, s) in row.skipped.iter().enumerate() {
             self.skipped
-                .execute(params![id, i, s.section, skip_reason(s.reason)])?;
+                .execute(params![id, i, s.section, s.reason.as_str()])?;
         }
         Ok(Outcome::Written)
-    }
-}
-
-fn skip_reason(reason: report::SkipReason) -> &'static str {
-    match reason {
-        report::SkipReason::Forbidden => "forbidden",
-        report::SkipReason::NotFound => "notFound",
-        report::SkipReason::Omitted => "omitted",
-        report::SkipReason::Error => "error",
     }
 }
 
@@ -323,6 +323,11 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        assert!(open_connection(&path).is_err());
+        let err = open_connection(&path).unwrap_err();
+        let SinkError::SchemaVersion { found, supported } = err else {
+            panic!("expected SchemaVersion, got {err:?}");
+        };
+        assert_eq!((found, supported), (99, MIGRATIONS.len()));
+        assert!(err.is_fatal());
     }
 }

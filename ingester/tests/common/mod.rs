@@ -139,7 +139,7 @@ impl Nats {
             let m = stream.get_raw_message(seq).await.unwrap();
             let reason = m
                 .headers
-                .get(ingester::consume::REASON_HEADER)
+                .get(ingester::deadletter::REASON_HEADER)
                 .map(|v| v.to_string())
                 .unwrap_or_default();
             out.push((reason, m.payload.to_vec()));

@@ -1,0 +1,152 @@
+//! The dead-letter subject: where a report that can never be stored goes, with the reason in a
+//! header, before its message is terminated. Nothing is dropped silently.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::stream::{self, StorageType};
+use async_nats::jetstream::{self, AckKind, Message};
+
+/// Header naming why a message was dead-lettered: `syntax`, `invalid`, `rejected` or
+/// `retries-exhausted`.
+pub const REASON_HEADER: &str = "Spartakus-Dead-Letter-Reason";
+/// Header with the detail (the first field errors, the sink's message), at most 1 KiB.
+pub const DETAIL_HEADER: &str = "Spartakus-Dead-Letter-Detail";
+/// Header with the message's sequence number in the reports stream.
+pub const SEQUENCE_HEADER: &str = "Spartakus-Stream-Sequence";
+
+/// How long the dead-letter stream keeps messages.
+const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Why a message goes to the dead-letter subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// Not JSON or not an envelope.
+    Syntax,
+    /// Breaks a validation rule.
+    Invalid,
+    /// The sink refused the row.
+    Rejected,
+    /// Still failing on the last allowed delivery.
+    RetriesExhausted,
+}
+
+impl DeadReason {
+    /// The header value and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Syntax => "syntax",
+            DeadReason::Invalid => "invalid",
+            DeadReason::Rejected => "rejected",
+            DeadReason::RetriesExhausted => "retries-exhausted",
+        }
+    }
+}
+
+/// The dead-letter stream's configuration: as many copies as the reports stream (a dead
+/// letter is a report too, and with one copy a single NATS node down would keep every
+/// restarting ingester from binding).
+pub fn stream_config(name: &str, subject: &str, num_replicas: usize) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subject.to_owned()],
+        num_replicas,
+        storage: StorageType::File,
+        max_age: MAX_AGE,
+        duplicate_window: Duration::from_secs(2 * 3600),
+        ..Default::default()
+    }
+}
+
+/// What became of a message sent to the dead-letter subject.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Stored in the dead-letter stream and terminated in the reports stream.
+    Stored,
+    /// The dead-letter publish failed; the message was nakked to be tried again.
+    Nakked,
+}
+
+/// Publishes `message` to `subject` with the reason and, once JetStream stored it, terminates
+/// it. If the publish fails, the message is nakked with `retry_delay` instead.
+pub async fn send(
+    js: &jetstream::Context,
+    subject: &str,
+    reports_stream: &str,
+    message: &Message,
+    reason: DeadReason,
+    detail: &str,
+    retry_delay: Duration,
+) -> Sent {
+    let sequence = message
+        .info()
+        .map(|i| i.stream_sequence)
+        .unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    headers.insert(REASON_HEADER, reason.as_str());
+    headers.insert(DETAIL_HEADER, header_value(detail).as_str());
+    headers.insert(SEQUENCE_HEADER, sequence.to_string().as_str());
+    // A dead letter published twice (a crash before the Term) is stored once.
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{reports_stream}-{sequence}").as_str(),
+    );
+    if let Some(id) = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
+        headers.insert("Spartakus-Report-Id", id.as_str());
+    }
+    let published = async {
+        js.publish_with_headers(subject.to_owned(), headers, message.payload.clone())
+            .await?
+            .await?;
+        Ok::<_, async_nats::Error>(())
+    }
+    .await;
+    match published {
+        Ok(()) => {
+            tracing::warn!(
+                sequence,
+                reason = reason.as_str(),
+                detail,
+                "message dead-lettered"
+            );
+            if let Err(e) = message.ack_with(AckKind::Term).await {
+                tracing::warn!(sequence, error = %plumbing::Chain(&*e), "term failed");
+            }
+            Sent::Stored
+        }
+        Err(e) => {
+            tracing::warn!(sequence, error = %plumbing::Chain(&*e), "dead-letter publish failed; nakking");
+            let _ = message.ack_with(AckKind::Nak(Some(retry_delay))).await;
+            Sent::Nakked
+        }
+    }
+}
+
+/// A header value: one line, at most 1 KiB.
+fn header_value(detail: &str) -> String {
+    let mut out: String = detail
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if out.len() > 1024 {
+        let mut end = 1024;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_one_bounded_line() {
+        let v = header_value(&format!("a\r\nb{}", "é".repeat(2000)));
+        assert!(!v.contains('\n') && !v.contains('\r'));
+        assert!(v.len() <= 1024);
+        assert!(v.starts_with("a  b"));
+    }
+}
