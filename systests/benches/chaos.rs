@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p gateway -p ingester --bins
-//! SPARTAKUS_CHAOS_REPORTS=5000 cargo bench -p volunteer --bench chaos
+//! SPARTAKUS_CHAOS_REPORTS=5000 cargo bench -p systests --bench chaos
 //! ```
 //!
 //! `SPARTAKUS_CHAOS_REPORTS` (default 5,000) reports over `SPARTAKUS_CHAOS_SECONDS` (default one
@@ -10,13 +10,10 @@
 //! (`SPARTAKUS_CHAOS_SINKS=sqlite` skips it); `SPARTAKUS_CHAOS_SEED` picks the schedule. Exits
 //! non-zero on any loss or duplicate.
 
-#[path = "../tests/support/chaos/mod.rs"]
-mod chaos;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chaos::{Scenario, SinkKind};
+use systests::chaos::{self, Scenario, SinkKind};
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;

@@ -1,17 +1,13 @@
 //! The chaos run at CI size (issue 7): no report the gateway acknowledged is lost or stored
-//! twice while NATS nodes, gateways and ingesters are killed with SIGKILL. The harness is in
-//! `support/chaos`; the longer run is `cargo bench -p volunteer --bench chaos`.
+//! twice while NATS nodes, gateways and ingesters are killed with SIGKILL. The harness is
+//! `systests::chaos`; the longer run is `cargo bench -p systests --bench chaos`.
 //!
 //! Runs the gateway and ingester binaries: `cargo build -p gateway -p ingester --bins` first
 //! (testenv/test.sh does). `SPARTAKUS_CHAOS_SEED` replays another schedule.
 
-mod support {
-    pub mod chaos;
-}
-
 use std::time::Duration;
 
-use support::chaos::{Scenario, SinkKind, run};
+use systests::chaos::{Scenario, SinkKind, run};
 
 /// The two runs share two cores with everything else: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -64,8 +60,8 @@ async fn every_acknowledged_report_id_reaches_bigquery_whatever_is_killed() {
 #[test]
 fn the_reconciliation_catches_loss_duplicates_and_altered_content() {
     use std::collections::HashMap;
-    use support::chaos::load::{Fate, Sent};
-    use support::chaos::reconcile::{Stored, account};
+    use systests::chaos::load::{Fate, Sent};
+    use systests::chaos::reconcile::{Stored, account};
 
     let sent = |id: &str, fate: Fate| Sent {
         report_id: id.to_owned(),

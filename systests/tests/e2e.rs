@@ -3,6 +3,8 @@
 //! The gateway binary is `target/<profile>/gateway`, built by `cargo build --workspace
 //! --bins` before the tests run (binary crates do not depend on each other).
 
+// The realistic cluster the volunteer's own tests create, shared rather than copied.
+#[path = "../../volunteer/tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -136,7 +138,7 @@ async fn a_volunteer_retries_while_the_gateway_is_down_and_delivers_when_it_is_u
         }
     });
     let kc = kube.kubeconfig_path().display().to_string();
-    let mut volunteer = Command::new(env!("CARGO_BIN_EXE_volunteer"))
+    let mut volunteer = Command::new(common::volunteer_bin()?)
         .args([
             "--period",
             "0",

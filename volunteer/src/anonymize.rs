@@ -14,16 +14,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hmac::{Hmac, KeyInit, Mac};
 use report::{
-    AgeHours, BUCKETS, Bucket, Extension, Node, Report, ReportId, Resource, SkipReason, Skipped,
-    WorkloadStats, bucket_index,
+    AgeHours, BUCKETS, Bucket, Extension, Node, Report, ReportId, Resource, SCHEMA_VERSION,
+    SkipReason, Skipped, WorkloadStats, bucket_index, is_quantity, section,
 };
 use sha2::{Digest, Sha256};
 
-use crate::config::{NodeField, Omit};
+use crate::omit::{NodeField, Omit};
 use crate::snapshot::{KindCounts, NodeSnapshot, Section, Snapshot};
 
-/// The schema version this volunteer writes.
-pub const SCHEMA_VERSION: u32 = 2;
 /// Longest node info string sent; longer ones are cut.
 pub const MAX_INFO_LEN: usize = 64;
 /// The resource name under which extended resources of unlisted vendors are summed.
@@ -152,7 +150,12 @@ pub struct Options {
 pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
     let omit = &options.omit;
     let mut skipped: Vec<Skipped> = Vec::new();
-    let mut skip = |section: String, reason: SkipReason| skipped.push(Skipped { section, reason });
+    let mut skip = |section: &str, reason: SkipReason| {
+        skipped.push(Skipped {
+            section: section.to_owned(),
+            reason,
+        })
+    };
     for o in omit {
         // Omitted node fields are not worth recording when no node is sent anyway.
         let shadowed = matches!(o, Omit::NodeField(_)) && omit.contains(&Omit::Nodes)
@@ -168,7 +171,7 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
         match &snapshot.master_version {
             Section::Ok(v) => sanitize(v),
             Section::Skipped(r) => {
-                skip("masterVersion".into(), *r);
+                skip(section::MASTER_VERSION, *r);
                 None
             }
         }
@@ -182,7 +185,7 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
                 Some(nodes.iter().map(|n| node(n, key, omit)).collect::<Vec<_>>())
             }
             Section::Skipped(r) => {
-                skip("nodes".into(), *r);
+                skip(section::NODES, *r);
                 None
             }
         }
@@ -194,7 +197,7 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
         match &snapshot.namespaces {
             Section::Ok(names) => Some(names),
             Section::Skipped(r) => {
-                skip("namespaces".into(), *r);
+                skip(section::NAMESPACES, *r);
                 None
             }
         }
@@ -215,13 +218,13 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
                             snapshot.taken_at,
                             !omit.contains(&Omit::Ages),
                         )),
-                        Section::Skipped(r) => skip(format!("workloads.{}", kind.as_str()), *r),
+                        Section::Skipped(r) => skip(section::workload(*kind), *r),
                     }
                 }
                 Some(stats)
             }
             Section::Skipped(r) => {
-                skip("workloads".into(), *r);
+                skip(section::WORKLOADS, *r);
                 None
             }
         }
@@ -242,7 +245,7 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
                     .collect(),
             ),
             Section::Skipped(r) => {
-                skip("extensions".into(), *r);
+                skip(section::EXTENSIONS, *r);
                 None
             }
         }
@@ -414,9 +417,10 @@ fn is_vendor_resource(name: &str) -> bool {
             .any(|v| domain == *v || domain.ends_with(&format!(".{v}")))
 }
 
-/// Capacity: standard and listed-vendor resources verbatim, every other extended
-/// resource summed under [`OTHER_RESOURCE`] (extended resources are whole numbers;
-/// a value that is not is left out). Sorted by name.
+/// Capacity: standard and listed-vendor resources verbatim when their value is a Kubernetes
+/// quantity (the report's rule, [`is_quantity`]; a value that is not is left out), every other
+/// extended resource summed under [`OTHER_RESOURCE`] (extended resources are whole numbers; a
+/// value that is not is left out). Sorted by name.
 fn capacity(resources: &[(String, String)]) -> Vec<Resource> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     let mut other: Option<u64> = None;
@@ -437,16 +441,6 @@ fn capacity(resources: &[(String, String)]) -> Vec<Resource> {
         .collect()
 }
 
-/// A loose check for a Kubernetes quantity: digits, an optional fraction and exponent or
-/// suffix. A capacity value is never free text, but it is checked anyway.
-fn is_quantity(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 32
-        && v.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '+' || c == '-')
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-'))
-}
-
 fn workload(
     kind: report::Kind,
     counts: &KindCounts,
@@ -455,17 +449,23 @@ fn workload(
     with_ages: bool,
 ) -> WorkloadStats {
     let mut buckets = [0u64; BUCKETS.len()];
-    for &n in counts.per_namespace.values() {
-        buckets[bucket_index(n)] += 1;
-    }
-    // Namespaces without any object of this kind; only known (and only sent) when the
-    // namespace list is, since together the buckets add up to the namespace count.
-    if let Some(names) = namespaces {
-        let empty = names
-            .iter()
-            .filter(|n| !counts.per_namespace.contains_key(*n))
-            .count();
-        buckets[0] += empty as u64;
+    match namespaces {
+        // With the namespace list, the buckets hold exactly the listed namespaces (those
+        // without any object of this kind in the first), so they add up to the namespace
+        // count. The lists are read one after another, not as one snapshot: objects of a
+        // namespace created after the namespace list was read count in the total, not in a
+        // bucket.
+        Some(names) => {
+            for name in names {
+                let n = counts.per_namespace.get(name).copied().unwrap_or(0);
+                buckets[bucket_index(n)] += 1;
+            }
+        }
+        None => {
+            for &n in counts.per_namespace.values() {
+                buckets[bucket_index(n)] += 1;
+            }
+        }
     }
     let per_namespace = BUCKETS
         .iter()
@@ -642,6 +642,32 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_value_that_is_not_a_quantity_is_left_out_by_the_reports_rule() {
+        // Values the volunteer's old, looser check let through; the report refused them.
+        let resources = [
+            ("cpu", "4"),
+            ("memory", "1Kii"),
+            ("nvidia.com/gpu", "1 GPU"),
+            ("amd.com/gpu", "1e"),
+            ("intel.com/qat", "0x10"),
+            ("pods", "110"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+        let c = capacity(&resources);
+        let names: Vec<&str> = c.iter().map(|r| r.resource.as_str()).collect();
+        assert_eq!(names, ["cpu", "pods"]);
+        let mut snap = snapshot(vec![gke_node()]);
+        if let Section::Ok(nodes) = &mut snap.nodes {
+            nodes[0].capacity = resources.to_vec();
+        }
+        assert!(
+            anonymize(&snap, &Key::from_secret(b"0123456789abcdef"), &options())
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn build_details_are_cut_from_kernel_strings() {
         let cases = [
             ("5.15.0-1057-aws", Some("5.15.0-1057-aws")),
@@ -691,6 +717,25 @@ mod tests {
             .collect();
         assert_eq!(counts, vec![0, 1, 0, 1, 0, 0, 0, 0]);
         assert_eq!(r.namespaces, None);
+    }
+
+    #[test]
+    fn objects_of_a_namespace_created_after_the_namespace_list_stay_out_of_the_buckets() {
+        // Seen in CI: services listed after a namespace appeared that the namespace list had
+        // missed; the buckets held 5 namespaces for a count of 4 and the report was refused.
+        let counts = KindCounts {
+            per_namespace: [("a", 2), ("b", 1), ("late", 3)]
+                .into_iter()
+                .map(|(n, c)| (n.to_owned(), c))
+                .collect(),
+            created: vec![],
+        };
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let w = workload(report::Kind::Service, &counts, Some(&names), 0, false);
+        let held: u64 = w.per_namespace.iter().map(|b| b.namespaces).sum();
+        assert_eq!(held, 4);
+        assert_eq!(w.per_namespace[0].namespaces, 2, "c and d hold none");
+        assert_eq!(w.total, 6);
     }
 
     #[test]

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use plumbing::log::LogFormat;
 
 use crate::anonymize::Key;
+use crate::omit::Omit;
 
 /// Shortest accepted `--key-file` content.
 pub const MIN_KEY_LEN: usize = 16;
@@ -47,7 +49,7 @@ pub struct Config {
     /// nodes.kubeletVersion, nodes.operatingSystem, nodes.architecture,
     /// nodes.cloudProvider, nodes.capacity, masterVersion, namespaces, workloads, ages,
     /// extensions.
-    #[arg(long = "omit", env = "SPARTAKUS_OMIT", value_delimiter = ',', value_parser = parse_omit)]
+    #[arg(long = "omit", env = "SPARTAKUS_OMIT", value_delimiter = ',', value_parser = Omit::parse)]
     pub omit: Vec<Omit>,
 
     /// Print the exact (uncompressed) body that would be sent, send nothing, and exit.
@@ -75,117 +77,10 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_SEND_DEADLINE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub send_deadline: Duration,
 
-    /// Log format: `pretty` for people, `json` for log collectors.
-    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
-    pub log_format: String,
-}
-
-/// A field the operator chose to leave out (`--omit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Omit {
-    /// The whole `nodes` array.
-    Nodes,
-    /// One field of every node.
-    NodeField(NodeField),
-    /// `masterVersion`.
-    MasterVersion,
-    /// The namespace count (and the zero bucket of the histograms, which would reveal it).
-    Namespaces,
-    /// All workload statistics.
-    Workloads,
-    /// The ages in the workload statistics.
-    Ages,
-    /// The operator's extensions.
-    Extensions,
-}
-
-/// The optional fields of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum NodeField {
-    /// `operatingSystem`.
-    OperatingSystem,
-    /// `osImage`.
-    OsImage,
-    /// `kernelVersion`.
-    KernelVersion,
-    /// `architecture`.
-    Architecture,
-    /// `containerRuntimeVersion`.
-    ContainerRuntimeVersion,
-    /// `kubeletVersion`.
-    KubeletVersion,
-    /// `cloudProvider`.
-    CloudProvider,
-    /// `capacity`.
-    Capacity,
-}
-
-impl NodeField {
-    /// Every node field, in report order.
-    pub const ALL: [NodeField; 8] = [
-        NodeField::OperatingSystem,
-        NodeField::OsImage,
-        NodeField::KernelVersion,
-        NodeField::Architecture,
-        NodeField::ContainerRuntimeVersion,
-        NodeField::KubeletVersion,
-        NodeField::CloudProvider,
-        NodeField::Capacity,
-    ];
-
-    /// The field's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeField::OperatingSystem => "operatingSystem",
-            NodeField::OsImage => "osImage",
-            NodeField::KernelVersion => "kernelVersion",
-            NodeField::Architecture => "architecture",
-            NodeField::ContainerRuntimeVersion => "containerRuntimeVersion",
-            NodeField::KubeletVersion => "kubeletVersion",
-            NodeField::CloudProvider => "cloudProvider",
-            NodeField::Capacity => "capacity",
-        }
-    }
-}
-
-impl Omit {
-    /// The section name, as `--omit` takes it and `skipped` records it.
-    pub fn section(self) -> String {
-        match self {
-            Omit::Nodes => "nodes".into(),
-            Omit::NodeField(f) => format!("nodes.{}", f.as_str()),
-            Omit::MasterVersion => "masterVersion".into(),
-            Omit::Namespaces => "namespaces".into(),
-            Omit::Workloads => "workloads".into(),
-            Omit::Ages => "ages".into(),
-            Omit::Extensions => "extensions".into(),
-        }
-    }
-
-    /// Every field `--omit` accepts.
-    pub fn all() -> Vec<Omit> {
-        let mut all = vec![Omit::Nodes];
-        all.extend(NodeField::ALL.map(Omit::NodeField));
-        all.extend([
-            Omit::MasterVersion,
-            Omit::Namespaces,
-            Omit::Workloads,
-            Omit::Ages,
-            Omit::Extensions,
-        ]);
-        all
-    }
-}
-
-fn parse_omit(s: &str) -> Result<Omit, String> {
-    let s = s.trim();
-    Omit::all()
-        .into_iter()
-        .find(|o| o.section() == s)
-        .ok_or_else(|| {
-            let names: Vec<String> = Omit::all().into_iter().map(Omit::section).collect();
-            format!("unknown field {s:?}; expected one of {}", names.join(", "))
-        })
+    /// Log format: `pretty` for people, `json` for log collectors (one object per line).
+    /// Logs go to stderr; stdout carries reports in `--dry-run` and `stdout` modes.
+    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
 }
 
 /// Where reports go.
@@ -243,9 +138,14 @@ pub enum ConfigError {
     /// The gateway is neither `stdout` nor an http(s) URL with a host.
     #[error("--gateway {0:?}: expected an http:// or https:// URL, or \"stdout\"")]
     Gateway(String),
-    /// The cluster ID override is empty, too long, or not printable ASCII.
-    #[error("--cluster-id: must be 1 to 128 printable ASCII characters")]
-    ClusterId,
+    /// The cluster ID override breaks the report's rule for cluster IDs.
+    #[error("--cluster-id {value:?}: {rule}")]
+    ClusterId {
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
     /// The jitter is not smaller than the period.
     #[error("--jitter {jitter:?} must be smaller than --period {period:?}")]
     Jitter {
@@ -262,9 +162,14 @@ pub enum ConfigError {
         /// Why it cannot be used.
         reason: String,
     },
-    /// The extensions cannot be read or break the key rules.
-    #[error("--extensions: {0}")]
-    Extensions(#[from] crate::extensions::ExtensionsError),
+    /// The extensions cannot be read or break the report's rules.
+    #[error("--extensions {}: {source}", path.display())]
+    Extensions {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        source: crate::extensions::ExtensionsError,
+    },
     /// A timeout of zero.
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
@@ -283,10 +188,11 @@ impl Config {
             }
             Destination::Gateway(url)
         };
-        if let Some(id) = &self.cluster_id
-            && (id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(ConfigError::ClusterId);
+        if let Some(id) = &self.cluster_id {
+            report::check_cluster_id(id).map_err(|rule| ConfigError::ClusterId {
+                value: id.clone(),
+                rule,
+            })?;
         }
         let jitter = match self.jitter {
             Some(j) => j,
@@ -322,7 +228,10 @@ impl Config {
             }
         };
         if let Some(path) = &self.extensions {
-            crate::extensions::read(path)?;
+            crate::extensions::read(path).map_err(|source| ConfigError::Extensions {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(Settings {
             destination,
@@ -365,14 +274,6 @@ mod tests {
     }
 
     #[test]
-    fn every_documented_omit_field_parses() {
-        for o in Omit::all() {
-            assert_eq!(parse_omit(&o.section()), Ok(o));
-        }
-        assert_eq!(Omit::all().len(), 14);
-    }
-
-    #[test]
     fn jitter_defaults_to_a_tenth_of_the_period_and_to_nothing_for_one_shot() {
         let c = parse(&["--gateway", "stdout", "--period", "24h"]).unwrap();
         assert_eq!(c.settings().unwrap().jitter, Duration::from_secs(8640));
@@ -387,8 +288,36 @@ mod tests {
             assert!(c.settings().is_err(), "{g}");
         }
         let c = parse(&["--gateway", "stdout", "--cluster-id", "a b"]).unwrap();
-        assert!(matches!(c.settings(), Err(ConfigError::ClusterId)));
+        assert!(matches!(c.settings(), Err(ConfigError::ClusterId { .. })));
         let c = parse(&["--gateway", "stdout", "--period", "1h", "--jitter", "2h"]).unwrap();
         assert!(matches!(c.settings(), Err(ConfigError::Jitter { .. })));
+    }
+
+    #[test]
+    fn a_cluster_id_the_collector_would_refuse_is_a_config_error_naming_the_rule() {
+        let c = parse(&["--gateway", "stdout", "--cluster-id", "a@b"]).unwrap();
+        assert_eq!(
+            c.settings().unwrap_err().to_string(),
+            r#"--cluster-id "a@b": not 1-128 characters of [A-Za-z0-9._:-]"#
+        );
+        let c = parse(&["--gateway", "stdout", "--cluster-id", "prod.eu-1"]).unwrap();
+        assert_eq!(
+            c.settings().unwrap().cluster_id.as_deref(),
+            Some("prod.eu-1")
+        );
+    }
+
+    #[test]
+    fn too_many_extensions_are_a_config_error_naming_the_flag_and_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..=report::MAX_EXTENSIONS {
+            std::fs::write(dir.path().join(format!("k{i}")), "v").unwrap();
+        }
+        let path = dir.path().to_str().unwrap();
+        let c = parse(&["--gateway", "stdout", "--extensions", path]).unwrap();
+        assert_eq!(
+            c.settings().unwrap_err().to_string(),
+            format!("--extensions {path}: 65 pairs: more than 64 extensions")
+        );
     }
 }

@@ -2,64 +2,33 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use tokio_util::sync::CancellationToken;
-use volunteer::{Config, run};
-
-/// sysexits' EX_USAGE: the configuration is wrong.
-const EXIT_CONFIG: u8 = 64;
+use plumbing::Chain;
+use volunteer::config::Settings;
+use volunteer::{Config, RunError, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::try_parse() {
-        Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            // --help and --version.
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("invalid arguments"));
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let config: Config = match plumbing::cli::parse() {
+        Ok(config) => config,
+        Err(exit) => return exit,
     };
     let settings = match config.settings() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Ok(settings) => settings,
+        Err(e) => return plumbing::cli::config_error(Chain(&e)),
     };
-    init_tracing(&config.log_format);
+    plumbing::log::init(config.log_format);
     match start(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "volunteer failed");
+            tracing::error!(error = %Chain(&e), "volunteer failed");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn start(settings: volunteer::config::Settings) -> anyhow::Result<()> {
+async fn start(settings: Settings) -> Result<(), RunError> {
     let kube = run::kube_client(&settings).await?;
     let http = run::http_client(&settings)?;
-    let shutdown = CancellationToken::new();
-    run::cancel_on_signals(shutdown.clone());
-    run(settings, kube, http, shutdown).await?;
-    Ok(())
-}
-
-/// Logs go to stderr: stdout carries the report in `--dry-run` and `stdout` modes.
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let shutdown = plumbing::signal::cancel_on_signals().map_err(RunError::Signals)?;
+    run(settings, kube, http, shutdown).await
 }

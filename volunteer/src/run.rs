@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::anonymize::{Key, Options, anonymize};
 use crate::collect::{self, CollectError, Plan};
-use crate::config::{Destination, Omit, Settings};
+use crate::config::{Destination, Settings};
+use crate::omit::Omit;
 use crate::send::{self, Policy, SendError};
 
 /// Why the volunteer stopped, or why a one-shot report failed.
@@ -30,8 +31,11 @@ pub enum RunError {
     #[error(transparent)]
     Send(#[from] SendError),
     /// Writing the report to standard output failed.
-    #[error("writing the report to stdout: {0}")]
+    #[error("writing the report to stdout")]
     Stdout(#[source] std::io::Error),
+    /// The signal handlers could not be installed.
+    #[error("listening for SIGTERM and SIGINT")]
+    Signals(#[source] std::io::Error),
 }
 
 /// The volunteer's version as reported, e.g. `v0.1.0`.
@@ -73,29 +77,6 @@ pub fn http_client(settings: &Settings) -> Result<reqwest::Client, RunError> {
         .timeout(settings.request_timeout)
         .build()
         .map_err(|e| RunError::Send(SendError::Transport(e)))
-}
-
-/// Cancels `token` on SIGTERM or SIGINT.
-pub fn cancel_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        tracing::info!("shutting down");
-        token.cancel();
-    });
 }
 
 /// Runs the volunteer until cancelled; with `--period 0` or `--dry-run`, makes one
@@ -144,7 +125,7 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             r = volunteer.report_once() => if let Err(e) = r {
-                tracing::error!(error = %e, "report not delivered");
+                tracing::error!(error = %plumbing::Chain(&e), "report not delivered");
             },
         }
     }

@@ -62,21 +62,23 @@ pub enum SendError {
         /// Its `Retry-After`, if any.
         retry_after: Option<Duration>,
     },
-    /// No answer (connection refused, timeout, TLS, …).
-    #[error("sending to the collector: {0}")]
+    /// No answer (connection refused, timeout, TLS, …). reqwest's message names only the
+    /// URL; the cause (e.g. "Connection refused") is in the source chain, which the logs print.
+    #[error("sending to the collector")]
     Transport(#[source] reqwest::Error),
     /// The gateway URL cannot take the path `/api/v1`.
     #[error("gateway URL {0} cannot be a base URL")]
     Url(String),
     /// Compressing the body failed.
-    #[error("compressing the report: {0}")]
+    #[error("compressing the report")]
     Compress(#[source] std::io::Error),
     /// The deadline passed; the last failure is attached.
-    #[error("gave up after {attempts} attempts: {last}")]
+    #[error("gave up after {attempts} attempts")]
     GaveUp {
         /// Attempts made.
         attempts: u32,
         /// The last failure.
+        #[source]
         last: Box<SendError>,
     },
 }
@@ -122,7 +124,7 @@ pub fn gzip(body: &[u8]) -> Result<Vec<u8>, SendError> {
 }
 
 /// Sends `body` (uncompressed JSON) to `{gateway}/api/v1`, retrying per `policy`.
-#[tracing::instrument(skip_all, err, fields(url = %gateway))]
+#[tracing::instrument(skip_all, fields(url = %gateway))]
 pub async fn send(
     client: &reqwest::Client,
     gateway: &reqwest::Url,
@@ -160,7 +162,7 @@ pub async fn send(
                 last: Box::new(err),
             });
         }
-        tracing::info!(attempts, wait = ?wait, error = %err, "send failed, retrying");
+        tracing::info!(attempts, wait = ?wait, error = %plumbing::Chain(&err), "send failed, retrying");
         tokio::time::sleep(wait).await;
     }
 }

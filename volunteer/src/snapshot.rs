@@ -15,16 +15,6 @@ pub enum Section<T> {
     Skipped(SkipReason),
 }
 
-impl<T> Section<T> {
-    /// The value, if collected.
-    pub fn ok(&self) -> Option<&T> {
-        match self {
-            Section::Ok(v) => Some(v),
-            Section::Skipped(_) => None,
-        }
-    }
-}
-
 /// Everything one report is made from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {

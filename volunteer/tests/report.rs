@@ -308,8 +308,8 @@ async fn omit_removes_exactly_the_named_field() -> TestResult {
     let full = dry_run(kube.kubeconfig_path(), &["--extensions", &ext_path]).await?;
     let full_report = decode(&full)?;
     assert_eq!(full_report.extensions.as_ref().map(Vec::len), Some(1));
-    for omit in volunteer::config::Omit::all() {
-        let section = omit.section();
+    for omit in volunteer::omit::Omit::all() {
+        let section = omit.section().to_owned();
         let body = dry_run(
             kube.kubeconfig_path(),
             &["--extensions", &ext_path, "--omit", &section],

@@ -495,9 +495,18 @@ where
         .await
 }
 
+/// The volunteer binary: cargo's own for the volunteer's tests, the workspace's for the
+/// system tests (which include this module).
+pub fn volunteer_bin() -> Result<std::path::PathBuf, BoxError> {
+    match option_env!("CARGO_BIN_EXE_volunteer") {
+        Some(path) => Ok(path.into()),
+        None => Ok(testenv::workspace_bin("volunteer")?),
+    }
+}
+
 /// Runs the volunteer binary to completion with `args`.
 pub async fn volunteer(args: &[&str], env: &[(&str, &str)]) -> Result<Output, BoxError> {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_volunteer"));
+    let mut cmd = tokio::process::Command::new(volunteer_bin()?);
     cmd.args(args)
         .env("RUST_LOG", "volunteer=debug,info")
         .kill_on_drop(true);

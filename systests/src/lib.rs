@@ -1,0 +1,12 @@
+//! System tests: Spartakus as its users run it — the volunteer, the gateway, NATS JetStream and
+//! the ingester as separate processes on loopback, talking only through their wire formats.
+//!
+//! - [`chaos`]: the chaos harness (a JetStream cluster, gateways and ingesters killed at seeded
+//!   moments, reconciled against the sink), used by `tests/chaos.rs` (CI size) and
+//!   `benches/chaos.rs` (longer).
+//!
+//! `tests/e2e.rs` runs the volunteer against a real kube-apiserver and the real gateway.
+//! Every test here needs the workspace's binaries built first (`cargo build --workspace
+//! --bins`, as `testenv/test.sh` does).
+
+pub mod chaos;
