@@ -4,7 +4,7 @@
 //! `target`, the event's fields and `message` at the top level, the current span's fields
 //! under `span` — the same shape for every binary, so one log query works for all of them.
 
-use std::io;
+use std::io::{self, IsTerminal};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -21,16 +21,18 @@ pub enum LogFormat {
 /// Installs the global subscriber. Call once, first thing after parsing the flags.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    install(format, filter, io::stderr);
+    install(format, filter, io::stderr, io::stderr().is_terminal());
 }
 
-fn install<W>(format: LogFormat, filter: EnvFilter, writer: W)
+fn install<W>(format: LogFormat, filter: EnvFilter, writer: W, colours: bool)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    // Colours only on a terminal: escape codes in a file or a pod's log are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_ansi(colours);
     // `try_init`: a second initialisation (tests starting several servers in one process)
     // keeps the first subscriber instead of panicking.
     let _ = match format {
