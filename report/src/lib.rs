@@ -3,12 +3,14 @@
 //! - [`wire`]: the report as JSON on the wire (v1 field for field, plus optional additions).
 //! - [`validate`]: every rule a report must pass, each failure named by field path and rule.
 //! - [`envelope`]: what the gateway queues in JetStream: the report plus `reportID` and `receivedAt`.
+//! - [`erasure`]: a cluster's request to erase its reports, which only the cluster can make.
 //!
 //! Parse, don't validate: [`decode`] turns bytes into a [`ValidReport`], and only
 //! validated values cross a crate boundary.
 #![warn(missing_docs)]
 
 pub mod envelope;
+pub mod erasure;
 pub mod validate;
 pub mod wire;
 

@@ -45,6 +45,8 @@ pub const SCHEMA_VERSION: u32 = 2;
 
 /// The rule a malformed `reportID` breaks.
 pub const RULE_REPORT_ID: &str = "not a canonical UUID (lowercase 8-4-4-4-12 hex)";
+/// The rule a malformed `erasureCheck` breaks.
+pub const RULE_ERASURE_CHECK: &str = "not 64 lowercase hex characters (a SHA-256)";
 /// The rule a malformed `clusterID` breaks.
 pub const RULE_CLUSTER_ID: &str = "not 1-128 characters of [A-Za-z0-9._:-]";
 /// The rule a malformed extension name breaks.
@@ -243,6 +245,11 @@ pub(crate) fn check(report: &Report) -> Vec<FieldError> {
                 e.push(format_args!("skipped[{i}].section"), "duplicate section");
             }
         }
+    }
+    if let Some(check) = &report.erasure_check
+        && !crate::erasure::is_digest(check)
+    {
+        e.push(format_args!("erasureCheck"), RULE_ERASURE_CHECK);
     }
     e.finish()
 }

@@ -94,6 +94,17 @@ pub struct Report {
         deserialize_with = "capped::<_, _, { crate::validate::SECTIONS.len() }>"
     )]
     pub skipped: Option<Vec<Skipped>>,
+    /// SHA-256 of the cluster's erasure secret, 64 lowercase hex characters
+    /// ([`crate::erasure`]). The secret never leaves the cluster until the
+    /// operator asks the collector to erase the cluster's reports; then only
+    /// the reports carrying this check are erased. A hash of a keyed secret:
+    /// it names nothing and cannot be reversed.
+    #[serde(
+        rename = "erasureCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub erasure_check: Option<String>,
 }
 
 /// One node of the cluster.

@@ -88,6 +88,7 @@ fn the_v2_example_sets_every_field_and_round_trips() {
         namespaces: Some(_),
         workloads: Some(workloads),
         skipped: Some(_),
+        erasure_check: Some(_),
     } = report
     else {
         panic!("v2-full.json leaves a field out");

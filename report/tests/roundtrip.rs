@@ -124,6 +124,7 @@ prop_compose! {
         report_id in Just(report_id),
         schema_version in Just(schema_version),
         namespaces in Just(send_namespaces.then_some(namespaces)),
+        erasure_check in opt("[0-9a-f]{64}"),
         skipped in Just(sections.map(|s| {
             s.into_iter()
                 .zip(reasons)
@@ -145,6 +146,7 @@ prop_compose! {
             namespaces,
             workloads,
             skipped,
+            erasure_check,
         }
     }
 }

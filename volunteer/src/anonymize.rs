@@ -267,6 +267,7 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
         namespaces: namespace_names.map(|n| n.len() as u64),
         workloads,
         skipped: (!skipped.is_empty()).then_some(skipped),
+        erasure_check: None,
     }
 }
 
