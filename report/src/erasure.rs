@@ -16,17 +16,12 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::validate::is_digest;
 use crate::validate::{RULE_CLUSTER_ID, check_cluster_id};
 use crate::{DecodeError, FieldError};
 
 /// The rule a malformed erasure secret breaks.
 pub const RULE_SECRET: &str = "not 64 lowercase hex characters (a 32-byte secret)";
-
-/// Whether `s` is 64 lowercase hex characters: a SHA-256 digest or a 32-byte secret, written
-/// the one way the collector compares them.
-pub fn is_digest(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// The check of a secret: `SHA-256(secret)`, 64 lowercase hex characters.
 pub fn check_of(secret: &[u8; 32]) -> String {

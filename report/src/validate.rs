@@ -247,7 +247,7 @@ pub(crate) fn check(report: &Report) -> Vec<FieldError> {
         }
     }
     if let Some(check) = &report.erasure_check
-        && !crate::erasure::is_digest(check)
+        && !is_digest(check)
     {
         e.push(format_args!("erasureCheck"), RULE_ERASURE_CHECK);
     }
@@ -357,6 +357,12 @@ fn check_workload(e: &mut Errors, i: usize, w: &WorkloadStats, namespaces: Optio
 /// UNIX seconds: 1–20 ASCII digits.
 fn is_timestamp(s: &str) -> bool {
     (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `s` is 64 lowercase hex characters: a SHA-256 digest or a 32-byte secret, written
+/// the one way the collector compares them (`erasureCheck`, the erasure secret).
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A cluster ID: 1–128 characters of `[A-Za-z0-9._:-]`.

@@ -133,6 +133,45 @@ fn no_module_uses_a_module_that_uses_it() {
     assert!(problems.is_empty(), "module cycles:\n{}", problems.join("\n"));
 }
 
+/// `cargo machete` finds a member's unused dependencies; this finds the workspace's: an entry
+/// of `[workspace.dependencies]` that no member uses.
+#[test]
+fn every_workspace_dependency_is_used_by_a_member() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let table = workspace
+        .split("[workspace.dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [workspace.dependencies] table");
+    let names: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim()))
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .collect();
+    assert!(names.len() > 20, "only {} workspace dependencies read", names.len());
+    let manifests: Vec<String> = CRATES
+        .iter()
+        .map(|c| std::fs::read_to_string(root.join(c).join("Cargo.toml")).expect("manifest"))
+        .collect();
+    let unused: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| {
+            !manifests.iter().any(|m| {
+                m.lines().any(|l| {
+                    let l = l.trim_start();
+                    l.strip_prefix(name).is_some_and(|rest| {
+                        let rest = rest.trim_start();
+                        rest.starts_with(".workspace") || rest.starts_with("= { workspace")
+                    })
+                })
+            })
+        })
+        .collect();
+    assert!(unused.is_empty(), "unused workspace dependencies: {unused:?}");
+}
+
 #[test]
 fn the_cycle_finder_finds_a_cycle() {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
