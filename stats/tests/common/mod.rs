@@ -407,13 +407,9 @@ pub fn schema_fields() -> Vec<TableFieldSchema> {
     serde_json::from_str(text).unwrap()
 }
 
-/// The ingester's view definition (`ingester/schema/bigquery-view.sql`) when it is there, else
-/// the same definition written here.
+/// The ingester's view definition (`ingester/schema/bigquery-view.sql`), for `table`.
 pub fn view_query(table: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ingester/schema/bigquery-view.sql");
-    let sql = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "SELECT * FROM `PROJECT.DATASET.TABLE` WHERE TRUE QUALIFY reportID IS NULL OR ROW_NUMBER() OVER (PARTITION BY reportID, receivedAt) = 1".into()
-    });
+    let sql = include_str!("../../../ingester/schema/bigquery-view.sql");
     let body: String = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
