@@ -52,17 +52,32 @@ pub struct KubeApi {
 impl KubeApi {
     /// Starts etcd and kube-apiserver and waits until `/readyz` answers (up to 120 s).
     pub async fn start() -> Result<Self, Error> {
-        Self::start_in(false).await
+        Self::start_in(false, &[], &[]).await
+    }
+
+    /// Like [`KubeApi::start`], with extra flags appended to etcd's and kube-apiserver's command
+    /// lines, e.g. `--quota-backend-bytes=8589934592` or `--max-requests-inflight=800` for a
+    /// big fixture. Both servers let a later flag override an earlier one, so these win over
+    /// testenv's own.
+    pub async fn start_with_flags(etcd: &[&str], apiserver: &[&str]) -> Result<Self, Error> {
+        let owned = |flags: &[&str]| flags.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>();
+        Self::start_in(false, &owned(etcd), &owned(apiserver)).await
     }
 
     /// One instance per test process, started by the first caller. Its servers and folder go
     /// away when the test process exits. Tests sharing it must not depend on what other tests
     /// create: use unique names.
     pub async fn shared() -> Result<&'static Self, Error> {
-        SHARED.get_or_try_init(|| Self::start_in(true)).await
+        SHARED
+            .get_or_try_init(|| Self::start_in(true, &[], &[]))
+            .await
     }
 
-    async fn start_in(shared: bool) -> Result<Self, Error> {
+    async fn start_in(
+        shared: bool,
+        etcd_flags: &[String],
+        apiserver_flags: &[String],
+    ) -> Result<Self, Error> {
         let tmp = TempDir::with_prefix("spartakus-kube-")
             .map_err(|e| Error::io("creating a temporary folder", e))?;
         let dir = tmp.path().to_owned();
@@ -84,7 +99,8 @@ impl KubeApi {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
                 let pki = Pki::write(&dir)?;
-                let etcd = start_etcd(&dir, etcd_port, peer_port, cleanup.as_deref()).await?;
+                let etcd =
+                    start_etcd(&dir, etcd_port, peer_port, cleanup.as_deref(), etcd_flags).await?;
                 let server_url = format!("https://127.0.0.1:{api_port}");
                 let kubeconfig = dir.join("admin.kubeconfig");
                 write_kubeconfig(
@@ -96,8 +112,15 @@ impl KubeApi {
                         "client-key": pki.admin_key,
                     }),
                 )?;
-                let apiserver =
-                    start_apiserver(&dir, &pki, etcd_port, api_port, &kubeconfig).await?;
+                let apiserver = start_apiserver(
+                    &dir,
+                    &pki,
+                    etcd_port,
+                    api_port,
+                    &kubeconfig,
+                    apiserver_flags,
+                )
+                .await?;
                 Ok::<_, Error>(Self {
                     apiserver,
                     etcd,
@@ -340,6 +363,7 @@ async fn start_etcd(
     port: u16,
     peer_port: u16,
     cleanup: Option<&Path>,
+    extra: &[String],
 ) -> Result<Process, Error> {
     let client_url = format!("http://127.0.0.1:{port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -359,6 +383,7 @@ async fn start_etcd(
         "--log-level=warn".to_owned(),
     ]
     .into_iter()
+    .chain(extra.iter().cloned())
     .map(OsString::from)
     .collect();
     let mut etcd = Process::spawn(
@@ -391,6 +416,7 @@ async fn start_apiserver(
     etcd_port: u16,
     port: u16,
     kubeconfig: &Path,
+    extra: &[String],
 ) -> Result<Process, Error> {
     let path = |p: &Path| p.display().to_string();
     let args: Vec<OsString> = [
@@ -415,6 +441,7 @@ async fn start_apiserver(
         "--enable-priority-and-fairness=false".to_owned(),
     ]
     .into_iter()
+    .chain(extra.iter().cloned())
     .map(OsString::from)
     .collect();
     let mut apiserver = Process::spawn(
