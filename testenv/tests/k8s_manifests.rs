@@ -119,14 +119,90 @@ fn every_kustomization_builds() {
         );
         let yaml = text(&out.stdout);
         assert!(yaml.contains("kind:"), "k8s/{dir} built to no objects");
-        for forbidden in ["secrets", "configmaps"] {
-            if dir.starts_with("volunteer") || dir == "base/volunteer" {
-                assert!(
-                    !yaml.contains(&format!("- {forbidden}")),
-                    "the volunteer's RBAC must never name {forbidden}"
+        // ConfigMaps: see the_volunteers_rbac_reaches_its_status_configmap_and_nothing_else.
+        if dir.starts_with("volunteer") || dir == "base/volunteer" {
+            assert!(
+                !yaml.contains("- secrets"),
+                "the volunteer's RBAC must never name secrets"
+            );
+        }
+    }
+}
+
+/// The only ConfigMap the volunteer may read or change is its status ConfigMap, by name, in its
+/// own namespace; it may create ConfigMaps (RBAC cannot limit `create` by name) and Events; it
+/// never reaches Secrets, and no rule uses a wildcard.
+#[tokio::test]
+async fn the_volunteers_rbac_reaches_its_status_configmap_and_nothing_else() {
+    let kube = KubeApi::shared().await.expect("kube-apiserver starts");
+    ensure_namespaces(kube).await;
+    for dir in ["volunteer", "volunteer/workloads"] {
+        let (items, _) = dry_run_apply(kube, dir);
+        let mut status_rules = 0;
+        for obj in items
+            .iter()
+            .filter(|o| matches!(kind_of(o), "Role" | "ClusterRole"))
+        {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            for rule in obj["rules"].as_array().into_iter().flatten() {
+                let list = |field: &str| -> Vec<&str> {
+                    rule[field]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect()
+                };
+                let (groups, resources, verbs, names) = (
+                    list("apiGroups"),
+                    list("resources"),
+                    list("verbs"),
+                    list("resourceNames"),
                 );
+                for field in [&groups, &resources, &verbs] {
+                    assert!(
+                        !field.contains(&"*"),
+                        "k8s/{dir}: {name} has a wildcard: {rule}"
+                    );
+                }
+                assert!(
+                    !resources.contains(&"secrets"),
+                    "k8s/{dir}: {name} grants secrets: {rule}"
+                );
+                if !resources.contains(&"configmaps") {
+                    continue;
+                }
+                assert_eq!(
+                    kind_of(obj),
+                    "Role",
+                    "k8s/{dir}: configmaps beyond one namespace: {rule}"
+                );
+                assert_eq!(
+                    obj["metadata"]["namespace"], "spartakus",
+                    "k8s/{dir}: {rule}"
+                );
+                assert_eq!(resources, ["configmaps"], "k8s/{dir}: {name}: {rule}");
+                if verbs == ["create"] {
+                    continue;
+                }
+                assert_eq!(
+                    names,
+                    ["spartakus-status"],
+                    "k8s/{dir}: {name}: configmaps other than the status: {rule}"
+                );
+                assert!(
+                    verbs
+                        .iter()
+                        .all(|v| matches!(*v, "get" | "update" | "patch")),
+                    "k8s/{dir}: {name}: more than reading and writing the status: {rule}"
+                );
+                status_rules += 1;
             }
         }
+        assert_eq!(
+            status_rules, 1,
+            "k8s/{dir}: exactly one rule grants the status ConfigMap"
+        );
     }
 }
 

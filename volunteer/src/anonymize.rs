@@ -129,6 +129,35 @@ impl Key {
             .hyphenated()
             .to_string()
     }
+
+    /// The erasure secret for a collector: HMAC(key, "erase:" + collector host). Reports
+    /// carry only its check ([`ErasureSecret::check`]); `volunteer forget` sends it.
+    pub fn erasure_secret(&self, collector_host: &str) -> ErasureSecret {
+        ErasureSecret(self.mac(&[b"erase:", collector_host.as_bytes()]))
+    }
+}
+
+/// The secret S that proves an erasure request comes from this cluster
+/// ([`report::erasure`]). Like the key, never `Debug`-printed, logged or stored; it leaves
+/// the cluster only in the body of `volunteer forget`'s request.
+pub struct ErasureSecret([u8; 32]);
+
+impl fmt::Debug for ErasureSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErasureSecret(<redacted>)")
+    }
+}
+
+impl ErasureSecret {
+    /// `erasureCheck`: SHA-256 of the secret, by the report crate's rule.
+    pub fn check(&self) -> String {
+        report::erasure::check_of(&self.0)
+    }
+
+    /// The secret as the erasure request carries it: 64 lowercase hex characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 /// Everything about a report that is not read from the cluster.
@@ -267,7 +296,9 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
         namespaces: namespace_names.map(|n| n.len() as u64),
         workloads,
         skipped: (!skipped.is_empty()).then_some(skipped),
-        erasure_check: None,
+        // Not data about the cluster, so `--omit` does not touch it; sent with an
+        // operator's `--cluster-id` too, so that its reports can be erased as well.
+        erasure_check: Some(key.erasure_secret(&options.collector_host).check()),
     }
 }
 
@@ -591,6 +622,50 @@ mod tests {
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(one, k.cluster_id("a.example.org"));
         assert_ne!(one, k.cluster_id("b.example.org"));
+    }
+
+    #[test]
+    fn the_erasure_check_is_the_sha256_of_a_secret_per_collector() {
+        let k = Key::from_kube_system_uid("uid");
+        let s = k.erasure_secret("a.example.org");
+        let hex = s.to_hex();
+        assert!(report::erasure::is_digest(&hex), "{hex}");
+        let bytes: [u8; 32] = hex::decode(&hex).unwrap().try_into().unwrap();
+        assert_eq!(s.check(), report::erasure::check_of(&bytes));
+        assert_ne!(s.check(), hex);
+        assert_eq!(hex, k.erasure_secret("a.example.org").to_hex());
+        assert_ne!(hex, k.erasure_secret("b.example.org").to_hex());
+        assert_ne!(
+            hex,
+            Key::from_kube_system_uid("other")
+                .erasure_secret("a.example.org")
+                .to_hex()
+        );
+        assert_eq!(format!("{s:?}"), "ErasureSecret(<redacted>)");
+    }
+
+    #[test]
+    fn every_report_carries_the_erasure_check_but_never_the_secret() {
+        let key = Key::from_kube_system_uid("k");
+        let secret = key.erasure_secret("spartakus.example.org");
+        for o in [
+            options(),
+            Options {
+                cluster_id: Some("prod.eu-1".into()),
+                ..options()
+            },
+            {
+                let mut o = options();
+                o.omit.extend(Omit::all());
+                o
+            },
+        ] {
+            let r = anonymize(&snapshot(vec![gke_node()]), &key, &o);
+            assert_eq!(r.erasure_check.as_deref(), Some(secret.check().as_str()));
+            let body = serde_json::to_string(&r).unwrap();
+            assert!(!body.contains(&secret.to_hex()));
+            assert!(r.validate().is_ok());
+        }
     }
 
     #[test]

@@ -12,16 +12,28 @@ use crate::omit::Omit;
 
 /// Shortest accepted `--key-file` content.
 pub const MIN_KEY_LEN: usize = 16;
+/// The status ConfigMap's default name (the shipped Role grants exactly this one).
+pub const STATUS_CONFIGMAP: &str = "spartakus-status";
 
 /// Collects anonymous statistics about this Kubernetes cluster and sends them to a
-/// Spartakus collector. Run with `--dry-run` to see exactly what would be sent.
+/// Spartakus collector. Run with `--dry-run` to see exactly what would be sent, `--diff` to
+/// see what changed since the last report, `volunteer status` for what was sent and when.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "volunteer", version)]
+#[command(name = "volunteer", version, disable_help_subcommand = true)]
 pub struct Config {
+    /// Without a command, the volunteer collects and sends reports.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Collector base URL (reports are POSTed to URL/api/v1), or `stdout` to print each
-    /// report instead of sending it.
-    #[arg(long, visible_alias = "database", env = "SPARTAKUS_GATEWAY")]
-    pub gateway: String,
+    /// report instead of sending it. Required except for `volunteer status`.
+    #[arg(
+        long,
+        visible_alias = "database",
+        env = "SPARTAKUS_GATEWAY",
+        global = true
+    )]
+    pub gateway: Option<String>,
 
     /// Time between reports; `0` sends one report and exits (for a CronJob), with a
     /// non-zero exit code if that report could not be delivered.
@@ -41,7 +53,7 @@ pub struct Config {
 
     /// Cluster ID to report instead of the default, a keyed hash of the collector's host
     /// that is stable for this cluster and different for each collector.
-    #[arg(long, env = "SPARTAKUS_CLUSTER_ID")]
+    #[arg(long, env = "SPARTAKUS_CLUSTER_ID", global = true)]
     pub cluster_id: Option<String>,
 
     /// Leave a field out of the report (repeatable, or comma-separated in the variable):
@@ -56,31 +68,58 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_DRY_RUN")]
     pub dry_run: bool,
 
+    /// Print what the next report would change relative to the last one delivered (from the
+    /// status ConfigMap), as field paths with old and new values; send nothing, and exit.
+    #[arg(long, env = "SPARTAKUS_DIFF", conflicts_with = "dry_run")]
+    pub diff: bool,
+
     /// Kubeconfig file. Default: in-cluster config, else $KUBECONFIG or ~/.kube/config.
-    #[arg(long, env = "SPARTAKUS_KUBECONFIG")]
+    #[arg(long, env = "SPARTAKUS_KUBECONFIG", global = true)]
     pub kubeconfig: Option<PathBuf>,
 
     /// Kubeconfig context to use instead of the current one.
-    #[arg(long, env = "SPARTAKUS_CONTEXT")]
+    #[arg(long, env = "SPARTAKUS_CONTEXT", global = true)]
     pub context: Option<String>,
 
     /// File holding the anonymization key (e.g. a mounted Secret; at least 16 bytes).
     /// Default: a key derived from the kube-system namespace's UID. Never sent or logged.
-    #[arg(long, env = "SPARTAKUS_KEY_FILE")]
+    #[arg(long, env = "SPARTAKUS_KEY_FILE", global = true)]
     pub key_file: Option<PathBuf>,
 
+    /// ConfigMap in which the volunteer records each report's outcome, digest and body (the
+    /// shipped Role may update only `spartakus-status`; change both together).
+    #[arg(long, env = "SPARTAKUS_STATUS_CONFIGMAP", default_value = STATUS_CONFIGMAP, global = true)]
+    pub status_configmap: String,
+
+    /// Namespace of the status ConfigMap. Default: the pod's own namespace in a cluster,
+    /// else the kubeconfig context's namespace.
+    #[arg(long, env = "SPARTAKUS_STATUS_NAMESPACE", global = true)]
+    pub status_namespace: Option<String>,
+
     /// Timeout of each request, to the Kubernetes API and to the collector.
-    #[arg(long, env = "SPARTAKUS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SPARTAKUS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub request_timeout: Duration,
 
-    /// Total time to keep retrying one report before giving up on it.
-    #[arg(long, env = "SPARTAKUS_SEND_DEADLINE", default_value = "10m", value_parser = humantime::parse_duration)]
+    /// Total time to keep retrying one report (or erasure request) before giving up on it.
+    #[arg(long, env = "SPARTAKUS_SEND_DEADLINE", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
     pub send_deadline: Duration,
 
     /// Log format: `pretty` for people, `json` for log collectors (one object per line).
     /// Logs go to stderr; stdout carries reports in `--dry-run` and `stdout` modes.
-    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
+}
+
+/// What the volunteer does instead of reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Print the last report's status from the status ConfigMap (when, outcome, HTTP status,
+    /// report ID, digest, collector, next report); exit 1 if there is none yet.
+    Status,
+    /// Ask the collector to erase every report it received from this cluster (sends the
+    /// cluster ID and the erasure secret, once, to URL/api/v2/erasure). Stop the volunteer
+    /// too, or it keeps reporting.
+    Forget,
 }
 
 /// Where reports go.
@@ -120,16 +159,38 @@ pub struct Settings {
     pub omit: BTreeSet<Omit>,
     /// Print instead of sending, once.
     pub dry_run: bool,
+    /// Print the difference to the last delivered report instead of sending, once.
+    pub diff: bool,
     /// The key from `--key-file`; `None` derives it from kube-system.
     pub key: Option<Key>,
+    /// How to reach the Kubernetes API.
+    pub kube: KubeSettings,
+    /// Where the status is recorded.
+    pub status: StatusTarget,
+    /// Per-request timeout (also of the collector's requests).
+    pub request_timeout: Duration,
+    /// Retry budget per report.
+    pub send_deadline: Duration,
+}
+
+/// How to reach the Kubernetes API: all that `volunteer status` needs.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
     /// Kubeconfig file.
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
     pub context: Option<String>,
     /// Per-request timeout.
     pub request_timeout: Duration,
-    /// Retry budget per report.
-    pub send_deadline: Duration,
+}
+
+/// The status ConfigMap: its name, and its namespace if not the client's default one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusTarget {
+    /// The ConfigMap's name.
+    pub name: String,
+    /// Its namespace; `None`: the pod's own, or the kubeconfig context's.
+    pub namespace: Option<String>,
 }
 
 /// A configuration that cannot work.
@@ -173,18 +234,92 @@ pub enum ConfigError {
     /// A timeout of zero.
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
+    /// No `--gateway` where one is needed.
+    #[error(
+        "--gateway (or SPARTAKUS_GATEWAY) is required: the collector's base URL, or \"stdout\""
+    )]
+    NoGateway,
+    /// `--gateway stdout` for `volunteer forget`.
+    #[error("--gateway stdout: `volunteer forget` needs the collector's URL")]
+    ForgetStdout,
+    /// A status ConfigMap or namespace name Kubernetes would refuse.
+    #[error("--{flag} {value:?}: {rule}")]
+    StatusName {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+}
+
+const RULE_DNS_SUBDOMAIN: &str = "not a Kubernetes object name (at most 253 characters of [a-z0-9.-], starting and ending with a letter or digit)";
+const RULE_DNS_LABEL: &str = "not a Kubernetes namespace name (at most 63 characters of [a-z0-9-], starting and ending with a letter or digit)";
+
+/// Whether `s` is an RFC 1123 subdomain (`dots`) or label (no dots) of at most `max` bytes.
+fn is_dns_name(s: &str, max: usize, dots: bool) -> bool {
+    let ok_end = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    s.len() <= max
+        && ok_end(s.as_bytes().first())
+        && ok_end(s.as_bytes().last())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+        })
 }
 
 impl Config {
-    /// Checks the flags and turns them into [`Settings`].
+    /// How to reach the Kubernetes API.
+    pub fn kube(&self) -> Result<KubeSettings, ConfigError> {
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::Zero("request-timeout"));
+        }
+        Ok(KubeSettings {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            request_timeout: self.request_timeout,
+        })
+    }
+
+    /// The status ConfigMap, its names checked by Kubernetes' rules.
+    pub fn status_target(&self) -> Result<StatusTarget, ConfigError> {
+        if !is_dns_name(&self.status_configmap, 253, true) {
+            return Err(ConfigError::StatusName {
+                flag: "status-configmap",
+                value: self.status_configmap.clone(),
+                rule: RULE_DNS_SUBDOMAIN,
+            });
+        }
+        if let Some(ns) = &self.status_namespace
+            && !is_dns_name(ns, 63, false)
+        {
+            return Err(ConfigError::StatusName {
+                flag: "status-namespace",
+                value: ns.clone(),
+                rule: RULE_DNS_LABEL,
+            });
+        }
+        Ok(StatusTarget {
+            name: self.status_configmap.clone(),
+            namespace: self.status_namespace.clone(),
+        })
+    }
+
+    /// Checks the flags and turns them into [`Settings`] (for reporting, `--dry-run`,
+    /// `--diff` and `forget`; `status` needs only [`Config::kube`] and
+    /// [`Config::status_target`]).
     pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let destination = if self.gateway == "stdout" {
+        let gateway = self.gateway.as_deref().ok_or(ConfigError::NoGateway)?;
+        let destination = if gateway == "stdout" {
+            if self.command == Some(Command::Forget) {
+                return Err(ConfigError::ForgetStdout);
+            }
             Destination::Stdout
         } else {
-            let url = reqwest::Url::parse(&self.gateway)
-                .map_err(|_| ConfigError::Gateway(self.gateway.clone()))?;
+            let url =
+                reqwest::Url::parse(gateway).map_err(|_| ConfigError::Gateway(gateway.into()))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(ConfigError::Gateway(self.gateway.clone()));
+                return Err(ConfigError::Gateway(gateway.into()));
             }
             Destination::Gateway(url)
         };
@@ -204,9 +339,8 @@ impl Config {
                 period: self.period,
             });
         }
-        if self.request_timeout.is_zero() {
-            return Err(ConfigError::Zero("request-timeout"));
-        }
+        let kube = self.kube()?;
+        let status = self.status_target()?;
         if self.send_deadline.is_zero() {
             return Err(ConfigError::Zero("send-deadline"));
         }
@@ -241,9 +375,10 @@ impl Config {
             cluster_id: self.cluster_id.clone(),
             omit: self.omit.iter().copied().collect(),
             dry_run: self.dry_run,
+            diff: self.diff,
             key,
-            kubeconfig: self.kubeconfig.clone(),
-            context: self.context.clone(),
+            kube,
+            status,
             request_timeout: self.request_timeout,
             send_deadline: self.send_deadline,
         })
@@ -305,6 +440,71 @@ mod tests {
             c.settings().unwrap().cluster_id.as_deref(),
             Some("prod.eu-1")
         );
+    }
+
+    #[test]
+    fn todays_flags_still_run_the_reporter_and_commands_take_the_shared_flags_after_them() {
+        let c = parse(&["--gateway", "https://c.example.org", "--period", "1h"]).unwrap();
+        assert_eq!(c.command, None);
+        assert_eq!(c.settings().unwrap().period, Duration::from_secs(3600));
+        let c = parse(&[
+            "status",
+            "--kubeconfig",
+            "/k",
+            "--status-namespace",
+            "spartakus",
+        ])
+        .unwrap();
+        assert_eq!(c.command, Some(Command::Status));
+        assert_eq!(
+            c.status_target().unwrap(),
+            StatusTarget {
+                name: STATUS_CONFIGMAP.into(),
+                namespace: Some("spartakus".into())
+            }
+        );
+        assert_eq!(c.kube().unwrap().kubeconfig, Some(PathBuf::from("/k")));
+        let c = parse(&[
+            "forget",
+            "--gateway",
+            "https://c.example.org",
+            "--cluster-id",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.command, Some(Command::Forget));
+        assert_eq!(c.settings().unwrap().cluster_id.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_missing_gateway_is_a_config_error_except_for_status() {
+        let c = parse(&[]).unwrap();
+        assert!(matches!(c.settings(), Err(ConfigError::NoGateway)));
+        let c = parse(&["forget", "--gateway", "stdout"]).unwrap();
+        assert!(matches!(c.settings(), Err(ConfigError::ForgetStdout)));
+        let c = parse(&["status"]).unwrap();
+        assert!(c.status_target().is_ok() && c.kube().is_ok());
+    }
+
+    #[test]
+    fn status_names_follow_kubernetes_rules() {
+        for bad in ["", "Status", "-x", "x-", "a_b", &"a".repeat(254)] {
+            let flag = format!("--status-configmap={bad}");
+            let c = parse(&["--gateway", "stdout", &flag]).unwrap();
+            assert!(c.settings().is_err(), "{bad:?}");
+        }
+        for bad in ["a.b", "Spartakus", &"a".repeat(64)] {
+            let c = parse(&["status", "--status-namespace", bad]).unwrap();
+            assert!(c.status_target().is_err(), "{bad:?}");
+        }
+        let c = parse(&["status", "--status-configmap", "my.status-1"]).unwrap();
+        assert_eq!(c.status_target().unwrap().name, "my.status-1");
+    }
+
+    #[test]
+    fn diff_and_dry_run_exclude_each_other() {
+        assert!(parse(&["--gateway", "stdout", "--diff", "--dry-run"]).is_err());
+        assert!(parse(&["--gateway", "stdout", "--diff"]).unwrap().diff);
     }
 
     #[test]

@@ -2,22 +2,31 @@
 //! and sends them to a collector.
 //!
 //! - [`config`]: flags and environment variables, validated into [`config::Settings`].
-//! - [`collect`]: the only Kubernetes I/O: version, nodes, namespaces, workload counts.
+//! - [`collect`]: the only Kubernetes I/O for the report: version, nodes, namespaces,
+//!   workload counts.
 //! - [`snapshot`]: what was collected, as plain values.
 //! - [`omit`]: what the operator may leave out (`--omit`), named as the report's sections.
-//! - [`anonymize`]: the pure function from a snapshot and a key to the report sent.
+//! - [`anonymize`]: the pure function from a snapshot and a key to the report sent; the
+//!   erasure secret.
 //! - [`extensions`]: the operator's key/value extensions file or directory.
 //! - [`send`]: gzip, POST, retries with backoff and a deadline.
+//! - [`status`]: the status ConfigMap (what was sent, when, with what outcome) and the
+//!   Event on failure.
+//! - [`diff`]: the pure comparison of the next report with the last one delivered (`--diff`).
+//! - [`forget`]: the erasure request (`volunteer forget`).
 //! - [`run`](mod@run): the clients and the report loop.
 
 pub mod anonymize;
 pub mod collect;
 pub mod config;
+pub mod diff;
 pub mod extensions;
+pub mod forget;
 pub mod omit;
 pub mod run;
 pub mod send;
 pub mod snapshot;
+pub mod status;
 
 pub use config::Config;
 pub use run::{RunError, run};

@@ -1,5 +1,7 @@
 //! The volunteer's life: build clients, then report once or every period (plus a random
-//! jitter) until cancelled.
+//! jitter) until cancelled, recording each report's status; or, once, print a report
+//! (`--dry-run`), its difference to the last one delivered (`--diff`), or the status
+//! (`volunteer status`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::anonymize::{Key, Options, anonymize};
 use crate::collect::{self, CollectError, Plan};
-use crate::config::{Destination, Settings};
+use crate::config::{Destination, KubeSettings, Settings, StatusTarget};
 use crate::omit::Omit;
 use crate::send::{self, Policy, SendError};
+use crate::status::{self, Attempt, StatusError, Store};
 
 /// Why the volunteer stopped, or why a one-shot report failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,17 @@ pub enum RunError {
     /// The signal handlers could not be installed.
     #[error("listening for SIGTERM and SIGINT")]
     Signals(#[source] std::io::Error),
+    /// The status could not be read (`volunteer status`, `--diff`).
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    /// `--diff` could not compare.
+    #[error(transparent)]
+    Diff(#[from] crate::diff::DiffError),
+    /// `volunteer status` found no status.
+    #[error(
+        "no status yet: ConfigMap {0} does not exist (the volunteer writes it after each report it sends; check --status-namespace, and that the volunteer has run)"
+    )]
+    NoStatus(String),
 }
 
 /// The volunteer's version as reported, e.g. `v0.1.0`.
@@ -45,7 +59,7 @@ pub fn version() -> String {
 
 /// A Kubernetes client: in-cluster config, else the kubeconfig (explicit file or the usual
 /// resolution), with the request timeout applied.
-pub async fn kube_client(settings: &Settings) -> Result<kube::Client, RunError> {
+pub async fn kube_client(settings: &KubeSettings) -> Result<kube::Client, RunError> {
     let err = |e: &dyn std::fmt::Display| RunError::KubeConfig(e.to_string());
     let options = KubeConfigOptions {
         context: settings.context.clone(),
@@ -79,27 +93,46 @@ pub fn http_client(settings: &Settings) -> Result<reqwest::Client, RunError> {
         .map_err(|e| RunError::Send(SendError::Transport(e)))
 }
 
-/// Runs the volunteer until cancelled; with `--period 0` or `--dry-run`, makes one
-/// report and returns its result.
+/// The anonymization key: from `--key-file`, else derived from kube-system's UID.
+pub async fn key(settings: &Settings, kube: &kube::Client) -> Result<Key, RunError> {
+    Ok(match &settings.key {
+        Some(key) => key.clone(),
+        None => Key::from_kube_system_uid(&collect::kube_system_uid(kube).await?),
+    })
+}
+
+/// `volunteer status`: the recorded status, readable.
+pub async fn status(kube: &kube::Client, target: &StatusTarget) -> Result<String, RunError> {
+    let store = Store::new(kube, target);
+    match store.read().await? {
+        Some(s) => Ok(status::render(&s, jiff::Timestamp::now())),
+        None => Err(RunError::NoStatus(store.configmap())),
+    }
+}
+
+/// Runs the volunteer until cancelled; with `--period 0`, `--dry-run` or `--diff`, makes
+/// one report and returns its result.
 pub async fn run(
     settings: Settings,
     kube: kube::Client,
     http: reqwest::Client,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let key = match &settings.key {
-        Some(key) => key.clone(),
-        None => Key::from_kube_system_uid(&collect::kube_system_uid(&kube).await?),
-    };
+    let key = key(&settings, &kube).await?;
+    let store = Store::new(&kube, &settings.status);
     let volunteer = Volunteer {
         settings,
         kube,
         http,
         key,
+        store,
     };
     let s = &volunteer.settings;
+    if s.diff {
+        return volunteer.diff_once().await;
+    }
     if s.dry_run {
-        return volunteer.report_once().await;
+        return volunteer.report_once(None).await;
     }
     if s.period.is_zero() {
         tokio::select! {
@@ -110,12 +143,14 @@ pub async fn run(
         return tokio::select! {
             biased;
             _ = shutdown.cancelled() => Ok(()),
-            r = volunteer.report_once() => r,
+            r = volunteer.report_once(None) => r,
         };
     }
     let start = Instant::now();
-    for cycle in 0u32.. {
-        let due = start + s.period * cycle + random_up_to(s.jitter);
+    let mut due = start + random_up_to(s.jitter);
+    for cycle in 1u32.. {
+        // Drawn before this report, so that its status can say when the next one is due.
+        let next = start + s.period * cycle + random_up_to(s.jitter);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -124,12 +159,21 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            r = volunteer.report_once() => if let Err(e) = r {
+            r = volunteer.report_once(Some(next)) => if let Err(e) = r {
                 tracing::error!(error = %plumbing::Chain(&e), "report not delivered");
             },
         }
+        due = next;
     }
     Ok(())
+}
+
+/// The wall-clock time of a future `instant`.
+fn wall_time(instant: Instant) -> Option<jiff::Timestamp> {
+    let ahead = instant.saturating_duration_since(Instant::now());
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::try_from(ahead).ok()?)
+        .ok()
 }
 
 /// A uniformly random duration in `[0, max]`.
@@ -142,6 +186,7 @@ struct Volunteer {
     kube: kube::Client,
     http: reqwest::Client,
     key: Key,
+    store: Store,
 }
 
 impl Volunteer {
@@ -160,8 +205,8 @@ impl Volunteer {
         }
     }
 
-    /// Collects, anonymizes, validates and prints or sends one report.
-    async fn report_once(&self) -> Result<(), RunError> {
+    /// Collects, anonymizes and validates one report: its ID and its exact body.
+    async fn build(&self) -> Result<(ReportId, Vec<u8>), RunError> {
         let report_id = ReportId::random();
         let taken_at = jiff::Timestamp::now().as_second();
         let (snapshot, cost) = collect::collect(&self.kube, &self.plan(), taken_at).await;
@@ -190,6 +235,24 @@ impl Volunteer {
             bytes = body.len(),
             "report collected"
         );
+        Ok((report_id, body))
+    }
+
+    /// `--diff`: prints what the next report changes relative to the last one delivered.
+    async fn diff_once(&self) -> Result<(), RunError> {
+        let (_, body) = self.build().await?;
+        let last = self.store.read().await?;
+        let text = crate::diff::explain(&self.store.configmap(), last.as_ref(), &body)?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(RunError::Stdout)
+    }
+
+    /// Collects, anonymizes, validates and prints or sends one report; a sent report's
+    /// outcome is recorded in the status ConfigMap. `next` is when the next report is due.
+    async fn report_once(&self, next: Option<Instant>) -> Result<(), RunError> {
+        let (report_id, body) = self.build().await?;
         match (&self.settings.destination, self.settings.dry_run) {
             (Destination::Stdout, _) | (_, true) => {
                 let mut out = std::io::stdout().lock();
@@ -200,14 +263,43 @@ impl Volunteer {
             }
             (Destination::Gateway(url), false) => {
                 let policy = Policy::with_deadline(self.settings.send_deadline);
-                let outcome = send::send(&self.http, url, &body, &policy).await?;
-                tracing::info!(
-                    report_id = %report_id,
-                    status = %outcome.status,
-                    attempts = outcome.attempts,
-                    "report delivered"
-                );
-                Ok(())
+                let result = send::send(&self.http, url, &body, &policy).await;
+                let mut attempt = Attempt {
+                    at: jiff::Timestamp::now(),
+                    outcome: status::Outcome::Delivered,
+                    http_status: None,
+                    attempts: None,
+                    error: None,
+                    report_id: report_id.to_string(),
+                    body: &body,
+                    collector_host: self.settings.destination.host(),
+                    next_due: next.and_then(wall_time),
+                    period: self.settings.period,
+                    version: version(),
+                };
+                match &result {
+                    Ok(outcome) => {
+                        attempt.http_status = Some(outcome.status.as_u16());
+                        attempt.attempts = Some(outcome.attempts);
+                        tracing::info!(
+                            report_id = %report_id,
+                            status = %outcome.status,
+                            attempts = outcome.attempts,
+                            "report delivered"
+                        );
+                    }
+                    Err(e) => {
+                        attempt.outcome = status::Outcome::Failed;
+                        attempt.http_status = e.status().map(|s| s.as_u16());
+                        attempt.attempts = match e {
+                            SendError::GaveUp { attempts, .. } => Some(*attempts),
+                            _ => None,
+                        };
+                        attempt.error = Some(plumbing::Chain(e).to_string());
+                    }
+                }
+                self.store.record(&attempt).await;
+                result.map(|_| ()).map_err(RunError::Send)
             }
         }
     }

@@ -6,6 +6,8 @@
 //! as long as a `Retry-After` asks, and stop at the send deadline. A 4xx other than 408
 //! and 429 is final: sending the same bytes again cannot succeed.
 //!
+//! `volunteer forget` uses the same policy through [`with_retries`] and [`post`].
+//!
 //! Usable as a library (the load generator reuses [`send`]).
 
 use std::io::Write;
@@ -66,7 +68,7 @@ pub enum SendError {
     /// URL; the cause (e.g. "Connection refused") is in the source chain, which the logs print.
     #[error("sending to the collector")]
     Transport(#[source] reqwest::Error),
-    /// The gateway URL cannot take the path `/api/v1`.
+    /// The gateway URL cannot take a path below it.
     #[error("gateway URL {0} cannot be a base URL")]
     Url(String),
     /// Compressing the body failed.
@@ -98,6 +100,15 @@ impl SendError {
         }
     }
 
+    /// The collector's HTTP status, if it answered (also the last answer before giving up).
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            SendError::Status { status, .. } => Some(*status),
+            SendError::GaveUp { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         match self {
             SendError::Status { retry_after, .. } => *retry_after,
@@ -108,11 +119,16 @@ impl SendError {
 
 /// The endpoint reports are POSTed to: `{gateway}/api/v1`.
 pub fn endpoint(gateway: &reqwest::Url) -> Result<reqwest::Url, SendError> {
+    endpoint_at(gateway, &["api", "v1"])
+}
+
+/// `{gateway}/SEGMENTS…`, keeping any path the base URL has.
+pub fn endpoint_at(gateway: &reqwest::Url, segments: &[&str]) -> Result<reqwest::Url, SendError> {
     let mut url = gateway.clone();
     url.path_segments_mut()
         .map_err(|_| SendError::Url(gateway.to_string()))?
         .pop_if_empty()
-        .extend(["api", "v1"]);
+        .extend(segments);
     Ok(url)
 }
 
@@ -133,6 +149,19 @@ pub async fn send(
 ) -> Result<Outcome, SendError> {
     let url = endpoint(gateway)?;
     let compressed = bytes::Bytes::from(gzip(body)?);
+    with_retries(policy, |remaining| {
+        post(client, &url, compressed.clone(), Encoding::Gzip, remaining)
+    })
+    .await
+}
+
+/// Calls `attempt` (given the time left) until it succeeds, fails for good
+/// ([`SendError::is_retryable`]), or the next wait would pass `policy.deadline`.
+pub async fn with_retries<F, Fut>(policy: &Policy, mut attempt: F) -> Result<Outcome, SendError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<StatusCode, SendError>>,
+{
     let started = Instant::now();
     let deadline = started + policy.deadline;
     let mut backoff = ExponentialBuilder::default()
@@ -145,7 +174,7 @@ pub async fn send(
     loop {
         attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let err = match attempt(client, &url, compressed.clone(), remaining).await {
+        let err = match attempt(remaining).await {
             Ok(status) => return Ok(Outcome { status, attempts }),
             Err(e) => e,
         };
@@ -167,21 +196,33 @@ pub async fn send(
     }
 }
 
-async fn attempt(
+/// How a JSON body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As it is.
+    Identity,
+    /// gzip-compressed, with `Content-Encoding: gzip`.
+    Gzip,
+}
+
+/// One POST of a JSON `body` (already encoded as `encoding` says) to `url`, within
+/// `remaining`: the 2xx status, or the failure.
+pub async fn post(
     client: &reqwest::Client,
     url: &reqwest::Url,
     body: bytes::Bytes,
+    encoding: Encoding,
     remaining: Duration,
 ) -> Result<StatusCode, SendError> {
-    let response = client
+    let mut request = client
         .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
-        .header(CONTENT_ENCODING, "gzip")
         .timeout(remaining.max(Duration::from_millis(1)))
-        .body(body)
-        .send()
-        .await
-        .map_err(SendError::Transport)?;
+        .body(body);
+    if encoding == Encoding::Gzip {
+        request = request.header(CONTENT_ENCODING, "gzip");
+    }
+    let response = request.send().await.map_err(SendError::Transport)?;
     let status = response.status();
     if status.is_success() {
         return Ok(status);
@@ -234,6 +275,21 @@ mod tests {
             let url = reqwest::Url::parse(base).unwrap();
             assert_eq!(endpoint(&url).unwrap().as_str(), want);
         }
+    }
+
+    #[test]
+    fn the_status_of_a_failure_is_found_behind_giving_up() {
+        let last = SendError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: String::new(),
+            retry_after: None,
+        };
+        let gave_up = SendError::GaveUp {
+            attempts: 3,
+            last: Box::new(last),
+        };
+        assert_eq!(gave_up.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(SendError::Url("x".into()).status(), None);
     }
 
     #[test]

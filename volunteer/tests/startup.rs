@@ -83,7 +83,9 @@ async fn a_collector_that_refuses_connections_is_logged_with_the_cause() -> Test
     let dir = tempfile::tempdir()?;
     // Nothing listens on either port: the API server and the collector both refuse.
     let closed = || -> std::io::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
     };
     let (api, collector) = (closed()?, closed()?);
     let kubeconfig = dir.path().join("kubeconfig");
