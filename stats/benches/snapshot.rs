@@ -89,7 +89,9 @@ fn nodes_of(cluster: i64) -> i64 {
 fn fill(path: &Path, clusters: i64) -> rusqlite::Result<()> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch(SCHEMA)?;
-    conn.execute_batch("PRAGMA user_version = 1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
+    conn.execute_batch(
+        "PRAGMA user_version = 1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
+    )?;
     let tx = conn.transaction()?;
     {
         let mut report = tx.prepare(
@@ -165,7 +167,14 @@ fn fill(path: &Path, clusters: i64) -> rusqlite::Result<()> {
                     for (i, kind) in KINDS.iter().enumerate() {
                         let total = (c * (i as i64 + 3)) % 400;
                         let age = (total > 0).then_some(c % 9000);
-                        workload.execute(params![id, i as i64, kind, total, age, age.map(|a| a * 2)])?;
+                        workload.execute(params![
+                            id,
+                            i as i64,
+                            kind,
+                            total,
+                            age,
+                            age.map(|a| a * 2)
+                        ])?;
                     }
                 }
             }
@@ -203,12 +212,18 @@ fn measure(db: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let done = runtime.block_on(stats::run::compute(&config, &store, &output, config.date.ok_or("date")?))?;
+    let done = runtime.block_on(stats::run::compute(
+        &config,
+        &store,
+        &output,
+        config.date.ok_or("date")?,
+    ))?;
     let elapsed = started.elapsed();
     println!(
         "snapshot {}: {} clusters published; computed and written in {:.1} s; peak RSS {} MiB",
         done.date,
-        done.clusters.map_or("withheld".to_owned(), |c| c.to_string()),
+        done.clusters
+            .map_or("withheld".to_owned(), |c| c.to_string()),
         elapsed.as_secs_f64(),
         peak_rss_kib().unwrap_or(0) / 1024
     );

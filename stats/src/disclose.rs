@@ -337,8 +337,11 @@ fn disclose_metrics(
 }
 
 /// The partitions of a metric: `(group prefix, cells)`; one with an empty prefix unless grouped.
-fn groups(metric: &Metric, cells: &[RawCell]) -> Vec<(Vec<String>, Vec<(Vec<String>, Stat)>)> {
-    let mut by_group: BTreeMap<Vec<String>, Vec<(Vec<String>, Stat)>> = BTreeMap::new();
+/// Cells with the stats the rules judge them by.
+type Cells = Vec<(Vec<String>, Stat)>;
+
+fn groups(metric: &Metric, cells: &[RawCell]) -> Vec<(Vec<String>, Cells)> {
+    let mut by_group: BTreeMap<Vec<String>, Cells> = BTreeMap::new();
     for c in cells {
         let prefix = if metric.grouped {
             c.labels[..1].to_vec()

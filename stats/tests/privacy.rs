@@ -202,7 +202,7 @@ fn check(population: &[Cluster], k: u64) -> Result<(), TestCaseError> {
         };
         let pubs = published(m.id);
         let depth = m.dimensions.len() - 1;
-        let parent_pubs = m.parent.map(|p| published(p));
+        let parent_pubs = m.parent.map(&published);
         // Partitions: prefix -> raw labels in it.
         let mut partitions: BTreeMap<Vec<String>, Vec<&Vec<String>>> = BTreeMap::new();
         for l in truth_cells.keys() {

@@ -90,6 +90,9 @@ impl Default for NodeSpec {
     }
 }
 
+/// (kind, total, median age in hours).
+pub type Workload = (&'static str, u64, Option<u64>);
+
 /// One cluster's latest report (and how many earlier ones it sent).
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -98,7 +101,7 @@ pub struct ClusterSpec {
     /// `(count, node)`: groups of identical nodes.
     pub nodes: Vec<(usize, NodeSpec)>,
     /// v2 fields: namespaces and (kind, total, median age hours).
-    pub v2: Option<(Option<u64>, Vec<(&'static str, u64, Option<u64>)>)>,
+    pub v2: Option<(Option<u64>, Vec<Workload>)>,
     pub synthetic: bool,
     pub volunteer: &'static str,
     /// Earlier reports of the same cluster in the window (with other nodes: they must not
@@ -407,9 +410,20 @@ pub fn schema_fields() -> Vec<TableFieldSchema> {
     serde_json::from_str(text).unwrap()
 }
 
-/// The ingester's view definition (`ingester/schema/bigquery-view.sql`), for `table`.
+fn schema_file(name: &str) -> Option<String> {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../ingester/schema")
+            .join(name),
+    )
+    .ok()
+}
+
+/// The ingester's view definition (`ingester/schema/bigquery-view.sql`), for `table`. Read at
+/// run time, like the tombstones table's schema below, so the fixture follows the ingester's
+/// committed schemas as they grow.
 pub fn view_query(table: &str) -> String {
-    let sql = include_str!("../../../ingester/schema/bigquery-view.sql");
+    let sql = schema_file("bigquery-view.sql").expect("ingester/schema/bigquery-view.sql");
     let body: String = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
@@ -444,6 +458,20 @@ impl BigQueryFixture {
             .time_partitioning(TimePartitioning::per_day().field("receivedAt"))
             .require_partition_filter(true);
         client.table().create(table).await.unwrap();
+        // The view may read a table of erasure tombstones beside the reports.
+        if let Some(tombstones) = schema_file("bigquery-tombstones.json") {
+            let fields: Vec<TableFieldSchema> = serde_json::from_str(&tombstones).unwrap();
+            client
+                .table()
+                .create(Table::new(
+                    &project,
+                    DATASET,
+                    &format!("{TABLE}_tombstones"),
+                    TableSchema::new(fields),
+                ))
+                .await
+                .unwrap();
+        }
         let view = Table::new(
             &project,
             DATASET,
