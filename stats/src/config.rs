@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use jiff::civil::Date;
 
+pub use plumbing::log::LogFormat;
+
 use crate::store::bigquery::{Credentials, TableRef};
 
 /// The Spartakus statistics job: computes k-anonymous snapshots of the stored reports where they
@@ -90,15 +92,6 @@ impl Cadence {
             Cadence::Weekly => date.weekday() == jiff::civil::Weekday::Sunday,
         }
     }
-}
-
-/// Log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable.
-    Pretty,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Where the reports are.
