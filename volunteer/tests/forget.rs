@@ -1,0 +1,239 @@
+//! `volunteer forget`, the binary: the request it sends, and that it matches the
+//! `erasureCheck` its reports carry.
+//!
+//! The peer is a small axum server, not the real gateway: it records the exact body and
+//! answers 503 or 400 on demand, which the real gateway cannot be made to do (it answers 202
+//! to every well-formed request). The gateway's side of the contract is `report::erasure`,
+//! which this test decodes the request with; the whole path is tested with the gateway.
+
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use sha2::{Digest, Sha256};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Default)]
+struct Peer {
+    /// Statuses to answer, in order; then 202.
+    script: Vec<u16>,
+    received: Vec<(HeaderMap, Vec<u8>)>,
+}
+
+async fn handle(
+    State(peer): State<Arc<Mutex<Peer>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut peer = peer.lock().expect("lock");
+    let n = peer.received.len();
+    peer.received.push((headers, body.to_vec()));
+    StatusCode::from_u16(peer.script.get(n).copied().unwrap_or(202)).expect("status")
+}
+
+async fn peer(script: Vec<u16>) -> Result<(String, Arc<Mutex<Peer>>), BoxError> {
+    let state = Arc::new(Mutex::new(Peer {
+        script,
+        ..Default::default()
+    }));
+    let app = Router::new()
+        .route("/api/v2/erasure", post(handle))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, state))
+}
+
+async fn volunteer(args: &[&str]) -> Result<Output, BoxError> {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_volunteer"))
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .kill_on_drop(true)
+        .output();
+    Ok(tokio::time::timeout(Duration::from_secs(60), run).await??)
+}
+
+/// A key file, and a kubeconfig whose API server refuses connections: `forget` needs no
+/// cluster when the key is given, and `--dry-run` still makes a report (sections skipped).
+struct Offline {
+    _dir: tempfile::TempDir,
+    key: String,
+    kubeconfig: String,
+}
+
+fn offline() -> Result<Offline, BoxError> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef")?;
+    let api = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{api}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+        ),
+    )?;
+    Ok(Offline {
+        key: key.display().to_string(),
+        kubeconfig: kubeconfig.display().to_string(),
+        _dir: dir,
+    })
+}
+
+/// The report `--dry-run` would send to `gateway` with the same key.
+async fn report_for(
+    o: &Offline,
+    gateway: &str,
+    extra: &[&str],
+) -> Result<report::Report, BoxError> {
+    let mut args = vec![
+        "--dry-run",
+        "--gateway",
+        gateway,
+        "--key-file",
+        &o.key,
+        "--kubeconfig",
+        &o.kubeconfig,
+        "--request-timeout",
+        "2s",
+    ];
+    args.extend_from_slice(extra);
+    let out = volunteer(&args).await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(report::decode(out.stdout.trim_ascii_end())?.into_report())
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn forget_sends_the_secret_whose_check_the_reports_carry_and_retries_like_a_report()
+-> TestResult {
+    let o = offline()?;
+    let (url, state) = peer(vec![503]).await?;
+    let out = volunteer(&[
+        "forget",
+        "--gateway",
+        &url,
+        "--key-file",
+        &o.key,
+        "--send-deadline",
+        "30s",
+    ])
+    .await?;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let received = state.lock().expect("lock").received.clone();
+    assert_eq!(received.len(), 2, "retried after the 503");
+    assert_eq!(received[0].1, received[1].1, "the same request each time");
+    assert_eq!(received[1].0["content-type"], "application/json");
+    let request: serde_json::Value = serde_json::from_slice(&received[1].1)?;
+    let erasure = report::erasure::decode_request(&received[1].1)?;
+
+    let report = report_for(&o, &url, &[]).await?;
+    assert_eq!(
+        erasure.cluster_id, report.cluster_id,
+        "the cluster ID the reports carry"
+    );
+    assert_eq!(Some(&erasure.erasure_check), report.erasure_check.as_ref());
+    let secret = request["secret"].as_str().ok_or("no secret")?;
+    assert_eq!(
+        hex::encode(Sha256::digest(hex::decode(secret)?)),
+        erasure.erasure_check
+    );
+
+    // The secret is in the request body and nowhere else.
+    let printed = text(&out);
+    assert!(!printed.contains(secret), "{printed}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("cluster ID {}", report.cluster_id)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("202 Accepted after 2 request(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("never tells whether it erased anything"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("received before this request are erased"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Stop the volunteer"), "{stdout}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_operators_cluster_id_is_sent_and_the_check_is_still_in_every_report() -> TestResult {
+    let o = offline()?;
+    let (url, state) = peer(vec![]).await?;
+    let id = ["--cluster-id", "prod.eu-1"];
+    let mut args = vec!["forget", "--gateway", &url, "--key-file", &o.key];
+    args.extend_from_slice(&id);
+    let out = volunteer(&args).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    let body = state.lock().expect("lock").received[0].1.clone();
+    let erasure = report::erasure::decode_request(&body)?;
+    assert_eq!(erasure.cluster_id, "prod.eu-1");
+    let report = report_for(&o, &url, &id).await?;
+    assert_eq!(report.cluster_id, "prod.eu-1");
+    assert_eq!(report.erasure_check, Some(erasure.erasure_check.clone()));
+    // Leaving every field out leaves the check in: it is not data about the cluster.
+    let report = report_for(
+        &o,
+        &url,
+        &[
+            "--omit",
+            "nodes,masterVersion,namespaces,workloads,extensions",
+        ],
+    )
+    .await?;
+    assert_eq!(report.erasure_check, Some(erasure.erasure_check));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_request_fails_once_and_stdout_is_no_collector() -> TestResult {
+    let o = offline()?;
+    let (url, state) = peer(vec![400]).await?;
+    let out = volunteer(&["forget", "--gateway", &url, "--key-file", &o.key]).await?;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        state.lock().expect("lock").received.len(),
+        1,
+        "a 400 is final"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("collector answered 400"),
+        "{}",
+        text(&out)
+    );
+    assert!(out.stdout.is_empty());
+
+    let out = volunteer(&["forget", "--gateway", "stdout", "--key-file", &o.key]).await?;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    Ok(())
+}
