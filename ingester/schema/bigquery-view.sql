@@ -1,4 +1,5 @@
--- Spartakus BigQuery view `TABLE_deduplicated`: the reports table with one row per report.
+-- Spartakus BigQuery view `TABLE_deduplicated`: the reports table with one row per report, and
+-- none of the reports a cluster asked to erase.
 --
 -- The ingester creates this view beside the table (same dataset), and at every start replaces
 -- its query if it differs from this file, with `PROJECT.DATASET.TABLE` replaced by the table it
@@ -9,6 +10,13 @@
 --
 -- Contract for readers (people, the stats component):
 -- - Columns: exactly the table's (ingester/schema/bigquery.json), no more.
+-- - Erased reports are not here. A cluster that asked for the erasure of its reports (proving
+--   the secret whose SHA-256 its v2 reports carry as erasureCheck) has a tombstone in
+--   `TABLE_tombstones` (ingester/schema/bigquery-tombstones.json); every report of that
+--   cluster with that erasureCheck received up to the request's second is hidden here at once,
+--   and deleted from the table as soon as BigQuery allows DML on it (rows still in the
+--   streaming buffer, up to about 90 minutes after insertAll, cannot be deleted). Reports the
+--   cluster sent after the request, and v1 reports (no erasureCheck), are not hidden.
 -- - One row per (reportID, receivedAt). Every copy the ingester makes of a report comes from one
 --   JetStream message, which carries the gateway's receivedAt, so copies share it and collapse to
 --   one row. (The gateway publishes with Nats-Msg-Id = reportID, so JetStream keeps one message
@@ -30,7 +38,12 @@
 --
 -- No ORDER BY in the window: the copies of one report are the same row.
 SELECT *
-FROM `PROJECT.DATASET.TABLE`
-WHERE TRUE
-QUALIFY reportID IS NULL
-    OR ROW_NUMBER() OVER (PARTITION BY reportID, receivedAt) = 1
+FROM `PROJECT.DATASET.TABLE` AS r
+WHERE NOT EXISTS (
+    SELECT 1
+    FROM `PROJECT.DATASET.TABLE_tombstones` AS t
+    WHERE t.clusterID = r.clusterID
+      AND t.erasureCheck = r.erasureCheck
+      AND r.receivedAt < TIMESTAMP_ADD(t.requestedAt, INTERVAL 1 SECOND))
+QUALIFY r.reportID IS NULL
+    OR ROW_NUMBER() OVER (PARTITION BY r.reportID, r.receivedAt) = 1

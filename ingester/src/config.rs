@@ -34,9 +34,34 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_SUBJECT", default_value = "spartakus.reports")]
     pub subject: String,
 
-    /// Name of the durable pull consumer; replicas with the same name share the work.
+    /// Name of the durable pull consumers (one on the reports stream, one on the erasures
+    /// stream); replicas with the same name share the work.
     #[arg(long, env = "SPARTAKUS_CONSUMER", default_value = "spartakus-ingester")]
     pub consumer: String,
+
+    /// JetStream stream the gateway publishes erasure requests to (checks, never secrets). The
+    /// ingester waits for it to exist.
+    #[arg(
+        long,
+        env = "SPARTAKUS_ERASURE_STREAM",
+        default_value = "SPARTAKUS_ERASURES"
+    )]
+    pub erasure_stream: String,
+
+    /// Subject the erasures consumer is filtered on.
+    #[arg(
+        long,
+        env = "SPARTAKUS_ERASURE_SUBJECT",
+        default_value = "spartakus.erasures"
+    )]
+    pub erasure_subject: String,
+
+    /// How long raw reports are kept, by the gateway's receipt time: older ones are deleted from
+    /// SQLite every 10 minutes in small batches, expire with their BigQuery partition (set on
+    /// the table at start), and are not stored when they arrive late. `none` (or `0`) keeps
+    /// them forever. The default serves the statistics' 28-day window with a week to spare.
+    #[arg(long, env = "SPARTAKUS_RETENTION", default_value = "35d")]
+    pub retention: Retention,
 
     /// Time a delivered report may stay unacknowledged before JetStream redelivers it.
     #[arg(long, env = "SPARTAKUS_ACK_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -113,6 +138,29 @@ pub struct Config {
 
 /// The stream holding dead-lettered reports.
 pub const DEAD_LETTER_STREAM: &str = "SPARTAKUS_DEADLETTER";
+
+/// How long raw reports are kept: `None` for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+impl FromStr for Retention {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "none" | "0" => Ok(Retention(None)),
+            other => match humantime::parse_duration(other) {
+                Ok(d) if d.is_zero() => Ok(Retention(None)),
+                // Shorter than a day would delete reports before a daily snapshot reads them.
+                Ok(d) if d < Duration::from_secs(86_400) => {
+                    Err("at least 1d (or none to keep reports forever)".into())
+                }
+                Ok(d) => Ok(Retention(Some(d))),
+                Err(e) => Err(format!("{e}; expected a duration such as 35d, or none")),
+            },
+        }
+    }
+}
 
 /// Which sink rows are written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +267,26 @@ mod tests {
         assert_eq!(config.ack_wait, Duration::from_secs(60));
         assert_eq!(config.batch_size, 500);
         assert_eq!(config.dead_letter_subject, "spartakus.deadletter");
+        assert_eq!(config.erasure_stream, "SPARTAKUS_ERASURES");
+        assert_eq!(config.erasure_subject, "spartakus.erasures");
+        assert_eq!(
+            config.retention,
+            Retention(Some(Duration::from_secs(35 * 86_400)))
+        );
+    }
+
+    #[test]
+    fn retention_is_a_duration_of_a_day_or_more_or_none() {
+        let parse = |s: &str| s.parse::<Retention>();
+        assert_eq!(parse("none"), Ok(Retention(None)));
+        assert_eq!(parse("0"), Ok(Retention(None)));
+        assert_eq!(parse("0s"), Ok(Retention(None)));
+        assert_eq!(
+            parse("90d"),
+            Ok(Retention(Some(Duration::from_secs(90 * 86_400))))
+        );
+        assert!(parse("1h").unwrap_err().contains("at least 1d"));
+        assert!(parse("forever").is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The JetStream side: a durable pull consumer shared by every replica, batches of messages,
 //! and what happens to each message once the sink has answered.
 //!
-//! A message is acknowledged only after the sink committed its row. A message that can never be
+//! A message is acknowledged only after the sink committed its row, or decided never to store it:
+//! a report its cluster asked to erase ([`Outcome::Erased`]), or one received longer ago than
+//! `--retention` (it would be deleted at once). A message that can never be
 //! stored (undecodable, invalid under the current rules, or refused by the sink) goes to the
 //! dead-letter subject ([`crate::deadletter`]). A transient failure naks with a delay that
 //! grows with the delivery count; on the last allowed delivery the message is dead-lettered
@@ -55,6 +57,8 @@ pub struct Settings {
     pub dead_letter_subject: String,
     /// Dead-letter stream name.
     pub dead_letter_stream: String,
+    /// Reports received longer ago than this are acknowledged without being stored.
+    pub retention: Option<Duration>,
 }
 
 /// Why the consumer stopped other than by shutdown.
@@ -293,11 +297,14 @@ impl<S: Sink> Worker<S> {
         })
     }
 
-    /// Decodes a batch; poison messages are dead-lettered here.
+    /// Decodes a batch; poison messages are dead-lettered here, and reports older than the
+    /// retention acknowledged unstored.
     async fn decode(&self, batch: Vec<Message>) -> Decoded {
         let started = Instant::now();
         let mut rows = Vec::with_capacity(batch.len());
         let mut messages = Vec::with_capacity(batch.len());
+        let cutoff = crate::retention::cutoff(self.settings.retention, jiff::Timestamp::now());
+        let mut expired = 0;
         for message in batch {
             let delivered = match message.info() {
                 Ok(info) => {
@@ -312,6 +319,14 @@ impl<S: Sink> Worker<S> {
             match report::Envelope::decode(&message.payload) {
                 Ok(envelope) => {
                     let row = row::from_envelope(envelope);
+                    if cutoff.is_some_and(|c| row.received_at.as_second() < c.as_second()) {
+                        // Retention would delete it at once; its tombstone may be gone already.
+                        expired += 1;
+                        if let Err(e) = message.ack().await {
+                            tracing::warn!(report_id = %row.report_id, error = %plumbing::Chain(&*e), "ack failed");
+                        }
+                        continue;
+                    }
                     messages.push(Pending {
                         message,
                         delivered,
@@ -329,6 +344,7 @@ impl<S: Sink> Worker<S> {
                 }
             }
         }
+        self.metrics.rows(self.sink.name(), "expired", expired);
         Decoded {
             messages,
             rows,
@@ -372,7 +388,7 @@ impl<S: Sink> Worker<S> {
         let ok = result.is_ok();
         match result {
             Ok(outcomes) => {
-                let (mut new, mut dup) = (0, 0);
+                let (mut new, mut dup, mut erased) = (0, 0, 0);
                 for (pending, outcome) in messages.into_iter().zip(outcomes) {
                     let Pending {
                         message,
@@ -380,11 +396,11 @@ impl<S: Sink> Worker<S> {
                         id,
                     } = pending;
                     match outcome {
-                        Outcome::Written | Outcome::Duplicate => {
-                            if matches!(outcome, Outcome::Written) {
-                                new += 1;
-                            } else {
-                                dup += 1;
+                        Outcome::Written | Outcome::Duplicate | Outcome::Erased => {
+                            match outcome {
+                                Outcome::Written => new += 1,
+                                Outcome::Duplicate => dup += 1,
+                                _ => erased += 1,
                             }
                             if let Err(e) = message.ack().await {
                                 // Stored already: a redelivery will be a harmless duplicate.
@@ -401,6 +417,7 @@ impl<S: Sink> Worker<S> {
                 }
                 self.metrics.rows(sink, "written", new);
                 self.metrics.rows(sink, "duplicate", dup);
+                self.metrics.rows(sink, "erased", erased);
             }
             Err(e) if e.is_fatal() => {
                 tracing::error!(error = %plumbing::Chain(&e), rows = messages.len(), "the sink failed for good; handing the batch back");

@@ -3,6 +3,9 @@
 //!
 //! - [`config`]: the flags, parsed into typed values.
 //! - [`consume`]: the pull consumer, batches, ack after commit, nak with growing delay.
+//! - [`erasure`]: the erasures consumer: each erasure a cluster asked for, carried out in the
+//!   sink until it is done.
+//! - [`retention`]: deleting reports older than `--retention`, in small batches.
 //! - [`deadletter`]: the dead-letter subject for reports that can never be stored.
 //! - [`row`]: a validated envelope as one row (pure).
 //! - [`sink`]: the [`sink::Sink`] trait and its SQLite, BigQuery and stdout implementations.
@@ -13,9 +16,11 @@
 pub mod config;
 pub mod consume;
 pub mod deadletter;
+pub mod erasure;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod retention;
 pub mod row;
 pub mod sink;
 
@@ -24,7 +29,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio::net::TcpListener;
-use tokio::task::JoinError;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DEAD_LETTER_STREAM, SinkSpec};
@@ -58,6 +63,15 @@ pub enum Error {
     /// The consumer task panicked.
     #[error("the consumer task panicked")]
     ConsumerPanicked(#[source] JoinError),
+    /// The erasures consumer stopped other than by shutdown.
+    #[error("the erasures consumer stopped")]
+    Erasures(#[source] ConsumeError),
+    /// Retention found the sink unable to write again.
+    #[error("retention stopped")]
+    Retention(#[source] SinkError),
+    /// The erasures consumer or the retention task panicked.
+    #[error("a background task panicked")]
+    TaskPanicked(#[source] JoinError),
 }
 
 /// Runs the ingester with the sink `--sink` names until `shutdown` is cancelled, then finishes
@@ -88,7 +102,7 @@ pub async fn run(
                 max_rows: usize::try_from(config.bigquery_max_rows).unwrap_or(500),
                 max_bytes: usize::try_from(config.bigquery_max_bytes).unwrap_or(5_000_000),
             };
-            let sink = BigQuerySink::new(client, table, limits);
+            let sink = BigQuerySink::new(client, table, limits).with_retention(config.retention.0);
             serve(config, listener, sink, shutdown).await
         }
     }
@@ -173,44 +187,80 @@ async fn consume_until_shutdown<S: Sink>(
         batch_wait: config.batch_wait,
         dead_letter_subject: config.dead_letter_subject.clone(),
         dead_letter_stream: DEAD_LETTER_STREAM.to_owned(),
+        retention: config.retention.0,
     };
-    let mut consumer = tokio::spawn(consume::run(
-        js,
-        settings,
-        sink,
-        metrics,
-        health,
-        shutdown.clone(),
-    ));
+    // The reports consumer, the erasures consumer and retention stop together: on shutdown, or
+    // when one of them fails.
+    let stop = shutdown.child_token();
+    let mut tasks = Tasks {
+        consumer: Some(tokio::spawn(consume::run(
+            js.clone(),
+            settings,
+            sink.clone(),
+            metrics.clone(),
+            health,
+            stop.clone(),
+        ))),
+        erasures: Some(tokio::spawn(erasure::run(
+            js,
+            erasure::Settings {
+                stream: config.erasure_stream.clone(),
+                subject: config.erasure_subject.clone(),
+                consumer: config.consumer.clone(),
+                dead_letter_subject: config.dead_letter_subject.clone(),
+            },
+            sink.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ))),
+        retention: config.retention.0.map(|keep| {
+            tracing::info!(retention = ?keep, "retention: reports received longer ago are deleted");
+            tokio::spawn(retention::run(sink, keep, metrics, stop.clone()))
+        }),
+    };
 
-    let ended = tokio::select! {
+    let first = tokio::select! {
         _ = shutdown.cancelled() => None,
-        ended = &mut consumer => Some(ended),
+        ended = tasks.next() => Some(ended),
     };
-    let outcome = match ended {
-        // Shutdown: let the consumer finish the batches in hand within the deadline.
+    stop.cancel();
+    let mut outcome = match first {
         None => {
             tracing::info!(deadline = ?config.shutdown_timeout, "shutting down: finishing the batch in hand");
-            match tokio::time::timeout(config.shutdown_timeout, &mut consumer).await {
-                Ok(ended) => consumer_outcome(ended),
-                Err(_) => {
-                    tracing::warn!(
-                        "shutdown deadline passed; unacknowledged reports will be redelivered"
-                    );
-                    consumer.abort();
-                    Ok(())
+            Ok(())
+        }
+        Some(Ok(())) => {
+            // Each task returns `Ok` only after a stop was requested.
+            tracing::warn!("a consumer returned without a shutdown request");
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+    };
+    // Let the others finish what they hold within the deadline.
+    let rest = async {
+        let mut errors = Vec::new();
+        while tasks.running() {
+            if let Err(e) = tasks.next().await {
+                errors.push(e);
+            }
+        }
+        errors
+    };
+    match tokio::time::timeout(config.shutdown_timeout, rest).await {
+        Ok(errors) => {
+            for e in errors {
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                } else {
+                    tracing::error!(error = %plumbing::Chain(&e), "another task failed too");
                 }
             }
         }
-        Some(ended) => {
-            let outcome = consumer_outcome(ended);
-            if outcome.is_ok() {
-                // `consume::run` returns `Ok` only after shutdown was requested.
-                tracing::warn!("consumer returned without a shutdown request");
-            }
-            outcome
+        Err(_) => {
+            tracing::warn!("shutdown deadline passed; unacknowledged reports will be redelivered");
+            tasks.abort();
         }
-    };
+    }
     // Acks and naks are buffered by the client: send them before exiting, also after a failure
     // (the consumer handed back what it held).
     match tokio::time::timeout(config.shutdown_timeout, client.flush()).await {
@@ -226,11 +276,64 @@ async fn consume_until_shutdown<S: Sink>(
     outcome
 }
 
-fn consumer_outcome(ended: Result<Result<(), ConsumeError>, JoinError>) -> Result<(), Error> {
-    match ended {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::Consumer(e)),
-        Err(e) => Err(Error::ConsumerPanicked(e)),
+/// The tasks that consume and maintain; each `None` once it ended (or was never started).
+struct Tasks {
+    consumer: Option<JoinHandle<Result<(), ConsumeError>>>,
+    erasures: Option<JoinHandle<Result<(), ConsumeError>>>,
+    retention: Option<JoinHandle<Result<(), SinkError>>>,
+}
+
+impl Tasks {
+    fn running(&self) -> bool {
+        self.consumer.is_some() || self.erasures.is_some() || self.retention.is_some()
+    }
+
+    /// Waits for the next task to end and says how; pending for ever when none runs.
+    async fn next(&mut self) -> Result<(), Error> {
+        async fn wait<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
+            match task {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            ended = wait(&mut self.consumer) => {
+                self.consumer = None;
+                match ended {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Consumer(e)),
+                    Err(e) => Err(Error::ConsumerPanicked(e)),
+                }
+            }
+            ended = wait(&mut self.erasures) => {
+                self.erasures = None;
+                match ended {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Erasures(e)),
+                    Err(e) => Err(Error::TaskPanicked(e)),
+                }
+            }
+            ended = wait(&mut self.retention) => {
+                self.retention = None;
+                match ended {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Error::Retention(e)),
+                    Err(e) => Err(Error::TaskPanicked(e)),
+                }
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        for handle in [self.consumer.take(), self.erasures.take()]
+            .into_iter()
+            .flatten()
+        {
+            handle.abort();
+        }
+        if let Some(handle) = self.retention.take() {
+            handle.abort();
+        }
     }
 }
 

@@ -20,6 +20,9 @@ pub struct Metrics {
     naks: Counter,
     dead_lettered: Family<Labels, Counter>,
     pending: Gauge,
+    erasures: Family<Labels, Counter>,
+    erased_reports: Counter,
+    retention_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -35,7 +38,7 @@ impl Metrics {
         let rows = Family::<Labels, Counter>::default();
         registry.register(
             "rows",
-            "Rows handled by the sink, by sink and result (written, duplicate)",
+            "Rows handled, by sink and result: written, duplicate, erased (not stored: its cluster asked for erasure after sending it), expired (received longer ago than --retention, not stored)",
             rows.clone(),
         );
         let batches = Family::<Labels, Counter>::default();
@@ -70,8 +73,29 @@ impl Metrics {
             "Messages in the stream not yet delivered to the consumer",
             pending.clone(),
         );
+        let erasures = Family::<Labels, Counter>::default();
+        registry.register(
+            "erasures",
+            "Erasure attempts, by result: done, pending (tombstone stored, deletion to be retried), failed, dead-lettered",
+            erasures.clone(),
+        );
+        let erased_reports = Counter::default();
+        registry.register(
+            "erased_reports",
+            "Stored reports deleted by erasures (where the sink can count them)",
+            erased_reports.clone(),
+        );
+        let retention_deleted = Counter::default();
+        registry.register(
+            "retention_deleted_reports",
+            "Stored reports deleted because they were received longer ago than --retention",
+            retention_deleted.clone(),
+        );
         Metrics {
             registry,
+            erasures,
+            erased_reports,
+            retention_deleted,
             rows,
             batches,
             batch_seconds,
@@ -113,6 +137,21 @@ impl Metrics {
         self.dead_lettered
             .get_or_create(&vec![("reason", reason)])
             .inc();
+    }
+
+    /// Counts an erasure attempt with `result`.
+    pub fn erasure(&self, result: &'static str) {
+        self.erasures.get_or_create(&vec![("result", result)]).inc();
+    }
+
+    /// Counts reports deleted by an erasure.
+    pub fn erased_reports(&self, n: u64) {
+        self.erased_reports.inc_by(n);
+    }
+
+    /// Counts reports deleted by retention.
+    pub fn retention_deleted(&self, n: u64) {
+        self.retention_deleted.inc_by(n);
     }
 
     /// Records the consumer's pending count as last reported by JetStream.

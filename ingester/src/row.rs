@@ -42,6 +42,11 @@ pub struct Row {
     pub workloads: Vec<WorkloadStats>,
     /// Sections the volunteer did not collect, and why.
     pub skipped: Vec<Skipped>,
+    /// SHA-256 of the cluster's erasure secret (v2 reports): an erasure request proving the
+    /// secret erases exactly the reports carrying this check. `None` for v1 reports, which
+    /// no erasure can touch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure_check: Option<String>,
 }
 
 /// The row for one validated envelope.
@@ -60,6 +65,7 @@ pub fn from_envelope(envelope: ValidEnvelope) -> Row {
         namespaces: report.namespaces,
         workloads: report.workloads.unwrap_or_default(),
         skipped: report.skipped.unwrap_or_default(),
+        erasure_check: report.erasure_check,
     }
 }
 
@@ -117,6 +123,10 @@ mod tests {
         assert_eq!(row.received_at.to_string(), "2026-05-01T12:00:00Z");
         assert!(row.workloads.is_empty() && row.skipped.is_empty());
         assert_eq!((row.schema_version, row.namespaces), (None, None));
+        assert_eq!(
+            row.erasure_check, None,
+            "a v1 report carries no erasure check"
+        );
     }
 
     #[test]
@@ -134,6 +144,10 @@ mod tests {
         let row = from_envelope(envelope(include_str!("../../report/testdata/v2-full.json")));
         assert_eq!(row.schema_version, Some(2));
         assert_eq!(row.namespaces, Some(12));
+        assert_eq!(
+            row.erasure_check.as_deref(),
+            Some("630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd")
+        );
         assert_eq!(row.workloads[0].kind, Kind::Pod);
         assert_eq!(
             row.workloads[0].per_namespace[7],
@@ -166,6 +180,7 @@ mod tests {
             "namespaces",
             "workloads",
             "skipped",
+            "erasureCheck",
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }

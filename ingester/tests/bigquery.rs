@@ -303,7 +303,7 @@ async fn a_row_bigquery_rejects_is_dead_lettered_and_the_rest_are_stored() {
     nats.publish_all(&good).await;
     let mut bad: serde_json::Value = serde_json::from_str(SEED).unwrap();
     bad["clusterID"] = "reject-me".into();
-    let (bad_id, bad_payload) = envelope_of(&bad.to_string(), "2026-05-01T12:00:00Z");
+    let (bad_id, bad_payload) = envelope_of(&bad.to_string(), &days_ago(1));
     nats.publish_raw(&bad_id.to_string(), bad_payload.clone())
         .await;
 
@@ -407,7 +407,8 @@ async fn reports_posted_to_the_real_gateway_land_in_the_emulator_field_by_field(
         &bq.endpoint(),
         bq.project(),
         "SELECT TO_JSON_STRING(STRUCT(version, timestamp, clusterID, masterVersion, nodes, extensions,
-                reportID, schemaVersion, namespaces, workloads, skipped)), UNIX_SECONDS(receivedAt)
+                reportID, schemaVersion, namespaces, workloads, skipped, erasureCheck)),
+                UNIX_SECONDS(receivedAt)
          FROM e2e.reports",
     )
     .await;
@@ -710,10 +711,14 @@ async fn a_table_an_earlier_ingester_created_keeps_its_partition_filter_setting_
         .filter(|(method, _)| method != Method::GET)
         .collect();
     assert!(
-        writes.len() == 1
-            && writes[0].0 == Method::POST
-            && writes[0].1.ends_with("/datasets/earlier/tables"),
-        "only the view is created, the table is left alone: {requests:?}"
+        writes.len() == 2
+            && writes.iter().all(|(method, path)| method == Method::POST
+                && path.ends_with("/datasets/earlier/tables")),
+        "only the tombstones table and the view are created, the table is left alone: {requests:?}"
+    );
+    assert_eq!(
+        metadata(&bq, "earlier", "reports_tombstones").await["type"],
+        "TABLE"
     );
     assert_ne!(
         metadata(&bq, "earlier", "reports").await["requirePartitionFilter"],
@@ -788,12 +793,14 @@ async fn an_original_table_only_gains_columns_and_keeps_its_partition_filter_set
         "an existing table's readers keep their unfiltered queries"
     );
     // The emulator records added columns in the table's metadata but its SQL engine never
-    // learns them, so the view over reportID and receivedAt cannot be created here; real
-    // BigQuery creates it (the test above shows the view beside a table that has the columns).
-    // Pinned, so that this test says so on the day an emulator upgrade applies added columns.
+    // learns them, so the view over reportID, receivedAt and erasureCheck cannot be created
+    // here; real BigQuery creates it (the test above shows the view beside a table that has the
+    // columns). Pinned, so that this test says so on the day an emulator upgrade applies added
+    // columns.
     let err = prepared.unwrap_err().to_string();
     assert!(
-        err.contains("Unrecognized name: reportID"),
+        err.contains("Name erasureCheck not found inside r")
+            || err.contains("Unrecognized name: reportID"),
         "the emulator now applies added columns to queries ({err}): assert here that the view \
          is created and that a second start only reads"
     );

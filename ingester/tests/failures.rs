@@ -56,6 +56,13 @@ impl Sink for Dying {
         self.inner.write(rows).await
     }
 
+    async fn erase(
+        &self,
+        erasure: &report::erasure::QueuedErasure,
+    ) -> Result<ingester::sink::Erased, SinkError> {
+        self.inner.erase(erasure).await
+    }
+
     async fn ready(&self) -> Result<(), SinkError> {
         self.inner.ready().await
     }

@@ -241,8 +241,8 @@ async fn published_reports_land_in_sqlite_field_by_field() {
     let nats = Nats::with_stream().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("spartakus.sqlite");
-    let (seed_id, seed) = envelope_of(SEED, "2026-05-01T12:00:00Z");
-    let (v2_id, v2) = envelope_of(V2_FULL, "2026-05-01T12:00:01Z");
+    let (seed_id, seed) = envelope_of(SEED, &days_ago(1));
+    let (v2_id, v2) = envelope_of(V2_FULL, &days_ago(1));
     nats.publish_raw(&seed_id.to_string(), seed).await;
     nats.publish_raw(&v2_id.to_string(), v2).await;
     nats.publish_all(&envelopes(100)).await;

@@ -2,7 +2,12 @@
 //! per batch. `report_id` is unique and rows are inserted with `INSERT OR IGNORE`, so a
 //! redelivered report changes nothing: exactly once in this sink.
 //!
-//! The schema is `schema/sqlite.sql`, applied as migration 1 via `PRAGMA user_version`.
+//! The schema is `schema/sqlite.sql` (migration 1) and `schema/sqlite-2.sql` (migration 2:
+//! erasure checks and tombstones), applied in order via `PRAGMA user_version`.
+//!
+//! Erasures and retention run on the same writer thread as the batches, each in its own short
+//! transaction, so they interleave with ingestion and never race it: a batch sees every
+//! tombstone committed before it, and an erasure deletes every report committed before it.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -11,13 +16,29 @@ use backon::{BlockingRetryable, ConstantBuilder};
 use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::{Outcome, Sink};
+use report::erasure::QueuedErasure;
+
+use super::{Erased, Outcome, Sink};
 use crate::error::SinkError;
 use crate::row::{Row, kubernetes_minor};
 
 /// Migrations in order; migration `i` brings `user_version` from `i` to `i + 1`. Never edit one
 /// that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[include_str!("../../schema/sqlite.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema/sqlite.sql"),
+    include_str!("../../schema/sqlite-2.sql"),
+];
+
+/// The tables holding a report's child rows, each keyed by `report` first; deleted before the
+/// report row itself.
+const CHILD_TABLES: &[&str] = &[
+    "capacity",
+    "nodes",
+    "extensions",
+    "workload_buckets",
+    "workloads",
+    "skipped",
+];
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -26,6 +47,8 @@ const WAL_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(50
 
 enum Job {
     Write(Vec<Row>, oneshot::Sender<Result<Vec<Outcome>, SinkError>>),
+    Erase(QueuedErasure, oneshot::Sender<Result<u64, SinkError>>),
+    Expire(i64, usize, oneshot::Sender<Result<usize, SinkError>>),
     Ping(oneshot::Sender<Result<(), SinkError>>),
 }
 
@@ -102,6 +125,12 @@ fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
             Job::Write(rows, reply) => {
                 let _ = reply.send(write_batch(&mut conn, &rows));
             }
+            Job::Erase(erasure, reply) => {
+                let _ = reply.send(erase(&mut conn, &erasure));
+            }
+            Job::Expire(before, limit, reply) => {
+                let _ = reply.send(expire(&mut conn, before, limit));
+            }
             Job::Ping(reply) => {
                 let ping = conn
                     .query_row("SELECT count(*) FROM pragma_user_version", [], |_| Ok(()))
@@ -112,14 +141,12 @@ fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes rows in one transaction. A row SQLite could never store (an integer beyond 2^63) is
-/// rejected alone; any other failure rolls the whole batch back. A database whose schema
-/// version changed under this ingester is [`SinkError::SchemaVersion`], which stops it.
-pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, SinkError> {
+/// Starts a write transaction on a database of this ingester's schema version. Another
+/// ingester sharing the file may have migrated it since this one opened it: rows written with
+/// the old statements could then be wrong. Checked inside the write lock, so no migration can
+/// slip in before the commit; a mismatch is [`SinkError::SchemaVersion`], which stops it.
+fn begin(conn: &mut Connection) -> Result<Transaction<'_>, SinkError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Another ingester sharing the file may have migrated it since this one opened it: rows
-    // written with the old statements could then be wrong. Checked inside the write lock, so
-    // no migration can slip in before the commit.
     let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version != MIGRATIONS.len() {
         return Err(SinkError::SchemaVersion {
@@ -127,6 +154,14 @@ pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, 
             supported: MIGRATIONS.len(),
         });
     }
+    Ok(tx)
+}
+
+/// Writes rows in one transaction. A row SQLite could never store (an integer beyond 2^63) is
+/// rejected alone, a row a tombstone covers is [`Outcome::Erased`]; any other failure rolls
+/// the whole batch back.
+pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, SinkError> {
+    let tx = begin(conn)?;
     let mut outcomes = Vec::with_capacity(rows.len());
     {
         // Looked up once per batch, not once per row: the lookup hashes the SQL text.
@@ -134,6 +169,7 @@ pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, 
         for row in rows {
             let outcome = match fits(row) {
                 Err(reason) => Outcome::Rejected(reason),
+                Ok(()) if statements.tombstoned(row)? => Outcome::Erased,
                 Ok(()) => statements.insert(&tx, row)?,
             };
             outcomes.push(outcome);
@@ -141,6 +177,64 @@ pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, 
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// Carries out an erasure in one transaction: the tombstone (the latest request per cluster and
+/// check), then the covered reports with their child rows. How many reports it deleted.
+pub fn erase(conn: &mut Connection, erasure: &QueuedErasure) -> Result<u64, SinkError> {
+    let tx = begin(conn)?;
+    let cluster = &erasure.erasure.cluster_id;
+    let check = &erasure.erasure.erasure_check;
+    let requested = erasure.requested_at.as_second();
+    tx.execute(
+        "INSERT INTO tombstones (cluster_id, erasure_check, requested_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (cluster_id, erasure_check)
+         DO UPDATE SET requested_at = max(requested_at, excluded.requested_at)",
+        params![cluster, check, requested],
+    )?;
+    // The same rule as `Statements::tombstoned` and `sink::covered`.
+    let covered = "SELECT id FROM reports
+                   WHERE cluster_id = ?1 AND erasure_check = ?2 AND received_at <= ?3";
+    let deleted = delete_reports(&tx, covered, params![cluster, check, requested])?;
+    tx.commit()?;
+    Ok(deleted as u64)
+}
+
+/// Retention, one step: deletes the `limit` oldest reports received before `before` (UNIX
+/// seconds) with their child rows, and the tombstones requested before it, in one transaction.
+/// How many reports it deleted.
+pub fn expire(conn: &mut Connection, before: i64, limit: usize) -> Result<usize, SinkError> {
+    let tx = begin(conn)?;
+    let oldest = "SELECT id FROM reports WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2";
+    let deleted = delete_reports(&tx, oldest, params![before, limit])?;
+    // A tombstone requested before the cutoff covers only reports received before it: those
+    // are deleted here, and the consumer refuses to store any such report that arrives late.
+    tx.execute(
+        "DELETE FROM tombstones WHERE requested_at < ?1",
+        params![before],
+    )?;
+    tx.commit()?;
+    Ok(deleted)
+}
+
+/// Deletes the reports `select_ids` (a `SELECT id FROM reports …` with `params`) and every child
+/// row of theirs; how many reports. The child tables go first, each with the same selection,
+/// which sees the same reports within the transaction.
+fn delete_reports(
+    tx: &Transaction<'_>,
+    select_ids: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<usize, SinkError> {
+    for table in CHILD_TABLES {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE report IN ({select_ids})"
+        ))?
+        .execute(params)?;
+    }
+    let deleted = tx
+        .prepare_cached(&format!("DELETE FROM reports WHERE id IN ({select_ids})"))?
+        .execute(params)?;
+    Ok(deleted)
 }
 
 /// SQLite integers are signed 64-bit; the report's counts are unsigned.
@@ -179,6 +273,7 @@ struct Statements<'c> {
     workload: CachedStatement<'c>,
     bucket: CachedStatement<'c>,
     skipped: CachedStatement<'c>,
+    tombstone: CachedStatement<'c>,
 }
 
 impl<'c> Statements<'c> {
@@ -186,8 +281,8 @@ impl<'c> Statements<'c> {
         Ok(Statements {
             report: tx.prepare_cached(
                 "INSERT OR IGNORE INTO reports (report_id, received_at, version, timestamp, cluster_id,
-                     master_version, master_minor, schema_version, namespaces)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     master_version, master_minor, schema_version, namespaces, erasure_check)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?,
             node: tx.prepare_cached(
                 "INSERT INTO nodes (report, idx, node_id, operating_system, os_image, kernel_version,
@@ -211,7 +306,23 @@ impl<'c> Statements<'c> {
             skipped: tx.prepare_cached(
                 "INSERT INTO skipped (report, idx, section, reason) VALUES (?1, ?2, ?3, ?4)",
             )?,
+            tombstone: tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM tombstones
+                     WHERE cluster_id = ?1 AND erasure_check = ?2 AND requested_at >= ?3)",
+            )?,
         })
+    }
+
+    /// Whether a tombstone covers `row` (the rule of `sink::covered`).
+    fn tombstoned(&mut self, row: &Row) -> Result<bool, SinkError> {
+        let Some(check) = &row.erasure_check else {
+            return Ok(false);
+        };
+        let covered = self.tombstone.query_row(
+            params![row.cluster_id, check, row.received_at.as_second()],
+            |r| r.get(0),
+        )?;
+        Ok(covered)
     }
 
     fn insert(&mut self, tx: &Transaction<'_>, row: &Row) -> Result<Outcome, SinkError> {
@@ -225,6 +336,7 @@ impl<'c> Statements<'c> {
             row.master_version.as_deref().and_then(kubernetes_minor),
             row.schema_version,
             row.namespaces,
+            row.erasure_check,
         ])?;
         if inserted == 0 {
             return Ok(Outcome::Duplicate);
@@ -284,6 +396,25 @@ impl Sink for SqliteSink {
             .send(Job::Write(rows, reply))
             .map_err(|_| SinkError::WriterGone)?;
         outcome.await.map_err(|_| SinkError::WriterGone)?
+    }
+
+    async fn erase(&self, erasure: &QueuedErasure) -> Result<Erased, SinkError> {
+        let (reply, deleted) = oneshot::channel();
+        self.jobs
+            .send(Job::Erase(erasure.clone(), reply))
+            .map_err(|_| SinkError::WriterGone)?;
+        let reports = deleted.await.map_err(|_| SinkError::WriterGone)??;
+        Ok(Erased::Done {
+            reports: Some(reports),
+        })
+    }
+
+    async fn expire(&self, before: jiff::Timestamp, limit: usize) -> Result<usize, SinkError> {
+        let (reply, deleted) = oneshot::channel();
+        self.jobs
+            .send(Job::Expire(before.as_second(), limit, reply))
+            .map_err(|_| SinkError::WriterGone)?;
+        deleted.await.map_err(|_| SinkError::WriterGone)?
     }
 
     async fn ready(&self) -> Result<(), SinkError> {

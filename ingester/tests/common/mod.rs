@@ -156,13 +156,23 @@ impl Nats {
     }
 }
 
-/// A seed-shaped report with its own cluster and report ID, as an envelope.
+/// A receipt time `days` days before now, in whole seconds (what SQLite keeps), RFC 3339.
+/// Reports are received recently unless a test says otherwise: the default `--retention`
+/// acknowledges older ones without storing them.
+pub fn days_ago(days: i64) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    jiff::Timestamp::from_second(now - days * 86_400)
+        .unwrap()
+        .to_string()
+}
+
+/// A seed-shaped report with its own cluster and report ID, as an envelope received an hour ago.
 pub fn envelope(i: usize) -> (ReportId, Vec<u8>) {
     let mut report: serde_json::Value = serde_json::from_str(SEED).unwrap();
     report["clusterID"] = format!("cluster-{i:06}").into();
     let valid = report::decode(report.to_string().as_bytes()).unwrap();
     let id = ReportId::random();
-    let at: jiff::Timestamp = "2026-05-01T12:00:00Z".parse().unwrap();
+    let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 3600).unwrap();
     (id, Envelope::new(id, at, valid).encode())
 }
 

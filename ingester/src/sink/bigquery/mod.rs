@@ -6,25 +6,36 @@
 //!   partition filter required), additive column migration, and the view
 //!   `TABLE_deduplicated` (`schema/bigquery-view.sql`), which readers query instead of the table.
 //! - `insert`: batching rows into insertAll requests, retries, per-row errors.
+//! - `erase`: tombstones in `TABLE_tombstones`, the DML DELETE retried until BigQuery allows it,
+//!   and the tombstones each batch is checked against.
 //!
 //! insertId deduplication is best-effort (about a minute), so the table may hold a report more
-//! than once; the view holds it once.
+//! than once; the view holds it once, and none a tombstone covers. Retention is the tables'
+//! partition expiration, which BigQuery applies by itself.
 
+mod erase;
 mod insert;
 mod schema;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 
-pub use schema::{SCHEMA_JSON, VIEW_SQL, VIEW_SUFFIX, merge_schema, schema, view_query};
+pub use erase::ERASURE_GRACE;
+pub use schema::{
+    SCHEMA_JSON, TOMBSTONES_JSON, TOMBSTONES_SUFFIX, VIEW_SQL, VIEW_SUFFIX, merge_schema, schema,
+    tombstones_schema, view_query,
+};
 
-use super::{Outcome, Sink};
+use report::erasure::QueuedErasure;
+
+use super::{Erased, Outcome, Sink};
 use crate::config::{Credentials, TableRef};
 use crate::error::SinkError;
 use crate::row::Row;
@@ -44,6 +55,9 @@ pub struct BigQuerySink {
     client: Client,
     table: TableRef,
     limits: Limits,
+    retention: Option<Duration>,
+    grace: Duration,
+    tombstones: Arc<erase::Cache>,
 }
 
 impl std::fmt::Debug for BigQuerySink {
@@ -51,6 +65,7 @@ impl std::fmt::Debug for BigQuerySink {
         f.debug_struct("BigQuerySink")
             .field("table", &self.table)
             .field("limits", &self.limits)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -94,20 +109,37 @@ impl BigQuerySink {
         client.map_err(from_bq)
     }
 
-    /// A sink for `table`; call [`BigQuerySink::ensure_table`] (or [`Sink::prepare`]) before
-    /// writing.
+    /// A sink for `table`, keeping rows forever; call [`BigQuerySink::ensure_table`] (or
+    /// [`Sink::prepare`]) before writing.
     pub fn new(client: Client, table: TableRef, limits: Limits) -> Self {
         BigQuerySink {
             client,
             table,
             limits,
+            retention: None,
+            grace: ERASURE_GRACE,
+            tombstones: Arc::default(),
         }
     }
 
-    /// Creates the dataset, table and deduplicating view if missing, adds missing columns to an
-    /// existing table, and brings the view's query up to date.
+    /// The partition expiration of the table and its tombstones (`None`: keep forever).
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How long after its tombstone an erasure deletes once more before it is done
+    /// ([`ERASURE_GRACE`] by default; tests shorten it).
+    pub fn with_erasure_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Creates the dataset, table, tombstones table and deduplicating view if missing, adds
+    /// missing columns to existing tables, sets their partition expiration to the retention,
+    /// and brings the view's query up to date.
     pub async fn ensure_table(&self) -> Result<(), SinkError> {
-        schema::ensure(&self.client, &self.table).await
+        schema::ensure(&self.client, &self.table, self.retention).await
     }
 }
 
@@ -117,11 +149,51 @@ impl Sink for BigQuerySink {
     }
 
     async fn prepare(&self) -> Result<(), SinkError> {
-        self.ensure_table().await
+        self.ensure_table().await?;
+        self.tombstones.reload(&self.client, &self.table).await
     }
 
     async fn write(&self, rows: Vec<Row>) -> Result<Vec<Outcome>, SinkError> {
-        insert::write(&self.client, &self.table, self.limits, rows).await
+        let covered = self
+            .tombstones
+            .covered(&self.client, &self.table, &rows)
+            .await?;
+        if !covered.contains(&true) {
+            return insert::write(&self.client, &self.table, self.limits, rows).await;
+        }
+        let kept: Vec<Row> = rows
+            .into_iter()
+            .zip(&covered)
+            .filter(|(_, c)| !**c)
+            .map(|(r, _)| r)
+            .collect();
+        let mut written = insert::write(&self.client, &self.table, self.limits, kept)
+            .await?
+            .into_iter();
+        // Back in batch order: the erased rows where they were.
+        Ok(covered
+            .into_iter()
+            .map(|c| match c {
+                true => Outcome::Erased,
+                false => written
+                    .next()
+                    .unwrap_or(Outcome::Retry(SinkError::BigQuery {
+                        status: None,
+                        message: "no outcome".into(),
+                    })),
+            })
+            .collect())
+    }
+
+    async fn erase(&self, erasure: &QueuedErasure) -> Result<Erased, SinkError> {
+        erase::erase(
+            &self.client,
+            &self.table,
+            &self.tombstones,
+            self.grace,
+            erasure,
+        )
+        .await
     }
 
     async fn ready(&self) -> Result<(), SinkError> {

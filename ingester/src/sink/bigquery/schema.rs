@@ -1,17 +1,24 @@
 //! What the sink keeps in place at every start: the dataset; the table with the committed schema
 //! (`schema/bigquery.json`), partitioned by day of `receivedAt`, clustered by `clusterID` and
-//! requiring a partition filter; and beside it the view `TABLE_deduplicated`
-//! (`schema/bigquery-view.sql`) with one row per report, which every documented query reads.
+//! requiring a partition filter; the erasure tombstones `TABLE_tombstones`
+//! (`schema/bigquery-tombstones.json`, partitioned by day of `requestedAt`); and the view
+//! `TABLE_deduplicated` (`schema/bigquery-view.sql`) with one row per report and none a
+//! tombstone covers, which every documented query reads.
 //!
 //! An existing table only gains the columns it lacks (all NULLABLE or REPEATED), never a changed
 //! one, and keeps its partition-filter setting: turning the requirement on would break the
 //! unfiltered queries its readers already run, so that is left to its owner (logged at start).
-//! The view is created if missing and its query replaced when it differs from the committed one.
+//! Both tables' partition expiration is `--retention` (none for `none`), set at creation and
+//! changed when it differs. The view is created if missing and its query replaced when it
+//! differs from the committed one.
+
+use std::time::Duration;
 
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::model::clustering::Clustering;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::field_type::FieldType;
+use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_schema::TableSchema;
@@ -25,11 +32,17 @@ use crate::error::SinkError;
 /// The committed table schema.
 pub const SCHEMA_JSON: &str = include_str!("../../../schema/bigquery.json");
 
+/// The committed schema of the tombstones table.
+pub const TOMBSTONES_JSON: &str = include_str!("../../../schema/bigquery-tombstones.json");
+
 /// The committed query of the deduplicating view, its table written `PROJECT.DATASET.TABLE`.
 pub const VIEW_SQL: &str = include_str!("../../../schema/bigquery-view.sql");
 
 /// The view's name is the table's with this suffix, in the table's dataset.
 pub const VIEW_SUFFIX: &str = "_deduplicated";
+
+/// The tombstones table's name is the table's with this suffix, in the table's dataset.
+pub const TOMBSTONES_SUFFIX: &str = "_tombstones";
 
 /// The placeholder for the table in [`VIEW_SQL`].
 const TABLE_PLACEHOLDER: &str = "PROJECT.DATASET.TABLE";
@@ -38,6 +51,23 @@ const TABLE_PLACEHOLDER: &str = "PROJECT.DATASET.TABLE";
 pub fn schema() -> Result<Vec<TableFieldSchema>, SinkError> {
     serde_json::from_str(SCHEMA_JSON)
         .map_err(|e| SinkError::Schema(format!("schema/bigquery.json: {e}")))
+}
+
+/// The committed schema of the tombstones table, parsed.
+pub fn tombstones_schema() -> Result<Vec<TableFieldSchema>, SinkError> {
+    serde_json::from_str(TOMBSTONES_JSON)
+        .map_err(|e| SinkError::Schema(format!("schema/bigquery-tombstones.json: {e}")))
+}
+
+/// One of the two tables the sink keeps in place.
+struct Spec {
+    name: String,
+    fields: Vec<TableFieldSchema>,
+    partition_by: &'static str,
+    cluster_by: Option<&'static str>,
+    /// Whether a new table requires a partition filter.
+    require_partition_filter: bool,
+    description: String,
 }
 
 /// The view's query over `table`: [`VIEW_SQL`] without its leading comment (the contract for
@@ -58,10 +88,35 @@ pub fn view_query(table: &TableRef) -> String {
         .replace(TABLE_PLACEHOLDER, &format!("{project}.{dataset}.{table}"))
 }
 
-/// Creates or updates the dataset, the table and the view.
-pub(super) async fn ensure(client: &Client, table: &TableRef) -> Result<(), SinkError> {
+/// Creates or updates the dataset, the table, the tombstones and the view.
+pub(super) async fn ensure(
+    client: &Client,
+    table: &TableRef,
+    retention: Option<Duration>,
+) -> Result<(), SinkError> {
     ensure_dataset(client, table).await?;
-    let columns_added = ensure_table(client, table).await?;
+    let reports = Spec {
+        name: table.table.clone(),
+        fields: schema()?,
+        partition_by: "receivedAt",
+        cluster_by: Some("clusterID"),
+        require_partition_filter: true,
+        description: "Spartakus reports. A report may appear more than once, and an erased one until BigQuery lets it be deleted: query the view with the suffix _deduplicated instead.".into(),
+    };
+    let columns_added = ensure_table(client, table, &reports, retention).await?;
+    // A tombstone requested before the retention covers only reports that expired already.
+    let tombstones = Spec {
+        name: format!("{}{TOMBSTONES_SUFFIX}", table.table),
+        fields: tombstones_schema()?,
+        partition_by: "requestedAt",
+        cluster_by: None,
+        require_partition_filter: false,
+        description: format!(
+            "Spartakus erasure tombstones of {}: the view {}{VIEW_SUFFIX} hides every report they cover.",
+            table.table, table.table
+        ),
+    };
+    ensure_table(client, table, &tombstones, retention).await?;
     // A view records the columns it had when its query was last set; set it again after the
     // table gained columns so they show in its metadata too.
     ensure_view(client, table, columns_added).await
@@ -91,24 +146,40 @@ async fn ensure_dataset(client: &Client, table: &TableRef) -> Result<(), SinkErr
     }
 }
 
-/// Creates the table, or adds missing columns to it; whether columns were added.
-async fn ensure_table(client: &Client, table_ref: &TableRef) -> Result<bool, SinkError> {
-    let desired = schema()?;
+/// The partition expiration `retention` asks for, in BigQuery's spelling (milliseconds).
+fn expiration_ms(retention: Option<Duration>) -> Option<String> {
+    retention.map(|r| r.as_millis().to_string())
+}
+
+/// Creates the table `spec` describes, or adds missing columns to it and sets its partition
+/// expiration to `retention`; whether columns were added.
+async fn ensure_table(
+    client: &Client,
+    table_ref: &TableRef,
+    spec: &Spec,
+    retention: Option<Duration>,
+) -> Result<bool, SinkError> {
+    let desired = spec.fields.clone();
     let TableRef {
-        project,
-        dataset,
-        table,
+        project, dataset, ..
     } = table_ref;
+    let table = spec.name.as_str();
     let existing = match client.table().get(project, dataset, table, None).await {
         Ok(existing) => existing,
         Err(e) if status(&e) == Some(404) => {
-            let new = Table::new(project, dataset, table, TableSchema::new(desired.clone()))
-                .description("Spartakus reports. A report may appear more than once: query the view with the suffix _deduplicated instead.")
-                .time_partitioning(TimePartitioning::per_day().field("receivedAt"))
-                .require_partition_filter(true)
-                .clustering(Clustering {
-                    fields: Some(vec!["clusterID".to_owned()]),
+            let mut partitioning = TimePartitioning::per_day().field(spec.partition_by);
+            partitioning.expiration_ms = expiration_ms(retention);
+            let mut new = Table::new(project, dataset, table, TableSchema::new(desired.clone()))
+                .description(&spec.description)
+                .time_partitioning(partitioning);
+            if spec.require_partition_filter {
+                new = new.require_partition_filter(true);
+            }
+            if let Some(column) = spec.cluster_by {
+                new = new.clustering(Clustering {
+                    fields: Some(vec![column.to_owned()]),
                 });
+            }
             match client.table().create(new).await {
                 Ok(_) => {
                     tracing::info!(project, dataset, table, "created BigQuery table");
@@ -125,7 +196,7 @@ async fn ensure_table(client: &Client, table_ref: &TableRef) -> Result<bool, Sin
         }
         Err(e) => return Err(from_bq(e)),
     };
-    if !requires_partition_filter(&existing) {
+    if spec.require_partition_filter && !requires_partition_filter(&existing) {
         tracing::warn!(
             project,
             dataset,
@@ -137,23 +208,80 @@ async fn ensure_table(client: &Client, table_ref: &TableRef) -> Result<bool, Sin
         );
     }
     let current = existing.schema.fields.clone().unwrap_or_default();
-    let Some(merged) = merge_schema(&current, &desired).map_err(SinkError::Schema)? else {
-        return Ok(false);
-    };
-    let mut patch = existing;
-    patch.schema = TableSchema::new(merged);
-    client
-        .table()
-        .patch(project, dataset, table, patch)
-        .await
-        .map_err(from_bq)?;
-    tracing::info!(
-        project,
-        dataset,
-        table,
-        "added missing columns to BigQuery table"
-    );
-    Ok(true)
+    let merged = merge_schema(&current, &desired).map_err(SinkError::Schema)?;
+    let have_expiration = existing
+        .time_partitioning
+        .as_ref()
+        .and_then(|p| p.expiration_ms.clone());
+    let want_expiration = expiration_ms(retention);
+    let expiration_differs = existing.time_partitioning.is_some()
+        && have_expiration
+            .as_deref()
+            .and_then(|ms| ms.parse::<u128>().ok())
+            != retention.map(|r| r.as_millis());
+    if existing.time_partitioning.is_none() && retention.is_some() {
+        tracing::warn!(
+            project,
+            dataset,
+            table,
+            "the BigQuery table is not partitioned, so --retention cannot expire its rows; copy \
+             it into a table the ingester created, or delete old rows by hand"
+        );
+    }
+    let columns_added = merged.is_some();
+    let set_expiration = expiration_differs && want_expiration.is_some();
+    if columns_added || set_expiration {
+        // The table as it is (its expiration too, unless it changes), with the new columns.
+        let mut patch = existing;
+        if let Some(merged) = merged {
+            patch.schema = TableSchema::new(merged);
+        }
+        if set_expiration && let Some(partitioning) = patch.time_partitioning.as_mut() {
+            partitioning.expiration_ms = want_expiration.clone();
+        }
+        client
+            .table()
+            .patch(project, dataset, table, patch)
+            .await
+            .map_err(from_bq)?;
+        if columns_added {
+            tracing::info!(
+                project,
+                dataset,
+                table,
+                "added missing columns to BigQuery table"
+            );
+        }
+        if set_expiration {
+            tracing::info!(
+                project,
+                dataset,
+                table,
+                expiration_ms = want_expiration.as_deref().unwrap_or_default(),
+                "set the partition expiration to --retention"
+            );
+        }
+    }
+    if expiration_differs && want_expiration.is_none() {
+        // This client cannot send a null expiration in a patch; DDL removes it.
+        let sql = format!(
+            "ALTER TABLE `{project}.{dataset}.{table}` SET OPTIONS (partition_expiration_days = NULL)"
+        );
+        let mut request = QueryRequest::new(sql);
+        request.use_legacy_sql = false;
+        client
+            .job()
+            .query(project, request)
+            .await
+            .map_err(from_bq)?;
+        tracing::info!(
+            project,
+            dataset,
+            table,
+            "removed the partition expiration (--retention none)"
+        );
+    }
+    Ok(columns_added)
 }
 
 /// Whether queries over `table` must filter on its partitioning column. The flag sits on the
@@ -376,8 +504,12 @@ mod tests {
             "the leading comment is left out: {query}"
         );
         assert!(
-            query.contains("FROM `example.com:spartakus.usage.reports`"),
+            query.contains("FROM `example.com:spartakus.usage.reports` AS r"),
             "{query}"
+        );
+        assert!(
+            query.contains("FROM `example.com:spartakus.usage.reports_tombstones` AS t"),
+            "the tombstones beside the table hide erased reports: {query}"
         );
         assert!(!query.contains(TABLE_PLACEHOLDER));
     }
@@ -389,7 +521,7 @@ mod tests {
         // table's required partition filter.
         let query = view_query(&reports());
         assert!(
-            query.contains("OVER (PARTITION BY reportID, receivedAt)"),
+            query.contains("OVER (PARTITION BY r.reportID, r.receivedAt)"),
             "{query}"
         );
     }

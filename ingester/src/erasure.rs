@@ -1,0 +1,236 @@
+//! The erasures consumer: a durable pull consumer of its own on the erasures stream (created by
+//! the gateway), handing each queued erasure ([`QueuedErasure`]: the cluster, the check, when it
+//! was asked for; never the secret) to [`Sink::erase`], one at a time.
+//!
+//! An erasure is acknowledged only once the sink says it is done. Until then it is nakked and
+//! delivered again, without a delivery limit: an erasure is never given up on. BigQuery, which
+//! refuses to delete rows still in its streaming buffer for up to about 90 minutes, answers
+//! [`Erased::Pending`] meanwhile; its tombstone already hides the reports from the view, and
+//! keeps the ones still queued from being stored. An erasure that cannot be decoded goes to the
+//! dead-letter subject, like a report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::{self, AckKind, Message};
+use futures::StreamExt;
+use report::erasure::QueuedErasure;
+use tokio_util::sync::CancellationToken;
+
+use crate::consume::{ConsumeError, nak_delay};
+use crate::deadletter::{self, DeadReason};
+use crate::metrics::Metrics;
+use crate::sink::{Erased, Sink};
+
+/// Time a delivered erasure may go without an ack or a progress signal before it is
+/// delivered again (a crashed replica's erasure is taken over after this).
+const ACK_WAIT: Duration = Duration::from_secs(120);
+/// While the sink works on an erasure, JetStream is told so this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+/// How long one pull request waits for an erasure.
+const PULL_WAIT: Duration = Duration::from_secs(5);
+/// Pause between attempts to reach NATS or the stream.
+const REBIND_DELAY: Duration = Duration::from_secs(1);
+/// Deliveries after which a still failing erasure is logged as an error (an operator should
+/// look); it is retried all the same.
+const LOUD_AFTER: i64 = 10;
+
+/// The erasures consumer's settings, from the flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The erasures stream (created by the gateway).
+    pub stream: String,
+    /// Filter subject.
+    pub subject: String,
+    /// Durable consumer name (the reports consumer's: names are per stream).
+    pub consumer: String,
+    /// Dead-letter subject, for erasures that cannot be decoded.
+    pub dead_letter_subject: String,
+}
+
+/// Consumes erasures until `shutdown` (the erasure in hand is finished first). `Err` when the
+/// sink failed for good.
+pub async fn run<S: Sink>(
+    js: jetstream::Context,
+    settings: Settings,
+    sink: Arc<S>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let mut waiting_logged = false;
+    loop {
+        let consumer = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            bound = bind(&js, &settings) => bound,
+        };
+        let consumer = match consumer {
+            Ok(consumer) => {
+                tracing::info!(stream = %settings.stream, consumer = %settings.consumer, "erasures consumer bound");
+                waiting_logged = false;
+                consumer
+            }
+            Err(e) => {
+                // An older gateway never creates the stream: not a fault, so only info.
+                if !waiting_logged {
+                    tracing::info!(error = %plumbing::Chain(&*e), stream = %settings.stream, "waiting for the erasures stream");
+                    waiting_logged = true;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(REBIND_DELAY) => {}
+                }
+                continue;
+            }
+        };
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                batch = consumer.batch().max_messages(1).expires(PULL_WAIT).messages() => batch,
+            };
+            let mut messages = match batch {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(error = %plumbing::Chain(&e), "erasures pull failed; rebinding");
+                    break;
+                }
+            };
+            // One message at most: handled to the end even when shutdown comes meanwhile.
+            match messages.next().await {
+                Some(Ok(message)) => {
+                    handle(&js, &settings, &*sink, &metrics, message).await?;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %plumbing::Chain(&*e), "erasures pull ended");
+                }
+                None => {}
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(REBIND_DELAY) => {}
+        }
+    }
+}
+
+async fn bind(
+    js: &jetstream::Context,
+    settings: &Settings,
+) -> Result<PullConsumer, async_nats::Error> {
+    let stream = js.get_stream(&settings.stream).await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(settings.consumer.clone()),
+            description: Some("Spartakus ingester: erasures carried out in the sink".into()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            // Never given up on: redelivered, with a growing delay, until the sink is done.
+            max_deliver: -1,
+            filter_subject: settings.subject.clone(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer)
+}
+
+/// Carries out one delivered erasure and settles its message.
+async fn handle<S: Sink>(
+    js: &jetstream::Context,
+    settings: &Settings,
+    sink: &S,
+    metrics: &Metrics,
+    message: Message,
+) -> Result<(), ConsumeError> {
+    let (delivered, sequence) = match message.info() {
+        Ok(info) => (info.delivered, info.stream_sequence),
+        Err(_) => (1, 0),
+    };
+    let queued = match QueuedErasure::decode(&message.payload) {
+        Ok(queued) => queued,
+        Err(e) => {
+            let reason = match e {
+                report::DecodeError::Syntax(_) => DeadReason::Syntax,
+                report::DecodeError::Invalid(_) => DeadReason::Invalid,
+            };
+            tracing::warn!(sequence, error = %e, "an erasure that cannot be decoded: dead-lettering it");
+            let sent = deadletter::send(
+                js,
+                &settings.dead_letter_subject,
+                &settings.stream,
+                &message,
+                reason,
+                &e.to_string(),
+                nak_delay(delivered),
+            )
+            .await;
+            if sent == deadletter::Sent::Stored {
+                metrics.dead_lettered(reason.as_str());
+                metrics.erasure("dead-lettered");
+            }
+            return Ok(());
+        }
+    };
+
+    // Keep JetStream from delivering it elsewhere while the sink works (a DML job can take
+    // minutes).
+    let erase = sink.erase(&queued);
+    tokio::pin!(erase);
+    let mut progress =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let result = loop {
+        tokio::select! {
+            result = &mut erase => break result,
+            _ = progress.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %plumbing::Chain(&*e), "progress signal failed");
+                }
+            }
+        }
+    };
+
+    // The cluster ID stays out of info logs: the sequence number finds the request.
+    match result {
+        Ok(Erased::Done { reports }) => {
+            metrics.erasure("done");
+            metrics.erased_reports(reports.unwrap_or(0));
+            tracing::info!(sequence, delivered, reports, requested_at = %queued.requested_at, sink = sink.name(), "erasure done");
+            if let Err(e) = message.ack().await {
+                // Done already: a redelivery repeats it harmlessly.
+                tracing::warn!(sequence, error = %plumbing::Chain(&*e), "ack failed");
+            }
+        }
+        Ok(Erased::Pending { not_before, reason }) => {
+            metrics.erasure("pending");
+            let delay = not_before.max(nak_delay(delivered));
+            tracing::info!(sequence, delivered, retry_in = ?delay, %reason, sink = sink.name(), "erasure pending: tombstone stored, deletion to be tried again");
+            nak(&message, sequence, delay).await;
+        }
+        Err(e) if e.is_fatal() => {
+            metrics.erasure("failed");
+            tracing::error!(sequence, error = %plumbing::Chain(&e), "the sink failed for good during an erasure; handing it back");
+            nak(&message, sequence, Duration::from_secs(1)).await;
+            return Err(ConsumeError::Sink(e));
+        }
+        Err(e) => {
+            metrics.erasure("failed");
+            let delay = nak_delay(delivered);
+            if delivered >= LOUD_AFTER {
+                tracing::error!(sequence, delivered, retry_in = ?delay, error = %plumbing::Chain(&e), "erasure still failing; retrying");
+            } else {
+                tracing::warn!(sequence, delivered, retry_in = ?delay, error = %plumbing::Chain(&e), "erasure failed; retrying");
+            }
+            nak(&message, sequence, delay).await;
+        }
+    }
+    Ok(())
+}
+
+async fn nak(message: &Message, sequence: u64, delay: Duration) {
+    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+        tracing::warn!(sequence, error = %plumbing::Chain(&*e), "nak failed; redelivered after the ack wait");
+    }
+}
