@@ -550,6 +550,48 @@ async fn without_its_status_role_the_volunteer_still_delivers_and_warns() -> Tes
 }
 
 #[tokio::test]
+async fn a_periodic_volunteer_records_when_its_next_report_is_due() -> TestResult {
+    let shipped = Shipped::new().await?;
+    let nats = Nats::start().await?;
+    let (_gateway, url) = start_gateway(&nats).await?;
+    let mut volunteer = Command::new(common::volunteer_bin()?)
+        .args([
+            "--period",
+            "1h",
+            "--jitter",
+            "1s",
+            "--gateway",
+            &url,
+            "--kubeconfig",
+            &shipped.kc(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let cms: Api<ConfigMap> = Api::namespaced(shipped.admin.clone(), NAMESPACE);
+    wait_until("the first report's status", Duration::from_secs(60), || {
+        let cms = cms.clone();
+        async move { cms.get_opt(STATUS).await.ok().flatten().is_some() }
+    })
+    .await?;
+    volunteer.kill().await?;
+    let d = data(&shipped.status().await?);
+    assert_eq!(d[key::OUTCOME], "delivered", "{d:?}");
+    assert_eq!(d[key::PERIOD], "1h");
+    let attempt: jiff::Timestamp = d[key::LAST_ATTEMPT].parse()?;
+    let due: jiff::Timestamp = d[key::NEXT_REPORT_DUE].parse()?;
+    // One period after the first report's slot, give or take the two jitters (at most 1 s
+    // each) and the time the first report took.
+    let ahead = due.as_second() - attempt.as_second();
+    assert!(
+        (3590..=3602).contains(&ahead),
+        "next report {ahead} s after the last"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn volunteer_status_without_a_status_says_so_and_fails() -> TestResult {
     let kube = KubeApi::shared().await?;
     let kc = kube.kubeconfig_path().display().to_string();
