@@ -120,7 +120,7 @@ const MEMORY_ORDER: &[&str] = &[
     "unknown",
 ];
 const NAMESPACE_ORDER: &[&str] = &[
-    "1-5", "6-10", "11-20", "21-50", "51-100", "101-500", "501-1000", "1001+", "unknown",
+    "1-5", "6-10", "11-20", "21-50", "51-100", "101-500", "501-1000", "1001+", "unknown", "v1",
 ];
 const OBJECT_ORDER: &[&str] = &[
     "0",
@@ -130,6 +130,7 @@ const OBJECT_ORDER: &[&str] = &[
     "1001-10000",
     "10001+",
     "unknown",
+    "v1",
 ];
 const AGE_ORDER: &[&str] = &[
     "under 1 day",
@@ -140,8 +141,9 @@ const AGE_ORDER: &[&str] = &[
     "1 year+",
     "no objects",
     "unknown",
+    "v1",
 ];
-const USES_ORDER: &[&str] = &["yes", "no", "unknown"];
+const USES_ORDER: &[&str] = &["yes", "no", "unknown", "v1"];
 const SCHEMA_ORDER: &[&str] = &["1", "2"];
 
 /// Every published metric, parents before the metrics that refine them.
@@ -424,7 +426,7 @@ pub const METRICS: &[Metric] = &[
     Metric {
         id: "clusters_by_namespaces",
         title: "Namespaces per cluster",
-        description: "Clusters by their number of namespaces (unknown: v1 reports, or a volunteer not allowed to count them).",
+        description: "Clusters by their number of namespaces (v1: a v1 report, whose schema has none; unknown: a v2 report whose volunteer was not allowed to count them).",
         unit: Unit::Clusters,
         dimensions: &["namespaces"],
         grouped: false,
@@ -435,7 +437,7 @@ pub const METRICS: &[Metric] = &[
     Metric {
         id: "clusters_using_workload_kind",
         title: "Workload kinds in use",
-        description: "Per workload kind, clusters that have objects of it (yes), have none (no), or did not report it (unknown).",
+        description: "Per workload kind, clusters that have objects of it (yes), have none (no), sent a v1 report (v1), or did not report it (unknown).",
         unit: Unit::Clusters,
         dimensions: &["kind", "uses"],
         grouped: true,
@@ -469,7 +471,8 @@ pub const METRICS: &[Metric] = &[
 
 /// Cells that count the same units in different metrics, by construction or nearly always
 /// (e.g. clusters without a master version are `unknown` in the minor, patch and distribution
-/// metrics). `disclose` folds each such cell in every metric as soon as it is folded in one:
+/// metrics; v1 reports are `1` in the schema metric and `v1` in the namespace and workload
+/// metrics, kept apart from v2's `unknown` so that no published cell is a subset of another). `disclose` folds each such cell in every metric as soon as it is folded in one:
 /// otherwise a cell published in one metric could be subtracted from another metric's
 /// `other` and reveal the small cells folded with it.
 pub const LINKED: &[&[(&str, &[&str])]] = &[
@@ -493,6 +496,17 @@ pub const LINKED: &[&[(&str, &[&str])]] = &[
     &[
         ("nodes_by_cpu", &["unknown"]),
         ("nodes_by_memory", &["unknown"]),
+    ],
+    &[
+        ("clusters_by_schema_version", &["1"]),
+        ("clusters_by_namespaces", &["v1"]),
+        ("clusters_using_workload_kind", &["Pod", "v1"]),
+        ("clusters_using_workload_kind", &["Service", "v1"]),
+        ("clusters_using_workload_kind", &["Deployment", "v1"]),
+        ("clusters_using_workload_kind", &["StatefulSet", "v1"]),
+        ("clusters_using_workload_kind", &["DaemonSet", "v1"]),
+        ("clusters_using_workload_kind", &["Job", "v1"]),
+        ("clusters_using_workload_kind", &["CronJob", "v1"]),
     ],
     &[
         ("clusters_by_namespaces", &["unknown"]),
@@ -548,8 +562,17 @@ mod tests {
             }
         }
         let kinds: Vec<&str> = report::Kind::ALL.iter().map(|k| k.as_str()).collect();
-        let linked: Vec<&str> = LINKED[3][1..].iter().map(|(_, l)| l[0]).collect();
-        assert_eq!(kinds, linked, "every workload kind's unknown is linked");
+        for group in &LINKED[3..5] {
+            let linked: Vec<&str> = group
+                .iter()
+                .filter(|(id, _)| *id == "clusters_using_workload_kind")
+                .map(|(_, l)| l[0])
+                .collect();
+            assert_eq!(
+                kinds, linked,
+                "every workload kind's unknown and v1 are linked"
+            );
+        }
     }
 
     #[test]
@@ -560,7 +583,8 @@ mod tests {
             (NAMESPACE_BUCKETS, NAMESPACE_ORDER),
             (OBJECT_BUCKETS, OBJECT_ORDER),
         ] {
-            assert_eq!(buckets.labels(), order.to_vec());
+            let order: Vec<&str> = order.iter().copied().filter(|l| *l != "v1").collect();
+            assert_eq!(buckets.labels(), order);
         }
         let mut nodes = NODE_COUNT_BUCKETS.labels();
         nodes.pop();

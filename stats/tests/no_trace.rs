@@ -79,7 +79,7 @@ fn run_stats(db: &Path, out: &Path) -> Vec<(String, String)> {
             "--out",
             out.to_str().unwrap(),
             "--date",
-            DAY,
+            &day().to_string(),
         ])
         .env("RUST_LOG", "warn")
         .status()

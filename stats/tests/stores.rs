@@ -69,8 +69,9 @@ fn fixture() -> Vec<ClusterSpec> {
     synthetic.synthetic = true;
     let mut busy = ClusterSpec::new("reports-often");
     busy.earlier = 2;
+    // Before the window, and within the ingester's retention.
     let mut gone = ClusterSpec::new("too-old");
-    gone.days_ago = 40;
+    gone.days_ago = 29;
     clusters.extend([gke, old, empty, synthetic, busy, gone]);
     clusters
 }
@@ -122,11 +123,14 @@ fn workload_rows() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut ages = Vec::new();
     for (kind, used, bucket, age) in kinds {
         uses.push(format!("{kind}/{used}=6"));
-        uses.push(format!("{kind}/unknown=2"));
+        uses.push(format!("{kind}/unknown=1"));
+        uses.push(format!("{kind}/v1=1"));
         objects.push(format!("{kind}/{used}/{bucket}=6"));
-        objects.push(format!("{kind}/unknown/unknown=2"));
+        objects.push(format!("{kind}/unknown/unknown=1"));
+        objects.push(format!("{kind}/v1/v1=1"));
         ages.push(format!("{kind}/{used}/{age}=6"));
-        ages.push(format!("{kind}/unknown/unknown=2"));
+        ages.push(format!("{kind}/unknown/unknown=1"));
+        ages.push(format!("{kind}/v1/v1=1"));
     }
     let leak = |v: Vec<String>| -> Vec<&'static str> {
         let mut v: Vec<&'static str> = v.into_iter().map(|s| &*s.leak()).collect();
@@ -259,7 +263,10 @@ fn expected() -> BTreeMap<String, Vec<String>> {
             "clusters_by_accelerator",
             vec!["no nodes=1", "none=6", "nvidia=1"],
         ),
-        ("clusters_by_namespaces", vec!["11-20=6", "unknown=2"]),
+        (
+            "clusters_by_namespaces",
+            vec!["11-20=6", "unknown=1", "v1=1"],
+        ),
     ];
     e.extend(workload_rows());
     e.into_iter()

@@ -141,11 +141,10 @@ impl ClusterSpec {
     }
 }
 
-/// The last day of the windows the fixtures are made for (a Sunday).
-pub const DAY: &str = "2026-11-29";
-
+/// The last day of the windows the fixtures are made for: yesterday (UTC), so the reports are
+/// recent enough for the ingester to keep them (it deletes reports older than its retention).
 pub fn day() -> jiff::civil::Date {
-    DAY.parse().unwrap()
+    stats::run::last_complete_day(jiff::Timestamp::now())
 }
 
 /// A report's JSON for `c` (the latest one when `stale` is false).
@@ -360,15 +359,23 @@ pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
     }
     let n = envs.len() as i64;
     let log_path = dir.path().join("ingester.log");
-    eventually(DEADLINE, &format!("{n} reports in SQLite"), || async {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
         let stored = count_reports(&path);
-        if stored > n {
-            panic!("{stored} reports stored, {n} sent");
+        assert!(stored <= n, "{stored} reports stored, {n} sent");
+        if stored == n {
+            break;
         }
-        stored == n
-    })
-    .await;
-    let _ = log_path;
+        if tokio::time::Instant::now() > end {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "timed out after {DEADLINE:?}: {stored} of {n} reports in SQLite; ingester log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     SqliteFixture { dir, path }
 }
 
