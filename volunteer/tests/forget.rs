@@ -1,12 +1,12 @@
 //! `volunteer forget`, the binary: the request it sends, and that it matches the
 //! `erasureCheck` its reports carry.
 //!
-//! The peer is a small axum server, not the real gateway: it records the exact body and
-//! answers 503 or 400 on demand, which the real gateway cannot be made to do (it answers 202
-//! to every well-formed request). The gateway's side of the contract is `report::erasure`,
-//! which this test decodes the request with; the whole path is tested with the gateway.
+//! Most peers here are a small axum server, not the real gateway: it records the exact body
+//! and answers 503 or 400 on demand, which the real gateway cannot be made to do (it answers
+//! 202 to every well-formed request). The last test goes through the real gateway binary to
+//! a real nats-server.
 
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,18 @@ fn offline() -> Result<Offline, BoxError> {
         kubeconfig: kubeconfig.display().to_string(),
         _dir: dir,
     })
+}
+
+impl Offline {
+    /// The erasure secret `forget` sends to `gateway`, as a peer receives it.
+    fn secret_for(&self, gateway: &str) -> Result<String, BoxError> {
+        let key = volunteer::anonymize::Key::from_secret(std::fs::read(&self.key)?.trim_ascii());
+        let host = reqwest::Url::parse(gateway)?
+            .host_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(key.erasure_secret(&host).to_hex())
+    }
 }
 
 /// The report `--dry-run` would send to `gateway` with the same key.
@@ -235,5 +247,95 @@ async fn a_refused_request_fails_once_and_stdout_is_no_collector() -> TestResult
 
     let out = volunteer(&["forget", "--gateway", "stdout", "--key-file", &o.key]).await?;
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    Ok(())
+}
+
+/// The messages of a JetStream stream.
+async fn messages(nats: &testenv::Nats, stream: &str) -> Result<Vec<Vec<u8>>, BoxError> {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await?);
+    let mut stream = js.get_stream(stream).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        out.push(stream.get_raw_message(seq).await?.payload.to_vec());
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn through_the_real_gateway_the_queued_erasure_names_the_reports_cluster_and_check()
+-> TestResult {
+    let o = offline()?;
+    let nats = testenv::Nats::start().await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let _gateway = tokio::process::Command::new(testenv::workspace_bin("gateway")?)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--nats-url",
+            &nats.url(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let common = [
+        "--gateway",
+        &url,
+        "--key-file",
+        &o.key,
+        "--kubeconfig",
+        &o.kubeconfig,
+    ];
+    let mut args = vec!["--period", "0", "--request-timeout", "2s"];
+    args.extend_from_slice(&common);
+    let out = volunteer(&args).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    let mut args = vec!["forget"];
+    args.extend_from_slice(&common);
+    let out = volunteer(&args).await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("202 Accepted"),
+        "{}",
+        text(&out)
+    );
+
+    let reports = messages(&nats, "SPARTAKUS_REPORTS").await?;
+    assert_eq!(reports.len(), 1);
+    let report = report::Envelope::decode(&reports[0])?.report.into_report();
+    let erasures = messages(&nats, "SPARTAKUS_ERASURES").await?;
+    assert_eq!(erasures.len(), 1);
+    let queued = report::erasure::QueuedErasure::decode(&erasures[0])?;
+    assert_eq!(queued.erasure.cluster_id, report.cluster_id);
+    assert_eq!(
+        Some(&queued.erasure.erasure_check),
+        report.erasure_check.as_ref()
+    );
+    let secret = o.secret_for(&url)?;
+    for m in reports.iter().chain(&erasures) {
+        assert!(
+            !String::from_utf8_lossy(m).contains(&secret),
+            "the secret was queued"
+        );
+    }
     Ok(())
 }
