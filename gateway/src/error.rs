@@ -1,4 +1,4 @@
-//! `ApiError`: every way a report request can fail, as an RFC 9457 problem response.
+//! `ApiError`: every way a report or erasure request can fail, as an RFC 9457 problem response.
 //!
 //! The body says what the client can act on; internal detail (a NATS error) is logged once where
 //! it happens and never returned. A client's fault is always a 4xx.
@@ -10,9 +10,21 @@ use axum::response::{IntoResponse, Response};
 use report::FieldError;
 use serde::Serialize;
 
-/// Why a report request was refused.
+/// Why a report or erasure request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// An erasure request body that is not JSON of the request's shape (or not valid gzip).
+    #[error("malformed erasure request: {0}")]
+    ErasureSyntax(String),
+    /// A well-formed erasure request breaking the rules listed (the cluster ID's, the secret's).
+    #[error("invalid erasure request")]
+    ErasureInvalid(Vec<FieldError>),
+    /// An erasure request body larger than any well-formed one.
+    #[error("erasure request body larger than {limit} bytes")]
+    ErasureTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// The body is not JSON of the report's shape, or not valid gzip.
     #[error("malformed body: {0}")]
     Syntax(String),
@@ -89,10 +101,13 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Syntax(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::Syntax(_)
+            | ApiError::Invalid(_)
+            | ApiError::ErasureSyntax(_)
+            | ApiError::ErasureInvalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. }
+            | ApiError::QueueMessageTooLarge { .. }
+            | ApiError::ErasureTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ContentType | ApiError::ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimitedIp { .. } | ApiError::RateLimitedCluster { .. } => {
@@ -107,6 +122,9 @@ impl ApiError {
         match self {
             ApiError::Syntax(_) => "syntax",
             ApiError::Invalid(_) => "invalid",
+            ApiError::ErasureSyntax(_) => "erasure-syntax",
+            ApiError::ErasureInvalid(_) => "erasure-invalid",
+            ApiError::ErasureTooLarge { .. } => "erasure-too-large",
             ApiError::TooLarge { .. } => "too-large",
             ApiError::QueueMessageTooLarge { .. } => "queue-message-too-large",
             ApiError::ContentType => "content-type",
@@ -123,6 +141,9 @@ impl ApiError {
         match self {
             ApiError::Syntax(_) => "Malformed report",
             ApiError::Invalid(_) => "Invalid report",
+            ApiError::ErasureSyntax(_) => "Malformed erasure request",
+            ApiError::ErasureInvalid(_) => "Invalid erasure request",
+            ApiError::ErasureTooLarge { .. } => "Erasure request too large",
             ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => "Report too large",
             ApiError::ContentType | ApiError::ContentEncoding => "Unsupported media type",
             ApiError::BodyTimeout(_) => "Request timeout",
@@ -142,6 +163,17 @@ impl ApiError {
             _ => None,
         }
     }
+
+    /// The same refusal for an erasure request: a body problem is named as the erasure
+    /// request's, anything else (media type, timeout, limits, the queue) is shared.
+    pub fn for_erasure(self) -> Self {
+        match self {
+            ApiError::Syntax(detail) => ApiError::ErasureSyntax(detail),
+            ApiError::Invalid(errors) => ApiError::ErasureInvalid(errors),
+            ApiError::TooLarge { limit, .. } => ApiError::ErasureTooLarge { limit },
+            other => other,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -149,7 +181,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let kind = format!("urn:spartakus:problem:{}", self.reason());
         let errors = match &self {
-            ApiError::Invalid(errors) => errors
+            ApiError::Invalid(errors) | ApiError::ErasureInvalid(errors) => errors
                 .iter()
                 .map(|e| ProblemField {
                     path: &e.path,
@@ -191,6 +223,9 @@ mod tests {
     #[test]
     fn client_faults_are_never_server_errors() {
         let client_faults = [
+            ApiError::ErasureSyntax("x".into()),
+            ApiError::ErasureInvalid(vec![]),
+            ApiError::ErasureTooLarge { limit: 1 },
             ApiError::Syntax("x".into()),
             ApiError::Invalid(vec![]),
             ApiError::TooLarge {
@@ -227,5 +262,21 @@ mod tests {
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json"
         );
+    }
+
+    #[test]
+    fn an_erasure_body_problem_names_the_erasure_request_and_lists_the_broken_rules() {
+        let e = ApiError::Invalid(vec![FieldError::new("secret", "not hex")]).for_erasure();
+        assert_eq!(e.reason(), "erasure-invalid");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let e = ApiError::TooLarge {
+            limit: 4096,
+            what: "as sent",
+        }
+        .for_erasure();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.reason(), "erasure-too-large");
+        // Shared refusals stay as they are.
+        assert_eq!(ApiError::ContentType.for_erasure().reason(), "content-type");
     }
 }

@@ -1,9 +1,14 @@
-//! Publishing reports to JetStream, and keeping the stream there.
+//! Publishing reports and erasure requests to JetStream, and keeping their streams there.
 //!
 //! The NATS client connects in the background and reconnects on its own, so the gateway starts
 //! and answers `/healthz` while NATS is away; [`Publisher::maintain`] creates or verifies the
-//! stream whenever it is connected, and [`Publisher::is_ready`] says whether a publish can
+//! streams whenever it is connected, and [`Publisher::is_ready`] says whether a publish can
 //! succeed right now.
+//!
+//! Erasure requests go to a stream of their own, [`ERASURE_STREAM`] on [`ERASURE_SUBJECT`],
+//! with the reports stream's replicas, duplicate window, age and size limits: the ingester
+//! consumes them with a consumer of their own, and a backlog of reports never delays an
+//! erasure. Only the check is queued ([`QueuedErasure`]), never the secret.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +20,7 @@ use async_nats::jetstream::{self, ErrorCode, stream};
 use async_nats::{HeaderMap, header::NATS_MESSAGE_ID};
 use bytes::Bytes;
 use report::ReportId;
+use report::erasure::QueuedErasure;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -22,6 +28,11 @@ use crate::config::Config;
 /// How often the stream is checked (and created if missing), which bounds how stale
 /// `/readyz` can be.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The stream erasure requests are queued in (the ingester's `--erasure-stream`).
+pub const ERASURE_STREAM: &str = "SPARTAKUS_ERASURES";
+/// Its one subject (the ingester's `--erasure-subject`).
+pub const ERASURE_SUBJECT: &str = "spartakus.erasures";
 
 /// The stream as the gateway wants it.
 #[derive(Debug, Clone)]
@@ -38,6 +49,8 @@ pub struct StreamSettings {
     pub max_age: Duration,
     /// Size limit; -1 for none.
     pub max_bytes: i64,
+    /// What the stream holds, for its description.
+    pub holds: &'static str,
 }
 
 impl StreamSettings {
@@ -52,6 +65,17 @@ impl StreamSettings {
             max_bytes: config
                 .stream_max_bytes
                 .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            holds: "reports",
+        }
+    }
+
+    /// The erasures stream beside these reports: its own name and subject, the same limits.
+    pub fn erasures(&self) -> Self {
+        StreamSettings {
+            name: ERASURE_STREAM.to_owned(),
+            subject: ERASURE_SUBJECT.to_owned(),
+            holds: "erasure requests (checks, never secrets)",
+            ..self.clone()
         }
     }
 
@@ -76,7 +100,10 @@ impl StreamSettings {
             max_messages: -1,
             max_messages_per_subject: -1,
             max_consumers: -1,
-            description: Some("Spartakus reports, published by the gateway".into()),
+            description: Some(format!(
+                "Spartakus {}, published by the gateway",
+                self.holds
+            )),
             ..Default::default()
         }
     }
@@ -107,8 +134,20 @@ pub enum PublishError {
 /// JetStream's acknowledgment of a stored report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
-    /// The stream already held a message with this reportID (within the duplicate window).
+    /// The stream already held a message with this ID (within the duplicate window).
     pub duplicate: bool,
+}
+
+/// The `Nats-Msg-Id` of an erasure request: retries of one request (the same cluster, check and
+/// minute) are stored once; a request made again later is a new one, covering the reports
+/// received up to then. Not secret: the check is what the cluster's reports carry anyway.
+pub fn erasure_message_id(queued: &QueuedErasure) -> String {
+    format!(
+        "erasure:{}:{}:{}",
+        queued.erasure.cluster_id,
+        queued.erasure.erasure_check,
+        queued.requested_at.as_second().div_euclid(60)
+    )
 }
 
 /// Publishes reports to one stream's subject.
@@ -117,6 +156,7 @@ pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
     settings: Arc<StreamSettings>,
+    erasures: Arc<StreamSettings>,
     stream_ok: Arc<AtomicBool>,
     timeout: Duration,
 }
@@ -144,6 +184,7 @@ impl Publisher {
         Ok(Publisher {
             client,
             js,
+            erasures: Arc::new(settings.erasures()),
             settings: Arc::new(settings),
             stream_ok: Arc::new(AtomicBool::new(false)),
             timeout: publish_timeout,
@@ -155,8 +196,30 @@ impl Publisher {
         self.client.connection_state() == State::Connected && self.stream_ok.load(Ordering::Relaxed)
     }
 
-    /// Publishes `payload` with `Nats-Msg-Id: id` and waits for JetStream's acknowledgment.
+    /// Publishes a report's envelope with `Nats-Msg-Id: id` and waits for JetStream's
+    /// acknowledgment.
     pub async fn publish(&self, id: ReportId, payload: Vec<u8>) -> Result<Ack, PublishError> {
+        self.publish_to(&self.settings.subject, &id.to_string(), payload)
+            .await
+    }
+
+    /// Queues an erasure request (see [`erasure_message_id`]) and waits for JetStream's
+    /// acknowledgment.
+    pub async fn publish_erasure(&self, queued: &QueuedErasure) -> Result<Ack, PublishError> {
+        self.publish_to(
+            &self.erasures.subject,
+            &erasure_message_id(queued),
+            queued.encode(),
+        )
+        .await
+    }
+
+    async fn publish_to(
+        &self,
+        subject: &str,
+        id: &str,
+        payload: Vec<u8>,
+    ) -> Result<Ack, PublishError> {
         // Fail fast while disconnected rather than queue the message in the client's buffer.
         if self.client.connection_state() != State::Connected {
             return Err(PublishError::Disconnected);
@@ -169,11 +232,11 @@ impl Publisher {
             });
         }
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, id.to_string().as_str());
+        headers.insert(NATS_MESSAGE_ID, id);
         let publish = async {
             let ack = self
                 .js
-                .publish_with_headers(self.settings.subject.clone(), headers, Bytes::from(payload))
+                .publish_with_headers(subject.to_owned(), headers, Bytes::from(payload))
                 .await?;
             ack.await
         };
@@ -194,7 +257,7 @@ impl Publisher {
         }
     }
 
-    /// Until `shutdown`: whenever connected, makes sure the stream exists as configured.
+    /// Until `shutdown`: whenever connected, makes sure both streams exist as configured.
     pub async fn maintain(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -207,7 +270,7 @@ impl Publisher {
                 _ = tick.tick() => {}
             }
             let ok = self.client.connection_state() == State::Connected
-                && match tokio::time::timeout(self.timeout, self.ensure_stream()).await {
+                && match tokio::time::timeout(self.timeout, self.ensure_streams()).await {
                     Ok(Ok(())) => true,
                     Ok(Err(e)) => {
                         // Once per distinct failure: a misconfigured stream needs an operator.
@@ -229,10 +292,15 @@ impl Publisher {
         }
     }
 
+    async fn ensure_streams(&self) -> Result<(), StreamSetupError> {
+        self.ensure_stream(&self.settings).await?;
+        self.ensure_stream(&self.erasures).await
+    }
+
     /// Creates the stream if it is missing; if it exists with other settings, updates them.
-    async fn ensure_stream(&self) -> Result<(), StreamSetupError> {
-        let wanted = self.settings.stream_config();
-        match self.js.get_stream(&self.settings.name).await {
+    async fn ensure_stream(&self, settings: &StreamSettings) -> Result<(), StreamSetupError> {
+        let wanted = settings.stream_config();
+        match self.js.get_stream(&settings.name).await {
             Ok(existing) => {
                 let current = &existing.cached_info().config;
                 if differs(current, &wanted) {
@@ -252,7 +320,7 @@ impl Publisher {
                     .create_stream(wanted)
                     .await
                     .map_err(StreamSetupError::create)?;
-                tracing::info!(stream = %self.settings.name, "stream created");
+                tracing::info!(stream = %settings.name, "stream created");
                 Ok(())
             }
             Err(e) => Err(StreamSetupError::Get(e.to_string())),

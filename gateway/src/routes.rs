@@ -1,4 +1,5 @@
-//! The HTTP API: report intake (v1 and v2), health, readiness, metrics, version, OpenAPI.
+//! The HTTP API: report intake (v1 and v2), erasure requests, health, readiness, metrics,
+//! version, OpenAPI.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use report::erasure::QueuedErasure;
 use report::{DecodeError, Envelope, ReportId};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -25,6 +27,10 @@ use crate::publish::{PublishError, Publisher};
 
 /// The OpenAPI document, kept in the repository beside the crate.
 const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// The largest erasure request body: a cluster ID (at most 128 characters) and a secret (64) in
+/// JSON fit ten times over.
+const MAX_ERASURE_BODY: u64 = 4096;
 
 /// Everything a handler needs, shared by all requests.
 #[derive(Debug, Clone)]
@@ -71,6 +77,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1", post(post_v1))
         .route("/api/v2/reports", post(post_v2))
+        .route("/api/v2/erasure", post(post_erasure))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -130,6 +137,97 @@ async fn post_v2(
         duplicate,
     };
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+}
+
+/// The one answer to every well-formed erasure request.
+#[derive(Debug, Serialize)]
+struct ErasureQueued {
+    queued: bool,
+}
+
+/// `POST /api/v2/erasure`: checks the request's shape only, queues the erasure (the check,
+/// never the secret) and answers 202 with the same body whatever the request names. Whether
+/// the cluster exists, or the secret matches its reports, is for the ingester to find out and
+/// never told: the gateway holds no report, so the answer and its timing cannot depend on one.
+async fn post_erasure(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let shared = &state.0;
+    let result = receive_and_queue_erasure(shared, peer, &headers, body).await;
+    if let Err(e) = &result {
+        shared.metrics.rejection(e.reason());
+        // No client address, no cluster ID, no secret.
+        tracing::debug!(
+            reason = e.reason(),
+            status = e.status().as_u16(),
+            "erasure request refused"
+        );
+    }
+    result?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(ErasureQueued { queued: true }),
+    )
+        .into_response())
+}
+
+async fn receive_and_queue_erasure(
+    shared: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), ApiError> {
+    // The same per-address allowance as reports: erasing costs the collector a deletion.
+    shared
+        .limits
+        .check_ip(client_ip(peer, headers, shared.trust_forwarded_for))?;
+    let _slot = shared
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded)?;
+    body::check_content_type(headers)?;
+    let encoding = Encoding::from_headers(headers)?;
+    let limits = Limits {
+        max_compressed: MAX_ERASURE_BODY,
+        max_decoded: MAX_ERASURE_BODY,
+    };
+    let received = tokio::time::timeout(
+        shared.request_timeout,
+        body::read(headers, body, encoding, limits),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout(shared.request_timeout))?
+    .map_err(ApiError::for_erasure)?;
+    shared.metrics.bytes_received(received.wire_bytes);
+    // The secret lives only in this body; what is queued is its check.
+    let erasure = report::erasure::decode_request(&received.bytes).map_err(|e| match e {
+        DecodeError::Syntax(detail) => ApiError::ErasureSyntax(detail),
+        DecodeError::Invalid(errors) => ApiError::ErasureInvalid(errors),
+    })?;
+    drop(received);
+    let queued = QueuedErasure {
+        erasure,
+        requested_at: jiff::Timestamp::now(),
+    };
+    match shared.publisher.publish_erasure(&queued).await {
+        // A duplicate (a retry within the minute) is the same request: the same answer.
+        Ok(_) => {
+            tracing::debug!("erasure request queued");
+            Ok(())
+        }
+        Err(e) => {
+            if matches!(e, PublishError::Disconnected) {
+                tracing::debug!(error = %e, "erasure request not queued");
+            } else {
+                tracing::warn!(error = %e, "erasure request not queued");
+            }
+            Err(ApiError::Unavailable)
+        }
+    }
 }
 
 /// Receives, checks and publishes one report; counts a refusal by its reason.
