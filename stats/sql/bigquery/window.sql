@@ -10,7 +10,8 @@
 --   {kinds}      the workload kinds, from report::Kind::ALL
 -- A cluster's key is the reportID of its latest report in the window.
 win_candidates AS (
-    SELECT r.reportID, r.receivedAt, r.clusterID
+    SELECT r.reportID, r.receivedAt, r.clusterID, r.version, r.masterVersion, r.schemaVersion,
+           r.namespaces, r.nodes, r.workloads
     FROM {table} AS r
     WHERE r.receivedAt >= {start} AND r.receivedAt < {end}
       AND ({synthetic} OR NOT EXISTS (
@@ -20,18 +21,14 @@ win_candidates AS (
 win_counts AS (
     SELECT COUNT(*) AS reports FROM win_candidates
 ),
-win_latest AS (
-    SELECT reportID FROM (
-        SELECT reportID, ROW_NUMBER() OVER (
-            PARTITION BY clusterID ORDER BY UNIX_SECONDS(receivedAt) DESC, reportID DESC) AS rn
-        FROM win_candidates) AS ranked
-    WHERE rn = 1
-),
+-- One scan of the window: the latest report of each cluster, picked from the rows already read.
 win_rows AS (
-    SELECT r.reportID, r.version, r.masterVersion, r.schemaVersion, r.namespaces, r.nodes, r.workloads
-    FROM {table} AS r
-    JOIN win_latest AS l ON l.reportID = r.reportID
-    WHERE r.receivedAt >= {start} AND r.receivedAt < {end}
+    SELECT reportID, version, masterVersion, schemaVersion, namespaces, nodes, workloads
+    FROM (
+        SELECT c.*, ROW_NUMBER() OVER (
+            PARTITION BY c.clusterID ORDER BY UNIX_SECONDS(c.receivedAt) DESC, c.reportID DESC) AS rn
+        FROM win_candidates AS c) AS ranked
+    WHERE rn = 1
 ),
 win_reports AS (
     SELECT reportID AS report,
