@@ -268,7 +268,27 @@ fn is_dns_name(s: &str, max: usize, dots: bool) -> bool {
         })
 }
 
+/// What the process is to do, with its validated configuration.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Report (or `--dry-run`, `--diff`).
+    Report(Box<Settings>),
+    /// `volunteer forget`.
+    Forget(Box<Settings>),
+    /// `volunteer status`: only the API and the ConfigMap are needed.
+    Status(KubeSettings, StatusTarget),
+}
+
 impl Config {
+    /// The task the flags ask for, checked.
+    pub fn task(&self) -> Result<Task, ConfigError> {
+        Ok(match self.command {
+            Some(Command::Status) => Task::Status(self.kube()?, self.status_target()?),
+            Some(Command::Forget) => Task::Forget(Box::new(self.settings()?)),
+            None => Task::Report(Box::new(self.settings()?)),
+        })
+    }
+
     /// How to reach the Kubernetes API.
     pub fn kube(&self) -> Result<KubeSettings, ConfigError> {
         if self.request_timeout.is_zero() {

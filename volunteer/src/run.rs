@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::anonymize::{Key, Options, anonymize};
 use crate::collect::{self, CollectError, Plan};
-use crate::config::{Destination, KubeSettings, Settings, StatusTarget};
+use crate::config::{Destination, KubeSettings, Settings, StatusTarget, Task};
 use crate::omit::Omit;
 use crate::send::{self, Policy, SendError};
 use crate::status::{self, Attempt, StatusError, Store};
@@ -91,6 +91,40 @@ pub fn http_client(settings: &Settings) -> Result<reqwest::Client, RunError> {
         .timeout(settings.request_timeout)
         .build()
         .map_err(|e| RunError::Send(SendError::Transport(e)))
+}
+
+/// Carries out `task`: builds the clients it needs and runs it.
+pub async fn start(task: Task) -> Result<(), RunError> {
+    match task {
+        Task::Status(kube, target) => {
+            let kube = kube_client(&kube).await?;
+            print(&status(&kube, &target).await?)
+        }
+        Task::Forget(settings) => {
+            let http = http_client(&settings)?;
+            // With --key-file, the cluster need not be reachable.
+            let key = match &settings.key {
+                Some(key) => key.clone(),
+                None => key(&settings, &kube_client(&settings.kube).await?).await?,
+            };
+            let forgotten = crate::forget::forget(&settings, &key, &http).await?;
+            print(&crate::forget::explain(&forgotten))
+        }
+        Task::Report(settings) => {
+            let kube = kube_client(&settings.kube).await?;
+            let http = http_client(&settings)?;
+            let shutdown = plumbing::signal::cancel_on_signals().map_err(RunError::Signals)?;
+            run(*settings, kube, http, shutdown).await
+        }
+    }
+}
+
+/// Writes `text` to stdout; a closed stdout is an error, not a panic.
+fn print(text: &str) -> Result<(), RunError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(RunError::Stdout)
 }
 
 /// The anonymization key: from `--key-file`, else derived from kube-system's UID.
@@ -242,11 +276,11 @@ impl Volunteer {
     async fn diff_once(&self) -> Result<(), RunError> {
         let (_, body) = self.build().await?;
         let last = self.store.read().await?;
-        let text = crate::diff::explain(&self.store.configmap(), last.as_ref(), &body)?;
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(RunError::Stdout)
+        print(&crate::diff::explain(
+            &self.store.configmap(),
+            last.as_ref(),
+            &body,
+        )?)
     }
 
     /// Collects, anonymizes, validates and prints or sends one report; a sent report's
