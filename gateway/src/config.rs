@@ -1,10 +1,12 @@
 //! Command-line flags, each with an environment variable, parsed into typed values at start-up.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use governor::Quota;
+
+use crate::limit;
 
 /// The Spartakus gateway: validates volunteers' reports and publishes each one durably to a NATS
 /// JetStream stream before acknowledging it.
@@ -75,18 +77,54 @@ pub struct Config {
           value_parser = humantime::parse_duration)]
     pub publish_timeout: Duration,
 
-    /// Report requests per minute allowed from one client IP address; 0 turns the limit off.
+    /// Report requests per minute allowed from one client address, sustained (an IPv6 client
+    /// counts as its /64); 0 turns the limit off.
     #[arg(long, env = "SPARTAKUS_RATE_LIMIT_PER_IP", default_value_t = 0)]
     pub rate_limit_per_ip: u32,
 
-    /// Reports per minute allowed for one clusterID; 0 turns the limit off.
+    /// Report requests one client address may send at once before --rate-limit-per-ip paces
+    /// it (the bucket's size; it refills at that rate). Unset: the same as --rate-limit-per-ip.
+    #[arg(long, env = "SPARTAKUS_RATE_LIMIT_PER_IP_BURST",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_ip_burst: Option<u32>,
+
+    /// Reports per minute allowed for one clusterID, sustained; 0 turns the limit off.
     #[arg(long, env = "SPARTAKUS_RATE_LIMIT_PER_CLUSTER", default_value_t = 0)]
     pub rate_limit_per_cluster: u32,
 
-    /// Take the client IP for rate limiting from the first X-Forwarded-For address (only behind
-    /// a proxy that sets it) instead of the TCP peer.
+    /// Reports one clusterID may send at once before --rate-limit-per-cluster paces it. Unset:
+    /// the same as --rate-limit-per-cluster.
+    #[arg(long, env = "SPARTAKUS_RATE_LIMIT_PER_CLUSTER_BURST",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_cluster_burst: Option<u32>,
+
+    /// Take the client address for rate limiting from the last X-Forwarded-For address, the
+    /// one the proxy in front appended, instead of the TCP peer. Only behind a proxy that
+    /// appends or sets it (ingress-nginx does); the addresses before it are the client's to
+    /// choose and are never used.
     #[arg(long, env = "SPARTAKUS_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
+
+    /// Time a client has to send a request head (request line and headers), from connecting
+    /// for its first request and from the first byte of each later one; then the connection
+    /// is closed.
+    #[arg(long, env = "SPARTAKUS_HEADER_TIMEOUT", default_value = "10s",
+          value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    /// Keep it above the idle timeout of the proxy in front (ingress-nginx: 60s), so that the
+    /// proxy never sends a request on a connection the gateway is closing.
+    #[arg(long, env = "SPARTAKUS_IDLE_TIMEOUT", default_value = "75s",
+          value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+
+    /// Most connections served at once. At the cap a new connection makes room: the one that
+    /// has waited longest for a request head is closed (or else the one idle longest); when
+    /// every connection is handling a request, new ones wait until one finishes.
+    #[arg(long, env = "SPARTAKUS_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 
     /// After SIGTERM/SIGINT, how long requests in flight have to finish before the gateway exits.
     #[arg(long, env = "SPARTAKUS_SHUTDOWN_TIMEOUT", default_value = "20s",
@@ -117,14 +155,26 @@ impl Config {
         config
     }
 
-    /// `--rate-limit-per-ip` as a quota, `None` when off.
-    pub(crate) fn ip_quota(&self) -> Option<NonZeroU32> {
-        NonZeroU32::new(self.rate_limit_per_ip)
+    /// `--rate-limit-per-ip` and its burst as a quota, `None` when off.
+    pub(crate) fn ip_quota(&self) -> Option<Quota> {
+        limit::per_minute(self.rate_limit_per_ip, self.rate_limit_per_ip_burst)
     }
 
-    /// `--rate-limit-per-cluster` as a quota, `None` when off.
-    pub(crate) fn cluster_quota(&self) -> Option<NonZeroU32> {
-        NonZeroU32::new(self.rate_limit_per_cluster)
+    /// `--rate-limit-per-cluster` and its burst as a quota, `None` when off.
+    pub(crate) fn cluster_quota(&self) -> Option<Quota> {
+        limit::per_minute(
+            self.rate_limit_per_cluster,
+            self.rate_limit_per_cluster_burst,
+        )
+    }
+}
+
+/// Parses a timeout such as `10s`; zero would close every connection at once.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -171,6 +221,42 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::from_secs(20));
         assert_eq!(config.stream_max_bytes, None);
         assert_eq!(config.ip_quota(), None);
+        assert_eq!(config.cluster_quota(), None);
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(75));
+        assert_eq!(config.max_connections, 1024);
+    }
+
+    #[test]
+    fn a_burst_sizes_the_bucket_and_the_rate_refills_it() {
+        let config = Config::try_parse_from([
+            "gateway",
+            "--rate-limit-per-ip=5",
+            "--rate-limit-per-ip-burst=1000",
+            "--rate-limit-per-cluster=2",
+        ])
+        .unwrap();
+        let ip = config.ip_quota().unwrap();
+        assert_eq!(ip.burst_size().get(), 1000);
+        assert_eq!(ip.replenish_interval(), Duration::from_secs(12));
+        let cluster = config.cluster_quota().unwrap();
+        assert_eq!(cluster.burst_size().get(), 2);
+        assert_eq!(cluster.replenish_interval(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn zero_timeouts_connections_and_bursts_are_refused() {
+        for flag in [
+            "--header-timeout=0s",
+            "--idle-timeout=0s",
+            "--max-connections=0",
+            "--rate-limit-per-ip-burst=0",
+            "--header-timeout=soon",
+        ] {
+            let err = Config::try_parse_from(["gateway", flag]).unwrap_err();
+            let name = flag.split('=').next().unwrap();
+            assert!(err.to_string().contains(name), "{flag}: {err}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   OpenAPI).
 //! - `body`: reading a body under a wire cap and a decompressed cap, gunzipping as it streams.
 //! - `limit`: rate limits per client IP and per clusterID.
+//! - `serve`: HTTP/1.1 with every connection bounded (head and idle timeouts, a connection cap).
 //! - [`publish`]: the JetStream publisher, and keeping the stream in place.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: [`ApiError`], every refusal as an RFC 9457 problem.
@@ -17,9 +18,8 @@ mod limit;
 pub mod metrics;
 pub mod publish;
 mod routes;
+mod serve;
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -73,24 +73,22 @@ pub async fn run(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, nats = %config.nats_url, stream = %config.stream, "gateway listening");
-    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let server = serve::serve(
+        listener,
+        routes::router(state),
+        serve::Bounds::from_config(&config),
+        shutdown.clone(),
+    );
     tokio::pin!(server);
-    let served = tokio::select! {
-        served = &mut server => served,
+    tokio::select! {
+        () = &mut server => {}
         () = shutdown.cancelled() => {
             tracing::info!(deadline = ?config.shutdown_timeout, "shutting down: finishing requests in flight");
-            match tokio::time::timeout(config.shutdown_timeout, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    tracing::warn!("drain deadline passed: dropping the requests still in flight");
-                    Ok(())
-                }
+            if tokio::time::timeout(config.shutdown_timeout, &mut server).await.is_err() {
+                tracing::warn!("drain deadline passed: dropping the requests still in flight");
             }
         }
-    };
+    }
 
     background.cancel();
     let _ = tokio::join!(maintain, forget);
@@ -99,7 +97,7 @@ pub async fn run(
         Ok(Err(e)) => tracing::warn!(error = %e, "flushing NATS failed"),
         Err(_) => tracing::warn!("flushing NATS timed out"),
     }
-    Ok(served?)
+    Ok(())
 }
 
 async fn forget_idle(limits: RateLimits, stop: CancellationToken) {

@@ -1,10 +1,10 @@
-//! Rate limits per client IP address and per clusterID (requests per minute, a burst of the
-//! same size), and the client IP they are keyed on.
+//! Rate limits per client address and per clusterID (a sustained rate per minute and a burst),
+//! and the client address they are keyed on.
 //!
-//! Keys live only in memory, for at most a minute after their last request (see [`RateLimits::forget_idle`]):
-//! the address is used to limit, never logged or stored.
+//! Keys live only in memory, until their allowance is full again (see
+//! [`RateLimits::forget_idle`]): the address is used to limit, never logged or stored.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,22 +24,22 @@ pub(crate) struct RateLimits {
 }
 
 impl RateLimits {
-    /// Limiters allowing `per_ip` and `per_cluster` requests per minute.
-    pub(crate) fn new(per_ip: Option<NonZeroU32>, per_cluster: Option<NonZeroU32>) -> Self {
+    /// Limiters with the quotas `per_ip` and `per_cluster`.
+    pub(crate) fn new(per_ip: Option<Quota>, per_cluster: Option<Quota>) -> Self {
         RateLimits {
-            per_ip: per_ip.map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n)))),
-            per_cluster: per_cluster.map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n)))),
+            per_ip: per_ip.map(|q| Arc::new(RateLimiter::keyed(q))),
+            per_cluster: per_cluster.map(|q| Arc::new(RateLimiter::keyed(q))),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Takes one request from `ip`'s allowance.
+    /// Takes one request from the allowance of `ip` (of its /64, for IPv6).
     pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         let Some(limiter) = &self.per_ip else {
             return Ok(());
         };
         limiter
-            .check_key(&ip)
+            .check_key(&ip_key(ip))
             .map_err(|not_until| ApiError::RateLimitedIp {
                 retry_after: not_until.wait_time_from(self.clock.now()),
             })
@@ -74,23 +74,50 @@ impl RateLimits {
 /// How often [`RateLimits::forget_idle`] runs.
 pub(crate) const FORGET_EVERY: Duration = Duration::from_secs(60);
 
-/// The client's IP: the TCP peer, or, with `trust_forwarded_for`, the first address in
-/// `X-Forwarded-For` (the original client as seen by the first proxy).
+/// A quota of `rate` per minute with a bucket of `burst` (default: `rate`); `None` when `rate`
+/// is 0, the limit being off.
+pub(crate) fn per_minute(rate: u32, burst: Option<u32>) -> Option<Quota> {
+    let quota = Quota::per_minute(NonZeroU32::new(rate)?);
+    Some(match burst.and_then(NonZeroU32::new) {
+        Some(burst) => quota.allow_burst(burst),
+        None => quota,
+    })
+}
+
+/// What an address is limited as: an IPv4 address as itself, an IPv6 address as its /64. One
+/// subscriber line or host usually gets a whole /64, so keying on single IPv6 addresses would
+/// let a client choose a fresh key for every request. IPv4-mapped IPv6 addresses are IPv4.
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the TCP peer, or, with `trust_forwarded_for`, the last address of
+/// `X-Forwarded-For`. The proxy in front appends the address it saw (or replaces the header
+/// with it), so the last one is the only one the client cannot choose: anything before it
+/// arrived from the client. When the last one is missing or not an address, the peer.
 pub(crate) fn client_ip(
     peer: SocketAddr,
     headers: &HeaderMap,
     trust_forwarded_for: bool,
 ) -> IpAddr {
-    if trust_forwarded_for
-        && let Some(ip) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse::<IpAddr>().ok())
-    {
+    if trust_forwarded_for && let Some(ip) = last_forwarded_for(headers) {
         return ip;
     }
     peer.ip()
+}
+
+/// The last address of the last `X-Forwarded-For` line (a proxy may add a line of its own
+/// rather than append to the client's).
+fn last_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let line = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let last = line.to_str().ok()?.rsplit(',').next()?.trim();
+    // Some proxies add the port: `192.0.2.1:4711`, `[2001:db8::1]:4711`.
+    last.parse::<IpAddr>()
+        .or_else(|_| last.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()
 }
 
 #[cfg(test)]
@@ -102,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_cluster_over_its_quota_is_refused_with_a_wait() {
-        let limits = RateLimits::new(None, NonZeroU32::new(2));
+        let limits = RateLimits::new(None, per_minute(2, None));
         assert!(limits.check_cluster("a").is_ok());
         assert!(limits.check_cluster("a").is_ok());
         match limits.check_cluster("a") {
@@ -122,19 +149,95 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_lets_many_through_at_once_then_the_rate_paces() {
+        let limits = RateLimits::new(per_minute(1, Some(3)), None);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limits.check_ip(ip).is_ok());
+        }
+        match limits.check_ip(ip) {
+            Err(ApiError::RateLimitedIp { retry_after }) => {
+                assert!(
+                    retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60)
+                );
+            }
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        assert_eq!(per_minute(0, Some(3)), None, "a rate of 0 is off");
+    }
+
+    fn forwarded(lines: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", HeaderValue::from_static(line));
+        }
+        headers
+    }
+
+    #[test]
     fn forwarded_for_is_used_only_when_trusted() {
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.7, 10.0.0.9"),
-        );
+        let headers = forwarded(&["203.0.113.7"]);
         assert_eq!(client_ip(peer, &headers, false), peer.ip());
         assert_eq!(
             client_ip(peer, &headers, true),
             "203.0.113.7".parse::<IpAddr>().unwrap()
         );
-        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
-        assert_eq!(client_ip(peer, &headers, true), peer.ip());
+    }
+
+    #[test]
+    fn the_client_cannot_choose_its_key_only_the_address_the_proxy_appended_counts() {
+        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let proxy_saw: IpAddr = "198.51.100.9".parse().unwrap();
+        for lines in [
+            &["198.51.100.9"][..],
+            &["1.2.3.4, 198.51.100.9"],
+            &["1.2.3.4,5.6.7.8 ,  198.51.100.9"],
+            &["garbage, 198.51.100.9"],
+            // The client's own line, then the proxy's.
+            &["1.2.3.4, 5.6.7.8", "198.51.100.9"],
+            &["198.51.100.9:4711"],
+        ] {
+            assert_eq!(
+                client_ip(peer, &forwarded(lines), true),
+                proxy_saw,
+                "{lines:?}"
+            );
+        }
+        // Nothing usable where the proxy's address belongs: the peer, never an earlier entry.
+        for lines in [&["1.2.3.4, garbage"][..], &["1.2.3.4, "], &[""]] {
+            assert_eq!(
+                client_ip(peer, &forwarded(lines), true),
+                peer.ip(),
+                "{lines:?}"
+            );
+        }
+        assert_eq!(client_ip(peer, &HeaderMap::new(), true), peer.ip());
+        assert_eq!(
+            client_ip(peer, &forwarded(&["1.2.3.4, [2001:db8::1]:4711"]), true),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_as_its_slash_64() {
+        let limits = RateLimits::new(per_minute(1, None), None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(limits.check_ip(ip("2001:db8:1:2::1")).is_ok());
+        assert!(
+            limits
+                .check_ip(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+                .is_err()
+        );
+        assert!(
+            limits.check_ip(ip("2001:db8:1:3::1")).is_ok(),
+            "another /64"
+        );
+        assert!(limits.check_ip(ip("192.0.2.1")).is_ok());
+        assert!(
+            limits.check_ip(ip("::ffff:192.0.2.1")).is_err(),
+            "an IPv4-mapped address is the IPv4 address"
+        );
+        assert!(limits.check_ip(ip("192.0.2.2")).is_ok());
     }
 }

@@ -1,0 +1,643 @@
+//! Every connection is bounded, against the gateway binary and a real nats-server: slow request
+//! heads are closed by `--header-timeout` while honest reports get 204 and memory stays
+//! bounded; an idle keep-alive connection is closed by `--idle-timeout`; at
+//! `--max-connections` a new connection closes the oldest slow head and is served at once, or,
+//! when every connection is handling a request, waits until one finishes; HTTP/2 prior
+//! knowledge gets the connection closed.
+//!
+//! What the kernel holds for the gateway's port (accepted connections, the backlog) is read
+//! from `/proc/net/tcp`, so that the tests wait on the real state rather than on time.
+
+mod child;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use child::{GatewayProcess, mib};
+use testenv::Nats;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+const SEED: &str = include_str!("../../report/testdata/v1-seed.json");
+
+/// How long any awaited condition may take before a test fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Slack on a timeout before a connection counts as outliving it: the machine running the
+/// tests has two cores, and a thousand connections are being served at once.
+const SLACK: Duration = Duration::from_secs(3);
+
+fn start_gateway(nats: &Nats, stream: &str, args: &[&str]) -> GatewayProcess {
+    GatewayProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_gateway")),
+        &nats.url(),
+        stream,
+        args,
+    )
+}
+
+/// An HTTP client that opens a new connection for every request, so that no idle pooled
+/// connection takes one of the gateway's slots and every request goes through accept.
+fn fresh_connections() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(DEADLINE)
+        .build()
+        .expect("HTTP client")
+}
+
+fn addr_of(gateway: &GatewayProcess) -> SocketAddr {
+    gateway
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the gateway's address")
+}
+
+/// The seed report with another timestamp, so that each one is stored as a new report.
+fn seed_at(timestamp: u64) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(SEED).expect("seed is JSON");
+    value["timestamp"] = serde_json::Value::String(timestamp.to_string());
+    value.to_string()
+}
+
+/// Sockets of a listening port, as the kernel lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortSockets {
+    /// Established connections the gateway has accepted (they have an inode: a descriptor).
+    accepted: usize,
+    /// Connections the kernel completed that wait in the listen backlog.
+    backlog: usize,
+}
+
+/// Reads `/proc/net/tcp` for the server side of `port` on 127.0.0.1.
+fn port_sockets(port: u16) -> PortSockets {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let mut sockets = PortSockets {
+        accepted: 0,
+        backlog: 0,
+    };
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, local, _, state, queues, _, _, _, _, inode, ..] = fields[..] else {
+            continue;
+        };
+        let local_port = local
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok());
+        if local_port != Some(port) {
+            continue;
+        }
+        match state {
+            // LISTEN: rx_queue is the number of connections waiting to be accepted.
+            "0A" => {
+                let rx = queues.split(':').nth(1).unwrap_or("0");
+                sockets.backlog += usize::from_str_radix(rx, 16).unwrap_or(0);
+            }
+            // ESTABLISHED, owned by a process once accepted.
+            "01" if inode != "0" => sockets.accepted += 1,
+            _ => {}
+        }
+    }
+    sockets
+}
+
+/// Polls `port_sockets(port)` until `condition` holds, failing after [`DEADLINE`].
+async fn wait_for_sockets(
+    port: u16,
+    what: &str,
+    condition: impl Fn(PortSockets) -> bool,
+) -> PortSockets {
+    let start = Instant::now();
+    let mut most = 0;
+    loop {
+        let sockets = port_sockets(port);
+        if condition(sockets) {
+            return sockets;
+        }
+        most = most.max(sockets.accepted);
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never {what}: last seen {sockets:?}, at most {most} accepted at once"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How a slow-head connection ended.
+#[derive(Debug)]
+struct SlowHead {
+    /// From connecting until the gateway closed the connection; `None` if it was still open
+    /// when the client gave up.
+    lasted: Option<Duration>,
+    /// Bytes the gateway answered before closing.
+    answered: usize,
+}
+
+/// Opens a connection and sends a request head one header line at a time, every `every`,
+/// never finishing it, until the gateway closes the connection or `give_up` has passed.
+async fn slow_head(addr: SocketAddr, every: Duration, give_up: Duration) -> SlowHead {
+    // Before connecting: the gateway's clock starts when it accepts, which is after this.
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut answered = 0;
+    let closed = |answered| SlowHead {
+        lasted: Some(started.elapsed()),
+        answered,
+    };
+    if stream
+        .write_all(b"POST /api/v1 HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n")
+        .await
+        .is_err()
+    {
+        return closed(answered);
+    }
+    let mut buf = [0u8; 1024];
+    let mut tick = tokio::time::interval(every);
+    let give_up_at = tokio::time::Instant::from_std(started + give_up);
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return closed(answered),
+                Ok(n) => answered += n,
+            },
+            _ = tick.tick() => {
+                if stream.write_all(b"x-slow: still coming\r\n").await.is_err() {
+                    return closed(answered);
+                }
+            }
+            () = tokio::time::sleep_until(give_up_at) => {
+                return SlowHead { lasted: None, answered };
+            }
+        }
+    }
+}
+
+/// The number of connections the slow-head test opens: a thousand, or fewer when the open
+/// file limit (shared by this process's sockets and, inherited, the gateway's) is lower.
+fn slow_head_count() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let count = 1000.min(soft.saturating_sub(200) / 2);
+    assert!(
+        count >= 256,
+        "the open file limit ({soft}) leaves room for only {count} connections; raise `ulimit -n`"
+    );
+    count
+}
+
+/// What the gateway may hold in memory per slow-head connection: at most its largest read
+/// buffer (64 KiB; a head is capped at 16 KiB). Measured: about 32 KiB per connection in a
+/// debug build (the buffer, hyper's connection state, the task), honest reports included.
+const MEMORY_PER_CONNECTION: u64 = 64 << 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_are_closed_by_the_header_timeout_while_reports_get_204_in_bounded_memory()
+-> TestResult {
+    // Long enough that every slow head is open at once although a thousand connect together
+    // (a dropped SYN is sent again after a second).
+    let header_timeout = Duration::from_secs(5);
+    let count = slow_head_count();
+    let nats = Nats::start().await?;
+    let mut gateway = start_gateway(
+        &nats,
+        "SLOWHEAD",
+        &["--header-timeout", "5s", "--max-connections", "4096"],
+    );
+    let http = fresh_connections();
+    gateway.wait_for_ok(&http, "/readyz").await;
+    let addr = addr_of(&gateway);
+    let (peak_before, _) = gateway.memory();
+
+    let heads: Vec<_> = (0..count)
+        .map(|_| {
+            tokio::spawn(slow_head(
+                addr,
+                Duration::from_millis(250),
+                header_timeout + SLACK,
+            ))
+        })
+        .collect();
+    // The gateway holds them all (and then closes them): not refused, not queued.
+    wait_for_sockets(addr.port(), "held every slow head", |s| s.accepted >= count).await;
+
+    // Meanwhile honest volunteers, each on a new connection, are served at once: one every
+    // 10 ms until the slow heads are gone (at most `header_timeout + SLACK`).
+    let mut served = 0u64;
+    let mut slowest = Duration::ZERO;
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    while heads.iter().any(|h| !h.is_finished()) {
+        pace.tick().await;
+        let started = Instant::now();
+        let response = http
+            .post(format!("{}/api/v1", gateway.url))
+            .header("content-type", "application/json")
+            .body(seed_at(served))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 204);
+        slowest = slowest.max(started.elapsed());
+        served += 1;
+    }
+    let mut lasted = Vec::new();
+    for head in heads {
+        let head = head.await?;
+        assert_eq!(head.answered, 0, "a slow head got an answer");
+        let Some(took) = head.lasted else {
+            panic!("a slow head was still open {SLACK:?} after the header timeout");
+        };
+        lasted.push(took);
+    }
+    lasted.sort();
+    let (peak_after, rss_after) = gateway.memory();
+    let growth = peak_after.saturating_sub(peak_before);
+    let bound = MEMORY_PER_CONNECTION * count as u64;
+    println!(
+        "{count} slow heads closed after {:?}..{:?} (header timeout {header_timeout:?}); \
+         {served} honest reports got 204, slowest {slowest:?}; peak RSS {:.1} -> {:.1} MiB \
+         (growth {:.1} MiB, bound {:.1} MiB), RSS now {:.1} MiB",
+        lasted[0],
+        lasted[count - 1],
+        mib(peak_before),
+        mib(peak_after),
+        mib(growth),
+        mib(bound),
+        mib(rss_after),
+    );
+    assert!(
+        lasted[0] >= header_timeout,
+        "a slow head was closed before the header timeout, after {:?}",
+        lasted[0]
+    );
+    assert!(served > 0, "no honest report was sent during the attack");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "an honest report took {slowest:?}"
+    );
+    assert!(growth < bound, "peak RSS grew by {:.1} MiB", mib(growth));
+    wait_for_sockets(addr.port(), "closed the slow heads", |s| s.accepted == 0).await;
+    assert!(gateway.is_running());
+    Ok(())
+}
+
+/// POSTs `report` to `url` with `http`; the status and how long it took.
+fn post_report(
+    http: &reqwest::Client,
+    url: String,
+    report: String,
+) -> tokio::task::JoinHandle<(reqwest::Result<reqwest::StatusCode>, Duration)> {
+    let http = http.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let response = http
+            .post(format!("{url}/api/v1"))
+            .header("content-type", "application/json")
+            .body(report)
+            .send()
+            .await;
+        (response.map(|r| r.status()), started.elapsed())
+    })
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_a_new_connection_closes_the_oldest_slow_head_and_is_served_at_once()
+-> TestResult {
+    const CAP: usize = 16;
+    let nats = Nats::start().await?;
+    // A header timeout far beyond the test: only making room can close a slow head here.
+    let mut gateway = start_gateway(
+        &nats,
+        "CAP",
+        &["--header-timeout", "60s", "--max-connections", "16"],
+    );
+    let http = fresh_connections();
+    gateway.wait_for_ok(&http, "/readyz").await;
+    let addr = addr_of(&gateway);
+    wait_for_sockets(addr.port(), "closed the readiness checks", |s| {
+        s.accepted == 0
+    })
+    .await;
+
+    // Fill every slot with a head that never ends, one after the other, so that the first is
+    // the oldest.
+    let mut heads = Vec::new();
+    for opened in 1..=CAP {
+        heads.push(tokio::spawn(slow_head(
+            addr,
+            Duration::from_millis(250),
+            DEADLINE,
+        )));
+        wait_for_sockets(addr.port(), "accepted the slow head", |s| {
+            s.accepted == opened
+        })
+        .await;
+    }
+
+    let (status, took) = post_report(&http, gateway.url.clone(), seed_at(1)).await?;
+    assert_eq!(status?, 204);
+    println!("cap {CAP}, every slot a slow head: a report was answered in {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the report waited {took:?} at the cap"
+    );
+
+    // The oldest slow head made room, and only it.
+    let oldest = heads.remove(0).await?;
+    let lasted = oldest.lasted.expect("the oldest slow head was closed");
+    assert!(lasted < Duration::from_secs(60), "{lasted:?}");
+    assert_eq!(oldest.answered, 0);
+    wait_for_sockets(addr.port(), "closed the report's connection", |s| {
+        s.accepted == CAP - 1
+    })
+    .await;
+    assert!(
+        heads.iter().all(|h| !h.is_finished()),
+        "more than the oldest slow head was closed"
+    );
+    for head in heads {
+        head.abort();
+    }
+    assert!(gateway.is_running());
+    Ok(())
+}
+
+/// A report request whose head has been taken up by a handler (the gateway asked for the
+/// body with `100 Continue`) and whose body is held back until [`Held::finish`].
+struct Held {
+    stream: TcpStream,
+    body: String,
+}
+
+impl Held {
+    async fn start(addr: SocketAddr, body: String) -> Self {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /api/v1 HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("send head");
+        let (interim, _) = read_answer(&mut stream).await;
+        assert!(interim.starts_with("http/1.1 100"), "{interim}");
+        Held { stream, body }
+    }
+
+    /// Sends the body; the head of the answer, and the connection, kept alive.
+    async fn finish(mut self) -> (String, TcpStream) {
+        self.stream
+            .write_all(self.body.as_bytes())
+            .await
+            .expect("send body");
+        let (head, _) = read_answer(&mut self.stream).await;
+        (head, self.stream)
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_with_every_connection_busy_new_ones_wait_until_one_is_done()
+-> TestResult {
+    const CAP: usize = 4;
+    let nats = Nats::start().await?;
+    let mut gateway = start_gateway(
+        &nats,
+        "BUSY",
+        &["--max-connections", "4", "--request-timeout", "60s"],
+    );
+    let http = fresh_connections();
+    gateway.wait_for_ok(&http, "/readyz").await;
+    let addr = addr_of(&gateway);
+    wait_for_sockets(addr.port(), "closed the readiness checks", |s| {
+        s.accepted == 0
+    })
+    .await;
+
+    let mut held = Vec::new();
+    for i in 0..CAP {
+        held.push(Held::start(addr, seed_at(100 + i as u64)).await);
+    }
+    // Two more reports. No connection can make room: the first is accepted and waits for a
+    // slot, the second waits in the listen backlog.
+    let first = post_report(&http, gateway.url.clone(), seed_at(1));
+    wait_for_sockets(addr.port(), "accepted the first waiting report", |s| {
+        s.accepted == CAP + 1
+    })
+    .await;
+    let second = post_report(&http, gateway.url.clone(), seed_at(2));
+    let waiting =
+        wait_for_sockets(addr.port(), "queued the second report", |s| s.backlog == 1).await;
+    assert_eq!(waiting.accepted, CAP + 1, "{waiting:?}");
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "a report was answered while every connection was busy"
+    );
+
+    // One busy request is answered and its connection kept alive: now idle, it makes room for
+    // the waiting reports, which are served in turn.
+    let (status, mut idle) = held.remove(0).finish().await;
+    assert!(status.starts_with("http/1.1 204"), "{status}");
+    assert!(
+        read_until_closed(&mut idle).await.is_empty(),
+        "the idle connection got more than its answer"
+    );
+    for (name, waiting) in [("first", first), ("second", second)] {
+        let (status, took) = waiting.await?;
+        let status =
+            status.map_err(|e| format!("the {name} waiting report after {took:?}: {e:?}"))?;
+        assert_eq!(status, 204, "the {name} waiting report");
+    }
+    for request in held {
+        let (status, _) = request.finish().await;
+        assert!(status.starts_with("http/1.1 204"), "{status}");
+    }
+    assert!(gateway.is_running());
+    Ok(())
+}
+
+/// Reads one HTTP/1.1 answer with a `content-length` off `stream`; returns its head and body.
+async fn read_answer(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().expect("a content-length"));
+                if raw.len() >= end + 4 + length {
+                    let body = raw[end + 4..end + 4 + length].to_vec();
+                    raw.drain(..end + 4 + length);
+                    assert!(raw.is_empty(), "bytes after the answer");
+                    return (head, body);
+                }
+            }
+            let n = stream.read(&mut buf).await.expect("read the answer");
+            assert!(n > 0, "closed before a whole answer: {raw:?}");
+            raw.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    read.expect("an answer in time")
+}
+
+/// Waits until the gateway closes `stream`; returns what it sent meanwhile.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the gateway closed the connection in time");
+    raw
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> TestResult {
+    let idle_timeout = Duration::from_secs(1);
+    let nats = Nats::start().await?;
+    let mut gateway = start_gateway(
+        &nats,
+        "IDLE",
+        &["--idle-timeout", "1s", "--header-timeout", "20s"],
+    );
+    gateway.wait_for_ok(&fresh_connections(), "/readyz").await;
+    let mut stream = TcpStream::connect(addr_of(&gateway)).await?;
+    let report = seed_at(7);
+    let request = format!(
+        "POST /api/v1 HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{report}",
+        report.len()
+    );
+    // Two requests on one connection: it is kept alive between them.
+    for _ in 0..2 {
+        stream.write_all(request.as_bytes()).await?;
+        let (head, _) = read_answer(&mut stream).await;
+        assert!(head.starts_with("http/1.1 204"), "{head}");
+    }
+    let answered = Instant::now();
+    let after = read_until_closed(&mut stream).await;
+    let idle = answered.elapsed();
+    println!("idle connection closed {idle:?} after its last answer");
+    assert!(after.is_empty(), "sent {after:?} before closing");
+    // Not before the idle timeout (less what it took to read the answer), and well before the
+    // header timeout: it is the idle clock that closed it.
+    assert!(
+        idle >= idle_timeout - Duration::from_millis(50),
+        "closed after {idle:?}"
+    );
+    assert!(idle < idle_timeout + SLACK, "closed only after {idle:?}");
+    assert!(gateway.is_running());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_head_begun_on_a_kept_alive_connection_has_the_header_timeout_from_its_first_byte()
+-> TestResult {
+    let header_timeout = Duration::from_secs(1);
+    let nats = Nats::start().await?;
+    let mut gateway = start_gateway(
+        &nats,
+        "HEAD",
+        &["--header-timeout", "1s", "--idle-timeout", "20s"],
+    );
+    gateway.wait_for_ok(&fresh_connections(), "/readyz").await;
+    let mut stream = TcpStream::connect(addr_of(&gateway)).await?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await?;
+    let (head, body) = read_answer(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"ok\n");
+    // The next request begins but never ends: the idle clock (20 s) stops, the head clock runs.
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: gate")
+        .await?;
+    let started = Instant::now();
+    let after = read_until_closed(&mut stream).await;
+    let lasted = started.elapsed();
+    println!("unfinished head closed after {lasted:?}");
+    assert!(after.is_empty(), "sent {after:?} before closing");
+    assert!(
+        lasted >= header_timeout - Duration::from_millis(50),
+        "closed after {lasted:?}"
+    );
+    assert!(
+        lasted < header_timeout + SLACK,
+        "closed only after {lasted:?}"
+    );
+    assert!(gateway.is_running());
+    Ok(())
+}
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame: what an h2c client with prior
+/// knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test]
+async fn http2_is_not_served_prior_knowledge_is_closed_and_an_h2c_upgrade_is_answered_in_http1()
+-> TestResult {
+    let nats = Nats::start().await?;
+    let mut gateway = start_gateway(&nats, "HTTP2", &["--header-timeout", "20s"]);
+    let http = fresh_connections();
+    gateway.wait_for_ok(&http, "/readyz").await;
+    let addr = addr_of(&gateway);
+
+    // Prior knowledge: no SETTINGS back, no HTTP/1.1 answer, the connection closed at once
+    // (long before the header timeout).
+    let mut stream = TcpStream::connect(addr).await?;
+    let started = Instant::now();
+    stream.write_all(H2_PREFACE).await?;
+    let answer = read_until_closed(&mut stream).await;
+    let closed_after = started.elapsed();
+    println!(
+        "HTTP/2 prior knowledge: {} bytes back, closed after {closed_after:?}",
+        answer.len()
+    );
+    assert!(
+        answer.is_empty(),
+        "answered the HTTP/2 preface with {answer:?}"
+    );
+    assert!(
+        closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+
+    // An upgrade request is answered as the HTTP/1.1 request it also is.
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nhost: gateway\r\nconnection: Upgrade, HTTP2-Settings\r\n\
+              upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        )
+        .await?;
+    let (head, body) = read_answer(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"ok\n");
+
+    let response = http
+        .post(format!("{}/api/v1", gateway.url))
+        .header("content-type", "application/json")
+        .body(SEED)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 204);
+    assert!(gateway.is_running());
+    Ok(())
+}
