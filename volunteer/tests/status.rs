@@ -296,6 +296,20 @@ async fn a_delivered_report_is_recorded_and_volunteer_status_prints_it() -> Test
     let yaml = String::from_utf8(out.stdout)?;
     assert!(yaml.contains("outcome: delivered"), "{yaml}");
     assert!(yaml.contains(&format!("{BODY_KEY}: ")), "{yaml}");
+    // The README's check of the kept body against its digest, verbatim but for the kubeconfig.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            r"kubectl --kubeconfig {} -n spartakus get configmap spartakus-status -o jsonpath='{{.binaryData.lastDelivered\.json\.gz}}' | base64 -d | gunzip | sha256sum",
+            shipped.kube.kubeconfig_path().display()
+        ))
+        .output()?;
+    let printed = String::from_utf8(out.stdout)?;
+    assert!(
+        printed.starts_with(&d[key::LAST_DELIVERED_SHA256]),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
