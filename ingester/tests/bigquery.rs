@@ -2,8 +2,11 @@
 //! that records every request and can fail or reject insertAll calls on demand.
 //!
 //! What the emulator cannot show, and is therefore injected by the proxy: 429/503 answers
-//! (including one sent after the rows were stored, the way a timeout leaves a duplicate), and
-//! per-row insertErrors (the emulator stores any row). What only real BigQuery can show:
+//! (including one sent after the rows were stored, the way a timeout leaves a duplicate),
+//! per-row insertErrors (the emulator stores any row), and BigQuery's refusal of a DML DELETE
+//! over rows still in its streaming buffer (the emulator has no streaming buffer: it deletes
+//! rows inserted a moment ago; it does run DML DELETE and the view's NOT EXISTS over the
+//! tombstones, which these tests rely on). What only real BigQuery can show:
 //! deduplication by insertId (the emulator stores repeats, which is what lets these tests put
 //! duplicates in the table), that partitioning and clustering take effect, that a query without a
 //! receivedAt filter is refused (the emulator records requirePartitionFilter in the table's
@@ -50,6 +53,10 @@ struct Faults {
     /// Rows with this clusterID are removed from the request and reported as invalid.
     reject_cluster: Option<String>,
     seen: Vec<Seen>,
+    /// Refuse every DML DELETE as BigQuery does while the rows are in its streaming buffer.
+    refuse_deletes: bool,
+    /// Every DELETE statement, with whether it was refused.
+    deletes: Vec<bool>,
 }
 
 #[derive(Clone)]
@@ -82,6 +89,22 @@ fn injected(status: u16) -> Response {
     (StatusCode::from_u16(status).unwrap(), axum::Json(error)).into_response()
 }
 
+/// BigQuery's answer to DML over rows still in the streaming buffer (up to about 90 minutes
+/// after insertAll). The emulator has no streaming buffer, so the proxy gives this answer.
+fn streaming_buffer(query: &serde_json::Value) -> Response {
+    let table = query
+        .as_str()
+        .and_then(|q| q.split('`').nth(1))
+        .unwrap_or("the table");
+    let message = format!(
+        "UPDATE or DELETE statement over table {table} would affect rows in the streaming buffer, which is not supported"
+    );
+    let error = serde_json::json!({"error": {"code": 400, "message": message,
+        "errors": [{"reason": "invalidQuery", "location": "q", "message": message}],
+        "status": "INVALID_ARGUMENT"}});
+    (StatusCode::BAD_REQUEST, axum::Json(error)).into_response()
+}
+
 async fn forward(
     State(proxy): State<Proxy>,
     method: Method,
@@ -108,6 +131,19 @@ async fn forward(
         .unwrap()
         .requests
         .push((method.clone(), path.clone()));
+    if path.ends_with("/queries")
+        && let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body)
+        && request["query"]
+            .as_str()
+            .is_some_and(|q| q.trim_start().starts_with("DELETE"))
+    {
+        let mut faults = proxy.faults.lock().unwrap();
+        let refuse = faults.refuse_deletes;
+        faults.deletes.push(refuse);
+        if refuse {
+            return streaming_buffer(&request["query"]);
+        }
+    }
     if path.contains("/insertAll") {
         if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
             let mut plain = Vec::new();
@@ -877,5 +913,189 @@ async fn a_view_with_other_sql_is_replaced_and_a_table_in_the_views_place_is_ref
     assert_eq!(
         metadata(&bq, "taken", "reports_deduplicated").await["type"],
         "TABLE"
+    );
+}
+
+/// The report IDs of `cluster` in `relation` (the table or its view), filtered on receivedAt as
+/// every query must be.
+async fn ids_of(bq: &testenv::BigQuery, relation: &str, cluster: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT reportID FROM {relation} WHERE receivedAt >= TIMESTAMP '2020-01-01' \
+         AND clusterID = '{cluster}' ORDER BY reportID"
+    );
+    let mut ids: Vec<String> = query(bq, &sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r[0].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn an_erasure_through_the_gateway_hides_the_cluster_at_once_and_deletes_it_once_bigquery_allows()
+ {
+    let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
+    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
+    let nats = Nats::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&nats.url(), &dir.path().join("gateway.log")).await;
+    let ingester = InProcess::start(ingester_config(
+        &nats,
+        "erase/reports",
+        &format!("http://{proxy}"),
+        &[],
+    ))
+    .await;
+    let (secret_a, check_a) = secret_and_check(0xa1);
+    let (_, check_b) = secret_and_check(0xb2);
+    let a1 = v2_report("cluster-a", Some(&check_a));
+    let a2 = v2_report("cluster-a", Some(&check_a));
+    let b1 = v2_report("cluster-b", Some(&check_b));
+    for report in [&a1, &a2, &b1] {
+        assert_eq!(gateway.report(report).await, 202);
+    }
+    let v1 = v1_report("cluster-a");
+    assert_eq!(gateway.report_v1(&v1).await, 204);
+    eventually(DEADLINE, "4 reports in the emulator", || async {
+        count_by_report(&bq, "erase.reports").await.len() == 4
+    })
+    .await;
+    let all_a = ids_of(&bq, "erase.reports", "cluster-a").await;
+    assert_eq!(all_a.len(), 3);
+    let id = |r: &serde_json::Value| r["reportID"].as_str().unwrap().to_owned();
+    let v1_id: Vec<String> = all_a
+        .iter()
+        .filter(|i| **i != id(&a1) && **i != id(&a2))
+        .cloned()
+        .collect();
+
+    // A wrong secret: its DELETE runs and erases nothing.
+    let pending = r#"spartakus_ingester_erasures_total{result="pending"}"#;
+    assert_eq!(gateway.erase("cluster-a", &"ee".repeat(32)).await.0, 202);
+    let text = metrics_when(ingester.addr, pending, 1.0).await;
+    assert!(metric(&text, pending) >= 1.0, "{text}");
+    assert_eq!(ids_of(&bq, "erase.reports", "cluster-a").await, all_a);
+    assert_eq!(
+        ids_of(&bq, "erase.reports_deduplicated", "cluster-a").await,
+        all_a
+    );
+
+    // The right secret while BigQuery still refuses DML on the rows: the tombstone hides them
+    // from the view at once, and the DELETE is tried again.
+    faults.lock().unwrap().refuse_deletes = true;
+    assert_eq!(gateway.erase("cluster-a", &secret_a).await.0, 202);
+    eventually(DEADLINE, "two refused DELETEs", || async {
+        faults
+            .lock()
+            .unwrap()
+            .deletes
+            .iter()
+            .filter(|refused| **refused)
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        ids_of(&bq, "erase.reports", "cluster-a").await,
+        all_a,
+        "still in the table"
+    );
+    assert_eq!(
+        ids_of(&bq, "erase.reports_deduplicated", "cluster-a").await,
+        v1_id,
+        "hidden from the view, but for the v1 report, which carries no check"
+    );
+    assert_eq!(
+        ids_of(&bq, "erase.reports_deduplicated", "cluster-b").await,
+        [id(&b1)]
+    );
+    faults.lock().unwrap().refuse_deletes = false;
+    eventually(DEADLINE, "the covered rows deleted", || async {
+        ids_of(&bq, "erase.reports", "cluster-a").await == v1_id
+    })
+    .await;
+    assert_eq!(ids_of(&bq, "erase.reports", "cluster-b").await, [id(&b1)]);
+    let tombstones = query(
+        &bq,
+        &format!(
+            "SELECT COUNT(*) FROM erase.reports_tombstones WHERE clusterID = 'cluster-a' \
+             AND erasureCheck = '{check_a}'"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tombstones[0][0], "1");
+
+    // A covered report that arrives late is not written; one sent after the request is.
+    let late = v2_report("cluster-a", Some(&check_a));
+    let (late_id, payload) = envelope_of(&late.to_string(), &days_ago(1));
+    nats.publish_raw(&late_id.to_string(), payload).await;
+    let erased = r#"spartakus_ingester_rows_total{sink="bigquery",result="erased"}"#;
+    let text = metrics_when(ingester.addr, erased, 1.0).await;
+    assert_eq!(metric(&text, erased), 1.0, "{text}");
+    after_the_second_of(jiff::Timestamp::now()).await;
+    let a3 = v2_report("cluster-a", Some(&check_a));
+    assert_eq!(gateway.report(&a3).await, 202);
+    let want = sorted([v1_id.clone(), vec![id(&a3)]].concat());
+    eventually(
+        DEADLINE,
+        "the report after the request in the view",
+        || async { ids_of(&bq, "erase.reports_deduplicated", "cluster-a").await == want },
+    )
+    .await;
+    assert!(
+        !ids_of(&bq, "erase.reports", "cluster-a")
+            .await
+            .contains(&late_id.to_string())
+    );
+    ingester.stop().await;
+}
+
+#[tokio::test]
+async fn an_erasure_is_done_only_after_a_delete_past_the_grace() {
+    let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
+    let sink = sink_at(&bq.endpoint(), bq.project(), "grace")
+        .await
+        .with_erasure_grace(Duration::from_secs(3600));
+    sink.prepare().await.unwrap();
+    let (_, check) = secret_and_check(0x42);
+    let mut rows = test_rows(3);
+    for row in &mut rows {
+        row.cluster_id = "graceful".into();
+        row.erasure_check = Some(check.clone());
+    }
+    sink.write(rows).await.unwrap();
+    let erasure = report::erasure::QueuedErasure {
+        erasure: report::erasure::Erasure {
+            cluster_id: "graceful".into(),
+            erasure_check: check.clone(),
+        },
+        requested_at: jiff::Timestamp::now(),
+    };
+    // Deleted at once, but another replica may still be writing a batch it checked against
+    // older tombstones: pending until a DELETE an hour on.
+    match sink.erase(&erasure).await.unwrap() {
+        ingester::sink::Erased::Pending { not_before, .. } => {
+            assert!(not_before > Duration::from_secs(3000), "{not_before:?}")
+        }
+        done => panic!("expected pending, got {done:?}"),
+    }
+    assert!(ids_of(&bq, "grace.reports", "graceful").await.is_empty());
+    let done = sink_at(&bq.endpoint(), bq.project(), "grace")
+        .await
+        .with_erasure_grace(Duration::ZERO)
+        .erase(&erasure)
+        .await
+        .unwrap();
+    assert!(
+        matches!(done, ingester::sink::Erased::Done { .. }),
+        "{done:?}"
     );
 }

@@ -1,6 +1,9 @@
 //! One contract, every sink: a batch is written with one outcome per row, in order; writing the
 //! same report IDs again never creates a second row (where the sink can tell, it says
-//! `Duplicate`); a row the sink cannot store is rejected alone.
+//! `Duplicate`); a row the sink cannot store is rejected alone. Erasure: the reports of the
+//! cluster with the request's check received up to it are deleted (where the sink can delete)
+//! and never written again, and nothing else is touched: not another check's, another
+//! cluster's, a v1 report, or one received after the request.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -13,7 +16,8 @@ use ingester::row::Row;
 use ingester::sink::bigquery::{BigQuerySink, Limits};
 use ingester::sink::sqlite::SqliteSink;
 use ingester::sink::stdout::StdoutSink;
-use ingester::sink::{Outcome, Sink};
+use ingester::sink::{Erased, Outcome, Sink};
+use report::erasure::{Erasure, QueuedErasure};
 
 fn rows(n: usize) -> Vec<Row> {
     common::envelopes(n)
@@ -37,6 +41,92 @@ trait Observe {
     const REPORTS_DUPLICATES: bool;
     /// Whether the sink refuses rows it cannot represent.
     const REJECTS_OVERSIZED: bool;
+    /// Whether the sink can delete what it stored (stdout cannot take back a printed line).
+    const DELETES: bool = true;
+}
+
+/// A row of `cluster` received at `at` (UNIX seconds) with erasure check `check` (none: v1).
+fn row_of(cluster: &str, check: Option<&str>, at: i64) -> Row {
+    let mut row = rows(1).remove(0);
+    row.cluster_id = cluster.to_owned();
+    row.erasure_check = check.map(str::to_owned);
+    row.received_at = jiff::Timestamp::from_second(at).unwrap();
+    row
+}
+
+const CHECK: &str = "630dcd2966c4336691125448bbb25b4ff412a49c732db2c8abc1b8581bd710dd";
+const OTHER_CHECK: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+async fn erasure_contract<S: Sink, O: Observe>(sink: &S, observe: &O) {
+    let now = jiff::Timestamp::now().as_second();
+    let requested = now - 60;
+    let erased = row_of("erase-me", Some(CHECK), requested - 3600);
+    let same_second = row_of("erase-me", Some(CHECK), requested);
+    let kept = [
+        row_of("erase-me", Some(OTHER_CHECK), requested - 3600),
+        row_of("erase-me", None, requested - 3600),
+        row_of("someone-else", Some(CHECK), requested - 3600),
+        row_of("erase-me", Some(CHECK), requested + 1),
+    ];
+    let mut batch = vec![erased.clone(), same_second.clone()];
+    batch.extend(kept.iter().cloned());
+    let outcomes = sink.write(batch).await.expect("write");
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Written)),
+        "{outcomes:?}"
+    );
+
+    let erasure = QueuedErasure {
+        erasure: Erasure {
+            cluster_id: "erase-me".into(),
+            erasure_check: CHECK.into(),
+        },
+        requested_at: jiff::Timestamp::from_second(requested).unwrap(),
+    };
+    let done = sink.erase(&erasure).await.expect("erase");
+    assert!(matches!(done, Erased::Done { .. }), "{done:?}");
+    if let Erased::Done { reports: Some(n) } = done {
+        assert_eq!(n, 2, "the two covered reports");
+    }
+    // Idempotent.
+    let again = sink.erase(&erasure).await.expect("erase again");
+    assert!(matches!(again, Erased::Done { .. }), "{again:?}");
+
+    let stored = observe.stored().await;
+    for row in &kept {
+        assert!(
+            stored.contains_key(&row.report_id.to_string()),
+            "{} {:?} at {} kept",
+            row.cluster_id,
+            row.erasure_check,
+            row.received_at
+        );
+    }
+    if O::DELETES {
+        for row in [&erased, &same_second] {
+            assert!(
+                !stored.contains_key(&row.report_id.to_string()),
+                "{} erased",
+                row.received_at
+            );
+        }
+    }
+
+    // The tombstone: a covered report arriving late is dropped, a later one is written.
+    let late = row_of("erase-me", Some(CHECK), requested - 10);
+    let after = row_of("erase-me", Some(CHECK), requested + 5);
+    let v1 = row_of("erase-me", None, requested - 10);
+    let outcomes = sink
+        .write(vec![late.clone(), after.clone(), v1.clone()])
+        .await
+        .expect("write after the erasure");
+    assert!(matches!(outcomes[0], Outcome::Erased), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Outcome::Written), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Outcome::Written), "{outcomes:?}");
+    let stored = observe.stored().await;
+    assert!(!stored.contains_key(&late.report_id.to_string()));
+    assert!(stored.contains_key(&after.report_id.to_string()));
+    assert!(stored.contains_key(&v1.report_id.to_string()));
 }
 
 async fn contract<S: Sink, O: Observe>(sink: &S, observe: &O) {
@@ -119,7 +209,9 @@ async fn the_sqlite_sink_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("contract.sqlite");
     let sink = SqliteSink::open(&path).unwrap();
-    contract(&sink, &SqliteObserver(path)).await;
+    let observe = SqliteObserver(path);
+    contract(&sink, &observe).await;
+    erasure_contract(&sink, &observe).await;
 }
 
 /// A writer whose bytes a test can read while the sink holds it.
@@ -140,12 +232,17 @@ impl Observe for Shared {
     // stdout prints what it is given: a redelivery prints again, consumers of the lines dedupe.
     const REPORTS_DUPLICATES: bool = false;
     const REJECTS_OVERSIZED: bool = false;
+    const DELETES: bool = false;
     async fn stored(&self) -> HashMap<String, usize> {
         let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
         let mut out = HashMap::new();
         for line in text.lines() {
             let v: serde_json::Value =
                 serde_json::from_str(line).expect("one JSON object per line");
+            // An erasure line is for the reader of the lines to apply; it is no row.
+            if v.get("erasure").is_some() {
+                continue;
+            }
             *out.entry(v["reportID"].as_str().unwrap().to_owned())
                 .or_default() += 1;
         }
@@ -158,6 +255,17 @@ async fn the_stdout_sink_keeps_the_contract() {
     let out = Shared::default();
     let sink = StdoutSink::new(out.clone());
     contract(&sink, &out).await;
+    erasure_contract(&sink, &out).await;
+    // The erasure is printed once, as the queued form: cluster, check and time, never a secret.
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let erasures: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("erasure").is_some())
+        .collect();
+    assert_eq!(erasures.len(), 1, "{erasures:?}");
+    assert_eq!(erasures[0]["erasure"]["clusterID"], "erase-me");
+    assert_eq!(erasures[0]["erasure"]["erasureCheck"], CHECK);
 }
 
 struct BigQueryObserver {
@@ -203,6 +311,8 @@ async fn the_bigquery_sink_keeps_the_contract_against_the_emulator() {
         dataset: "contract".into(),
         table: "reports".into(),
     };
+    // No grace: the erasure is done once its DELETE succeeded (tests/bigquery.rs checks the
+    // grace and the retries past the streaming buffer).
     let sink = BigQuerySink::new(
         client,
         table,
@@ -210,10 +320,12 @@ async fn the_bigquery_sink_keeps_the_contract_against_the_emulator() {
             max_rows: 7,
             max_bytes: 5_000_000,
         },
-    );
+    )
+    .with_erasure_grace(std::time::Duration::ZERO);
     let observe = BigQueryObserver {
         endpoint: bq.endpoint(),
         project: bq.project().to_owned(),
     };
     contract(&sink, &observe).await;
+    erasure_contract(&sink, &observe).await;
 }

@@ -381,3 +381,115 @@ pub async fn bigquery_query(
         })
         .unwrap_or_default()
 }
+
+/// The gateway binary on a free loopback port in front of `nats_url`; killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    /// Starts it and waits until `/readyz` says both of its streams exist.
+    pub async fn start(nats_url: &str, log: &Path) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(workspace_binary("gateway"))
+            .args(["--listen", &addr.to_string(), "--nats-url", nats_url])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("spawn gateway");
+        eventually(Duration::from_secs(30), "gateway /readyz", || async move {
+            get(addr, "/readyz").await.0 == 200
+        })
+        .await;
+        Gateway {
+            child,
+            addr,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `POST /api/v2/reports` with `report`; its status.
+    pub async fn report(&self, report: &serde_json::Value) -> u16 {
+        self.post("/api/v2/reports", report.to_string()).await
+    }
+
+    /// `POST /api/v1` with `report` (the original contract); its status.
+    pub async fn report_v1(&self, report: &serde_json::Value) -> u16 {
+        self.post("/api/v1", report.to_string()).await
+    }
+
+    /// `POST /api/v2/erasure` for `cluster` with `secret`; its status and body.
+    pub async fn erase(&self, cluster: &str, secret: &str) -> (u16, String) {
+        let response = self
+            .http
+            .post(format!("http://{}/api/v2/erasure", self.addr))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"clusterID": cluster, "secret": secret}).to_string())
+            .send()
+            .await
+            .expect("POST /api/v2/erasure");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    async fn post(&self, path: &str, body: String) -> u16 {
+        self.http
+            .post(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+            .status()
+            .as_u16()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An erasure secret (32 bytes, all `n`) as the volunteer sends it, and its check as the
+/// cluster's reports carry it.
+pub fn secret_and_check(n: u8) -> (String, String) {
+    let secret = [n; 32];
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    (hex, report::erasure::check_of(&secret))
+}
+
+/// The full v2 report as `cluster` sends it with a fresh reportID and `check` (none: left out).
+pub fn v2_report(cluster: &str, check: Option<&str>) -> serde_json::Value {
+    let mut report: serde_json::Value = serde_json::from_str(V2_FULL).unwrap();
+    report["clusterID"] = cluster.into();
+    report["reportID"] = ReportId::random().to_string().into();
+    match check {
+        Some(check) => report["erasureCheck"] = check.into(),
+        None => {
+            report.as_object_mut().unwrap().remove("erasureCheck");
+        }
+    }
+    report
+}
+
+/// The seed (v1) report as `cluster` sends it, with its own timestamp so that its derived
+/// reportID is its own.
+pub fn v1_report(cluster: &str) -> serde_json::Value {
+    let mut report: serde_json::Value = serde_json::from_str(SEED).unwrap();
+    report["clusterID"] = cluster.into();
+    report["timestamp"] = jiff::Timestamp::now().as_nanosecond().to_string().into();
+    report
+}
+
+/// Waits until the wall clock is past the second of `t`: a report received from then on is
+/// received after a request made at `t` (the rule is to the second).
+pub async fn after_the_second_of(t: jiff::Timestamp) {
+    eventually(Duration::from_secs(3), "the next second", || async move {
+        jiff::Timestamp::now().as_second() > t.as_second()
+    })
+    .await;
+}

@@ -159,30 +159,37 @@ pub(super) async fn erase(
     let cluster = &erasure.erasure.cluster_id;
     let check = &erasure.erasure.erasure_check;
     let requested = erasure.requested_at.as_second();
+    // A TIMESTAMP parameter, RFC 3339 in UTC, truncated to the second (the rule's unit). Not
+    // TIMESTAMP_SECONDS of an INT64 parameter: the emulator inserts that scaled by 10^-6 when
+    // string parameters are bound beside it.
+    let requested_at = jiff::Timestamp::from_second(requested)
+        .map_err(|e| SinkError::BigQuery {
+            status: None,
+            message: format!("requestedAt: {e}"),
+        })?
+        .to_string();
     let params = || {
         vec![
             param("cluster", "STRING", cluster.clone()),
             param("check", "STRING", check.clone()),
-            param("requested", "INT64", requested.to_string()),
+            param("requested", "TIMESTAMP", requested_at.clone()),
         ]
     };
 
     let insert = format!(
         "INSERT INTO {tombstones} (clusterID, erasureCheck, requestedAt, recordedAt)
-         SELECT @cluster, @check, TIMESTAMP_SECONDS(@requested), CURRENT_TIMESTAMP()
+         SELECT @cluster, @check, @requested, CURRENT_TIMESTAMP()
          FROM UNNEST([1])
          WHERE NOT EXISTS (
              SELECT 1 FROM {tombstones}
-             WHERE clusterID = @cluster AND erasureCheck = @check
-               AND requestedAt = TIMESTAMP_SECONDS(@requested))"
+             WHERE clusterID = @cluster AND erasureCheck = @check AND requestedAt = @requested)"
     );
     query(client, project, insert, params()).await?;
     cache.add(cluster, check, requested).await;
 
     let recorded = format!(
         "SELECT UNIX_SECONDS(MIN(recordedAt)) FROM {tombstones}
-         WHERE clusterID = @cluster AND erasureCheck = @check
-           AND requestedAt = TIMESTAMP_SECONDS(@requested)"
+         WHERE clusterID = @cluster AND erasureCheck = @check AND requestedAt = @requested"
     );
     let recorded: Option<i64> = query(client, project, recorded, params())
         .await?
@@ -194,7 +201,7 @@ pub(super) async fn erase(
     // The rule of `sink::covered`, to the second; the receivedAt bound is the partition filter.
     let delete = format!(
         "DELETE FROM `{}.{}.{}`
-         WHERE receivedAt < TIMESTAMP_SECONDS(@requested + 1)
+         WHERE receivedAt < TIMESTAMP_ADD(@requested, INTERVAL 1 SECOND)
            AND clusterID = @cluster AND erasureCheck = @check",
         table.project, table.dataset, table.table
     );
