@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use governor::Quota;
+use plumbing::log::LogFormat;
 
 use crate::limit;
 
@@ -134,15 +135,6 @@ pub struct Config {
     /// Log format: `json` for clusters, `pretty` for a terminal. Filter with RUST_LOG.
     #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable, for a terminal.
-    Pretty,
 }
 
 impl Config {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, LogFormat};
+pub use config::Config;
 pub use error::ApiError;
 use limit::RateLimits;
 use metrics::Metrics;
@@ -109,29 +109,6 @@ async fn forget_idle(limits: RateLimits, stop: CancellationToken) {
             _ = tick.tick() => limits.forget_idle(),
         }
     }
-}
-
-/// Initialises tracing once: `RUST_LOG` filter (default `info`), JSON or pretty lines.
-pub fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.pretty().init(),
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    Ok(())
 }
 
 /// Reads a report body as the report routes do: the `Content-Encoding` named by `headers`, the

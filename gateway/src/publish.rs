@@ -168,16 +168,7 @@ impl Publisher {
         settings: StreamSettings,
         publish_timeout: Duration,
     ) -> Result<Self, async_nats::ConnectError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("spartakus-gateway")
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .event_callback(|event| async move {
-                tracing::info!(%event, "NATS connection event");
-            })
-            // `--nats-url` is a comma-separated list; async-nats parses a `&str` as one URL.
-            .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
-            .await?;
+        let client = plumbing::nats::connect("spartakus-gateway", url).await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(publish_timeout)
             .build(client.clone());
@@ -330,11 +321,6 @@ impl Publisher {
     /// Waits until everything published has reached the server.
     pub async fn flush(&self) -> Result<(), async_nats::client::FlushError> {
         self.client.flush().await
-    }
-
-    /// The server's largest accepted message, 0 while never connected.
-    pub fn max_payload(&self) -> usize {
-        self.client.server_info().max_payload
     }
 }
 

@@ -78,11 +78,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1", post(post_v1))
         .route("/api/v2/reports", post(post_v2))
         .route("/api/v2/erasure", post(post_erasure))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/version", get(version))
         .route("/openapi.yaml", get(openapi))
+        .merge(plumbing::probe::router(Arc::new(state.clone())))
         // Bodies are capped while streaming in `body::read`, with our own limits and errors.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
@@ -344,34 +342,21 @@ async fn receive_and_publish(
     }
 }
 
-/// The process is alive.
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
 /// Ready to take reports: connected to NATS, the stream present, not shutting down.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.0.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if state.0.publisher.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "JetStream not reachable or stream missing\n",
-        )
+impl plumbing::probe::Probe for AppState {
+    fn not_ready(&self) -> Option<String> {
+        if self.0.shutdown.is_cancelled() {
+            Some("shutting down".into())
+        } else if self.0.publisher.is_ready() {
+            None
+        } else {
+            Some("JetStream not reachable or stream missing".into())
+        }
     }
-}
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        )],
-        state.0.metrics.render(),
-    )
-        .into_response()
+    fn metrics(&self) -> String {
+        self.0.metrics.render()
+    }
 }
 
 async fn version() -> String {

@@ -362,7 +362,9 @@ fn is_timestamp(s: &str) -> bool {
 /// Whether `s` is 64 lowercase hex characters: a SHA-256 digest or a 32-byte secret, written
 /// the one way the collector compares them (`erasureCheck`, the erasure secret).
 pub fn is_digest(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A cluster ID: 1–128 characters of `[A-Za-z0-9._:-]`.

@@ -305,12 +305,13 @@ async fn every_pod_template_is_admitted_under_the_restricted_pod_security_profil
                 assert!(ro, "{name}/{}: root filesystem is writable", c.name);
                 // Each binary's default format suits a terminal or a cluster; a manifest
                 // says which it wants rather than relying on it.
-                if c.image.as_deref().is_some_and(|i| i.starts_with("spartakus-")) {
-                    let sets_format = c
-                        .env
-                        .iter()
-                        .flatten()
-                        .any(|e| e.name == "SPARTAKUS_LOG_FORMAT" && e.value.as_deref() == Some("json"));
+                if c.image
+                    .as_deref()
+                    .is_some_and(|i| i.starts_with("spartakus-"))
+                {
+                    let sets_format = c.env.iter().flatten().any(|e| {
+                        e.name == "SPARTAKUS_LOG_FORMAT" && e.value.as_deref() == Some("json")
+                    });
                     assert!(
                         sets_format,
                         "k8s/{dir}: {name}/{} does not set SPARTAKUS_LOG_FORMAT=json",

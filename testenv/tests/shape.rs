@@ -130,7 +130,11 @@ fn no_module_uses_a_module_that_uses_it() {
         }
     }
     assert!(modules_seen > 30, "only {modules_seen} modules read");
-    assert!(problems.is_empty(), "module cycles:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "module cycles:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// `cargo machete` finds a member's unused dependencies; this finds the workspace's: an entry
@@ -149,7 +153,11 @@ fn every_workspace_dependency_is_used_by_a_member() {
         .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim()))
         .filter(|name| !name.is_empty() && !name.starts_with('#'))
         .collect();
-    assert!(names.len() > 20, "only {} workspace dependencies read", names.len());
+    assert!(
+        names.len() > 20,
+        "only {} workspace dependencies read",
+        names.len()
+    );
     let manifests: Vec<String> = CRATES
         .iter()
         .map(|c| std::fs::read_to_string(root.join(c).join("Cargo.toml")).expect("manifest"))
@@ -169,7 +177,10 @@ fn every_workspace_dependency_is_used_by_a_member() {
             })
         })
         .collect();
-    assert!(unused.is_empty(), "unused workspace dependencies: {unused:?}");
+    assert!(
+        unused.is_empty(),
+        "unused workspace dependencies: {unused:?}"
+    );
 }
 
 #[test]
@@ -180,7 +191,10 @@ fn the_cycle_finder_finds_a_cycle() {
     edges.entry("c".into()).or_default().insert("a".into());
     edges.entry("d".into()).or_default().insert("a".into());
     let found = cycles(&edges);
-    assert!(found.iter().any(|c| c == &["a", "b", "c", "a"]), "{found:?}");
+    assert!(
+        found.iter().any(|c| c == &["a", "b", "c", "a"]),
+        "{found:?}"
+    );
     assert!(found.iter().all(|c| c[0] != "d"), "{found:?}");
     assert_eq!(
         crate_paths("use crate::{anonymize::Key, omit};\nlet x = crate::config::X;"),

@@ -21,7 +21,7 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Starts `binary` against `nats_url` with `args` added to the flags, and waits until it
-    /// listens (the address comes from its "gateway listening" log line).
+    /// listens (the address comes from its "gateway listening" log line on stderr).
     pub fn start(binary: &Path, nats_url: &str, stream: &str, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -30,16 +30,17 @@ impl GatewayProcess {
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the gateway binary");
-        let stdout = child.stdout.take().expect("piped stdout");
+        // Logs go to stderr (every binary's, as plumbing::log writes them).
+        let logs = child.stderr.take().expect("piped stderr");
         let (addr_tx, addr_rx) = mpsc::channel();
         // Reads every log line for as long as the process lives, so that its pipe never fills.
         std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
-            for line in BufReader::new(stdout).lines() {
+            for line in BufReader::new(logs).lines() {
                 let Ok(line) = line else { return };
                 if let Some(tx) = &addr_tx
                     && let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
