@@ -4,6 +4,7 @@
 //! - [`validate`]: every rule a report must pass, each failure named by field path and rule.
 //! - [`envelope`]: what the gateway queues in JetStream: the report plus `reportID` and `receivedAt`.
 //! - [`erasure`]: a cluster's request to erase its reports, which only the cluster can make.
+//! - [`vocabulary`]: the closed lists of names some fields take (cloud providers).
 //!
 //! Parse, don't validate: [`decode`] turns bytes into a [`ValidReport`], and only
 //! validated values cross a crate boundary.
@@ -12,6 +13,7 @@
 pub mod envelope;
 pub mod erasure;
 pub mod validate;
+pub mod vocabulary;
 pub mod wire;
 
 pub use envelope::Envelope;

@@ -130,39 +130,9 @@ pub const ARCHITECTURES: &[&str] = &[
     "386", "amd64", "arm", "arm64", "loong64", "mips64le", "ppc64le", "riscv64", "s390x",
 ];
 
-/// Cloud providers published by name (`nodes[].cloudProvider`). The volunteer already sends
-/// only public providers' names; this is the publication side's own list, so that a name a
-/// future volunteer sends is published only once it is added here.
-pub const CLOUD_PROVIDERS: &[&str] = &[
-    "alicloud",
-    "aws",
-    "azure",
-    "baiducloud",
-    "brightbox",
-    "cloudstack",
-    "digitalocean",
-    "equinixmetal",
-    "exoscale",
-    "gce",
-    "hcloud",
-    "huaweicloud",
-    "ibm",
-    "ibmcloud",
-    "k3s",
-    "kind",
-    "kubevirt",
-    "linode",
-    "oci",
-    "openstack",
-    "outscale",
-    "ovhcloud",
-    "packet",
-    "scaleway",
-    "tencentcloud",
-    "upcloud",
-    "vsphere",
-    "vultr",
-];
+/// Cloud providers published by name (`nodes[].cloudProvider`): the report's vocabulary, the
+/// same list the volunteer sends by name (a name outside it is published as `other`).
+pub const CLOUD_PROVIDERS: &[&str] = report::vocabulary::CLOUD_PROVIDERS;
 
 /// Kubernetes quantity suffixes and how they scale the number before them.
 const QUANTITY_SUFFIXES: &[(&str, Scale)] = &[

@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hmac::{Hmac, KeyInit, Mac};
+use report::vocabulary::{CLOUD_PROVIDERS, OTHER_PROVIDER};
 use report::{
     AgeHours, BUCKETS, Bucket, Extension, Node, Report, ReportId, Resource, SCHEMA_VERSION,
     SkipReason, Skipped, WorkloadStats, bucket_index, is_quantity, section,
@@ -26,39 +27,6 @@ use crate::snapshot::{KindCounts, NodeSnapshot, Section, Snapshot};
 pub const MAX_INFO_LEN: usize = 64;
 /// The resource name under which extended resources of unlisted vendors are summed.
 pub const OTHER_RESOURCE: &str = "other";
-
-/// `spec.providerID` schemes of public providers, sent verbatim; any other scheme is sent
-/// as `other`.
-pub const PROVIDERS: &[&str] = &[
-    "alicloud",
-    "aws",
-    "azure",
-    "baiducloud",
-    "brightbox",
-    "cloudstack",
-    "digitalocean",
-    "equinixmetal",
-    "exoscale",
-    "gce",
-    "hcloud",
-    "huaweicloud",
-    "ibm",
-    "ibmcloud",
-    "k3s",
-    "kind",
-    "kubevirt",
-    "linode",
-    "oci",
-    "openstack",
-    "outscale",
-    "ovhcloud",
-    "packet",
-    "scaleway",
-    "tencentcloud",
-    "upcloud",
-    "vsphere",
-    "vultr",
-];
 
 /// Domains of public device-plugin vendors whose extended resource names are sent
 /// verbatim (a domain or any subdomain of it).
@@ -418,8 +386,8 @@ pub fn cloud_provider(provider_id: &str) -> Option<String> {
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase());
     Some(match scheme {
-        Some(s) if PROVIDERS.contains(&s.as_str()) => s,
-        _ => "other".to_owned(),
+        Some(s) if CLOUD_PROVIDERS.contains(&s.as_str()) => s,
+        _ => OTHER_PROVIDER.to_owned(),
     })
 }
 
