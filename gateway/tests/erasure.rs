@@ -1,6 +1,7 @@
 //! `POST /api/v2/erasure` against a real nats-server: the shape is checked, the check (never
 //! the secret) is queued in its own stream, and every well-formed request gets the same answer.
 //! Golden files: `report/testdata/erasure/` (`SPARTAKUS_BLESS=1` rewrites the `.expected.json`).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
