@@ -135,6 +135,13 @@ pub struct Config {
     /// Log format: `json` for clusters, `pretty` for a terminal. Filter with RUST_LOG.
     #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+
+    /// Demos only, never on a public gateway: date a report marked spartakus.dev/synthetic=true
+    /// by its own `timestamp` instead of the time it arrived (at most 120 days back, never
+    /// later than now), so a demo population can have a history. Statistics leave synthetic
+    /// reports out unless asked to count them.
+    #[arg(long, env = "SPARTAKUS_BACKDATE_SYNTHETIC", default_value_t = false)]
+    pub backdate_synthetic: bool,
 }
 
 impl Config {
@@ -217,6 +224,10 @@ mod tests {
         assert_eq!(config.header_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(75));
         assert_eq!(config.max_connections, 1024);
+        assert!(
+            !config.backdate_synthetic,
+            "backdating is off unless asked for"
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ struct Shared {
     body_limits: Limits,
     request_timeout: Duration,
     trust_forwarded_for: bool,
+    backdate_synthetic: bool,
     shutdown: CancellationToken,
 }
 
@@ -67,6 +68,7 @@ impl AppState {
             },
             request_timeout: config.request_timeout,
             trust_forwarded_for: config.trust_forwarded_for,
+            backdate_synthetic: config.backdate_synthetic,
             shutdown,
         }))
     }
@@ -308,7 +310,8 @@ async fn receive_and_publish(
     // The re-encoded report is about as long as the body: one allocation, no regrowth.
     let mut payload = Vec::with_capacity(received.bytes.len() + 128);
     drop(received);
-    Envelope::new(id, jiff::Timestamp::now(), valid).encode_into(&mut payload);
+    let received_at = received_at(&valid, jiff::Timestamp::now(), shared.backdate_synthetic);
+    Envelope::new(id, received_at, valid).encode_into(&mut payload);
 
     let started = Instant::now();
     let result = shared.publisher.publish(id, payload).await;
@@ -340,6 +343,33 @@ async fn receive_and_publish(
             })
         }
     }
+}
+
+/// How far back `--backdate-synthetic` may date a report: a demo's history, a few months.
+const MAX_BACKDATE: jiff::SignedDuration = jiff::SignedDuration::from_hours(120 * 24);
+
+/// The `receivedAt` of a report that arrives at `now`: `now`, except with `--backdate-synthetic`
+/// for a report marked synthetic, whose own `timestamp` (UNIX seconds) is taken, clamped to
+/// `now - 120 days ..= now`. A synthetic report without a readable timestamp gets `now`.
+fn received_at(
+    report: &report::ValidReport,
+    now: jiff::Timestamp,
+    backdate_synthetic: bool,
+) -> jiff::Timestamp {
+    if !backdate_synthetic || !report.is_synthetic() {
+        return now;
+    }
+    let Some(sent) = report
+        .report()
+        .timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<i64>().ok())
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+    else {
+        return now;
+    };
+    let earliest = now.checked_sub(MAX_BACKDATE).unwrap_or(now);
+    sent.clamp(earliest, now)
 }
 
 /// Ready to take reports: connected to NATS, the stream present, not shutting down.

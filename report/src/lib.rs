@@ -4,7 +4,8 @@
 //! - [`validate`]: every rule a report must pass, each failure named by field path and rule.
 //! - [`envelope`]: what the gateway queues in JetStream: the report plus `reportID` and `receivedAt`.
 //! - [`erasure`]: a cluster's request to erase its reports, which only the cluster can make.
-//! - [`vocabulary`]: the closed lists of names some fields take (cloud providers).
+//! - [`vocabulary`]: the closed lists of names some fields take (cloud providers), and the
+//!   synthetic mark.
 //!
 //! Parse, don't validate: [`decode`] turns bytes into a [`ValidReport`], and only
 //! validated values cross a crate boundary.
@@ -128,6 +129,16 @@ impl ValidReport {
     pub fn cluster_id(&self) -> &str {
         &self.report.cluster_id
     }
+
+    /// Whether the report carries [`vocabulary::SYNTHETIC_EXTENSION`].
+    pub fn is_synthetic(&self) -> bool {
+        let (name, value) = vocabulary::SYNTHETIC_EXTENSION;
+        self.report
+            .extensions
+            .iter()
+            .flatten()
+            .any(|e| e.name == name && e.value == value)
+    }
 }
 
 /// Why a body is not a valid report.
@@ -195,6 +206,19 @@ mod tests {
             Err(DecodeError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn only_the_exact_synthetic_mark_makes_a_report_synthetic() {
+        let with =
+            |exts: &str| decode(minimal(&format!(r#","extensions":{exts}"#)).as_bytes()).unwrap();
+        assert!(
+            with(r#"[{"name":"a","value":"b"},{"name":"spartakus.dev/synthetic","value":"true"}]"#)
+                .is_synthetic()
+        );
+        assert!(!with(r#"[{"name":"spartakus.dev/synthetic","value":"false"}]"#).is_synthetic());
+        assert!(!with(r#"[{"name":"example.com/synthetic","value":"true"}]"#).is_synthetic());
+        assert!(!decode(minimal("").as_bytes()).unwrap().is_synthetic());
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub const CLOUD_PROVIDERS: &[&str] = &[
 /// What `nodes[].cloudProvider` says for a provider not in [`CLOUD_PROVIDERS`].
 pub const OTHER_PROVIDER: &str = "other";
 
+/// The extension that marks a report as synthetic (a demo population, not a real cluster):
+/// name and value. The statistics leave such reports out unless asked; a gateway started with
+/// `--backdate-synthetic` (demos only) dates them by their own `timestamp`.
+pub const SYNTHETIC_EXTENSION: (&str, &str) = ("spartakus.dev/synthetic", "true");
+
 #[cfg(test)]
 mod tests {
     use super::*;

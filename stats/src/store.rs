@@ -17,8 +17,9 @@ use jiff::tz::TimeZone;
 use crate::disclose::{Raw, RawCell, RawTotals};
 use crate::metrics::{METRICS, WINDOW_SQL};
 
-/// The extension that marks a report as synthetic (a demo population, a test).
-pub const SYNTHETIC_EXTENSION: (&str, &str) = ("spartakus.dev/synthetic", "true");
+/// The extension that marks a report as synthetic (a demo population, a test); the wire
+/// contract owns it (the SQL in `sql/*/window.sql` names it too, checked by a test).
+pub use report::vocabulary::SYNTHETIC_EXTENSION;
 
 /// A snapshot's window: `days` whole UTC days ending with `date`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,5 +216,16 @@ mod tests {
         assert_eq!(w.first_day().to_string(), "2026-11-02");
         assert_eq!(w.start().to_string(), "2026-11-02T00:00:00Z");
         assert_eq!(w.end().to_string(), "2026-11-30T00:00:00Z");
+    }
+
+    #[test]
+    fn both_dialects_leave_out_the_synthetic_mark_the_wire_contract_defines() {
+        let (name, value) = SYNTHETIC_EXTENSION;
+        for sql in [sqlite::WINDOW_SQL, bigquery::WINDOW_SQL] {
+            assert!(
+                sql.contains(&format!("e.name = '{name}' AND e.value = '{value}'")),
+                "{sql}"
+            );
+        }
     }
 }
