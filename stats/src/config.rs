@@ -1,5 +1,6 @@
 //! Command-line flags, each with an environment variable, parsed into typed values at start-up.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -70,6 +71,14 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub interval: Duration,
 
+    /// In periodic mode, also serve the published folder read-only on this address: the dashboard and the files under /stats/, and /healthz, /readyz, /metrics. Unset: serve nothing
+    #[arg(long, env = "SPARTAKUS_LISTEN", conflicts_with = "once")]
+    pub listen: Option<SocketAddr>,
+
+    /// Where the dashboard's privacy summary links to: the README section "Statistics: what is published, and what cannot be" in your copy of the source. Unset: the published SCHEMA.md
+    #[arg(long, env = "SPARTAKUS_PRIVACY_URL")]
+    pub privacy_url: Option<String>,
+
     /// Log format: `pretty` for a terminal, `json` for log collectors. Filter with RUST_LOG
     #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -139,6 +148,13 @@ impl FromStr for CredentialsArg {
 }
 
 impl Config {
+    /// What the dashboard says beyond the published files.
+    pub fn dashboard(&self) -> crate::dashboard::Options {
+        crate::dashboard::Options {
+            privacy_url: self.privacy_url.clone(),
+        }
+    }
+
     /// The BigQuery credentials to use.
     pub fn credentials(&self) -> Credentials {
         self.bigquery_credentials
@@ -164,6 +180,15 @@ mod tests {
         assert_eq!(c.cadence, Cadence::Weekly);
         assert_eq!(c.store, StoreSpec::Sqlite("spartakus.sqlite".into()));
         assert!(!c.include_synthetic && !c.once);
+        assert_eq!(c.listen, None, "serves nothing unless asked");
+    }
+
+    #[test]
+    fn serving_needs_periodic_mode() {
+        assert!(parse(&["--once", "--listen", "127.0.0.1:8080"]).is_err());
+        assert!(parse(&["--listen", "localhost"]).is_err());
+        let c = parse(&["--listen", "127.0.0.1:8080"]).unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
     }
 
     #[test]

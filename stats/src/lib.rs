@@ -9,13 +9,18 @@
 //! - `disclose`: the privacy rules, one pure function from raw cells to publishable cells.
 //! - `snapshot`: the versioned document of one snapshot, and its CSV tables.
 //! - `output`: the published directory: atomic writes, the index, the series, `latest.json`.
-//! - `run`: which dates to compute, once or periodically, and backfill.
+//! - `dashboard`: the page (HTML and CSS, charts as inline SVG), a pure function of the
+//!   published files, written beside them.
+//! - `serve`: the read-only HTTP server of periodic mode (`--listen`), and the job's metrics.
+//! - `run`: which dates to compute, once or periodically, and backfill; the server beside it.
 
 pub mod config;
+pub mod dashboard;
 pub mod disclose;
 pub mod metrics;
 pub mod normalize;
 pub mod output;
 pub mod run;
+pub mod serve;
 pub mod snapshot;
 pub mod store;

@@ -1,4 +1,5 @@
-//! The stats binary: parse flags, start logging, connect to the store, compute what is due.
+//! The stats binary: parse flags, start logging, bind the server if asked, connect to the
+//! store, compute what is due.
 
 use std::process::ExitCode;
 
@@ -21,14 +22,25 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let listener = match config.listen {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::error!(%addr, error = %Chain(&e), "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let result = match config.store.clone() {
-        StoreSpec::Sqlite(path) => stats::run::run(config, SqliteStore::new(path), shutdown).await,
+        StoreSpec::Sqlite(path) => {
+            stats::run::start(config, SqliteStore::new(path), listener, shutdown).await
+        }
         StoreSpec::BigQuery(table) => {
             let credentials = config.credentials();
-            match BigQueryStore::connect(table, config.bigquery_endpoint.as_deref(), &credentials)
-                .await
-            {
-                Ok(store) => stats::run::run(config, store, shutdown).await,
+            let endpoint = config.bigquery_endpoint.as_deref();
+            match BigQueryStore::connect(table, endpoint, &credentials).await {
+                Ok(store) => stats::run::start(config, store, listener, shutdown).await,
                 Err(e) => {
                     tracing::error!(error = %Chain(&e), "cannot connect to BigQuery");
                     return ExitCode::FAILURE;

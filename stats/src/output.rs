@@ -170,6 +170,25 @@ impl Output {
         Ok(dates)
     }
 
+    /// A published JSON document at `rel` (e.g. `latest.json`); `None` when it does not exist.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+    ) -> Result<Option<T>, OutputError> {
+        let path = self.root.join(rel);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("reading", &path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| OutputError::Format {
+                path,
+                detail: e.to_string(),
+            })
+    }
+
     /// A kept snapshot.
     pub fn read(&self, date: Date) -> Result<Snapshot, OutputError> {
         let path = self.root.join(Self::snapshot_rel(date));
@@ -294,11 +313,11 @@ impl Output {
                 &w.into_inner().unwrap_or_default(),
             )?;
             let doc = Series {
-                format: FORMAT,
+                format: FORMAT.into(),
                 format_version: FORMAT_VERSION,
-                id: &metric.id,
-                title: &metric.title,
-                unit: &metric.unit,
+                id: metric.id.clone(),
+                title: metric.title.clone(),
+                unit: metric.unit.clone(),
                 dates: kept.iter().map(|s| s.date).collect(),
                 columns,
                 rows,
@@ -309,18 +328,26 @@ impl Output {
     }
 }
 
-/// `series/ID.json`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Series<'a> {
-    format: &'a str,
-    format_version: u32,
-    id: &'a str,
-    title: &'a str,
-    unit: &'a str,
-    dates: Vec<Date>,
-    columns: Vec<String>,
-    rows: Vec<Vec<Value>>,
+/// `series/ID.json`: one metric over every kept snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Series {
+    /// [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The metric's id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// `clusters` or `nodes`.
+    pub unit: String,
+    /// The kept snapshots' dates, oldest first.
+    pub dates: Vec<Date>,
+    /// `date`, then the metric's columns.
+    pub columns: Vec<String>,
+    /// One row per published cell per snapshot, oldest first.
+    pub rows: Vec<Vec<Value>>,
 }
 
 fn csv_writer() -> csv::Writer<Vec<u8>> {

@@ -4,6 +4,7 @@
 //! the newest kept snapshot up to the last day that is over (only that last one when nothing is
 //! kept yet); `--backfill-from` recomputes every publication day from a date; `--date` one day.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -12,8 +13,10 @@ use jiff::tz::TimeZone;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Cadence, Config};
+use crate::dashboard;
 use crate::disclose::{Policy, disclose};
 use crate::output::{Output, OutputError};
+use crate::serve::{self, Metrics};
 use crate::snapshot::Snapshot;
 use crate::store::{Query, Store, StoreError, Window};
 
@@ -35,6 +38,9 @@ pub enum RunError {
     /// The flags ask for something impossible (exit 64).
     #[error("{0}")]
     Config(String),
+    /// The server failed, or stopped while the job was running.
+    #[error("serving the published statistics: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
 impl RunError {
@@ -152,20 +158,34 @@ pub async fn compute<S: Store>(
     })
 }
 
-/// Computes what is due now, oldest first.
+/// Computes what is due now, oldest first, then renders the dashboard of what is published.
 pub async fn once<S: Store>(
     config: &Config,
     store: &S,
     now: Timestamp,
 ) -> Result<Vec<Done>, RunError> {
+    once_counted(config, store, now, &Metrics::new()).await
+}
+
+async fn once_counted<S: Store>(
+    config: &Config,
+    store: &S,
+    now: Timestamp,
+    metrics: &Metrics,
+) -> Result<Vec<Done>, RunError> {
     let output = Output::new(&config.out);
-    let days = due(config, &output.dates()?, now)?;
+    let kept = output.dates()?;
+    if let Some(newest) = kept.last() {
+        metrics.latest(*newest);
+    }
+    let days = due(config, &kept, now)?;
     if days.is_empty() {
         tracing::info!(out = %config.out.display(), "no snapshot due");
     }
     let mut done = Vec::with_capacity(days.len());
     for date in days {
         let d = compute(config, store, &output, date).await?;
+        metrics.published(date);
         tracing::info!(
             %date,
             clusters = ?d.clusters,
@@ -174,6 +194,8 @@ pub async fn once<S: Store>(
         );
         done.push(d);
     }
+    // Also when nothing was due: a new version of the page replaces the old one.
+    dashboard::publish(&output, &config.dashboard())?;
     Ok(done)
 }
 
@@ -184,10 +206,66 @@ pub async fn run<S: Store>(
     store: S,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    run_counted(config, store, &Metrics::new(), shutdown).await
+}
+
+/// [`run`], and with `listener` (bound from `--listen` by the caller) the read-only server of
+/// the published folder beside it, until `shutdown`. If either ends with an error, or the
+/// server stops early, both stop and that is the error.
+pub async fn start<S: Store>(
+    config: Config,
+    store: S,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let Some(listener) = listener else {
+        return run_counted(config, store, &metrics, shutdown).await;
+    };
+    let stop = shutdown.child_token();
+    let mut server = tokio::spawn(serve::serve(
+        listener,
+        config.out.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+    let job = run_counted(config, store, &metrics, stop.clone());
+    tokio::pin!(job);
+    tokio::select! {
+        result = &mut job => {
+            stop.cancel();
+            let served = server.await;
+            result?;
+            match served {
+                Ok(r) => r.map_err(RunError::Serve),
+                Err(e) => Err(RunError::Serve(std::io::Error::other(e))),
+            }
+        }
+        served = &mut server => {
+            stop.cancel();
+            let why = match served {
+                Ok(Ok(())) if shutdown.is_cancelled() => return job.await,
+                Ok(Ok(())) => std::io::Error::other("the server stopped"),
+                Ok(Err(e)) => e,
+                Err(e) => std::io::Error::other(e),
+            };
+            tracing::error!(error = %why, "the server stopped; stopping");
+            let _ = job.await;
+            Err(RunError::Serve(why))
+        }
+    }
+}
+
+async fn run_counted<S: Store>(
+    config: Config,
+    store: S,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     if config.once {
         return tokio::select! {
             _ = shutdown.cancelled() => Ok(()),
-            r = once(&config, &store, Timestamp::now()) => r.map(drop),
+            r = once_counted(&config, &store, Timestamp::now(), metrics) => r.map(drop),
         };
     }
     // `--date` and `--backfill-from` apply to the first round only.
@@ -195,11 +273,12 @@ pub async fn run<S: Store>(
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = once(&round, &store, Timestamp::now()) => r,
+            r = once_counted(&round, &store, Timestamp::now(), metrics) => r,
         };
         match result {
             Err(e) if e.is_config() => return Err(e),
             Err(e) => {
+                metrics.failed_round();
                 tracing::error!(error = %e, "computing snapshots failed; retrying at the next check")
             }
             Ok(_) => {}

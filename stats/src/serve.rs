@@ -1,0 +1,285 @@
+//! The read-only HTTP server of periodic mode (`--listen`): the published directory under
+//! `/stats/`, and `/healthz`, `/readyz`, `/metrics`.
+//!
+//! - Files come from tower-http's `ServeDir` (no path escapes the directory; `Last-Modified`,
+//!   `If-Modified-Since` → 304, HEAD), gzip from its `CompressionLayer`.
+//! - Caching: a dated snapshot's files (`snapshots/DATE/…`) change only when an operator
+//!   recomputes that day, so they are cached for a week and marked immutable; the page,
+//!   `latest.json`, `index.json`, the series and `SCHEMA.md` change with every publication and
+//!   are cached for five minutes.
+//! - Every answer carries a Content-Security-Policy that allows the page's own stylesheet and
+//!   nothing else (no script, no other origin, no framing), `nosniff` and no referrer.
+//! - Only GET and HEAD: anything else is 405, on every path. Paths with a component starting
+//!   with a dot (the writer's temporary files) are 404.
+//!
+//! `/` and `/stats` redirect to `/stats/`. The Ingress routes only `/stats` here, so the probe
+//! routes stay inside the cluster.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+
+use crate::dashboard;
+
+/// Where the published directory is served.
+pub const PREFIX: &str = "/stats/";
+
+/// The Content-Security-Policy of every answer: the page's own stylesheet, nothing else.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// `Cache-Control` of a dated snapshot's files.
+pub const CACHE_DATED: &str = "public, max-age=604800, immutable";
+/// `Cache-Control` of the page and every file that changes with a publication.
+pub const CACHE_LATEST: &str = "public, max-age=300";
+/// `Cache-Control` of the probe routes.
+pub const CACHE_NONE: &str = "no-store";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
+}
+
+/// The job's metrics: what it published, and what it served.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    published: Counter,
+    failed_rounds: Counter,
+    latest: Gauge,
+    requests: Family<ClassLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `spartakus_stats` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("spartakus_stats");
+        let published = Counter::default();
+        registry.register(
+            "snapshots_published",
+            "Snapshots computed and published",
+            published.clone(),
+        );
+        let failed_rounds = Counter::default();
+        registry.register(
+            "failed_rounds",
+            "Periodic checks that failed (retried at the next one)",
+            failed_rounds.clone(),
+        );
+        let latest = Gauge::default();
+        registry.register(
+            "latest_snapshot_date_seconds",
+            "Start of the newest published snapshot's day, UNIX seconds (0: none)",
+            latest.clone(),
+        );
+        let requests = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by status class",
+            requests.clone(),
+        );
+        Metrics {
+            registry,
+            published,
+            failed_rounds,
+            latest,
+            requests,
+        }
+    }
+
+    /// Counts a published snapshot of `date`.
+    pub fn published(&self, date: jiff::civil::Date) {
+        self.published.inc();
+        self.latest(date);
+    }
+
+    /// Notes that a snapshot of `date` is published.
+    pub fn latest(&self, date: jiff::civil::Date) {
+        let seconds = date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_second())
+            .unwrap_or(0);
+        if seconds > self.latest.get() {
+            self.latest.set(seconds);
+        }
+    }
+
+    /// Counts a failed periodic check.
+    pub fn failed_round(&self) {
+        self.failed_rounds.inc();
+    }
+
+    fn request(&self, status: StatusCode) {
+        let class = match status.as_u16() {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests.get_or_create(&ClassLabels { class }).inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// What the probes see.
+struct Probe {
+    out: PathBuf,
+    metrics: Arc<Metrics>,
+}
+
+impl plumbing::probe::Probe for Probe {
+    fn not_ready(&self) -> Option<String> {
+        if self.out.join(dashboard::PAGE).is_file() {
+            None
+        } else {
+            Some("no snapshot published yet".into())
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+}
+
+/// The router: the directory `out` under [`PREFIX`], and the probe routes.
+pub fn router(out: &Path, metrics: Arc<Metrics>) -> Router {
+    let files = ServeDir::new(out).append_index_html_on_directories(true);
+    let probe = Arc::new(Probe {
+        out: out.to_owned(),
+        metrics: metrics.clone(),
+    });
+    Router::new()
+        .nest_service(PREFIX.trim_end_matches('/'), files)
+        .merge(plumbing::probe::router(probe))
+        .layer(CompressionLayer::new().gzip(true))
+        .layer(middleware::from_fn(move |req, next| {
+            guard(metrics.clone(), req, next)
+        }))
+}
+
+/// Read-only, no hidden files, redirects to the prefix, and the headers of every answer.
+async fn guard(metrics: Arc<Metrics>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let mut response = if request.method() != Method::GET && request.method() != Method::HEAD {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "read-only: only GET and HEAD\n",
+        )
+            .into_response()
+    } else if path == "/" || path == PREFIX.trim_end_matches('/') {
+        (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, PREFIX)]).into_response()
+    } else if path.split('/').any(|c| c.starts_with('.')) {
+        (StatusCode::NOT_FOUND, "not found\n").into_response()
+    } else {
+        next.run(request).await
+    };
+    metrics.request(response.status());
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control(&path)),
+    );
+    // Text files a browser should show rather than download, in UTF-8.
+    let text = if path.ends_with(".md") {
+        Some("text/plain; charset=utf-8")
+    } else if path.ends_with(".csv") {
+        Some("text/csv; charset=utf-8")
+    } else {
+        None
+    };
+    if let Some(text) = text
+        && response.status().is_success()
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(text));
+    }
+    response
+}
+
+/// The `Cache-Control` of `path`.
+pub fn cache_control(path: &str) -> &'static str {
+    match path.strip_prefix(PREFIX) {
+        Some(rest) if rest.starts_with("snapshots/") => CACHE_DATED,
+        Some(_) => CACHE_LATEST,
+        None => CACHE_NONE,
+    }
+}
+
+/// Serves `out` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    out: PathBuf,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, dashboard = %format!("http://{addr}{PREFIX}"), "serving the published statistics");
+    }
+    axum::serve(listener, router(&out, metrics))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dated_files_are_cached_long_and_everything_else_briefly() {
+        assert_eq!(
+            cache_control("/stats/snapshots/2026-11-29/nodes_by_os.csv"),
+            CACHE_DATED
+        );
+        for path in [
+            "/stats/",
+            "/stats/index.html",
+            "/stats/latest.json",
+            "/stats/series/clusters_by_os.json",
+        ] {
+            assert_eq!(cache_control(path), CACHE_LATEST, "{path}");
+        }
+        assert_eq!(cache_control("/metrics"), CACHE_NONE);
+    }
+}
