@@ -2,7 +2,16 @@
 # Spartakus on one machine: nats-server (JetStream), the gateway and the
 # ingester with the embedded SQLite sink. Posts the original README's example
 # report, and a report from the volunteer if a kubeconfig is at hand, then
-# prints what landed in SQLite. Ctrl-C stops everything it started.
+# prints what landed in SQLite. Then it sends a synthetic population (320
+# clusters, weekly reports over 12 weeks, every one marked
+# spartakus.dev/synthetic=true) through the same path, computes weekly
+# snapshots over it with stats, and serves the dashboard. Ctrl-C stops
+# everything it started.
+#
+# The gateway runs with --backdate-synthetic (a demo-only flag: it dates the
+# synthetic reports by their own timestamps, so the snapshots have a history)
+# and the ingester with --retention none (it would delete reports older than
+# 35 days). Never run a public collector like this.
 #
 #   testenv/quickstart.sh           # keep running until Ctrl-C
 #   testenv/quickstart.sh --once    # exit after printing (used by the tests)
@@ -19,7 +28,7 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 bin="$target/debug"
 if [[ "${SPARTAKUS_QUICKSTART_NO_BUILD:-}" != 1 ]]; then
   testenv/build.sh nats-server
-  cargo build --locked -p gateway -p ingester -p volunteer
+  cargo build --locked -p gateway -p ingester -p volunteer -p stats -p systests --bins
 fi
 nats_server="${SPARTAKUS_TESTENV_BIN:-$target/testenv-bin}/nats-server"
 
@@ -34,8 +43,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # URL WHAT LOG
-  for _ in $(seq 1 300); do
+wait_http() { # URL WHAT LOG [SECONDS]
+  for _ in $(seq 1 $(( ${4:-30} * 10 ))); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
@@ -45,6 +54,7 @@ wait_http() { # URL WHAT LOG
 }
 
 nats_port=$(free_port); nats_mon=$(free_port); gw_port=$(free_port); ing_port=$(free_port)
+stats_port=$(free_port)
 cat >"$dir/nats.conf" <<CONF
 listen: "127.0.0.1:$nats_port"
 http: "127.0.0.1:$nats_mon"
@@ -56,10 +66,11 @@ pids+=($!)
 wait_http "http://127.0.0.1:$nats_mon/healthz?js-enabled-only=true" nats-server "$dir/nats.log"
 
 export SPARTAKUS_NATS_URL="nats://127.0.0.1:$nats_port" SPARTAKUS_LOG_FORMAT=pretty
-"$bin/gateway" --listen "127.0.0.1:$gw_port" >"$dir/gateway.log" 2>&1 &
+"$bin/gateway" --listen "127.0.0.1:$gw_port" --backdate-synthetic >"$dir/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$gw_port/readyz" gateway "$dir/gateway.log"
-"$bin/ingester" --listen "127.0.0.1:$ing_port" --sink "sqlite:$dir/spartakus.sqlite" >"$dir/ingester.log" 2>&1 &
+"$bin/ingester" --listen "127.0.0.1:$ing_port" --sink "sqlite:$dir/spartakus.sqlite" --retention none \
+  >"$dir/ingester.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$ing_port/readyz" ingester "$dir/ingester.log"
 
@@ -84,17 +95,47 @@ else
 fi
 
 db="$dir/spartakus.sqlite"
-count() { sqlite3 "file:$db?mode=ro" 'SELECT count(*) FROM reports' 2>/dev/null || echo 0; }
-for _ in $(seq 1 300); do
-  [[ "$(count)" -ge "$expected" ]] && break
-  sleep 0.1
-done
+synthetic="EXISTS (SELECT 1 FROM extensions e WHERE e.report = r.id
+                   AND e.name = 'spartakus.dev/synthetic' AND e.value = 'true')"
+count() { # [WHERE]
+  sqlite3 "file:$db?mode=ro" "SELECT count(*) FROM reports r WHERE ${1:-1}" 2>/dev/null || echo 0
+}
+wait_count() { # EXPECTED [WHERE]
+  for _ in $(seq 1 1200); do
+    [[ "$(count "${2:-1}")" -ge "$1" ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+wait_count "$expected" || true
 echo "quickstart: reports stored: $(count) (expected $expected)"
 sqlite3 -header -column "file:$db?mode=ro" \
   "SELECT r.report_id, r.cluster_id, r.master_version, datetime(r.received_at, 'unixepoch') AS received,
           (SELECT count(*) FROM nodes n WHERE n.report = r.id) AS nodes
-     FROM reports r ORDER BY r.received_at" 
+     FROM reports r ORDER BY r.received_at"
 [[ "$(count)" -ge "$expected" ]] || exit 1
+
+# A synthetic population through the same path: gateway -> JetStream -> ingester -> SQLite.
+echo "quickstart: sending a synthetic population (320 clusters, 12 weeks of weekly reports) ..."
+"$bin/population" --gateway "$gateway" >"$dir/population.out" 2>"$dir/population.log" \
+  || { echo "quickstart: the population could not be sent:" >&2; tail -n 5 "$dir/population.log" >&2; exit 1; }
+head -n 1 "$dir/population.out"
+sent=$(sed -n 's/^population: sent \([0-9]*\) .*/\1/p' "$dir/population.out")
+first=$(sed -n 's/^first day: //p' "$dir/population.out")
+wait_count "$sent" "$synthetic" || { echo "quickstart: the ingester stored only $(count "$synthetic") of $sent" >&2; exit 1; }
+echo "quickstart: synthetic reports stored: $(count "$synthetic") (expected $sent)"
+
+# Weekly snapshots from the first Sunday whose 28-day window is all population, served with
+# the dashboard. --include-synthetic counts the population (stats leaves it out by default),
+# and the page says so.
+from=$(date -u -d "$first + 27 days" +%F)
+"$bin/stats" --store "sqlite:$db" --out "$dir/stats" --backfill-from "$from" --include-synthetic \
+  --listen "127.0.0.1:$stats_port" >"$dir/stats.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$stats_port/readyz" stats "$dir/stats.log" 120
+snapshots=$(ls "$dir/stats/snapshots" | wc -l)
+echo "quickstart: $snapshots weekly snapshots since $from in $dir/stats (synthetic data included)"
+echo "quickstart: dashboard http://127.0.0.1:$stats_port/stats/"
 if $once; then exit 0; fi
 echo "quickstart: running (pids ${pids[*]}); logs in $dir. Ctrl-C to stop."
 wait

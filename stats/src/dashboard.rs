@@ -320,7 +320,7 @@ fn header(p: &Published, options: &Options) -> Markup {
                             a href="#clusters_by_schema_version" { "Details" } ", "
                             a href="#clusters_by_volunteer_version" { "volunteer versions" } "."
                         }
-                        li { "Reports that could not be stored are not counted here: " (s.data_quality.dead_letters.source) "." }
+                        li.dead-letters { "Reports that could not be stored (dead letters) are not counted: " (s.data_quality.dead_letters.source) "." }
                     }
                 }
             }
@@ -731,7 +731,7 @@ fn series_section(series: &Series, caption: &str) -> Markup {
             }
             div.table-wrap role="region" aria-label=(format!("{caption}: numbers")) tabindex="0" {
                 table.numbers.over-time {
-                    caption { (caption) " (% of clusters; — not published that week)" }
+                    caption { "Share of clusters on each snapshot date (—: not published that week)" }
                     thead {
                         tr {
                             th scope="col" { "date" }

@@ -4,9 +4,13 @@
 //! - [`chaos`]: the chaos harness (a JetStream cluster, gateways and ingesters killed at seeded
 //!   moments, reconciled against the sink), used by `tests/chaos.rs` (CI size) and
 //!   `benches/chaos.rs` (longer).
+//! - [`population`]: a synthetic population of clusters over past weeks (every report marked
+//!   synthetic), sent by the `population` binary (for `testenv/quickstart.sh`) and by
+//!   `tests/dashboard.rs`.
 //!
 //! `tests/e2e.rs` runs the volunteer against a real kube-apiserver and the real gateway.
 //! Every test here needs the workspace's binaries built first (`cargo build --workspace
 //! --bins`, as `testenv/test.sh` does).
 
 pub mod chaos;
+pub mod population;

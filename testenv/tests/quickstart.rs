@@ -1,5 +1,7 @@
 //! README command one, `testenv/quickstart.sh`, run as a user would, so it cannot rot: it must
-//! store the seed report and a volunteer report, and Ctrl-C must stop everything it started.
+//! store the seed report and a volunteer report, send the synthetic population through the
+//! same path, serve a dashboard of weekly snapshots that says it counts synthetic data, and
+//! Ctrl-C must stop everything it started.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,7 +23,8 @@ fn alive(pid: &str) -> bool {
 }
 
 #[tokio::test]
-async fn quickstart_stores_the_seed_and_a_volunteer_report_and_stops_on_ctrl_c() {
+async fn quickstart_stores_the_seed_a_volunteer_report_and_a_population_serves_a_dashboard_and_stops_on_ctrl_c()
+ {
     let kube = KubeApi::shared().await.expect("kube-apiserver starts");
     let gateway = testenv::workspace_bin("gateway").expect("built");
     let target_debug = gateway.parent().expect("target/debug");
@@ -51,7 +54,8 @@ async fn quickstart_stores_the_seed_and_a_volunteer_report_and_stops_on_ctrl_c()
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // The population (about 3,500 reports) and eight snapshots take most of it.
+    let deadline = Instant::now() + Duration::from_secs(300);
     let mut output = Vec::new();
     let pids: Vec<String> = loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -88,8 +92,48 @@ async fn quickstart_stores_the_seed_and_a_volunteer_report_and_stops_on_ctrl_c()
         text.contains("v1.37.2"),
         "the volunteer's report is listed:\n{text}"
     );
-    assert_eq!(pids.len(), 3, "nats-server, gateway and ingester: {pids:?}");
-    assert!(pids.iter().all(|p| alive(p)), "all three are running");
+    let sent = text
+        .lines()
+        .find_map(|l| l.strip_prefix("population: sent "))
+        .and_then(|l| l.split(' ').next())
+        .expect("the population is sent");
+    assert!(sent.parse::<u32>().expect("a count") >= 300 * 10, "{text}");
+    assert!(
+        text.contains(&format!(
+            "synthetic reports stored: {sent} (expected {sent})"
+        )),
+        "{text}"
+    );
+    let snapshots: u32 = text
+        .lines()
+        .filter(|l| l.contains(" weekly snapshots since "))
+        .find_map(|l| l.strip_prefix("quickstart: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("how many snapshots:\n{text}"));
+    assert!(snapshots >= 4, "several weeks of snapshots: {text}");
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quickstart: dashboard "))
+        .expect("the dashboard's URL is printed");
+    let page = reqwest::get(url)
+        .await
+        .expect("the dashboard answers")
+        .text()
+        .await
+        .expect("a page");
+    assert!(page.contains("Synthetic data."), "the page says so");
+    assert!(
+        page.contains("<svg class=\"chart lines\""),
+        "adoption curves"
+    );
+    assert!(page.contains("id=\"clusters_by_distribution\""));
+    assert_eq!(
+        pids.len(),
+        4,
+        "nats-server, gateway, ingester and stats: {pids:?}"
+    );
+    assert!(pids.iter().all(|p| alive(p)), "all four are running");
 
     // Ctrl-C.
     let status = Command::new("kill")
