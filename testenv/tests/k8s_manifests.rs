@@ -13,7 +13,7 @@ use serde_json::Value;
 use testenv::KubeApi;
 
 /// Entry points an operator applies, and the bases they are made of.
-const KUSTOMIZATIONS: [&str; 7] = [
+const KUSTOMIZATIONS: [&str; 8] = [
     "volunteer",
     "volunteer/workloads",
     "collector",
@@ -21,6 +21,7 @@ const KUSTOMIZATIONS: [&str; 7] = [
     "base/gateway",
     "base/ingester",
     "base/nats",
+    "base/stats",
 ];
 const ENTRY_POINTS: [&str; 3] = ["volunteer", "volunteer/workloads", "collector"];
 /// Namespaces the entry points create; both are labelled to enforce "restricted".
