@@ -258,8 +258,10 @@ fn header(p: &Published, options: &Options) -> Markup {
             p.lede {
                 "Counted from the anonymous reports that Kubernetes clusters volunteer. Snapshot of "
                 time datetime=(s.date.to_string()) { (s.date) }
-                ", covering the " (s.window.days) " days from " (s.window.first) " to "
-                (s.window.last) "; each cluster counts once, by its latest report."
+                ", covering the " (s.window.days) " days from "
+                time datetime=(s.window.first.to_string()) { (s.window.first) } " to "
+                time datetime=(s.window.last.to_string()) { (s.window.last) }
+                "; each cluster counts once, by its latest report."
             }
             @if s.synthetic_included {
                 p.notice.synthetic role="note" {
