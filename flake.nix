@@ -37,22 +37,39 @@
       packages = forAllSystems (
         system: pkgs:
         let
-          inherit (spartakus.${system}) volunteer gateway ingester;
+          inherit (spartakus.${system})
+            volunteer
+            gateway
+            ingester
+            stats
+            ;
         in
         {
-          inherit volunteer gateway ingester;
+          inherit
+            volunteer
+            gateway
+            ingester
+            stats
+            ;
           default = pkgs.symlinkJoin {
             name = "spartakus-${volunteer.version}";
             paths = [
               volunteer
               gateway
               ingester
+              stats
             ];
             meta.mainProgram = "volunteer";
           };
         }
         // import ./nix/images.nix {
-          inherit pkgs volunteer gateway ingester;
+          inherit
+            pkgs
+            volunteer
+            gateway
+            ingester
+            stats
+            ;
         }
       );
 
@@ -85,6 +102,7 @@
             volunteer
             gateway
             ingester
+            stats
             fmt
             clippy
             unit-tests
@@ -106,6 +124,7 @@
               pkgs.sqlite
               pkgs.kubectl
               pkgs.openssl
+              pkgs.chromium # the dashboard's browser test (systests/tests/dashboard.rs)
             ];
           };
         }

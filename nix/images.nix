@@ -6,6 +6,7 @@
   volunteer,
   gateway,
   ingester,
+  stats,
 }:
 let
   # Matches runAsUser/runAsGroup in k8s/: the "nonroot" user of distroless.
@@ -41,4 +42,5 @@ in
   volunteer-image = image volunteer [ ];
   gateway-image = image gateway [ "8080/tcp" ];
   ingester-image = image ingester [ "9090/tcp" ];
+  stats-image = image stats [ "8080/tcp" ];
 }

@@ -1,5 +1,5 @@
 # The Rust build: one crane dependency build from Cargo.lock, shared by the
-# three binaries and by the checks. Cargo stays the source of truth for
+# four binaries and by the checks. Cargo stays the source of truth for
 # versions, features and lints; nothing here repeats them.
 { pkgs, craneLib }:
 let
@@ -19,8 +19,9 @@ let
   '';
 
   # Cargo sources, plus what the crates may read at compile or test time
-  # (golden JSON, the BigQuery schema, READMEs pulled in with include_str!,
-  # proptest regression seeds). Deployment files, Nix and Go stay out so that
+  # (golden JSON, the stored tables' schemas and the statistics' SQL, the
+  # OpenAPI document, the dashboard's stylesheet, READMEs and SCHEMA.md pulled
+  # in with include_str!, proptest regression seeds). Deployment files, Nix and Go stay out so that
   # editing them does not rebuild the binaries.
   root = toString ../.;
   outside = map (dir: "${root}/${dir}") [
@@ -39,7 +40,11 @@ let
       && (
         craneLib.filterCargoSources path type
         || lib.hasSuffix ".json" path
+        || lib.hasSuffix ".sql" path
+        || lib.hasSuffix ".css" path
+        || lib.hasSuffix "/openapi.yaml" path
         || lib.hasSuffix "/README.md" path
+        || lib.hasSuffix "/SCHEMA.md" path
         || lib.hasInfix "/testdata/" path
         || lib.hasInfix "/proptest-regressions/" path
       );
@@ -81,6 +86,7 @@ in
   volunteer = binary "volunteer" "Generates an anonymous Kubernetes cluster report and sends it to a Spartakus gateway";
   gateway = binary "gateway" "Spartakus HTTP gateway: validates reports and publishes them to NATS JetStream";
   ingester = binary "ingester" "Spartakus ingester: consumes reports from JetStream into BigQuery or SQLite";
+  stats = binary "stats" "Spartakus statistics: k-anonymous snapshots of the stored reports, published as files with a dashboard, and served read-only";
 
   fmt = craneLib.cargoFmt commonArgs;
 

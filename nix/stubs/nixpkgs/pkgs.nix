@@ -32,6 +32,7 @@ in
 
   cacert = pkg "cacert";
   cargo-nextest = pkg "cargo-nextest";
+  chromium = pkg "chromium";
   go = pkg "go";
   kubectl = pkg "kubectl";
   nats-server = pkg "nats-server";
