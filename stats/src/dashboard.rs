@@ -453,13 +453,13 @@ fn metric_section(s: &Snapshot, m: &MetricDoc) -> Markup {
 }
 
 /// Chart geometry (SVG user units; the chart scales to the page's width).
-const W: f64 = 420.0;
-const LABEL_W: f64 = 148.0;
-const BAR_X: f64 = 154.0;
-const VALUE_W: f64 = 50.0;
+const W: f64 = 360.0;
+const LABEL_W: f64 = 128.0;
+const BAR_X: f64 = 134.0;
+const VALUE_W: f64 = 46.0;
 const ROW_H: f64 = 20.0;
 const TOP: f64 = 18.0;
-const LABEL_CHARS: usize = 22;
+const LABEL_CHARS: usize = 19;
 
 /// A row of a bar chart: a heading (a workload kind) or a bar.
 enum BarRow<'a> {
@@ -650,8 +650,8 @@ fn color_class(i: usize, label: &str) -> String {
     }
 }
 
-const LW: f64 = 420.0;
-const LH: f64 = 230.0;
+const LW: f64 = 360.0;
+const LH: f64 = 210.0;
 const L_LEFT: f64 = 40.0;
 const L_RIGHT: f64 = 24.0;
 const L_TOP: f64 = 10.0;
@@ -731,9 +731,10 @@ fn series_section(series: &Series, caption: &str) -> Markup {
                     }
                 }
             }
+            p.table-note { "Share of clusters on each snapshot date (—: not published that week)." }
             div.table-wrap role="region" aria-label=(format!("{caption}: numbers")) tabindex="0" {
                 table.numbers.over-time {
-                    caption { "Share of clusters on each snapshot date (—: not published that week)" }
+                    caption.visually-hidden { (caption) ", share of clusters on each snapshot date" }
                     thead {
                         tr {
                             th scope="col" { "date" }
