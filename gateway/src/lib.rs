@@ -6,7 +6,8 @@
 //!   OpenAPI).
 //! - `body`: reading a body under a wire cap and a decompressed cap, gunzipping as it streams.
 //! - `limit`: rate limits per client IP and per clusterID.
-//! - `serve`: HTTP/1.1 with every connection bounded (head and idle timeouts, a connection cap).
+//! - HTTP/1.1 with every connection bounded (head and idle timeouts, a connection cap) is
+//!   `plumbing::serve`, shared with the stats server.
 //! - [`publish`]: the JetStream publisher, and keeping the stream in place.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: [`ApiError`], every refusal as an RFC 9457 problem.
@@ -18,7 +19,6 @@ mod limit;
 pub mod metrics;
 pub mod publish;
 mod routes;
-mod serve;
 
 use std::sync::Arc;
 
@@ -73,12 +73,12 @@ pub async fn run(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, nats = %config.nats_url, stream = %config.stream, "gateway listening");
-    let server = serve::serve(
-        listener,
-        routes::router(state),
-        serve::Bounds::from_config(&config),
-        shutdown.clone(),
-    );
+    let bounds = plumbing::serve::Bounds {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections as usize,
+    };
+    let server = plumbing::serve::serve(listener, routes::router(state), bounds, shutdown.clone());
     tokio::pin!(server);
     tokio::select! {
         () = &mut server => {}

@@ -9,6 +9,8 @@
 //! - [`error`]: an error with its whole cause chain, for logs and exit messages.
 //! - `nats` (feature `nats`): the NATS connection from a comma-separated URL list.
 //! - `probe` (feature `probe`): the `/healthz`, `/readyz` and `/metrics` routes.
+//! - `serve` (feature `serve`): serving a router over HTTP/1.1 with every connection bounded
+//!   (a request-head deadline, an idle deadline, a connection cap).
 
 pub mod cli;
 pub mod error;
@@ -17,6 +19,8 @@ pub mod log;
 pub mod nats;
 #[cfg(feature = "probe")]
 pub mod probe;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod signal;
 
 pub use error::Chain;

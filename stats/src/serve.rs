@@ -257,10 +257,18 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, dashboard = %format!("http://{addr}{PREFIX}"), "serving the published statistics");
     }
-    axum::serve(listener, router(&out, metrics))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    plumbing::serve::serve(listener, router(&out, metrics), BOUNDS, shutdown).await;
+    Ok(())
 }
+
+/// Every connection bounded as the gateway's are (its defaults): a public page must not let a
+/// client hold connections by never finishing its headers. Static files answer at once, so
+/// these need no flags of their own.
+const BOUNDS: plumbing::serve::Bounds = plumbing::serve::Bounds {
+    header_timeout: std::time::Duration::from_secs(10),
+    idle_timeout: std::time::Duration::from_secs(75),
+    max_connections: 1024,
+};
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@
 //! - Between an answer and the first byte of the next request, a keep-alive connection may wait
 //!   `idle_timeout`.
 //! - While a request is being handled (its body, the handler, its answer) these clocks stop:
-//!   the body has `--request-timeout` and publishing `--publish-timeout`, in the routes.
+//!   the routes bound the rest (the gateway: `--request-timeout` for a body, `--publish-timeout`).
 //! - At most `max_connections` are served at once. A new connection at the cap makes room: the
 //!   connection that has waited longest for a request head is closed, or, if none is receiving
 //!   a head, the one idle longest. A connection handling a request is never closed for room;
@@ -54,8 +54,6 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-
 /// The largest request head (request line and headers); a larger one gets 431. Volunteers send
 /// a few hundred bytes, an ingress controller adds its `X-Forwarded-*` headers.
 const MAX_HEAD_BYTES: usize = 16 << 10;
@@ -73,22 +71,16 @@ const BACKLOG: i32 = 1024;
 /// long to wait before accepting again, so that the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The bounds on connections, from `--header-timeout`, `--idle-timeout` and `--max-connections`.
+/// The bounds on connections (the gateway's `--header-timeout`, `--idle-timeout` and
+/// `--max-connections`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Bounds {
-    pub(crate) header_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_connections: usize,
-}
-
-impl Bounds {
-    pub(crate) fn from_config(config: &Config) -> Self {
-        Bounds {
-            header_timeout: config.header_timeout,
-            idle_timeout: config.idle_timeout,
-            max_connections: config.max_connections as usize,
-        }
-    }
+pub struct Bounds {
+    /// Time a connection has to deliver a request head.
+    pub header_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
 }
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` is
@@ -97,7 +89,7 @@ impl Bounds {
 ///
 /// Dropping the returned future (when the drain deadline passes) aborts the connections still
 /// open.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     router: Router,
     bounds: Bounds,
