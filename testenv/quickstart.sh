@@ -35,9 +35,21 @@ nats_server="${SPARTAKUS_TESTENV_BIN:-$target/testenv-bin}/nats-server"
 dir="${SPARTAKUS_QUICKSTART_DIR:-$(mktemp -d -t spartakus-quickstart.XXXXXX)}"
 mkdir -p "$dir"
 pids=()
+nats_pid=
+# Stops what it started, the broker last: the ingester acknowledges what it stored as it
+# stops, and with NATS already gone it would wait out its --shutdown-timeout (30 s) instead.
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  local pid
+  for pid in "${pids[@]}"; do
+    [[ "$pid" == "$nats_pid" ]] || kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    [[ "$pid" == "$nats_pid" ]] || wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n "$nats_pid" ]]; then
+    kill "$nats_pid" 2>/dev/null || true
+    wait "$nats_pid" 2>/dev/null || true
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -62,6 +74,7 @@ max_payload: 16MB
 jetstream { store_dir: "$dir/nats" }
 CONF
 "$nats_server" -c "$dir/nats.conf" >"$dir/nats.log" 2>&1 &
+nats_pid=$!
 pids+=($!)
 wait_http "http://127.0.0.1:$nats_mon/healthz?js-enabled-only=true" nats-server "$dir/nats.log"
 
