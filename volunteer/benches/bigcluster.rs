@@ -240,34 +240,46 @@ async fn bench() -> Result<(), BoxError> {
         idle.etcd
     );
 
+    let volunteer_cmd = || {
+        let mut cmd = timed(env!("CARGO_BIN_EXE_volunteer"));
+        cmd.args([
+            "--dry-run",
+            "--gateway",
+            "https://collector.example.org",
+            "--log-format",
+            "json",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig);
+        cmd
+    };
     println!("machine before the volunteer: {}", machine());
-    let volunteer = measure(
-        timed(env!("CARGO_BIN_EXE_volunteer"))
-            .args([
-                "--dry-run",
-                "--gateway",
-                "https://collector.example.org",
-                "--log-format",
-                "json",
-            ])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig),
-        &counters,
-        &servers,
-    )?;
+    let lists = StorageLists::read(&writer).await?;
+    let mut volunteer = measure(&mut volunteer_cmd(), &counters, &servers)?;
+    volunteer.lists = StorageLists::read(&writer).await? - lists;
     let volunteer_requests = check_volunteer(&volunteer, &sizes)?;
 
     println!("machine before the naive lists: {}", machine());
-    let naive = measure(
+    let lists = StorageLists::read(&writer).await?;
+    let mut naive = measure(
         timed(std::env::current_exe()?).env("SPARTAKUS_BENCH_NAIVE", &kubeconfig),
         &counters,
         &servers,
     )?;
+    naive.lists = StorageLists::read(&writer).await? - lists;
     let naive_requests = check_naive(&naive, &sizes)?;
+
+    // Once more after the naive run, so that the order of the runs shows if it matters.
+    println!("machine before the volunteer again: {}", machine());
+    let lists = StorageLists::read(&writer).await?;
+    let mut again = measure(&mut volunteer_cmd(), &counters, &servers)?;
+    again.lists = StorageLists::read(&writer).await? - lists;
+    let again_requests = check_volunteer(&again, &sizes)?;
 
     let mut rows = vec![
         ("volunteer --dry-run", volunteer_requests, volunteer),
         ("naive: paged full lists", naive_requests, naive),
+        ("volunteer, again", again_requests, again),
     ];
     match kubectl {
         Some(kubectl) => {
@@ -306,6 +318,12 @@ async fn bench() -> Result<(), BoxError> {
 
     println!();
     print_table(&rows, &sizes, fill_secs);
+    for (name, _, m) in &rows {
+        println!(
+            "{name}: kube-apiserver served {:.0} lists from its watch cache, {:.0} from etcd",
+            m.lists.cache, m.lists.etcd
+        );
+    }
     let (volunteer, naive) = (&rows[0].2, &rows[1].2);
     println!(
         "report body: {} bytes",
@@ -741,6 +759,47 @@ async fn wire_costs(writer: &Writer) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// How many lists kube-apiserver served from its watch cache and from etcd
+/// (`apiserver_storage_list_total`, all resources).
+#[derive(Debug, Clone, Copy, Default)]
+struct StorageLists {
+    cache: f64,
+    etcd: f64,
+}
+
+impl StorageLists {
+    async fn read(writer: &Writer) -> Result<Self, BoxError> {
+        let metrics = writer.get("/metrics").await?;
+        let mut lists = Self::default();
+        for line in metrics.lines() {
+            let Some(rest) = line.strip_prefix("apiserver_storage_list_total{") else {
+                continue;
+            };
+            let value: f64 = rest
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            if rest.contains(r#"storage="watchcache""#) {
+                lists.cache += value;
+            } else if rest.contains(r#"storage="etcd""#) {
+                lists.etcd += value;
+            }
+        }
+        Ok(lists)
+    }
+}
+
+impl std::ops::Sub for StorageLists {
+    type Output = Self;
+    fn sub(self, rhs: Self) -> Self {
+        Self {
+            cache: self.cache - rhs.cache,
+            etcd: self.etcd - rhs.etcd,
+        }
+    }
+}
+
 /// kube-apiserver's Go heap, from its `/metrics`.
 async fn apiserver_heap(writer: &Writer) -> Result<String, BoxError> {
     let metrics = writer.get("/metrics").await?;
@@ -771,6 +830,7 @@ struct Measured {
     rss_kib: u64,
     client_cpu: f64,
     servers: ServerCpu,
+    lists: StorageLists,
 }
 
 /// `/usr/bin/time -v program`: add the program's arguments and stdout, then [`measure`].
@@ -814,6 +874,7 @@ fn measure(
         rss_kib: time_field("Maximum resident set size (kbytes):") as u64,
         client_cpu: time_field("User time (seconds):") + time_field("System time (seconds):"),
         servers: servers_cpu,
+        lists: StorageLists::default(),
         stdout: out.stdout,
         stderr: out.stderr,
     })
