@@ -21,7 +21,7 @@
 //!
 //! hyper's own `header_read_timeout` is not used: it starts when the server begins waiting for
 //! a head, so on a keep-alive connection it also counts the idle time and the two bounds
-//! could not be set apart. Both clocks live in [`Bounded`], the connection's I/O.
+//! could not be set apart. Both clocks live in `Bounded`, the connection's I/O.
 //!
 //! Only HTTP/1.1 is served. Volunteers speak HTTP/1.1 to a plaintext gateway (HTTP/2 needs TLS
 //! and ALPN, which end at the Ingress), and ingress controllers proxy to their backends in
