@@ -175,15 +175,23 @@ pub fn assert_v2_rows(db: &std::path::Path, report_id: &str) {
         .collect();
     assert_eq!(extensions, want);
     for (i, w) in report["workloads"].as_array().unwrap().iter().enumerate() {
-        let (kind, total, median, p90): (String, i64, Option<i64>, Option<i64>) = conn
+        let (kind, total, median, p90, sampled): (
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        ) = conn
             .query_row(
-                "SELECT kind, total, age_median_hours, age_p90_hours FROM workloads WHERE report = ?1 AND idx = ?2",
+                "SELECT kind, total, age_median_hours, age_p90_hours, namespaces_sampled
+                 FROM workloads WHERE report = ?1 AND idx = ?2",
                 [id, i as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .unwrap();
         assert_eq!(kind, w["kind"].as_str().unwrap());
         assert_eq!(total, w["total"].as_i64().unwrap());
+        assert_eq!(sampled, w["namespacesSampled"].as_i64());
         assert_eq!(median, w["ageHours"]["median"].as_i64());
         assert_eq!(p90, w["ageHours"]["p90"].as_i64());
         let buckets: Vec<(i64, Option<i64>, i64)> = conn

@@ -344,6 +344,21 @@ fn check_workload(e: &mut Errors, i: usize, w: &WorkloadStats, namespaces: Optio
             }
         }
     }
+    if let Some(sampled) = w.namespaces_sampled {
+        if sampled == 0 {
+            e.push(
+                format_args!("workloads[{i}].namespacesSampled"),
+                "zero: a sample holds at least one namespace",
+            );
+        } else if let Some(n) = namespaces
+            && sampled > n
+        {
+            e.push(
+                format_args!("workloads[{i}].namespacesSampled"),
+                format!("more than namespaces ({n})"),
+            );
+        }
+    }
     if let Some(age) = w.age_hours
         && age.p90 < age.median
     {

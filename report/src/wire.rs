@@ -264,6 +264,14 @@ pub struct WorkloadStats {
     /// buckets of [`BUCKETS`], in that order. Counts of namespaces only. When
     /// the report has `namespaces`, the buckets add up to it.
     pub per_namespace: Vec<Bucket>,
+    /// Present when `perNamespace` is an estimate: the objects of this kind
+    /// were counted in this many namespaces drawn at random (without
+    /// replacement) from all of them, and the buckets scaled to the namespace
+    /// count. Absent when every namespace was counted. A volunteer samples only
+    /// on large clusters, where counting every namespace would cost the API
+    /// server more than the rest of the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces_sampled: Option<u64>,
     /// Ages of the objects of this kind, in whole hours; absent when there are none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_hours: Option<AgeHours>,
@@ -306,6 +314,9 @@ pub fn bucket_index(count: u64) -> usize {
 
 /// Summary of object ages in whole hours. Coarse on purpose: no single
 /// object's creation time can be read back from it. `p90` is at least `median`.
+/// A volunteer may read ages as the API server prints them (`kubectl get`'s
+/// AGE column): exact to the hour below 8 days, to the day from 8 days and to
+/// the year from 8 years, so a long age may be up to a day (a year) short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct AgeHours {

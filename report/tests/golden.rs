@@ -108,6 +108,7 @@ fn the_v2_example_sets_every_field_and_round_trips() {
         panic!("v2-full.json's first node leaves a field out");
     };
     assert!(workloads.iter().any(|w| w.age_hours.is_some()));
+    assert!(workloads.iter().any(|w| w.namespaces_sampled.is_some()));
 }
 
 /// The error text a `.expected` file holds: the syntax message, or one

@@ -62,8 +62,9 @@ fn workload(kind: Kind, namespaces: u64) -> impl Strategy<Value = WorkloadStats>
         prop::array::uniform7(0..=namespaces / 7),
         any::<u64>(),
         opt((0u64..1_000_000, 0u64..1_000_000)),
+        opt(1..=namespaces.max(1)),
     )
-        .prop_map(move |(rest, total, age)| {
+        .prop_map(move |(rest, total, age, sampled)| {
             let first = namespaces - rest.iter().sum::<u64>();
             let counts = std::iter::once(first).chain(rest);
             WorkloadStats {
@@ -78,6 +79,7 @@ fn workload(kind: Kind, namespaces: u64) -> impl Strategy<Value = WorkloadStats>
                         namespaces,
                     })
                     .collect(),
+                namespaces_sampled: sampled.filter(|_| namespaces > 0),
                 age_hours: age.map(|(median, extra)| AgeHours {
                     median,
                     p90: median + extra,

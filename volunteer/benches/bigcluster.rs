@@ -35,7 +35,9 @@
 //! Sizes and concurrency from the environment (defaults in brackets):
 //! `SPARTAKUS_BENCH_NODES` (5000), `SPARTAKUS_BENCH_PODS` (150000),
 //! `SPARTAKUS_BENCH_NAMESPACES` (1500), `SPARTAKUS_BENCH_DEPLOYMENTS` (15000),
-//! `SPARTAKUS_BENCH_CONCURRENCY` (16). Not a CI test: at full size the fill takes about half
+//! `SPARTAKUS_BENCH_CONCURRENCY` (16). With `SPARTAKUS_BENCH_HOLD` set it stops after the
+//! fill, prints the server's address and kubeconfig, and keeps the cluster up until Ctrl-C (for
+//! trying other requests by hand). Not a CI test: at full size the fill takes about half
 //! an hour on 2 cores, and the servers need some 12 GiB of memory (see [`GO_MEMORY_LIMIT`]).
 
 use std::collections::BTreeMap;
@@ -222,6 +224,15 @@ async fn bench() -> Result<(), BoxError> {
     println!("{}", apiserver_heap(&writer).await?);
     object_sizes(&writer, &servers).await?;
     wire_costs(&writer).await?;
+    if std::env::var_os("SPARTAKUS_BENCH_HOLD").is_some() {
+        println!(
+            "holding the filled cluster until Ctrl-C: server {}, kubeconfig {}",
+            kube.server_url(),
+            kube.kubeconfig_path().display()
+        );
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
 
     let upstream = kube.server_url().trim_start_matches("https://").to_owned();
     let counters = Arc::new(Counters::default());

@@ -6,7 +6,8 @@
 //! - Version strings are copied only after [`sanitize`] cut off what could name a machine.
 //! - Provider IDs become a provider name from an allowlist; extended resources from
 //!   unknown vendors are folded into one name.
-//! - Workloads become counts, fixed-bucket histograms and whole-hour age percentiles.
+//! - Workloads become counts, fixed-bucket histograms (scaled to the namespace count when
+//!   counted in a sample of namespaces) and whole-hour age percentiles.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,7 +22,7 @@ use report::{
 use sha2::{Digest, Sha256};
 
 use crate::omit::{NodeField, Omit};
-use crate::snapshot::{KindCounts, NodeSnapshot, Section, Snapshot};
+use crate::snapshot::{KindCounts, NamespaceCounts, NodeSnapshot, Section, Snapshot};
 
 /// Longest node info string sent; longer ones are cut.
 pub const MAX_INFO_LEN: usize = 64;
@@ -212,7 +213,6 @@ pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
                             *kind,
                             c,
                             namespace_names.map(|n| n.as_slice()),
-                            snapshot.taken_at,
                             !omit.contains(&Omit::Ages),
                         )),
                         Section::Skipped(r) => skip(section::workload(*kind), *r),
@@ -445,26 +445,34 @@ fn workload(
     kind: report::Kind,
     counts: &KindCounts,
     namespaces: Option<&[String]>,
-    now: i64,
     with_ages: bool,
 ) -> WorkloadStats {
     let mut buckets = [0u64; BUCKETS.len()];
-    match namespaces {
+    let mut namespaces_sampled = None;
+    match (&counts.per_namespace, namespaces) {
         // With the namespace list, the buckets hold exactly the listed namespaces (those
         // without any object of this kind in the first), so they add up to the namespace
         // count. The lists are read one after another, not as one snapshot: objects of a
         // namespace created after the namespace list was read count in the total, not in a
         // bucket.
-        Some(names) => {
+        (NamespaceCounts::Every(counts), Some(names)) => {
             for name in names {
-                let n = counts.per_namespace.get(name).copied().unwrap_or(0);
+                let n = counts.get(name).copied().unwrap_or(0);
                 buckets[bucket_index(n)] += 1;
             }
         }
-        None => {
-            for &n in counts.per_namespace.values() {
+        (NamespaceCounts::Every(counts), None) => {
+            for &n in counts.values() {
                 buckets[bucket_index(n)] += 1;
             }
+        }
+        (NamespaceCounts::Sample { counts, of }, _) => {
+            let mut drawn = [0u64; BUCKETS.len()];
+            for &n in counts {
+                drawn[bucket_index(n)] += 1;
+            }
+            buckets = scale(&drawn, *of);
+            namespaces_sampled = Some(counts.len() as u64);
         }
     }
     let per_namespace = BUCKETS
@@ -478,25 +486,51 @@ fn workload(
         .collect();
     WorkloadStats {
         kind,
-        total: counts.per_namespace.values().sum(),
+        total: counts.total,
         per_namespace,
+        namespaces_sampled,
         age_hours: if with_ages {
-            age_hours(&counts.created, now)
+            age_hours(&counts.ages)
         } else {
             None
         },
     }
 }
 
-/// Median and 90th percentile (nearest rank) of ages in whole hours; `None` for none.
-pub fn age_hours(created: &[i64], now: i64) -> Option<AgeHours> {
-    if created.is_empty() {
+/// A sample's histogram scaled to `of` namespaces: each bucket gets its share of `of`, rounded
+/// down, and the namespaces left over go one each to the buckets with the largest remainders
+/// (the lower bucket first on a tie), so the buckets add up to `of` exactly. An empty sample
+/// says nothing: all `of` go to the first bucket.
+pub fn scale(drawn: &[u64; BUCKETS.len()], of: u64) -> [u64; BUCKETS.len()] {
+    let n: u128 = drawn.iter().map(|&d| u128::from(d)).sum();
+    let mut out = [0u64; BUCKETS.len()];
+    if n == 0 {
+        out[0] = of;
+        return out;
+    }
+    let mut remainders = [(0u128, 0usize); BUCKETS.len()];
+    let mut given: u64 = 0;
+    for (i, &d) in drawn.iter().enumerate() {
+        let exact = u128::from(d) * u128::from(of);
+        // exact / n ≤ of, so it fits.
+        out[i] = u64::try_from(exact / n).unwrap_or(of);
+        given += out[i];
+        remainders[i] = (exact % n, i);
+    }
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, i) in remainders.iter().take((of - given) as usize) {
+        out[i] += 1;
+    }
+    out
+}
+
+/// Median and 90th percentile (nearest rank) of ages given in seconds, in whole hours; `None`
+/// for none.
+pub fn age_hours(ages: &[u64]) -> Option<AgeHours> {
+    if ages.is_empty() {
         return None;
     }
-    let mut hours: Vec<u64> = created
-        .iter()
-        .map(|&c| (now.saturating_sub(c).max(0) / 3600) as u64)
-        .collect();
+    let mut hours: Vec<u64> = ages.iter().map(|&s| s / 3600).collect();
     hours.sort_unstable();
     let rank = |p: usize| {
         // Nearest rank: the smallest value with at least p% of values at or below it.
@@ -558,8 +592,12 @@ mod tests {
             workloads: Section::Ok(vec![(
                 Kind::Pod,
                 Section::Ok(KindCounts {
-                    per_namespace: HashMap::from([("a".into(), 1), ("b".into(), 7)]),
-                    created: vec![1_800_000_000 - 3600 * 5; 8],
+                    total: 8,
+                    per_namespace: NamespaceCounts::Every(HashMap::from([
+                        ("a".into(), 1),
+                        ("b".into(), 7),
+                    ])),
+                    ages: vec![3600 * 5; 8],
                 }),
             )]),
             extensions: Section::Ok(vec![]),
@@ -768,33 +806,77 @@ mod tests {
         // Seen in CI: services listed after a namespace appeared that the namespace list had
         // missed; the buckets held 5 namespaces for a count of 4 and the report was refused.
         let counts = KindCounts {
-            per_namespace: [("a", 2), ("b", 1), ("late", 3)]
-                .into_iter()
-                .map(|(n, c)| (n.to_owned(), c))
-                .collect(),
-            created: vec![],
+            total: 6,
+            per_namespace: NamespaceCounts::Every(
+                [("a", 2), ("b", 1), ("late", 3)]
+                    .into_iter()
+                    .map(|(n, c)| (n.to_owned(), c))
+                    .collect(),
+            ),
+            ages: vec![],
         };
         let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
-        let w = workload(report::Kind::Service, &counts, Some(&names), 0, false);
+        let w = workload(report::Kind::Service, &counts, Some(&names), false);
         let held: u64 = w.per_namespace.iter().map(|b| b.namespaces).sum();
         assert_eq!(held, 4);
         assert_eq!(w.per_namespace[0].namespaces, 2, "c and d hold none");
         assert_eq!(w.total, 6);
+        assert_eq!(w.namespaces_sampled, None);
+    }
+
+    #[test]
+    fn a_sampled_histogram_is_scaled_to_the_namespace_count_and_says_so() {
+        // 10 namespaces drawn from 1,000: 5 without pods, 3 with 2–5, 2 with 101–500.
+        let counts = KindCounts {
+            total: 123_456,
+            per_namespace: NamespaceCounts::Sample {
+                counts: vec![0, 0, 0, 0, 0, 3, 4, 5, 200, 300],
+                of: 1_000,
+            },
+            ages: vec![7200],
+        };
+        let names: Vec<String> = (0..1_000).map(|i| format!("ns-{i}")).collect();
+        let w = workload(report::Kind::Pod, &counts, Some(&names), true);
+        let buckets: Vec<u64> = w.per_namespace.iter().map(|b| b.namespaces).collect();
+        assert_eq!(buckets, [500, 0, 300, 0, 0, 0, 200, 0]);
+        assert_eq!(w.namespaces_sampled, Some(10));
+        assert_eq!(w.total, 123_456);
+        assert_eq!(w.age_hours, Some(AgeHours { median: 2, p90: 2 }));
+    }
+
+    #[test]
+    fn scaling_rounds_to_the_largest_remainders_and_keeps_the_sum() {
+        // 3 drawn from 10: thirds of 10 are 3.33 each; one bucket gets the spare namespace.
+        assert_eq!(
+            scale(&[1, 1, 1, 0, 0, 0, 0, 0], 10),
+            [4, 3, 3, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(scale(&[0; 8], 7), [7, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    proptest! {
+        #[test]
+        fn a_scaled_histogram_always_adds_up_to_the_namespace_count(
+            drawn in prop::array::uniform8(0u64..300),
+            of in 0u64..1_000_000,
+        ) {
+            let scaled = scale(&drawn, of);
+            prop_assert_eq!(scaled.iter().sum::<u64>(), of);
+            let n: u64 = drawn.iter().sum();
+            for (d, s) in drawn.iter().zip(scaled) {
+                // Each bucket within one namespace of its exact share.
+                let exact = *d as f64 * of as f64 / n.max(1) as f64;
+                prop_assert!(n == 0 || (s as f64 - exact).abs() < 1.0 + 1e-9);
+            }
+        }
     }
 
     #[test]
     fn ages_are_nearest_rank_percentiles_in_whole_hours() {
-        let now = 100 * 3600;
-        let created: Vec<i64> = (1..=10).map(|h| now - h * 3600 - 59).collect();
-        assert_eq!(
-            age_hours(&created, now),
-            Some(AgeHours { median: 5, p90: 9 })
-        );
-        assert_eq!(
-            age_hours(&[now + 10], now),
-            Some(AgeHours { median: 0, p90: 0 })
-        );
-        assert_eq!(age_hours(&[], now), None);
+        let ages: Vec<u64> = (1..=10).map(|h| h * 3600 + 59).collect();
+        assert_eq!(age_hours(&ages), Some(AgeHours { median: 5, p90: 9 }));
+        assert_eq!(age_hours(&[10]), Some(AgeHours { median: 0, p90: 0 }));
+        assert_eq!(age_hours(&[]), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`config`]: flags and environment variables, validated into [`config::Settings`].
 //! - [`collect`]: the only Kubernetes I/O for the report: version, nodes, namespaces,
 //!   workload counts.
+//! - [`table`]: the API server's Table form of a list (a printed row per object) and its AGE
+//!   column read back into seconds.
 //! - [`snapshot`]: what was collected, as plain values.
 //! - [`omit`]: what the operator may leave out (`--omit`), named as the report's sections.
 //! - [`anonymize`]: the pure function from a snapshot and a key to the report sent; the
@@ -27,6 +29,7 @@ pub mod run;
 pub mod send;
 pub mod snapshot;
 pub mod status;
+pub mod table;
 
 pub use config::Config;
 pub use run::{RunError, run};

@@ -58,8 +58,33 @@ pub struct NodeSnapshot {
 /// The objects of one kind, counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindCounts {
-    /// Objects per namespace (namespaces without any are absent).
-    pub per_namespace: HashMap<String, u64>,
-    /// Creation times of every object, UNIX seconds.
-    pub created: Vec<i64>,
+    /// Objects of this kind in the cluster.
+    pub total: u64,
+    /// How many objects each namespace holds: all of them, or a sample.
+    pub per_namespace: NamespaceCounts,
+    /// The age of every object, in seconds: when read from a Table (the API server prints ages
+    /// so), exact to the hour below 8 days, to the day from 8 days, to the year from 8 years;
+    /// exact otherwise.
+    pub ages: Vec<u64>,
+}
+
+/// Objects of one kind per namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceCounts {
+    /// Every namespace's count, by name; a namespace without objects may be absent.
+    Every(HashMap<String, u64>),
+    /// The counts in `counts.len()` namespaces drawn at random, without replacement, from the
+    /// `of` namespaces of the namespace list. Names are not kept.
+    Sample {
+        /// One count per drawn namespace, zeros included.
+        counts: Vec<u64>,
+        /// How many namespaces they were drawn from.
+        of: u64,
+    },
+}
+
+impl Default for NamespaceCounts {
+    fn default() -> Self {
+        Self::Every(HashMap::new())
+    }
 }

@@ -2,8 +2,9 @@
 //! per batch. `report_id` is unique and rows are inserted with `INSERT OR IGNORE`, so a
 //! redelivered report changes nothing: exactly once in this sink.
 //!
-//! The schema is `schema/sqlite.sql` (migration 1) and `schema/sqlite-2.sql` (migration 2:
-//! erasure checks and tombstones), applied in order via `PRAGMA user_version`.
+//! The schema is `schema/sqlite.sql` (migration 1), `schema/sqlite-2.sql` (migration 2:
+//! erasure checks and tombstones) and `schema/sqlite-3.sql` (migration 3: sampled per-namespace
+//! histograms), applied in order via `PRAGMA user_version`.
 //!
 //! Erasures and retention run on the same writer thread as the batches, each in its own short
 //! transaction, so they interleave with ingestion and never race it: a batch sees every
@@ -27,6 +28,7 @@ use crate::row::{Row, kubernetes_minor};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/sqlite.sql"),
     include_str!("../../schema/sqlite-2.sql"),
+    include_str!("../../schema/sqlite-3.sql"),
 ];
 
 /// The tables holding a report's child rows, each keyed by `report` first; deleted before the
@@ -242,6 +244,10 @@ fn fits(row: &Row) -> Result<(), String> {
     let mut values = vec![("namespaces".to_owned(), row.namespaces)];
     for (i, w) in row.workloads.iter().enumerate() {
         values.push((format!("workloads[{i}].total"), Some(w.total)));
+        values.push((
+            format!("workloads[{i}].namespacesSampled"),
+            w.namespaces_sampled,
+        ));
         if let Some(age) = w.age_hours {
             values.push((format!("workloads[{i}].ageHours.median"), Some(age.median)));
             values.push((format!("workloads[{i}].ageHours.p90"), Some(age.p90)));
@@ -296,8 +302,9 @@ impl<'c> Statements<'c> {
                 "INSERT INTO extensions (report, idx, name, value) VALUES (?1, ?2, ?3, ?4)",
             )?,
             workload: tx.prepare_cached(
-                "INSERT INTO workloads (report, idx, kind, total, age_median_hours, age_p90_hours)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO workloads (report, idx, kind, total, age_median_hours, age_p90_hours,
+                     namespaces_sampled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             bucket: tx.prepare_cached(
                 "INSERT INTO workload_buckets (report, workload, idx, min, max, namespaces)
@@ -371,6 +378,7 @@ impl<'c> Statements<'c> {
                 w.total,
                 w.age_hours.map(|a| a.median),
                 w.age_hours.map(|a| a.p90),
+                w.namespaces_sampled,
             ])?;
             for (j, b) in w.per_namespace.iter().enumerate() {
                 self.bucket
