@@ -59,6 +59,12 @@ enum Fault {
     Once(&'static str),
     /// Every continued request for this path.
     Always(&'static str),
+    /// No 410s, but every `limit=1` answer loses its `remainingItemCount`, as a server that
+    /// does not count what remains would send it.
+    NoRemainingCount,
+    /// Every request for a Table is answered 406 Not Acceptable, as by a server that cannot
+    /// print that kind.
+    NoTables,
 }
 
 /// One request the proxy saw.
@@ -196,6 +202,26 @@ fn gone() -> Response {
     response
 }
 
+/// kube-apiserver's answer to an `Accept` it cannot serve.
+fn not_acceptable() -> Response {
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "only the following media types are accepted: application/json",
+        "reason": "NotAcceptable",
+        "code": 406,
+    });
+    let mut response = Response::new(Body::from(status.to_string()));
+    *response.status_mut() = StatusCode::NOT_ACCEPTABLE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     match try_forward(&state, request).await {
         Ok(response) => response,
@@ -220,6 +246,7 @@ async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, B
             Fault::None => false,
             Fault::Once(p) => continued && p == path && !fault.1,
             Fault::Always(p) => continued && p == path,
+            Fault::NoRemainingCount | Fault::NoTables => false,
         };
         fault.1 |= hit;
         hit
@@ -231,6 +258,14 @@ async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, B
     });
     if gone_now {
         return Ok(gone());
+    }
+    let wants_table = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("as=Table"));
+    if matches!(lock(&state.fault).0, Fault::NoTables) && wants_table {
+        return Ok(not_acceptable());
     }
 
     let path_and_query = parts
@@ -263,7 +298,21 @@ async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, B
     ] {
         headers.remove(h);
     }
-    let body = upstream.bytes().await?;
+    let mut body = upstream.bytes().await?;
+    let first_of_one = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "limit=1"));
+    if matches!(lock(&state.fault).0, Fault::NoRemainingCount)
+        && first_of_one
+        && !headers.contains_key(header::CONTENT_ENCODING)
+    {
+        let mut list: serde_json::Value = serde_json::from_slice(&body)?;
+        if let Some(meta) = list["metadata"].as_object_mut() {
+            meta.remove("remainingItemCount");
+        }
+        body = serde_json::to_vec(&list)?.into();
+    }
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -673,7 +722,10 @@ async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestR
     );
     assert_eq!(cost.requests, baseline_cost.requests + 2);
     assert_eq!(snapshot.nodes, Section::Skipped(SkipReason::Error));
-    assert_eq!(snapshot.workloads, baseline.workloads);
+    assert_eq!(
+        in_hours(snapshot.clone()).workloads,
+        in_hours(baseline.clone()).workloads
+    );
     assert_eq!(snapshot.namespaces, baseline.namespaces);
 
     let (report, log) = report_with(&proxy, Fault::Always(NODES)).await?;
@@ -708,5 +760,63 @@ async fn the_proxy_without_a_fault_answers_as_the_server_does() -> TestResult {
     assert_eq!(proxied.namespaces, direct.namespaces);
     assert_eq!(proxied.workloads, direct.workloads);
     assert_eq!(proxied.skipped, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_namespace_whose_count_the_server_leaves_out_is_counted_page_by_page() -> TestResult {
+    let kube = setup().await?;
+    let proxy = FaultProxy::start(kube).await?;
+
+    let (baseline, baseline_cost, _) = collect_with(&proxy, Fault::None).await?;
+    let (snapshot, cost, seen) = collect_with(&proxy, Fault::NoRemainingCount).await?;
+    // The same counts, read page by page in each namespace holding more than one pod.
+    assert_eq!(in_hours(snapshot), in_hours(baseline));
+    let paged: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path.starts_with("/api/v1/namespaces/relist-") && s.path.ends_with("/pods"))
+        .collect();
+    assert_eq!(paged.len(), 2 * PODS_PER_NAMESPACE.len(), "{paged:?}");
+    assert_eq!(
+        cost.requests,
+        baseline_cost.requests + PODS_PER_NAMESPACE.len() as u64
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_that_prints_no_tables_is_read_as_metadata() -> TestResult {
+    let kube = setup().await?;
+    let admin = kube.client().await?;
+    let proxy = FaultProxy::start(kube).await?;
+
+    let (snapshot, _, seen) = collect_with(&proxy, Fault::NoTables).await?;
+    // One refused Table per kind, then the kind's metadata pages.
+    let pods = pods(&snapshot).ok_or("no pods")?;
+    let NamespaceCounts::Every(per_namespace) = &pods.per_namespace else {
+        return Err(format!("pods counted in a sample: {:?}", pods.per_namespace).into());
+    };
+    let read: BTreeMap<String, u64> = per_namespace
+        .iter()
+        .map(|(ns, n)| (ns.clone(), *n))
+        .collect();
+    assert_eq!(read, reference_counts::<Pod>(&admin).await?);
+    let want = PODS_PER_NAMESPACE.iter().sum::<usize>() as u64;
+    assert_eq!(pods.total, want);
+    assert_eq!(pods.ages.len() as u64, want);
+    // Exact ages from creation times, up to the snapshot's time: every pod was made moments
+    // ago, and the snapshot is dated TAKEN_AT.
+    let since = u64::try_from(TAKEN_AT - jiff::Timestamp::now().as_second())?;
+    assert!(
+        pods.ages.iter().all(|&a| a <= since + 60 && a + 3600 >= since),
+        "{since}: {:?}",
+        &pods.ages[..5]
+    );
+    assert_eq!(requests_for(&seen, PODS).len(), 1 + 5, "one Table, five metadata pages");
+    let (report, log) = report_with(&proxy, Fault::NoTables).await?;
+    assert_eq!(skipped(&report), []);
+    assert_workloads_match(&admin, &report, None).await?;
+    assert!(log.contains("no Table form"), "{log}");
+    assert_no_object_names(&log);
     Ok(())
 }
