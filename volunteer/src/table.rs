@@ -192,7 +192,16 @@ mod tests {
         ] {
             assert_eq!(age_seconds(printed), Some(seconds), "{printed}");
         }
-        for bad in ["", "<unknown>", "<invalid>", "5", "h", "3x", "1d2", "99999999999999999999y"] {
+        for bad in [
+            "",
+            "<unknown>",
+            "<invalid>",
+            "5",
+            "h",
+            "3x",
+            "1d2",
+            "99999999999999999999y",
+        ] {
             assert_eq!(age_seconds(bad), None, "{bad}");
         }
     }

@@ -808,11 +808,17 @@ async fn a_server_that_prints_no_tables_is_read_as_metadata() -> TestResult {
     // ago, and the snapshot is dated TAKEN_AT.
     let since = u64::try_from(TAKEN_AT - jiff::Timestamp::now().as_second())?;
     assert!(
-        pods.ages.iter().all(|&a| a <= since + 60 && a + 3600 >= since),
+        pods.ages
+            .iter()
+            .all(|&a| a <= since + 60 && a + 3600 >= since),
         "{since}: {:?}",
         &pods.ages[..5]
     );
-    assert_eq!(requests_for(&seen, PODS).len(), 1 + 5, "one Table, five metadata pages");
+    assert_eq!(
+        requests_for(&seen, PODS).len(),
+        1 + 5,
+        "one Table, five metadata pages"
+    );
     let (report, log) = report_with(&proxy, Fault::NoTables).await?;
     assert_eq!(skipped(&report), []);
     assert_workloads_match(&admin, &report, None).await?;

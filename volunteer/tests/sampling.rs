@@ -172,7 +172,10 @@ async fn the_report_scales_the_sample_to_every_namespace_and_says_so() -> TestRe
         if want == 0 {
             assert_eq!(*got, 0, "bucket {bucket}: {got:?}");
         } else {
-            assert!(got.abs_diff(want) <= 26, "bucket {bucket}: {got} for {want}");
+            assert!(
+                got.abs_diff(want) <= 26,
+                "bucket {bucket}: {got} for {want}"
+            );
         }
     }
     // The one Service (default/kubernetes) is counted from metadata, in every namespace.
