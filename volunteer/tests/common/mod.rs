@@ -552,7 +552,7 @@ pub fn decode(body: &[u8]) -> Result<report::Report, BoxError> {
 }
 
 /// Per-namespace counts of one kind, by listing full objects as an admin: the
-/// independent reference the volunteer's metadata-only counts are checked against.
+/// independent reference the volunteer's counts are checked against.
 pub async fn reference_counts<K>(client: &kube::Client) -> Result<BTreeMap<String, u64>, BoxError>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
