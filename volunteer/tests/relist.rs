@@ -179,42 +179,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// kube-apiserver's answer to an expired continue token (apiserver's storage errors).
 fn gone() -> Response {
-    let status = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "The provided continue parameter is too old to display a consistent list result. \
-                    You can start a new list without the continue parameter, or use the continue token \
-                    in this response to retrieve the remainder of the results. Continuing with the \
-                    provided token results in an inconsistent list - objects that were created, \
-                    modified, or deleted between the time the first chunk was returned and now may \
-                    show up in the list.",
-        "reason": "Expired",
-        "code": 410,
-    });
-    let mut response = Response::new(Body::from(status.to_string()));
-    *response.status_mut() = StatusCode::GONE;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    failure(
+        StatusCode::GONE,
+        "Expired",
+        "The provided continue parameter is too old to display a consistent list result. \
+         You can start a new list without the continue parameter, or use the continue token \
+         in this response to retrieve the remainder of the results. Continuing with the \
+         provided token results in an inconsistent list - objects that were created, \
+         modified, or deleted between the time the first chunk was returned and now may \
+         show up in the list.",
+    )
 }
 
 /// kube-apiserver's answer to an `Accept` it cannot serve.
 fn not_acceptable() -> Response {
+    failure(
+        StatusCode::NOT_ACCEPTABLE,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json",
+    )
+}
+
+/// A `Status` of kind Failure, as kube-apiserver sends it.
+fn failure(code: StatusCode, reason: &str, message: &str) -> Response {
     let status = json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
-        "message": "only the following media types are accepted: application/json",
-        "reason": "NotAcceptable",
-        "code": 406,
+        "message": message,
+        "reason": reason,
+        "code": code.as_u16(),
     });
     let mut response = Response::new(Body::from(status.to_string()));
-    *response.status_mut() = StatusCode::NOT_ACCEPTABLE;
+    *response.status_mut() = code;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
