@@ -30,7 +30,7 @@
 //! client, and the CPU seconds kube-apiserver and etcd consumed meanwhile (utime + stime from
 //! `/proc/PID/stat`, before and after). Every output is checked against the fill's counts.
 //! Targets: volunteer peak RSS ≤ 64 MiB, bytes received ≤ 15 % of naive. It also prints what
-//! one node and one pod cost on the wire, to show where the bytes go.
+//! one node, one pod and one pod's Table row cost on the wire, to show where the bytes go.
 //!
 //! Sizes and concurrency from the environment (defaults in brackets):
 //! `SPARTAKUS_BENCH_NODES` (5000), `SPARTAKUS_BENCH_PODS` (150000),
@@ -707,7 +707,7 @@ async fn object_sizes(writer: &Writer, servers: &Servers) -> Result<(), BoxError
 /// managedFields, which no list parameter can leave out. From one page of each.
 async fn wire_costs(writer: &Writer) -> Result<(), BoxError> {
     const METADATA: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
-    let page = |path: &'static str, accept: &'static str| async move {
+    let page = |path: String, accept: &'static str| async move {
         let resp = writer
             .raw
             .get(format!("{}{path}", writer.server))
@@ -729,7 +729,12 @@ async fn wire_costs(writer: &Writer) -> Result<(), BoxError> {
             body.clone()
         };
         let list: Value = serde_json::from_slice(&json)?;
-        let items = list["items"].as_array().map_or(0, Vec::len).max(1) as f64;
+        // A list has items, a Table rows.
+        let items = list["items"]
+            .as_array()
+            .or(list["rows"].as_array())
+            .map_or(0, Vec::len)
+            .max(1) as f64;
         Ok::<_, BoxError>((
             body.len() as f64 / items,
             json.len() as f64 / items,
@@ -742,9 +747,21 @@ async fn wire_costs(writer: &Writer) -> Result<(), BoxError> {
         std::io::Write::write_all(&mut enc, bytes)?;
         Ok(enc.finish()?.len())
     };
-    let (node, node_json, _, node_gz) = page("/api/v1/nodes?limit=100", "application/json").await?;
-    let (meta, meta_json, mut list, meta_gz) = page("/api/v1/pods?limit=500", METADATA).await?;
-    let (pod, pod_json, _, pod_gz) = page("/api/v1/pods?limit=500", "application/json").await?;
+    let (node, node_json, _, node_gz) =
+        page("/api/v1/nodes?limit=100".into(), "application/json").await?;
+    let (meta, meta_json, mut list, meta_gz) =
+        page("/api/v1/pods?limit=500".into(), METADATA).await?;
+    let (pod, pod_json, _, pod_gz) =
+        page("/api/v1/pods?limit=500".into(), "application/json").await?;
+    let (key, value) = volunteer::table::NO_OBJECTS;
+    let (row, row_json, _, row_gz) = page(
+        format!(
+            "/api/v1/pods?limit={}&{key}={value}",
+            volunteer::collect::TABLE_PAGE
+        ),
+        volunteer::table::ACCEPT,
+    )
+    .await?;
     let n = list["items"].as_array().map_or(0, Vec::len).max(1) as f64;
     for item in list["items"].as_array_mut().into_iter().flatten() {
         if let Some(m) = item["metadata"].as_object_mut() {
@@ -762,10 +779,12 @@ async fn wire_costs(writer: &Writer) -> Result<(), BoxError> {
     println!(
         "on the wire per object: a node in full {node:.0} bytes ({}; {node_json:.0} as JSON), \
          a pod as metadata {meta:.0} ({}; {meta_json:.0} as JSON; {stripped:.0} gzipped without \
-         managedFields), a pod in full {pod:.0} ({}; {pod_json:.0} as JSON)",
+         managedFields), a pod in full {pod:.0} ({}; {pod_json:.0} as JSON), a pod as a Table \
+         row without its object {row:.1} ({}; {row_json:.0} as JSON)",
         z(node_gz),
         z(meta_gz),
-        z(pod_gz)
+        z(pod_gz),
+        z(row_gz)
     );
     Ok(())
 }
