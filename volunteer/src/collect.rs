@@ -569,14 +569,10 @@ impl Reader<'_> {
     }
 }
 
+/// Counts one object in its namespace and keeps its creation time.
 fn locate(acc: &mut Located, meta: ObjectMeta) {
     if let Some(ns) = meta.namespace {
-        match acc.per_namespace.get_mut(&ns) {
-            Some(n) => *n += 1,
-            None => {
-                acc.per_namespace.insert(ns, 1);
-            }
-        }
+        *acc.per_namespace.entry(ns).or_insert(0) += 1;
     }
     if let Some(t) = meta.creation_timestamp {
         acc.created.push(t.0.as_second());

@@ -21,11 +21,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use common::{BoxError, TestResult, decode, dry_run, reference_counts};
+use common::{
+    BoxError, TestResult, create_namespaces, create_pods, decode, dry_run, reference_counts,
+};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
 use report::{Kind, SkipReason};
 use serde_json::json;
@@ -338,38 +340,20 @@ async fn setup() -> Result<&'static KubeApi, BoxError> {
 async fn create_fixture(client: &kube::Client) -> Result<(), BoxError> {
     assert!(PODS_PER_NAMESPACE.iter().sum::<usize>() > TABLE_PAGE as usize);
     assert!(NODE_COUNT > NODE_PAGE as usize);
-    let pp = PostParams::default();
-    let mut pods = Vec::new();
-    for (i, n) in PODS_PER_NAMESPACE.iter().enumerate() {
-        let ns = format!("relist-{i}");
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &pp,
-                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-            )
-            .await?;
-        pods.extend((0..*n).map(|p| (ns.clone(), format!("relist-pod-{i}-{p}"))));
-    }
-    let create_pod = |(ns, name): (String, String)| {
-        let (client, pp) = (client.clone(), pp.clone());
-        async move {
-            let pod: Pod = serde_json::from_value(json!({
-                "metadata": {"name": name},
-                // A bare API server has no scheduler: the pod stays Pending.
-                "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
-            }))?;
-            Api::<Pod>::namespaced(client, &ns)
-                .create(&pp, &pod)
-                .await?;
-            Ok::<_, BoxError>(())
-        }
-    };
-    futures::stream::iter(pods)
-        .map(create_pod)
-        .buffer_unordered(CONCURRENT_CREATES)
-        .try_collect::<()>()
-        .await?;
+    let namespace = |i: usize| format!("relist-{i}");
+    create_namespaces(
+        client,
+        (0..PODS_PER_NAMESPACE.len()).map(namespace),
+        CONCURRENT_CREATES,
+    )
+    .await?;
+    let pods = PODS_PER_NAMESPACE
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| (0..*n).map(move |p| (namespace(i), format!("relist-pod-{i}-{p}"))));
+    create_pods(client, pods, CONCURRENT_CREATES).await?;
 
+    let pp = PostParams::default();
     let create_node = |n: usize| {
         let (client, pp) = (client.clone(), pp.clone());
         async move {
@@ -464,6 +448,14 @@ fn requests_for(seen: &[Seen], path: &str) -> Vec<(bool, bool)> {
     seen.iter()
         .filter(|s| s.path == path)
         .map(|s| (s.continued, s.gone))
+        .collect()
+}
+
+/// The requests for the pods of one namespace whose name starts with `prefix`.
+fn pod_requests_in<'s>(seen: &'s [Seen], prefix: &str) -> Vec<&'s Seen> {
+    let start = format!("/api/v1/namespaces/{prefix}");
+    seen.iter()
+        .filter(|s| s.path.starts_with(&start) && s.path.ends_with("/pods"))
         .collect()
 }
 
@@ -640,17 +632,11 @@ async fn a_pod_list_that_expires_again_after_its_restart_is_skipped_as_an_error(
     );
     // Two more requests for the pods' Table, and none of the per-namespace counts that follow
     // it: the kind is given up before them.
-    let counts_in_namespaces = |seen: &[Seen]| {
-        seen.iter()
-            .filter(|s| s.path.starts_with("/api/v1/namespaces/") && s.path.ends_with("/pods"))
-            .count() as u64
-    };
-    assert_eq!(counts_in_namespaces(&seen), 0);
-    assert!(counts_in_namespaces(&baseline_seen) > 0);
-    assert_eq!(
-        cost.requests,
-        baseline_cost.requests + 2 - counts_in_namespaces(&baseline_seen)
-    );
+    let counted = pod_requests_in(&seen, "");
+    assert!(counted.is_empty(), "{counted:?}");
+    let baseline_counted = pod_requests_in(&baseline_seen, "").len() as u64;
+    assert!(baseline_counted > 0);
+    assert_eq!(cost.requests, baseline_cost.requests + 2 - baseline_counted);
     let (Section::Ok(got), Section::Ok(want)) = (&snapshot.workloads, &baseline.workloads) else {
         return Err("no workloads".into());
     };
@@ -770,10 +756,7 @@ async fn a_namespace_whose_count_the_server_leaves_out_is_counted_page_by_page()
     let (snapshot, cost, seen) = collect_with(&proxy, Fault::NoRemainingCount).await?;
     // The same counts, read page by page in each namespace holding more than one pod.
     assert_eq!(in_hours(snapshot), in_hours(baseline));
-    let paged: Vec<&Seen> = seen
-        .iter()
-        .filter(|s| s.path.starts_with("/api/v1/namespaces/relist-") && s.path.ends_with("/pods"))
-        .collect();
+    let paged = pod_requests_in(&seen, "relist-");
     assert_eq!(paged.len(), 2 * PODS_PER_NAMESPACE.len(), "{paged:?}");
     assert_eq!(
         cost.requests,

@@ -7,12 +7,8 @@
 
 mod common;
 
-use common::{BoxError, TestResult, decode, dry_run};
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, PostParams};
+use common::{BoxError, TestResult, create_namespaces, create_pods, decode, dry_run};
 use report::{BUCKETS, Kind, bucket_index};
-use serde_json::json;
 use testenv::KubeApi;
 use tokio::sync::OnceCell;
 use volunteer::collect::{self, Counting, NAMESPACE_SAMPLE, Plan, counting};
@@ -39,46 +35,14 @@ async fn setup() -> Result<&'static KubeApi, BoxError> {
 }
 
 async fn create_fixture(client: &kube::Client) -> Result<(), BoxError> {
-    let pp = PostParams::default();
-    let namespace = |i: usize| {
-        let (client, pp) = (client.clone(), pp.clone());
-        async move {
-            let ns = format!("smp-{i:03}");
-            Api::<Namespace>::all(client)
-                .create(
-                    &pp,
-                    &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-                )
-                .await?;
-            Ok::<_, BoxError>(())
-        }
-    };
-    futures::stream::iter(0..NAMESPACES)
-        .map(namespace)
-        .buffer_unordered(CONCURRENT_CREATES)
-        .try_collect::<()>()
-        .await?;
-    let pods = (0..NAMESPACES).flat_map(|i| (0..pods_in(i)).map(move |p| (i, p)));
-    let pod = |(i, p): (usize, usize)| {
-        let (client, pp) = (client.clone(), pp.clone());
-        async move {
-            let pod: Pod = serde_json::from_value(json!({
-                "metadata": {"name": format!("smp-pod-{p}")},
-                // A bare API server has no scheduler: the pod stays Pending.
-                "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
-            }))?;
-            Api::<Pod>::namespaced(client, &format!("smp-{i:03}"))
-                .create(&pp, &pod)
-                .await?;
-            Ok::<_, BoxError>(())
-        }
-    };
-    futures::stream::iter(pods)
-        .map(pod)
-        .buffer_unordered(CONCURRENT_CREATES)
-        .try_collect::<()>()
-        .await?;
-    Ok(())
+    create_namespaces(client, (0..NAMESPACES).map(namespace), CONCURRENT_CREATES).await?;
+    let pods = (0..NAMESPACES)
+        .flat_map(|i| (0..pods_in(i)).map(move |p| (namespace(i), format!("smp-pod-{p}"))));
+    create_pods(client, pods, CONCURRENT_CREATES).await
+}
+
+fn namespace(i: usize) -> String {
+    format!("smp-{i:03}")
 }
 
 fn total_pods() -> u64 {

@@ -574,6 +574,58 @@ where
     Ok(counts)
 }
 
+/// Creates the namespaces `names`, `concurrency` requests at a time.
+pub async fn create_namespaces(
+    client: &kube::Client,
+    names: impl IntoIterator<Item = String>,
+    concurrency: usize,
+) -> Result<(), BoxError> {
+    use futures::{StreamExt, TryStreamExt};
+    let create = |name: String| {
+        let client = client.clone();
+        async move {
+            let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+            Api::<Namespace>::all(client)
+                .create(&PostParams::default(), &ns)
+                .await?;
+            Ok::<_, BoxError>(())
+        }
+    };
+    futures::stream::iter(names)
+        .map(create)
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await
+}
+
+/// Creates a bare pod for each `(namespace, name)`, `concurrency` requests at a time. A bare
+/// API server has no scheduler: the pods stay Pending.
+pub async fn create_pods(
+    client: &kube::Client,
+    pods: impl IntoIterator<Item = (String, String)>,
+    concurrency: usize,
+) -> Result<(), BoxError> {
+    use futures::{StreamExt, TryStreamExt};
+    let create = |(namespace, name): (String, String)| {
+        let client = client.clone();
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+            }))?;
+            Api::<Pod>::namespaced(client, &namespace)
+                .create(&PostParams::default(), &pod)
+                .await?;
+            Ok::<_, BoxError>(())
+        }
+    };
+    futures::stream::iter(pods)
+        .map(create)
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await
+}
+
 /// Polls `check` until it returns `Ok(true)` or `deadline` passes.
 pub async fn wait_until<F, Fut>(
     what: &str,
