@@ -11,7 +11,8 @@
 //!   kind (each object's namespace), or one request per namespace (`limit=1`: the server's
 //!   `remainingItemCount` is the count). With more than [`NAMESPACE_SAMPLE`] namespaces, only
 //!   that many, drawn at random, are counted, and the report says so (`namespacesSampled`).
-//! - A server that cannot print a kind as a Table (406) is read as metadata, as before Tables.
+//! - A server that cannot print a kind as a Table (406), or prints it without an AGE column, is
+//!   read as metadata, as before Tables.
 //!
 //! Paged lists are consistent snapshots (kube drops `resourceVersion=0` when a limit is set).
 //! A paged list whose continue token expired part-way (410 Gone: the API server compacted etcd
@@ -379,7 +380,7 @@ pub fn counting(objects: u64, namespaces: Option<usize>) -> Counting {
 struct Tabled {
     objects: u64,
     ages: Vec<u64>,
-    /// Every page had an AGE column.
+    /// Every page had an AGE column (a whole kind's reading stops at the first without).
     aged: bool,
 }
 
@@ -479,6 +480,7 @@ impl Reader<'_> {
     {
         let url = K::url_path(&K::DynamicType::default(), namespace);
         let client = self.client;
+        let whole_kind = namespace.is_none();
         paged(
             self.section,
             TABLE_PAGE,
@@ -491,7 +493,14 @@ impl Reader<'_> {
                 acc.objects += page.rows.len() as u64;
                 match page.age_column() {
                     Some(column) => acc.ages.extend(page.ages(column)),
-                    None => acc.aged = false,
+                    None => {
+                        acc.aged = false;
+                        // The whole kind's Table is read for its ages: without them it is
+                        // read otherwise, so stop here. A namespace's is read for its rows.
+                        if whole_kind {
+                            return None;
+                        }
+                    }
                 }
                 page.continue_token().map(str::to_owned)
             },

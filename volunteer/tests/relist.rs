@@ -67,6 +67,9 @@ enum Fault {
     /// Every request for a Table is answered 406 Not Acceptable, as by a server that cannot
     /// print that kind.
     NoTables,
+    /// Tables come without their AGE column (renamed), as from a server printing a kind
+    /// without `creationTimestamp`.
+    NoAgeColumn,
 }
 
 /// One request the proxy saw.
@@ -246,7 +249,7 @@ async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, B
             Fault::None => false,
             Fault::Once(p) => continued && p == path && !fault.1,
             Fault::Always(p) => continued && p == path,
-            Fault::NoRemainingCount | Fault::NoTables => false,
+            Fault::NoRemainingCount | Fault::NoTables | Fault::NoAgeColumn => false,
         };
         fault.1 |= hit;
         hit
@@ -272,7 +275,12 @@ async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, B
         .uri
         .path_and_query()
         .map_or(path.as_str(), |pq| pq.as_str());
+    let no_age = matches!(lock(&state.fault).0, Fault::NoAgeColumn) && wants_table;
     let mut headers = parts.headers;
+    if no_age {
+        // An uncompressed answer, so the proxy can rewrite it.
+        headers.remove(header::ACCEPT_ENCODING);
+    }
     for h in [
         header::HOST,
         header::CONTENT_LENGTH,
@@ -312,6 +320,19 @@ async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, B
             meta.remove("remainingItemCount");
         }
         body = serde_json::to_vec(&list)?.into();
+    }
+    if no_age && status.is_success() {
+        let mut table: serde_json::Value = serde_json::from_slice(&body)?;
+        for column in table["columnDefinitions"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if column["name"] == "Age" {
+                column["name"] = "Created".into();
+            }
+        }
+        body = serde_json::to_vec(&table)?.into();
     }
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
@@ -767,12 +788,23 @@ async fn a_namespace_whose_count_the_server_leaves_out_is_counted_page_by_page()
 
 #[tokio::test]
 async fn a_server_that_prints_no_tables_is_read_as_metadata() -> TestResult {
+    read_as_metadata(Fault::NoTables, "no Table form").await
+}
+
+#[tokio::test]
+async fn tables_without_an_age_column_are_read_as_metadata() -> TestResult {
+    read_as_metadata(Fault::NoAgeColumn, "no AGE column").await
+}
+
+/// With `fault`, each kind's Table is refused or useless: the kind is read from its metadata,
+/// with exact ages, and `logged` says why.
+async fn read_as_metadata(fault: Fault, logged: &str) -> TestResult {
     let kube = setup().await?;
     let admin = kube.client().await?;
     let proxy = FaultProxy::start(kube).await?;
 
-    let (snapshot, _, seen) = collect_with(&proxy, Fault::NoTables).await?;
-    // One refused Table per kind, then the kind's metadata pages.
+    let (snapshot, _, seen) = collect_with(&proxy, fault).await?;
+    // One Table request per kind, then the kind's metadata pages.
     let pods = pods(&snapshot).ok_or("no pods")?;
     let NamespaceCounts::Every(per_namespace) = &pods.per_namespace else {
         return Err(format!("pods counted in a sample: {:?}", pods.per_namespace).into());
@@ -800,10 +832,10 @@ async fn a_server_that_prints_no_tables_is_read_as_metadata() -> TestResult {
         1 + 5,
         "one Table, five metadata pages"
     );
-    let (report, log) = report_with(&proxy, Fault::NoTables).await?;
+    let (report, log) = report_with(&proxy, fault).await?;
     assert_eq!(skipped(&report), []);
     assert_workloads_match(&admin, &report, None).await?;
-    assert!(log.contains("no Table form"), "{log}");
+    assert!(log.contains(logged), "{log}");
     assert_no_object_names(&log);
     Ok(())
 }
