@@ -142,7 +142,7 @@ echo "quickstart: synthetic reports stored: $(count "$synthetic") (expected $sen
 # the dashboard. --include-synthetic counts the population (stats leaves it out by default),
 # and the page says so.
 from=$(date -u -d "$first + 27 days" +%F)
-"$bin/stats" --store "sqlite:$db" --out "$dir/stats" --backfill-from "$from" --include-synthetic \
+"$bin/stats" --store "sqlite:$db" --out "$dir/stats" --backfill-from "$from" --include-synthetic --new-ledger \
   --listen "127.0.0.1:$stats_port" >"$dir/stats.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$stats_port/readyz" stats "$dir/stats.log" 120

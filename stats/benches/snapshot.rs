@@ -212,11 +212,15 @@ fn measure(db: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let started = Instant::now();
+    let mut ledger = stats::ledger::Ledger::new();
+    let mut rng = stats::privacy::os_rng()?;
     let done = runtime.block_on(stats::run::compute(
         &config,
         &store,
         &output,
+        &mut ledger,
         config.date.ok_or("date")?,
+        &mut rng,
     ))?;
     let elapsed = started.elapsed();
     println!(

@@ -12,8 +12,8 @@ pub use plumbing::log::LogFormat;
 
 use crate::store::bigquery::{Credentials, TableRef};
 
-/// The Spartakus statistics job: computes k-anonymous snapshots of the stored reports where they
-/// are stored (SQLite or BigQuery) and publishes them as JSON and CSV files.
+/// The Spartakus statistics job: computes differentially private snapshots of the stored reports,
+/// aggregated where they are stored (SQLite or BigQuery), and publishes them as JSON and CSV files.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "stats", version, about)]
 pub struct Config {
@@ -37,10 +37,23 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_OUT", default_value = "spartakus-stats")]
     pub out: PathBuf,
 
-    /// k: the fewest distinct clusters a published number may count; smaller cells are folded into `other` (at least 2)
+    /// The floor a noisy count must clear to be published as a cell of its own; smaller cells fold into `other` (at least 2)
     #[arg(long, env = "SPARTAKUS_MIN_CLUSTERS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(2..))]
     pub min_clusters: u64,
+
+    /// ρ: the privacy budget of one snapshot, in zero-concentrated differential privacy, with respect to one cluster; split among every total and metric. Its (ε, δ) equivalent is printed on every output
+    #[arg(long, env = "SPARTAKUS_RHO", default_value_t = 0.05, value_parser = parse_rho)]
+    pub rho: f64,
+
+    /// δ of the (ε, δ) statement of one snapshot: half for releasing open-domain values (versions, kernels), half for converting ρ to ε
+    #[arg(long, env = "SPARTAKUS_DELTA", default_value_t = 1e-7, value_parser = parse_delta)]
+    pub delta: f64,
+
+    /// The most nodes one cluster counts for in node metrics and the node total (a larger cluster's nodes are scaled down to it): the sensitivity the node noise is calibrated to
+    #[arg(long, env = "SPARTAKUS_NODE_CLIP", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub node_clip: u64,
 
     /// Days in a snapshot's window, ending with the snapshot's date; each cluster counts once, by its latest report in the window
     #[arg(long, env = "SPARTAKUS_WINDOW_DAYS", default_value_t = 28,
@@ -51,13 +64,21 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_CADENCE", value_enum, default_value_t = Cadence::Weekly)]
     pub cadence: Cadence,
 
-    /// Compute the snapshot of this day (YYYY-MM-DD, a day already over) instead of the due ones, replacing it if it exists
+    /// Compute the snapshot of this day (YYYY-MM-DD, a day already over) instead of the due ones; refused if the ledger says it is released, unless --allow-rerelease
     #[arg(long, env = "SPARTAKUS_DATE", conflicts_with = "backfill_from")]
     pub date: Option<Date>,
 
-    /// Compute (or recompute) the snapshot of every publication day from this one (YYYY-MM-DD) to the latest, from the stored reports
+    /// Compute the snapshot of every publication day from this one (YYYY-MM-DD) to the latest, from the stored reports; refused if the ledger says any of them is released, unless --allow-rerelease
     #[arg(long, env = "SPARTAKUS_BACKFILL_FROM")]
     pub backfill_from: Option<Date>,
+
+    /// Release again dates the ledger says are released (--date, --backfill-from). Each release draws fresh noise, so two releases of one date let a reader average the noise away: the ledger records the extra ρ, and the cumulative guarantee gets worse
+    #[arg(long, env = "SPARTAKUS_ALLOW_RERELEASE")]
+    pub allow_rerelease: bool,
+
+    /// Start a new ledger in an output folder that has none (a new publication). Without it, a folder without ledger.json is refused, so a lost volume is never silently released again; refused if a ledger exists
+    #[arg(long, env = "SPARTAKUS_NEW_LEDGER")]
+    pub new_ledger: bool,
 
     /// Count reports marked with the extension spartakus.dev/synthetic=true (demo populations); the snapshot says so
     #[arg(long, env = "SPARTAKUS_INCLUDE_SYNTHETIC")]
@@ -147,7 +168,36 @@ impl FromStr for CredentialsArg {
     }
 }
 
+fn parse_rho(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?}: not a number"))?;
+    if v.is_finite() && v > 0.0 && v <= 10.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s}: ρ must be above 0 and at most 10"))
+    }
+}
+
+fn parse_delta(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?}: not a number"))?;
+    if v.is_finite() && v > 0.0 && v <= 1e-3 {
+        Ok(v)
+    } else {
+        Err(format!("{s}: δ must be above 0 and at most 0.001"))
+    }
+}
+
 impl Config {
+    /// The privacy parameters: each cluster counts at most one report per day of the window.
+    pub fn budget(&self) -> crate::privacy::Budget {
+        crate::privacy::Budget {
+            rho: self.rho,
+            delta: self.delta,
+            min_clusters: self.min_clusters,
+            node_clip: self.node_clip,
+            report_clip: u64::from(self.window_days),
+        }
+    }
+
     /// What the dashboard says beyond the published files.
     pub fn dashboard(&self) -> crate::dashboard::Options {
         crate::dashboard::Options {
@@ -173,9 +223,12 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_k_10_a_28_day_window_and_weekly_snapshots() {
+    fn defaults_are_rho_0_05_a_floor_of_10_a_28_day_window_and_weekly_snapshots() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.min_clusters, 10);
+        assert_eq!((c.rho, c.delta, c.node_clip), (0.05, 1e-7, 20));
+        assert_eq!(c.budget().report_clip, 28);
+        assert!(!c.allow_rerelease && !c.new_ledger);
         assert_eq!(c.window_days, 28);
         assert_eq!(c.cadence, Cadence::Weekly);
         assert_eq!(c.store, StoreSpec::Sqlite("spartakus.sqlite".into()));
@@ -197,6 +250,14 @@ mod tests {
             assert!(parse(&["--min-clusters", k]).is_err(), "{k}");
         }
         assert_eq!(parse(&["--min-clusters", "2"]).unwrap().min_clusters, 2);
+    }
+
+    #[test]
+    fn a_budget_outside_its_range_is_refused() {
+        for (flag, v) in [("--rho", "0"), ("--rho", "-1"), ("--rho", "inf"), ("--rho", "11"), ("--delta", "0"), ("--delta", "0.5"), ("--node-clip", "0")] {
+            assert!(parse(&[flag, v]).is_err(), "{flag} {v}");
+        }
+        assert_eq!(parse(&["--rho", "0.2"]).unwrap().rho, 0.2);
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn sections(s: &Snapshot) -> Vec<(&'static str, &'static str, Vec<&MetricDoc>)> 
 
 fn header(p: &Published, options: &Options) -> Markup {
     let s = &p.snapshot;
-    let k = s.min_clusters;
+    let k = s.privacy.min_clusters;
     let privacy_href = options.privacy_url.as_deref().unwrap_or("SCHEMA.md");
     let schema = find(s, "clusters_by_schema_version");
     let share_of = |label: &str| {
@@ -421,7 +421,7 @@ fn metric_section(s: &Snapshot, m: &MetricDoc) -> Markup {
             } @else {
                 p.notice.withheld {
                     strong { "Withheld. " }
-                    "Fewer than " (s.min_clusters) " clusters in total (or one cluster with most of the nodes): nothing of this metric is published."
+                    "Fewer than " (s.privacy.min_clusters) " clusters in total (or one cluster with most of the nodes): nothing of this metric is published."
                 }
             }
             div.table-wrap role="region" aria-label=(format!("{}: numbers", m.title)) tabindex="0" {

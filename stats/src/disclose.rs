@@ -1,33 +1,36 @@
-//! What may be published: the one function that applies the privacy rules to raw cells.
+//! What may be published: the one step that adds noise to the store's cells and decides what is
+//! released.
 //!
-//! [`disclose`] is pure. Its input is what the store aggregated (every cell with its count of
-//! distinct clusters and, for node metrics, its nodes and its largest cluster's nodes); its
-//! output is the cells that may be published. The rules, with `k = --min-clusters`:
+//! [`disclose`] is pure but for its random generator, which is an argument (seeded in tests,
+//! from the operating system in production). Its input is what the store aggregated; its output
+//! is every published number, and nothing else decides one. In order:
 //!
-//! 1. **Threshold.** A published cell counts at least k distinct clusters.
-//! 2. **Dominance.** A node cell is published only if no single cluster contributes more than
-//!    half of its nodes.
-//! 3. **Complementary suppression.** Cells failing 1 or 2 fold into `other`. If `other` then
-//!    fails 1 or 2 itself, the next-smallest published cells fold into it until it passes, so
-//!    no folded cell is the difference of published numbers. A metric whose total fails 1 or 2
-//!    is withheld whole.
-//! 4. **Refinements** (`Metric::parent`) are disclosed within each published parent cell, whose
-//!    count is the total there, with `<parent> other` as that cell's `other`; the children of
-//!    a folded parent all fold into `other other`. Parent minus published children is then
-//!    always a published cell.
-//! 5. **Linked cells** ([`LINKED`]) count the same units in several metrics; once one is folded
-//!    anywhere, it is folded everywhere (repeated until nothing changes), so a cell published
-//!    in one metric never uncovers what another metric's `other` hides.
+//! 1. **Totals.** The window's clusters, reports and nodes each get noise ([`Plan`]); the noisy
+//!    cluster total is the total of every cluster metric, the noisy node total that of every
+//!    node metric. Below `--min-clusters`, everything is withheld.
+//! 2. **Measure.** Each metric's cells get noise of the scale its share of the budget allows.
+//!    Which cells exist depends on its [`Domain`]: every value of a closed domain is measured,
+//!    zeros included; a value of an open domain is released only when its noisy count clears
+//!    the selection threshold (so a value that only one cluster has is released with
+//!    probability at most δₛ); a `Published` domain is the values another metric published,
+//!    plus `other`. A metric measured as the sum of a finer one ([`Measure::SumOf`]) adds up
+//!    that one's noisy cells and costs nothing.
+//! 3. **Post-process** (free: it only reads noisy numbers). Within each partition (a metric, a
+//!    group, or a published parent cell), the noisy counts and `other` (measured, or for an open
+//!    domain what the partition's total leaves) become the non-negative integers closest to
+//!    them that add up to the partition's total; a cell under `--min-clusters` folds into
+//!    `other`. So every metric's cells add up to its published total, children to their parent.
 //!
-//! Merged cells are judged conservatively: the distinct clusters of a merge of node cells are
-//! at least the largest part's (a cluster can be in several parts), and its largest cluster
-//! contributes at most the sum of the parts' largest (and at most the largest cluster's nodes
-//! overall). Cluster cells are a partition, so their merges are exact.
+//! No deterministic rule (threshold on true counts, dominance, complementary suppression) is
+//! needed: every published number is noisy, and the noise, not the rules, is the guarantee.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use crate::metrics::{LINKED, METRICS, Metric, Order, Unit};
+use rand::CryptoRng;
+
+use crate::metrics::{Domain, METRICS, Measure, Metric, NO_NODES, Order, Unit};
 use crate::normalize::OTHER;
+use crate::privacy::{Budget, Guarantee, Noise, Plan, Total};
 
 /// A cell as the store computed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +39,17 @@ pub struct RawCell {
     pub labels: Vec<String>,
     /// Distinct clusters in the cell.
     pub clusters: u64,
-    /// Nodes in the cell (node metrics).
+    /// Nodes in the cell (node metrics), each cluster counting at most `node_clip`.
     pub nodes: Option<u64>,
-    /// Nodes of the cell's largest cluster (node metrics).
-    pub max_nodes: Option<u64>,
+}
+
+impl RawCell {
+    fn count(&self, unit: Unit) -> u64 {
+        match unit {
+            Unit::Clusters => self.clusters,
+            Unit::Nodes => self.nodes.unwrap_or(0),
+        }
+    }
 }
 
 /// The window's totals as the store computed them.
@@ -47,14 +57,10 @@ pub struct RawCell {
 pub struct RawTotals {
     /// Distinct clusters (one latest report each).
     pub clusters: u64,
-    /// Reports.
+    /// Reports, each cluster counting at most `report_clip`.
     pub reports: u64,
-    /// Nodes in the clusters' latest reports.
+    /// Nodes in the clusters' latest reports, each cluster counting at most `node_clip`.
     pub nodes: u64,
-    /// Clusters with at least one node.
-    pub clusters_with_nodes: u64,
-    /// Nodes of the largest cluster.
-    pub max_cluster_nodes: u64,
 }
 
 /// Everything the store computed for one window.
@@ -66,13 +72,6 @@ pub struct Raw {
     pub cells: BTreeMap<String, Vec<RawCell>>,
 }
 
-/// The privacy parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// k: the fewest distinct clusters a published cell may count (at least 2).
-    pub min_clusters: u64,
-}
-
 /// One published cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
@@ -82,8 +81,32 @@ pub struct Cell {
     pub count: u64,
 }
 
+/// The noise behind one metric's or total's numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseInfo {
+    /// σ of the noise on each measured count (for a derived metric, on its largest sum).
+    pub sigma: f64,
+    /// ρ it spent (0 for a derived metric).
+    pub rho: f64,
+    /// The noisy count an open-domain value had to reach to be released.
+    pub threshold: Option<u64>,
+    /// The finer metric whose noisy cells this one adds up.
+    pub derived_from: Option<&'static str>,
+}
+
+impl NoiseInfo {
+    fn of(noise: &Noise) -> Self {
+        NoiseInfo {
+            sigma: noise.sigma(),
+            rho: noise.rho(),
+            threshold: None,
+            derived_from: None,
+        }
+    }
+}
+
 /// One metric after disclosure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Disclosed {
     /// The metric.
     pub metric: &'static Metric,
@@ -91,415 +114,483 @@ pub struct Disclosed {
     pub total: Option<u64>,
     /// Published cells, in listing order (empty when withheld).
     pub cells: Vec<Cell>,
+    /// The noise behind them.
+    pub noise: NoiseInfo,
 }
 
 /// The window's published totals; `None` where withheld.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Totals {
     /// Distinct clusters.
     pub clusters: Option<u64>,
-    /// Reports.
+    /// Reports (each cluster counting at most `report_clip`).
     pub reports: Option<u64>,
-    /// Nodes.
+    /// Nodes (each cluster counting at most `node_clip`).
     pub nodes: Option<u64>,
+    /// The noise of each, in [`crate::privacy::MEASUREMENTS`] order.
+    pub noise: [(Total, NoiseInfo); 3],
 }
 
 /// What may be published of one window.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Disclosure {
+    /// What the snapshot guarantees.
+    pub guarantee: Guarantee,
+    /// The budget it was computed under.
+    pub budget: Budget,
     /// The totals.
     pub totals: Totals,
     /// Every metric of [`METRICS`], in that order.
     pub metrics: Vec<Disclosed>,
 }
 
-/// What the rules judge a cell by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    /// Distinct clusters (a lower bound for merged node cells).
-    clusters: u64,
-    /// Nodes (node metrics; exact).
-    nodes: Option<u64>,
-    /// Nodes of the largest cluster (an upper bound for merged cells).
-    max: Option<u64>,
+/// Noisy counts of one metric: every released value's labels and noisy count.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    cells: Vec<(Vec<String>, i64)>,
+    /// `other` is what a partition's total leaves (open domains), not a measured cell.
+    other_is_rest: bool,
+    threshold: Option<u64>,
 }
 
-impl Stat {
-    fn of(cell: &RawCell) -> Self {
-        Stat {
-            clusters: cell.clusters,
-            nodes: cell.nodes,
-            max: cell.max_nodes,
-        }
-    }
-
-    fn count(&self, unit: Unit) -> u64 {
-        match unit {
-            Unit::Clusters => self.clusters,
-            Unit::Nodes => self.nodes.unwrap_or(0),
-        }
-    }
-
-    fn passes(&self, policy: &Policy) -> bool {
-        let dominated =
-            matches!((self.nodes, self.max), (Some(n), Some(m)) if m.saturating_mul(2) > n);
-        self.clusters >= policy.min_clusters && !dominated
-    }
-
-    /// A merge of cells of `unit`, inside a partition whose largest cluster has `cap` nodes.
-    fn merge<'a>(unit: Unit, parts: impl Iterator<Item = &'a Stat>, cap: Option<u64>) -> Stat {
-        let mut merged = Stat {
-            clusters: 0,
-            nodes: None,
-            max: None,
-        };
-        for s in parts {
-            merged.clusters = match unit {
-                Unit::Clusters => merged.clusters + s.clusters,
-                Unit::Nodes => merged.clusters.max(s.clusters),
-            };
-            merged.nodes = add(merged.nodes, s.nodes);
-            merged.max = add(merged.max, s.max);
-        }
-        if let (Some(m), Some(cap)) = (merged.max, cap) {
-            merged.max = Some(m.min(cap));
-        }
-        merged
-    }
-}
-
-fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-    }
-}
-
-/// The result of disclosing one partition: kept cells (labels, stat) and the fold, if any.
-struct Partition {
-    kept: Vec<(Vec<String>, Stat)>,
-    other: Option<Stat>,
-}
-
-/// Rules 1–3 on one partition of `total`.
-///
-/// `rules.linked` are this metric's cells of [`LINKED`]: another metric may publish the same
-/// number, so `other` must pass also without them (unless it is the whole partition), and they
-/// are the last cells chosen to fold for `other`'s sake.
-fn partition(
-    unit: Unit,
-    cells: Vec<(Vec<String>, Stat)>,
-    total: Stat,
-    rules: &Rules<'_>,
-) -> Option<Partition> {
-    let policy = rules.policy;
-    if !total.passes(policy) {
-        return None;
-    }
-    let (mut kept, mut folded): (Vec<_>, Vec<_>) = cells.into_iter().partition(|(labels, s)| {
-        s.passes(policy)
-            && !rules.forced.contains(labels)
-            && labels.last().is_none_or(|l| l != OTHER)
-    });
-    // The next cell to fold is last, so `pop` takes it: linked cells last, then the smallest.
-    kept.sort_by(|(la, a), (lb, b)| {
-        let (linked_a, linked_b) = (rules.linked.contains(la), rules.linked.contains(lb));
-        (linked_b, b.count(unit), b.clusters, lb).cmp(&(linked_a, a.count(unit), a.clusters, la))
-    });
-    let other = loop {
-        if folded.is_empty() {
-            break None;
-        }
-        if kept.is_empty() {
-            // Everything folded: `other` is the whole partition, exactly.
-            break Some(total);
-        }
-        let merged = Stat::merge(unit, folded.iter().map(|(_, s)| s), total.max);
-        // Another metric may publish a linked cell's number (the same units), so what `other`
-        // holds besides its linked cells must pass on its own: otherwise `other` minus that
-        // number is a small cell, or `other` is that number, uncovering the folds elsewhere.
-        let mut rest = folded
-            .iter()
-            .filter(|(l, _)| !rules.linked.contains(l))
-            .map(|(_, s)| s)
-            .peekable();
-        let rest_ok = rest.peek().is_some() && Stat::merge(unit, rest, total.max).passes(policy);
-        if merged.passes(policy) && rest_ok {
-            break Some(merged);
-        }
-        if let Some(next) = kept.pop() {
-            folded.push(next);
-        }
+/// Adds noise to `raw` and decides what is published, under `budget`.
+pub fn disclose<R: CryptoRng + ?Sized>(raw: &Raw, budget: &Budget, rng: &mut R) -> Disclosure {
+    let plan = Plan::new(*budget);
+    let floor = budget.min_clusters;
+    let mut noisy_total = |t: Total, v: u64| -> u64 {
+        u64::try_from(plan.total(t).add(v, rng).max(0)).unwrap_or(0)
     };
-    Some(Partition { kept, other })
-}
-
-/// The rules for one metric: the policy, and its forced and linked cells.
-struct Rules<'a> {
-    policy: &'a Policy,
-    forced: &'a HashSet<Vec<String>>,
-    linked: &'a HashSet<Vec<String>>,
-}
-
-/// Applies every rule to `raw`.
-pub fn disclose(raw: &Raw, policy: &Policy) -> Disclosure {
-    let mut forced: BTreeMap<&'static str, HashSet<Vec<String>>> = BTreeMap::new();
-    loop {
-        let metrics = disclose_metrics(raw, policy, &forced);
-        let mut grew = false;
-        for group in LINKED {
-            let folded_somewhere = group
-                .iter()
-                .any(|(id, labels)| exists(raw, id, labels) && !published(&metrics, id, labels));
-            if folded_somewhere {
-                for (id, labels) in *group {
-                    let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-                    grew |= forced.entry(id).or_default().insert(labels);
-                }
-            }
-        }
-        if !grew {
-            return Disclosure {
-                totals: totals(&raw.totals, policy),
-                metrics,
-            };
-        }
-    }
-}
-
-fn exists(raw: &Raw, id: &str, labels: &[&str]) -> bool {
-    raw.cells
-        .get(id)
-        .is_some_and(|cells| cells.iter().any(|c| c.labels == labels))
-}
-
-fn published(metrics: &[Disclosed], id: &str, labels: &[&str]) -> bool {
-    metrics
-        .iter()
-        .find(|d| d.metric.id == id)
-        .is_some_and(|d| d.cells.iter().any(|c| c.labels == labels))
-}
-
-fn totals(raw: &RawTotals, policy: &Policy) -> Totals {
-    let clusters_ok = raw.clusters >= policy.min_clusters;
-    let nodes = Stat {
-        clusters: raw.clusters_with_nodes,
-        nodes: Some(raw.nodes),
-        max: Some(raw.max_cluster_nodes),
+    let clusters = noisy_total(Total::Clusters, raw.totals.clusters);
+    let reports = noisy_total(Total::Reports, raw.totals.reports);
+    let nodes = noisy_total(Total::Nodes, raw.totals.nodes);
+    let clusters_ok = clusters >= floor;
+    let nodes_ok = clusters_ok && nodes >= floor;
+    let info = |t: Total| (t, NoiseInfo::of(plan.total(t)));
+    let totals = Totals {
+        clusters: clusters_ok.then_some(clusters),
+        reports: clusters_ok.then_some(reports),
+        nodes: nodes_ok.then_some(nodes),
+        noise: [
+            info(Total::Clusters),
+            info(Total::Reports),
+            info(Total::Nodes),
+        ],
     };
-    Totals {
-        clusters: clusters_ok.then_some(raw.clusters),
-        reports: clusters_ok.then_some(raw.reports),
-        nodes: nodes.passes(policy).then_some(raw.nodes),
-    }
-}
 
-/// Intermediate result per metric: the published cells with their stats, so that refinements
-/// can use a parent cell's exact numbers as their total.
-struct Working {
-    disclosed: Disclosed,
-    /// Published parent-level cells (not `other`), with their raw stats.
-    kept: Vec<(Vec<String>, Stat)>,
-    /// Labels and stat of each partition's `other` (folds).
-    others: Vec<(Vec<String>, Stat)>,
-}
-
-fn disclose_metrics(
-    raw: &Raw,
-    policy: &Policy,
-    forced: &BTreeMap<&'static str, HashSet<Vec<String>>>,
-) -> Vec<Disclosed> {
-    let empty = HashSet::new();
-    let mut done: Vec<Working> = Vec::new();
-    for metric in METRICS {
+    let mut measured: BTreeMap<&'static str, Measured> = BTreeMap::new();
+    let mut done: Vec<Disclosed> = Vec::with_capacity(METRICS.len());
+    for (i, metric) in METRICS.iter().enumerate() {
         let cells = raw.cells.get(metric.id).map(Vec::as_slice).unwrap_or(&[]);
-        let linked: HashSet<Vec<String>> = LINKED
-            .iter()
-            .flat_map(|group| group.iter())
-            .filter(|(id, _)| *id == metric.id)
-            .map(|(_, labels)| labels.iter().map(|l| l.to_string()).collect())
-            .collect();
-        let rules = Rules {
-            policy,
-            forced: forced.get(metric.id).unwrap_or(&empty),
-            linked: &linked,
-        };
-        let parent = metric
-            .parent
-            .and_then(|p| done.iter().find(|w| w.disclosed.metric.id == p));
-        let working = match metric.parent {
-            None => disclose_top(metric, cells, &raw.totals, &rules),
-            Some(_) => disclose_child(metric, cells, parent, &rules),
-        };
-        done.push(working);
-    }
-    done.into_iter().map(|w| w.disclosed).collect()
-}
-
-/// The partitions of a metric: `(group prefix, cells)`; one with an empty prefix unless grouped.
-/// Cells with the stats the rules judge them by.
-type Cells = Vec<(Vec<String>, Stat)>;
-
-fn groups(metric: &Metric, cells: &[RawCell]) -> Vec<(Vec<String>, Cells)> {
-    let mut by_group: BTreeMap<Vec<String>, Cells> = BTreeMap::new();
-    for c in cells {
-        let prefix = if metric.grouped {
-            c.labels[..1].to_vec()
-        } else {
-            Vec::new()
-        };
-        by_group
-            .entry(prefix)
-            .or_default()
-            .push((c.labels.clone(), Stat::of(c)));
-    }
-    let mut groups: Vec<_> = by_group.into_iter().collect();
-    groups.sort_by_key(|(prefix, _)| group_rank(prefix));
-    groups
-}
-
-/// Workload kinds in report order; anything else after them.
-fn group_rank(prefix: &[String]) -> (usize, Vec<String>) {
-    let rank = prefix
-        .first()
-        .and_then(|g| report::Kind::ALL.iter().position(|k| k.as_str() == g))
-        .unwrap_or(usize::MAX);
-    (rank, prefix.to_vec())
-}
-
-fn disclose_top(
-    metric: &'static Metric,
-    cells: &[RawCell],
-    window: &RawTotals,
-    rules: &Rules<'_>,
-) -> Working {
-    let mut out = Working {
-        disclosed: Disclosed {
-            metric,
-            total: None,
-            cells: Vec::new(),
-        },
-        kept: Vec::new(),
-        others: Vec::new(),
-    };
-    let groups = groups(metric, cells);
-    let mut total_count = None;
-    for (prefix, cells) in groups {
-        let total = match metric.unit {
-            Unit::Clusters => Stat::merge(metric.unit, cells.iter().map(|(_, s)| s), None),
-            Unit::Nodes => Stat {
-                clusters: window.clusters_with_nodes,
-                nodes: Some(window.nodes),
-                max: Some(window.max_cluster_nodes),
+        let mut noise = plan.metrics[i].as_ref().map(NoiseInfo::of);
+        let m = match metric.measure {
+            Measure::SumOf(child) => {
+                let child_metric = crate::metrics::metric(child)
+                    .unwrap_or_else(|| unreachable!("SumOf names a metric (tested)"));
+                let child_cells = raw.cells.get(child).map(Vec::as_slice).unwrap_or(&[]);
+                let child_noise = plan
+                    .metric(child)
+                    .unwrap_or_else(|| unreachable!("SumOf names a measured metric (tested)"));
+                let fine = measure(child_metric, child_cells, child_noise, &plan, &done, rng);
+                let summed = sum_up(&fine);
+                noise = Some(NoiseInfo {
+                    sigma: child_noise.sigma() * (summed.1 as f64).sqrt(),
+                    rho: 0.0,
+                    threshold: None,
+                    derived_from: Some(child),
+                });
+                measured.insert(child, fine);
+                summed.0
+            }
+            Measure::Noise(_) => match measured.remove(metric.id) {
+                Some(m) => m,
+                None => {
+                    let n = plan.metrics[i]
+                        .as_ref()
+                        .unwrap_or_else(|| unreachable!("a measured metric has noise"));
+                    measure(metric, cells, n, &plan, &done, rng)
+                }
             },
         };
-        let Some(p) = partition(metric.unit, cells, total, rules) else {
-            // One group withheld withholds the metric: its groups share one total.
-            return Working {
-                disclosed: Disclosed {
-                    metric,
-                    total: None,
-                    cells: Vec::new(),
-                },
-                kept: Vec::new(),
-                others: Vec::new(),
-            };
+        let mut noise = noise.unwrap_or_else(|| unreachable!("set above"));
+        noise.threshold = m.threshold;
+        let total = match metric.unit {
+            Unit::Clusters => totals.clusters,
+            Unit::Nodes => totals.nodes,
         };
-        total_count = Some(total.count(metric.unit));
-        let mut kept = p.kept;
-        sort(metric, &mut kept);
-        for (labels, s) in &kept {
-            out.disclosed.cells.push(Cell {
-                labels: labels.clone(),
-                count: s.count(metric.unit),
-            });
-        }
-        out.kept.extend(kept);
-        if let Some(other) = p.other {
-            let mut labels = prefix.clone();
-            labels.push(OTHER.to_owned());
-            out.disclosed.cells.push(Cell {
-                labels: labels.clone(),
-                count: other.count(metric.unit),
-            });
-            out.others.push((labels, other));
+        let disclosed = match (total, metric.parent) {
+            (None, _) => Disclosed {
+                metric,
+                total: None,
+                cells: Vec::new(),
+                noise,
+            },
+            (Some(total), None) => release_top(metric, m, total, floor, noise),
+            (Some(_), Some(parent)) => {
+                let parent = done
+                    .iter()
+                    .find(|d| d.metric.id == parent)
+                    .unwrap_or_else(|| unreachable!("parents come first (tested)"));
+                release_child(metric, m, parent, floor, noise)
+            }
+        };
+        done.push(disclosed);
+    }
+    Disclosure {
+        guarantee: plan.guarantee(),
+        budget: *budget,
+        totals,
+        metrics: done,
+    }
+}
+
+/// Every label tuple of a closed domain, in listing order.
+fn closed_domain(metric: &Metric) -> Vec<Vec<String>> {
+    let groups: Vec<Vec<String>> = if metric.grouped {
+        report::Kind::ALL
+            .iter()
+            .map(|k| vec![k.as_str().to_owned()])
+            .collect()
+    } else {
+        vec![Vec::new()]
+    };
+    let mut tuples = Vec::new();
+    for g in groups {
+        match metric.domain {
+            Domain::Closed(labels) => {
+                for l in labels() {
+                    let mut t = g.clone();
+                    t.push(l.to_owned());
+                    tuples.push(t);
+                }
+            }
+            Domain::ClosedUnder(under) => {
+                for (middle, labels) in under {
+                    for l in *labels {
+                        let mut t = g.clone();
+                        t.extend([(*middle).to_owned(), (*l).to_owned()]);
+                        tuples.push(t);
+                    }
+                }
+            }
+            Domain::Open { .. } | Domain::Published { .. } => {}
         }
     }
-    out.disclosed.total = total_count;
+    tuples
+}
+
+/// Step 2: noisy counts of the values `metric` may release.
+fn measure<R: CryptoRng + ?Sized>(
+    metric: &Metric,
+    cells: &[RawCell],
+    noise: &Noise,
+    plan: &Plan,
+    done: &[Disclosed],
+    rng: &mut R,
+) -> Measured {
+    let unit = metric.unit;
+    let raw: BTreeMap<&[String], u64> = cells
+        .iter()
+        .map(|c| (c.labels.as_slice(), c.count(unit)))
+        .collect();
+    match metric.domain {
+        Domain::Closed(_) | Domain::ClosedUnder(_) => {
+            let domain = closed_domain(metric);
+            for c in cells {
+                if !domain.contains(&c.labels) {
+                    // A value the SQL should not produce (a test checks both stores): leaving it
+                    // out is safe; the partition's total still counts it.
+                    tracing::warn!(metric = metric.id, labels = ?c.labels, "a value outside the metric's closed domain is not published");
+                }
+            }
+            let cells = domain
+                .into_iter()
+                .map(|t| {
+                    let count = raw.get(t.as_slice()).copied().unwrap_or(0);
+                    let noisy = noise.add(count, rng);
+                    (t, noisy)
+                })
+                .collect();
+            Measured {
+                cells,
+                other_is_rest: false,
+                threshold: None,
+            }
+        }
+        Domain::Open { always } => {
+            let tau = plan.threshold(noise);
+            let is_always = |labels: &[String]| {
+                always
+                    .iter()
+                    .any(|a| a.len() == labels.len() && a.iter().zip(labels).all(|(x, y)| x == y))
+            };
+            let mut out = Vec::new();
+            for c in cells {
+                if is_always(&c.labels) || c.labels.last().is_some_and(|l| l == OTHER) {
+                    continue;
+                }
+                let noisy = noise.add(c.count(unit), rng);
+                if noisy >= i64::try_from(tau).unwrap_or(i64::MAX) {
+                    out.push((c.labels.clone(), noisy));
+                }
+            }
+            for a in always {
+                let t: Vec<String> = a.iter().map(|s| (*s).to_owned()).collect();
+                let count = raw.get(t.as_slice()).copied().unwrap_or(0);
+                out.push((t, noise.add(count, rng)));
+            }
+            Measured {
+                cells: out,
+                other_is_rest: true,
+                threshold: Some(tau),
+            }
+        }
+        Domain::Published { from } => {
+            let source: Vec<&Vec<String>> = done
+                .iter()
+                .find(|d| d.metric.id == from)
+                .map(|d| d.cells.iter().map(|c| &c.labels).collect())
+                .unwrap_or_default();
+            let prefixes: Vec<Vec<String>> = match metric.parent {
+                None => vec![Vec::new()],
+                Some(parent) => done
+                    .iter()
+                    .find(|d| d.metric.id == parent)
+                    .map(|d| d.cells.iter().map(|c| c.labels.clone()).collect())
+                    .unwrap_or_default(),
+            };
+            let mut domain: Vec<Vec<String>> = Vec::new();
+            for p in &prefixes {
+                for l in &source {
+                    let last = l.last().map(String::as_str);
+                    if l.starts_with(p) && last != Some(OTHER) && last != Some(NO_NODES) {
+                        domain.push((*l).clone());
+                    }
+                }
+                let mut other = p.clone();
+                other.push(OTHER.to_owned());
+                domain.push(other);
+            }
+            let mut counts: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+            for c in cells {
+                let key = if domain.contains(&c.labels) {
+                    c.labels.clone()
+                } else {
+                    let mut k = c.labels[..c.labels.len() - 1].to_vec();
+                    k.push(OTHER.to_owned());
+                    k
+                };
+                *counts.entry(key).or_default() += c.count(unit);
+            }
+            let cells = domain
+                .into_iter()
+                .map(|t| {
+                    let count = counts.get(&t).copied().unwrap_or(0);
+                    let noisy = noise.add(count, rng);
+                    (t, noisy)
+                })
+                .collect();
+            Measured {
+                cells,
+                other_is_rest: false,
+                threshold: None,
+            }
+        }
+    }
+}
+
+/// A parent's noisy cells as the sums of a closed refinement's over its last dimension, and
+/// the most cells one sum adds.
+fn sum_up(fine: &Measured) -> (Measured, usize) {
+    let mut sums: Vec<(Vec<String>, i64, usize)> = Vec::new();
+    for (labels, v) in &fine.cells {
+        let prefix = labels[..labels.len() - 1].to_vec();
+        match sums.iter_mut().find(|(p, _, _)| *p == prefix) {
+            Some((_, s, n)) => {
+                *s = s.saturating_add(*v);
+                *n += 1;
+            }
+            None => sums.push((prefix, *v, 1)),
+        }
+    }
+    let most = sums.iter().map(|(_, _, n)| *n).max().unwrap_or(1);
+    (
+        Measured {
+            cells: sums.into_iter().map(|(p, s, _)| (p, s)).collect(),
+            other_is_rest: false,
+            threshold: None,
+        },
+        most,
+    )
+}
+
+/// Step 3 for one partition of `total`: the kept cells and `other`.
+fn fit_partition(
+    measured: Vec<(Vec<String>, i64)>,
+    other_is_rest: bool,
+    total: u64,
+    floor: u64,
+) -> (Vec<(Vec<String>, u64)>, u64) {
+    let mut labels = Vec::new();
+    let mut estimates: Vec<f64> = Vec::new();
+    let mut other: Option<f64> = None;
+    for (l, v) in measured {
+        if l.last().is_some_and(|x| x == OTHER) {
+            *other.get_or_insert(0.0) += v as f64;
+        } else {
+            labels.push(l);
+            estimates.push(v as f64);
+        }
+    }
+    if other_is_rest {
+        other = Some(total as f64 - estimates.iter().sum::<f64>());
+    }
+    let with_other = other.is_some() || labels.is_empty();
+    if with_other {
+        estimates.push(other.unwrap_or(0.0));
+    }
+    let mut fitted = fit_to_total(&estimates, total);
+    let mut rest = if with_other { fitted.pop().unwrap_or(0) } else { 0 };
+    let mut kept = Vec::new();
+    for (l, v) in labels.into_iter().zip(fitted) {
+        if v >= floor && v > 0 {
+            kept.push((l, v));
+        } else {
+            rest += v;
+        }
+    }
+    (kept, rest)
+}
+
+/// The non-negative integers closest (least squares, then largest remainder) to `estimates`
+/// that add up to `total`.
+pub fn fit_to_total(estimates: &[f64], total: u64) -> Vec<u64> {
+    if estimates.is_empty() {
+        return Vec::new();
+    }
+    let t = total as f64;
+    // Projection onto the simplex {x ≥ 0, Σx = t}: x = max(y − θ, 0).
+    let mut sorted = estimates.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let mut sum = 0.0;
+    let mut theta = (sorted.iter().sum::<f64>() - t) / sorted.len() as f64;
+    for (j, u) in sorted.iter().enumerate() {
+        sum += u;
+        let candidate = (sum - t) / (j + 1) as f64;
+        if u - candidate > 0.0 {
+            theta = candidate;
+        }
+    }
+    let x: Vec<f64> = estimates.iter().map(|y| (y - theta).max(0.0)).collect();
+    let mut out: Vec<u64> = x.iter().map(|v| v.floor() as u64).collect();
+    let assigned: u64 = out.iter().sum();
+    let mut left = total.saturating_sub(assigned);
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    // Largest fractional part first; ties by position, so the result is deterministic.
+    order.sort_by(|&a, &b| (x[b] - x[b].floor()).total_cmp(&(x[a] - x[a].floor())).then(a.cmp(&b)));
+    let mut i = 0;
+    while left > 0 {
+        out[order[i % order.len()]] += 1;
+        left -= 1;
+        i += 1;
+    }
+    // Rounding can overshoot only by float error: take it back from the largest.
+    let mut over = out.iter().sum::<u64>().saturating_sub(total);
+    while over > 0 {
+        if let Some(max) = (0..out.len()).max_by_key(|&j| out[j]) {
+            let take = over.min(out[max]);
+            out[max] -= take;
+            over -= take;
+        }
+    }
     out
 }
 
-fn disclose_child(
-    metric: &'static Metric,
-    cells: &[RawCell],
-    parent: Option<&Working>,
-    rules: &Rules<'_>,
-) -> Working {
-    let mut out = Working {
-        disclosed: Disclosed {
-            metric,
-            total: None,
-            cells: Vec::new(),
-        },
-        kept: Vec::new(),
-        others: Vec::new(),
-    };
-    let Some(parent) = parent.filter(|p| p.disclosed.total.is_some()) else {
-        return out;
-    };
-    out.disclosed.total = parent.disclosed.total;
-    let depth = metric.dimensions.len() - 1;
-    // Parent cells in their published order, then the parent's folds.
-    for parent_cell in &parent.disclosed.cells {
-        let labels = &parent_cell.labels;
-        if let Some((_, total)) = parent.kept.iter().find(|(l, _)| l == labels) {
-            let children: Vec<(Vec<String>, Stat)> = cells
-                .iter()
-                .filter(|c| c.labels[..depth] == labels[..])
-                .map(|c| (c.labels.clone(), Stat::of(c)))
-                .collect();
-            let Some(p) = partition(metric.unit, children, *total, rules) else {
-                // Unreachable: the parent cell passed, and it is this partition's total.
-                continue;
-            };
-            let mut kept = p.kept;
-            sort(metric, &mut kept);
-            for (l, s) in &kept {
-                out.disclosed.cells.push(Cell {
-                    labels: l.clone(),
-                    count: s.count(metric.unit),
-                });
-            }
-            if let Some(other) = p.other {
-                let mut l = labels.clone();
-                l.push(OTHER.to_owned());
-                out.disclosed.cells.push(Cell {
-                    labels: l,
-                    count: other.count(metric.unit),
-                });
-            }
-        } else if let Some((_, other)) = parent.others.iter().find(|(l, _)| l == labels) {
-            let mut l = labels.clone();
-            l.push(OTHER.to_owned());
-            out.disclosed.cells.push(Cell {
-                labels: l,
-                count: other.count(metric.unit),
-            });
+fn other_labels(prefix: &[String]) -> Vec<String> {
+    let mut l = prefix.to_vec();
+    l.push(OTHER.to_owned());
+    l
+}
+
+fn emit(metric: &Metric, prefix: &[String], kept: Vec<(Vec<String>, u64)>, other: u64, out: &mut Vec<Cell>) {
+    let mut kept = kept;
+    sort(metric, &mut kept);
+    out.extend(kept.into_iter().map(|(labels, count)| Cell { labels, count }));
+    if other > 0 {
+        out.push(Cell {
+            labels: other_labels(prefix),
+            count: other,
+        });
+    }
+}
+
+fn release_top(metric: &'static Metric, m: Measured, total: u64, floor: u64, noise: NoiseInfo) -> Disclosed {
+    let mut cells = Vec::new();
+    let mut groups: Vec<(Vec<String>, Vec<(Vec<String>, i64)>)> = Vec::new();
+    if metric.grouped {
+        for k in report::Kind::ALL {
+            groups.push((vec![k.as_str().to_owned()], Vec::new()));
         }
+    } else {
+        groups.push((Vec::new(), Vec::new()));
+    }
+    for (labels, v) in m.cells {
+        if let Some((_, g)) = groups.iter_mut().find(|(p, _)| labels.starts_with(p)) {
+            g.push((labels, v));
+        }
+    }
+    for (prefix, measured) in groups {
+        let (kept, other) = fit_partition(measured, m.other_is_rest, total, floor);
+        emit(metric, &prefix, kept, other, &mut cells);
+    }
+    Disclosed {
+        metric,
+        total: Some(total),
+        cells,
+        noise,
+    }
+}
+
+fn release_child(
+    metric: &'static Metric,
+    m: Measured,
+    parent: &Disclosed,
+    floor: u64,
+    noise: NoiseInfo,
+) -> Disclosed {
+    let mut out = Disclosed {
+        metric,
+        total: parent.total,
+        cells: Vec::new(),
+        noise,
+    };
+    if parent.total.is_none() {
+        return out;
+    }
+    let mut by_parent: BTreeMap<Vec<String>, Vec<(Vec<String>, i64)>> = BTreeMap::new();
+    for (labels, v) in m.cells {
+        let prefix = labels[..labels.len() - 1].to_vec();
+        by_parent.entry(prefix).or_default().push((labels, v));
+    }
+    for p in &parent.cells {
+        if p.labels.last().is_some_and(|l| l == OTHER) {
+            out.cells.push(Cell {
+                labels: other_labels(&p.labels),
+                count: p.count,
+            });
+            continue;
+        }
+        let measured = by_parent.remove(&p.labels).unwrap_or_default();
+        let (kept, other) = fit_partition(measured, m.other_is_rest, p.count, floor);
+        emit(metric, &p.labels, kept, other, &mut out.cells);
     }
     out
 }
 
 /// Sorts cells of one partition by the metric's order of their last label.
-fn sort(metric: &Metric, cells: &mut [(Vec<String>, Stat)]) {
-    let unit = metric.unit;
+fn sort(metric: &Metric, cells: &mut [(Vec<String>, u64)]) {
     let last = |l: &Vec<String>| l.last().cloned().unwrap_or_default();
     match metric.order {
-        Order::Count => cells.sort_by(|(la, a), (lb, b)| {
-            b.count(unit)
-                .cmp(&a.count(unit))
-                .then_with(|| last(la).cmp(&last(lb)))
-        }),
+        Order::Count => cells.sort_by(|(la, a), (lb, b)| b.cmp(a).then_with(|| last(la).cmp(&last(lb)))),
         Order::Version => cells.sort_by(|(la, a), (lb, b)| {
             let (va, vb) = (version_key(&last(la)), version_key(&last(lb)));
             // Versions first, newest first; then the rest by count.
@@ -507,17 +598,14 @@ fn sort(metric: &Metric, cells: &mut [(Vec<String>, Stat)]) {
                 (Some(va), Some(vb)) => vb.cmp(&va),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => b
-                    .count(unit)
-                    .cmp(&a.count(unit))
-                    .then_with(|| last(la).cmp(&last(lb))),
+                (None, None) => b.cmp(a).then_with(|| last(la).cmp(&last(lb))),
             }
         }),
         Order::Fixed(order) => cells.sort_by(|(la, a), (lb, b)| {
             let rank = |l: &String| order.iter().position(|o| o == l).unwrap_or(usize::MAX);
             rank(&last(la))
                 .cmp(&rank(&last(lb)))
-                .then_with(|| b.count(unit).cmp(&a.count(unit)))
+                .then_with(|| b.cmp(a))
                 .then_with(|| last(la).cmp(&last(lb)))
         }),
     }
@@ -537,201 +625,161 @@ fn version_key(label: &str) -> Option<Vec<u64>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    pub(crate) const BUDGET: Budget = Budget {
+        rho: 0.05,
+        delta: 1e-7,
+        min_clusters: 10,
+        node_clip: 20,
+        report_clip: 28,
+    };
 
     fn cell(labels: &[&str], clusters: u64) -> RawCell {
         RawCell {
             labels: labels.iter().map(|s| s.to_string()).collect(),
             clusters,
             nodes: None,
-            max_nodes: None,
-        }
-    }
-
-    fn node_cell(labels: &[&str], clusters: u64, nodes: u64, max: u64) -> RawCell {
-        RawCell {
-            nodes: Some(nodes),
-            max_nodes: Some(max),
-            ..cell(labels, clusters)
         }
     }
 
     fn raw(metric: &str, cells: Vec<RawCell>) -> Raw {
-        let clusters = if metric.starts_with("nodes") {
-            100
-        } else {
-            cells.iter().map(|c| c.clusters).sum()
-        };
-        let nodes = cells.iter().filter_map(|c| c.nodes).sum();
-        let max = cells.iter().filter_map(|c| c.max_nodes).max().unwrap_or(0);
+        let clusters = cells.iter().map(|c| c.clusters).sum();
         Raw {
             totals: RawTotals {
                 clusters,
                 reports: clusters * 3,
-                nodes,
-                clusters_with_nodes: clusters,
-                max_cluster_nodes: max,
+                nodes: clusters * 5,
             },
             cells: [(metric.to_string(), cells)].into(),
         }
     }
 
-    fn published(d: &Disclosure, metric: &str) -> Vec<(String, u64)> {
-        d.metrics
-            .iter()
-            .find(|m| m.metric.id == metric)
-            .unwrap()
-            .cells
-            .iter()
-            .map(|c| (c.labels.join("/"), c.count))
-            .collect()
-    }
-
-    const K10: Policy = Policy { min_clusters: 10 };
-
-    #[test]
-    fn small_cells_fold_into_other_and_other_grows_until_it_reaches_k() {
-        let d = disclose(
-            &raw(
-                "clusters_by_kubernetes_minor",
-                vec![
-                    cell(&["1.37"], 50),
-                    cell(&["1.36"], 30),
-                    cell(&["1.35"], 12),
-                    cell(&["1.20"], 3),
-                ],
-            ),
-            &K10,
-        );
-        // 1.20 (3) alone is below k: the next-smallest, 1.35, folds with it.
-        assert_eq!(
-            published(&d, "clusters_by_kubernetes_minor"),
-            vec![
-                ("1.37".into(), 50),
-                ("1.36".into(), 30),
-                ("other".into(), 15)
-            ]
-        );
+    fn published<'a>(d: &'a Disclosure, metric: &str) -> &'a Disclosed {
+        d.metrics.iter().find(|m| m.metric.id == metric).unwrap()
     }
 
     #[test]
-    fn a_metric_whose_total_is_below_k_is_withheld() {
-        let d = disclose(
-            &raw("clusters_by_kubernetes_minor", vec![cell(&["1.37"], 9)]),
-            &K10,
-        );
-        let m = &d.metrics[2];
-        assert_eq!(m.metric.id, "clusters_by_kubernetes_minor");
-        assert_eq!((m.total, m.cells.len()), (None, 0));
-        assert_eq!(d.totals.clusters, None);
+    fn fitting_gives_non_negative_integers_that_add_up_to_the_total() {
+        assert_eq!(fit_to_total(&[50.0, 30.0, 20.0], 100), vec![50, 30, 20]);
+        assert_eq!(fit_to_total(&[60.0, 30.0, 20.0], 100), vec![57, 27, 16]);
+        assert_eq!(fit_to_total(&[-5.0, 30.0, 80.0], 100), vec![0, 25, 75]);
+        assert_eq!(fit_to_total(&[-5.0, -3.0], 0), vec![0, 0]);
+        assert_eq!(fit_to_total(&[1.0, 1.0, 1.0], 10).iter().sum::<u64>(), 10);
+        assert_eq!(fit_to_total(&[], 10), Vec::<u64>::new());
     }
 
     #[test]
-    fn a_node_cell_dominated_by_one_cluster_is_folded() {
-        let d = disclose(
-            &raw(
-                "nodes_by_os",
-                vec![
-                    node_cell(&["Ubuntu"], 60, 6000, 100),
-                    node_cell(&["Flatcar"], 12, 6000, 5000),
-                    node_cell(&["COS"], 20, 5000, 200),
-                    node_cell(&["Debian"], 15, 1500, 100),
-                ],
-            ),
-            &K10,
+    fn a_metrics_cells_add_up_to_the_published_cluster_total() {
+        let r = raw(
+            "clusters_by_kubernetes_minor",
+            vec![cell(&["1.37"], 5000), cell(&["1.36"], 3000), cell(&["1.20"], 3)],
         );
-        // Flatcar has 12 clusters but one holds 5,000 of its 6,000 nodes. Folded alone it still
-        // dominates `other`; with Debian (1,500) still; with COS (5,000) it is under half.
-        assert_eq!(
-            published(&d, "nodes_by_os"),
-            vec![("Ubuntu".into(), 6000), ("other".into(), 12500)]
-        );
+        let d = disclose(&r, &BUDGET, &mut StdRng::seed_from_u64(7));
+        let total = d.totals.clusters.unwrap();
+        for m in &d.metrics {
+            if m.metric.unit == Unit::Clusters && !m.metric.grouped {
+                assert_eq!(m.total, Some(total), "{}", m.metric.id);
+                assert_eq!(m.cells.iter().map(|c| c.count).sum::<u64>(), total, "{}", m.metric.id);
+            }
+        }
+        let minor = published(&d, "clusters_by_kubernetes_minor");
+        let labels: Vec<&str> = minor.cells.iter().map(|c| c.labels[0].as_str()).collect();
+        assert_eq!(&labels[..2], ["1.37", "1.36"]);
+        assert!(!labels.contains(&"1.20"), "3 clusters are far below the threshold");
+        assert!(minor.noise.threshold.unwrap() > 50);
     }
 
     #[test]
-    fn children_of_a_published_parent_fold_into_the_parents_other() {
+    fn every_value_of_a_closed_domain_is_measured_and_small_ones_fold_into_other() {
+        // Only Ubuntu is in the data; every other family is measured as a zero with noise, and
+        // what clears the floor by chance is published.
+        let r = raw("clusters_by_os", vec![cell(&["Ubuntu"], 2000)]);
+        let mut seen_other_values = 0;
+        for seed in 0..20 {
+            let d = disclose(&r, &BUDGET, &mut StdRng::seed_from_u64(seed));
+            let os = published(&d, "clusters_by_os");
+            assert_eq!(os.cells[0].labels, ["Ubuntu"]);
+            seen_other_values += os.cells.len() - 1;
+            assert!(os.cells.iter().all(|c| c.count >= 10 || c.labels == ["other"]));
+        }
+        assert!(seen_other_values > 0, "zeros get noise too, so some clear the floor");
+    }
+
+    #[test]
+    fn a_child_adds_up_to_its_published_parent() {
         let mut r = raw(
             "clusters_by_kubernetes_minor",
-            vec![cell(&["1.37"], 40), cell(&["1.36"], 5), cell(&["1.35"], 6)],
+            vec![cell(&["1.37"], 4000), cell(&["1.36"], 1000)],
         );
         r.cells.insert(
             "clusters_by_kubernetes_patch".into(),
             vec![
-                cell(&["1.37", "1.37.2"], 30),
-                cell(&["1.37", "1.37.1"], 7),
-                cell(&["1.37", "1.37.0"], 3),
-                cell(&["1.36", "1.36.4"], 5),
-                cell(&["1.35", "1.35.0"], 6),
+                cell(&["1.37", "1.37.2"], 3000),
+                cell(&["1.37", "1.37.1"], 990),
+                cell(&["1.37", "1.37.0"], 10),
+                cell(&["1.36", "1.36.4"], 1000),
             ],
         );
-        let d = disclose(&r, &K10);
-        assert_eq!(
-            published(&d, "clusters_by_kubernetes_minor"),
-            vec![("1.37".into(), 40), ("other".into(), 11)]
-        );
-        assert_eq!(
-            published(&d, "clusters_by_kubernetes_patch"),
-            vec![
-                ("1.37/1.37.2".into(), 30),
-                ("1.37/other".into(), 10),
-                ("other/other".into(), 11)
-            ]
-        );
+        let d = disclose(&r, &BUDGET, &mut StdRng::seed_from_u64(3));
+        let minor = published(&d, "clusters_by_kubernetes_minor");
+        let patch = published(&d, "clusters_by_kubernetes_patch");
+        for p in &minor.cells {
+            let sum: u64 = patch
+                .cells
+                .iter()
+                .filter(|c| c.labels[0] == p.labels[0])
+                .map(|c| c.count)
+                .sum();
+            assert_eq!(sum, p.count, "{:?}", p.labels);
+        }
+        assert!(patch.cells.iter().any(|c| c.labels == ["1.37", "1.37.2"]));
+        assert!(!patch.cells.iter().any(|c| c.labels == ["1.37", "1.37.0"]));
     }
 
     #[test]
-    fn a_linked_cell_folded_in_one_metric_is_folded_in_all() {
-        let mut r = raw(
-            "clusters_by_kubernetes_minor",
-            vec![
-                cell(&["1.37"], 40),
-                cell(&["unknown"], 12),
-                cell(&["1.20"], 3),
-            ],
-        );
-        r.cells.insert(
-            "clusters_by_distribution".into(),
-            vec![cell(&["gke"], 43), cell(&["unknown"], 12)],
-        );
-        let d = disclose(&r, &K10);
-        // 1.20 (3) needs company in `other`. `unknown` is smaller than 1.37, but it is linked:
-        // the distribution metric publishes the same 12, so `other` = 1.20 + unknown would give
-        // 1.20 away. 1.37 folds instead.
-        assert_eq!(
-            published(&d, "clusters_by_kubernetes_minor"),
-            vec![("unknown".into(), 12), ("other".into(), 43)]
-        );
-        assert_eq!(
-            published(&d, "clusters_by_distribution"),
-            vec![("gke".into(), 43), ("unknown".into(), 12)]
-        );
+    fn a_derived_metric_is_the_sum_of_its_refinement() {
+        let mut cells = Vec::new();
+        for k in report::Kind::ALL {
+            cells.push(cell(&[k.as_str(), "yes", "1-10"], 600));
+            cells.push(cell(&[k.as_str(), "yes", "11-100"], 300));
+            cells.push(cell(&[k.as_str(), "no", "0"], 100));
+        }
+        let r = raw("clusters_by_workload_objects", cells);
+        let mut r2 = r.clone();
+        r2.totals.clusters = 1000;
+        let d = disclose(&r2, &BUDGET, &mut StdRng::seed_from_u64(5));
+        let uses = published(&d, "clusters_using_workload_kind");
+        let objects = published(&d, "clusters_by_workload_objects");
+        assert_eq!(uses.noise.rho, 0.0);
+        assert_eq!(uses.noise.derived_from, Some("clusters_by_workload_objects"));
+        for u in &uses.cells {
+            let sum: u64 = objects
+                .cells
+                .iter()
+                .filter(|c| c.labels[..2] == u.labels[..])
+                .map(|c| c.count)
+                .sum();
+            assert_eq!(sum, u.count, "{:?}", u.labels);
+        }
+        let total = d.totals.clusters.unwrap();
+        for k in report::Kind::ALL {
+            let sum: u64 = uses.cells.iter().filter(|c| c.labels[0] == k.as_str()).map(|c| c.count).sum();
+            assert_eq!(sum, total, "{}", k.as_str());
+        }
+    }
 
-        // When `unknown` fails the threshold in one metric, it is folded in every metric.
-        let mut r = raw(
-            "clusters_by_kubernetes_minor",
-            vec![
-                cell(&["1.37"], 40),
-                cell(&["1.36"], 20),
-                cell(&["unknown"], 4),
-            ],
-        );
-        r.cells.insert(
-            "clusters_by_distribution".into(),
-            vec![
-                cell(&["gke"], 30),
-                cell(&["eks"], 20),
-                cell(&["k3s"], 10),
-                cell(&["unknown"], 4),
-            ],
-        );
-        let d = disclose(&r, &K10);
-        assert_eq!(
-            published(&d, "clusters_by_kubernetes_minor"),
-            vec![("1.37".into(), 40), ("other".into(), 24)]
-        );
-        assert_eq!(
-            published(&d, "clusters_by_distribution"),
-            vec![("gke".into(), 30), ("eks".into(), 20), ("other".into(), 14)]
-        );
+    #[test]
+    fn below_the_floor_everything_is_withheld() {
+        let r = raw("clusters_by_kubernetes_minor", vec![cell(&["1.37"], 1)]);
+        let budget = Budget {
+            min_clusters: 1000,
+            ..BUDGET
+        };
+        let d = disclose(&r, &budget, &mut StdRng::seed_from_u64(1));
+        assert_eq!(d.totals.clusters, None);
+        assert!(d.metrics.iter().all(|m| m.total.is_none() && m.cells.is_empty()));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Spartakus statistics: k-anonymous snapshots of what the stored reports say.
+//! Spartakus statistics: differentially private snapshots of what the stored reports say.
 //!
 //! - `config`: the flags, each with a `SPARTAKUS_*` variable, parsed into typed values.
 //! - `normalize`: the rules that turn free-form strings into published labels, as data that
@@ -6,7 +6,11 @@
 //! - `metrics`: every metric, its columns, and its SQL file.
 //! - `store`: the [`store::Store`] seam and its two implementations, SQLite and BigQuery; the
 //!   store aggregates, the job never reads report rows.
-//! - `disclose`: the privacy rules, one pure function from raw cells to publishable cells.
+//! - `privacy`: the guarantee: the budget, its split, the noise (a vetted exact sampler) and
+//!   what it adds up to.
+//! - `disclose`: the one step from raw cells to published ones: noise, partition selection,
+//!   consistent non-negative integers.
+//! - `ledger`: every release and its cost; a snapshot is released once.
 //! - `snapshot`: the versioned document of one snapshot, and its CSV tables.
 //! - `output`: the published directory: atomic writes, the index, the series, `latest.json`.
 //! - `dashboard`: the page (HTML and CSS, charts as inline SVG), a pure function of the
@@ -17,9 +21,11 @@
 pub mod config;
 pub mod dashboard;
 pub mod disclose;
+pub mod ledger;
 pub mod metrics;
 pub mod normalize;
 pub mod output;
+pub mod privacy;
 pub mod run;
 pub mod serve;
 pub mod snapshot;

@@ -8,12 +8,19 @@
 //! counts.
 //!
 //! A metric may refine another (`parent`): its first dimensions are the parent's, and
-//! `disclose` publishes it consistently with the parent. A `grouped` metric is one partition
+//! `disclose` publishes it consistently with the parent. Each metric says which values it can
+//! have ([`Domain`]: closed, open, or what another metric published) and how much of the
+//! budget it spends ([`Measure`]). A `grouped` metric is one partition
 //! per value of its first dimension (per workload kind).
 //!
 //! The SQL is one file per metric in `sql/metrics/`, portable between SQLite and BigQuery: it
 //! reads only the window's tables that each dialect's `window.sql` prepares. Each returns
 //! `a, b, c` (the labels, NULL when unused), `clusters`, `nodes`, `max_nodes`.
+
+use crate::normalize::{
+    ARCHITECTURES, CLOUD_PROVIDERS, DISTRIBUTION_RULES, FamilyRule, OS_RULES, OTHER, RUNTIME_RULES,
+    UNKNOWN,
+};
 
 /// What a metric counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -67,6 +74,56 @@ pub struct Metric {
     pub order: Order,
     /// The portable SQL, from `sql/metrics/ID.sql`.
     pub sql: &'static str,
+    /// Which values the metric can have, and so how they are released.
+    pub domain: Domain,
+    /// How it is measured: with its own noise, or by adding up a finer metric's noisy cells.
+    pub measure: Measure,
+}
+
+/// Which values (labels of the last dimension) a metric can have.
+// Metrics are compared field by field in tests; two `Closed` functions that list the same
+// labels being unequal would only make such a comparison stricter.
+#[allow(unpredictable_function_pointer_comparisons)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// Known in advance (an allowlist, buckets): every one is measured, zeros included, so
+    /// which cells exist says nothing about the data.
+    Closed(fn() -> Vec<&'static str>),
+    /// Known in advance per value of the middle dimension (grouped metrics: kind, use, value).
+    ClosedUnder(&'static [(&'static str, &'static [&'static str])]),
+    /// From the data (versions, kernels, sets): a value is released only when its noisy count
+    /// clears the selection threshold. The label tuples in `always` are measured whatever the
+    /// data, like a closed domain's.
+    Open {
+        /// Label tuples known in advance (`unknown`, `no nodes`).
+        always: &'static [&'static [&'static str]],
+    },
+    /// The values the cluster metric `from` (same dimensions) published in this snapshot, and
+    /// `other` for the rest: closed once `from` is released, so no selection is needed.
+    Published {
+        /// The cluster metric.
+        from: &'static str,
+    },
+}
+
+/// How a metric's noisy cells are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Its own noise, with this weight in the split of the budget.
+    Noise(u32),
+    /// The sum of this finer metric's noisy cells over its last dimension (it must refine this
+    /// one and have a closed domain): costs nothing.
+    SumOf(&'static str),
+}
+
+impl Measure {
+    /// Its weight in the split of the budget.
+    pub fn weight(self) -> u32 {
+        match self {
+            Measure::Noise(w) => w,
+            Measure::SumOf(_) => 0,
+        }
+    }
 }
 
 macro_rules! sql {
@@ -146,6 +203,78 @@ const AGE_ORDER: &[&str] = &[
 const USES_ORDER: &[&str] = &["yes", "no", "unknown", "v1"];
 const SCHEMA_ORDER: &[&str] = &["1", "2"];
 
+/// Objects per cluster under each use: a kind in use has a non-zero bucket; the others have
+/// exactly one value, equal to their parent cell.
+const OBJECTS_UNDER: &[(&str, &[&str])] = &[
+    (
+        "yes",
+        &["1-10", "11-100", "101-1000", "1001-10000", "10001+"],
+    ),
+    ("no", &["0"]),
+    ("unknown", &["unknown"]),
+    ("v1", &["v1"]),
+];
+/// Median ages under each use.
+const AGES_UNDER: &[(&str, &[&str])] = &[
+    (
+        "yes",
+        &[
+            "under 1 day",
+            "1-7 days",
+            "7-30 days",
+            "30-90 days",
+            "90-365 days",
+            "1 year+",
+            "unknown",
+        ],
+    ),
+    ("no", &["no objects"]),
+    ("unknown", &["unknown"]),
+    ("v1", &["v1"]),
+];
+
+fn schema_labels() -> Vec<&'static str> {
+    let mut labels = SCHEMA_ORDER.to_vec();
+    labels.push(OTHER);
+    labels
+}
+
+/// A family table's families (in table order, once each), `other` and `unknown`.
+fn family_labels(rules: &[FamilyRule]) -> Vec<&'static str> {
+    let mut labels: Vec<&'static str> = Vec::new();
+    for r in rules {
+        if !labels.contains(&r.family) {
+            labels.push(r.family);
+        }
+    }
+    labels.extend([OTHER, UNKNOWN]);
+    labels
+}
+
+fn distribution_labels() -> Vec<&'static str> {
+    family_labels(DISTRIBUTION_RULES)
+}
+
+/// An allowlist, `other` and `unknown`.
+fn allow_labels(list: &[&'static str]) -> Vec<&'static str> {
+    let mut labels = list.to_vec();
+    labels.extend([OTHER, UNKNOWN]);
+    labels
+}
+
+/// A node value's labels as a cluster metric's: plus `no nodes`.
+fn cluster_labels(mut labels: Vec<&'static str>) -> Vec<&'static str> {
+    labels.push(NO_NODES);
+    labels
+}
+
+fn node_skew_labels() -> Vec<&'static str> {
+    SKEW_ORDER.iter().copied().filter(|l| *l != NO_NODES).collect()
+}
+
+/// The label of a cluster without nodes, in every cluster metric of node values.
+pub const NO_NODES: &str = "no nodes";
+
 /// Every published metric, parents before the metrics that refine them.
 pub const METRICS: &[Metric] = &[
     Metric {
@@ -158,6 +287,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(SCHEMA_ORDER),
         sql: sql!("clusters_by_schema_version"),
+        domain: Domain::Closed(schema_labels),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_volunteer_version",
@@ -169,6 +300,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Version,
         sql: sql!("clusters_by_volunteer_version"),
+        domain: Domain::Open { always: &[] },
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_kubernetes_minor",
@@ -180,6 +313,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Version,
         sql: sql!("clusters_by_kubernetes_minor"),
+        domain: Domain::Open { always: &[&["unknown"]] },
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "clusters_by_kubernetes_patch",
@@ -191,6 +326,8 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_by_kubernetes_minor"),
         order: Order::Version,
         sql: sql!("clusters_by_kubernetes_patch"),
+        domain: Domain::Open { always: &[&["unknown", "unknown"]] },
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "clusters_by_distribution",
@@ -202,6 +339,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_distribution"),
+        domain: Domain::Closed(distribution_labels),
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "clusters_by_version_skew",
@@ -213,6 +352,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(SKEW_ORDER),
         sql: sql!("clusters_by_version_skew"),
+        domain: Domain::Closed(|| SKEW_ORDER.to_vec()),
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "nodes_by_version_skew",
@@ -224,6 +365,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(SKEW_ORDER),
         sql: sql!("nodes_by_version_skew"),
+        domain: Domain::Closed(node_skew_labels),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_os",
@@ -235,6 +378,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_os"),
+        domain: Domain::Closed(|| cluster_labels(family_labels(OS_RULES))),
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "clusters_by_os_version",
@@ -246,6 +391,8 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_by_os"),
         order: Order::Version,
         sql: sql!("clusters_by_os_version"),
+        domain: Domain::Open { always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]] },
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "nodes_by_os",
@@ -257,6 +404,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("nodes_by_os"),
+        domain: Domain::Closed(|| family_labels(OS_RULES)),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "nodes_by_os_version",
@@ -268,6 +417,8 @@ pub const METRICS: &[Metric] = &[
         parent: Some("nodes_by_os"),
         order: Order::Version,
         sql: sql!("nodes_by_os_version"),
+        domain: Domain::Published { from: "clusters_by_os_version" },
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_kernel",
@@ -279,6 +430,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Version,
         sql: sql!("clusters_by_kernel"),
+        domain: Domain::Open { always: &[&["unknown"], &["no nodes"]] },
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "nodes_by_kernel",
@@ -290,6 +443,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Version,
         sql: sql!("nodes_by_kernel"),
+        domain: Domain::Published { from: "clusters_by_kernel" },
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_runtime",
@@ -301,6 +456,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_runtime"),
+        domain: Domain::Closed(|| cluster_labels(family_labels(RUNTIME_RULES))),
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "clusters_by_runtime_version",
@@ -312,6 +469,8 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_by_runtime"),
         order: Order::Version,
         sql: sql!("clusters_by_runtime_version"),
+        domain: Domain::Open { always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]] },
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "nodes_by_runtime",
@@ -323,6 +482,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("nodes_by_runtime"),
+        domain: Domain::Closed(|| family_labels(RUNTIME_RULES)),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "nodes_by_runtime_version",
@@ -334,6 +495,8 @@ pub const METRICS: &[Metric] = &[
         parent: Some("nodes_by_runtime"),
         order: Order::Version,
         sql: sql!("nodes_by_runtime_version"),
+        domain: Domain::Published { from: "clusters_by_runtime_version" },
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_architecture",
@@ -345,6 +508,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_architecture"),
+        domain: Domain::Open { always: &[&["unknown"], &["no nodes"]] },
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "nodes_by_architecture",
@@ -356,6 +521,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("nodes_by_architecture"),
+        domain: Domain::Closed(|| allow_labels(ARCHITECTURES)),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_cloud_provider",
@@ -367,6 +534,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_cloud_provider"),
+        domain: Domain::Closed(|| cluster_labels(allow_labels(CLOUD_PROVIDERS))),
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "nodes_by_cloud_provider",
@@ -378,6 +547,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("nodes_by_cloud_provider"),
+        domain: Domain::Closed(|| allow_labels(CLOUD_PROVIDERS)),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_node_count",
@@ -389,6 +560,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(NODE_COUNT_ORDER),
         sql: sql!("clusters_by_node_count"),
+        domain: Domain::Closed(|| NODE_COUNT_ORDER.to_vec()),
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "nodes_by_cpu",
@@ -400,6 +573,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(CPU_ORDER),
         sql: sql!("nodes_by_cpu"),
+        domain: Domain::Closed(|| CPU_ORDER.to_vec()),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "nodes_by_memory",
@@ -411,6 +586,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(MEMORY_ORDER),
         sql: sql!("nodes_by_memory"),
+        domain: Domain::Closed(|| MEMORY_ORDER.to_vec()),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_by_accelerator",
@@ -422,6 +599,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_accelerator"),
+        domain: Domain::Open { always: &[&["none"], &["no nodes"]] },
+        measure: Measure::Noise(2),
     },
     Metric {
         id: "clusters_by_namespaces",
@@ -433,6 +612,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(NAMESPACE_ORDER),
         sql: sql!("clusters_by_namespaces"),
+        domain: Domain::Closed(|| NAMESPACE_ORDER.to_vec()),
+        measure: Measure::Noise(1),
     },
     Metric {
         id: "clusters_using_workload_kind",
@@ -444,6 +625,8 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Fixed(USES_ORDER),
         sql: sql!("clusters_using_workload_kind"),
+        domain: Domain::Closed(|| USES_ORDER.to_vec()),
+        measure: Measure::SumOf("clusters_by_workload_objects"),
     },
     Metric {
         id: "clusters_by_workload_objects",
@@ -455,6 +638,8 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_using_workload_kind"),
         order: Order::Fixed(OBJECT_ORDER),
         sql: sql!("clusters_by_workload_objects"),
+        domain: Domain::ClosedUnder(OBJECTS_UNDER),
+        measure: Measure::Noise(4),
     },
     Metric {
         id: "clusters_by_workload_age",
@@ -466,58 +651,9 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_using_workload_kind"),
         order: Order::Fixed(AGE_ORDER),
         sql: sql!("clusters_by_workload_age"),
+        domain: Domain::ClosedUnder(AGES_UNDER),
+        measure: Measure::Noise(4),
     },
-];
-
-/// Cells that count the same units in different metrics, by construction or nearly always
-/// (e.g. clusters without a master version are `unknown` in the minor, patch and distribution
-/// metrics; v1 reports are `1` in the schema metric and `v1` in the namespace and workload
-/// metrics, kept apart from v2's `unknown` so that no published cell is a subset of another). `disclose` folds each such cell in every metric as soon as it is folded in one:
-/// otherwise a cell published in one metric could be subtracted from another metric's
-/// `other` and reveal the small cells folded with it.
-pub const LINKED: &[&[(&str, &[&str])]] = &[
-    &[
-        ("clusters_by_kubernetes_minor", &["unknown"]),
-        ("clusters_by_kubernetes_patch", &["unknown", "unknown"]),
-        ("clusters_by_distribution", &["unknown"]),
-    ],
-    &[
-        ("clusters_by_node_count", &["0"]),
-        ("clusters_by_version_skew", &["no nodes"]),
-        ("clusters_by_os", &["no nodes"]),
-        ("clusters_by_os_version", &["no nodes", "no nodes"]),
-        ("clusters_by_kernel", &["no nodes"]),
-        ("clusters_by_runtime", &["no nodes"]),
-        ("clusters_by_runtime_version", &["no nodes", "no nodes"]),
-        ("clusters_by_architecture", &["no nodes"]),
-        ("clusters_by_cloud_provider", &["no nodes"]),
-        ("clusters_by_accelerator", &["no nodes"]),
-    ],
-    &[
-        ("nodes_by_cpu", &["unknown"]),
-        ("nodes_by_memory", &["unknown"]),
-    ],
-    &[
-        ("clusters_by_schema_version", &["1"]),
-        ("clusters_by_namespaces", &["v1"]),
-        ("clusters_using_workload_kind", &["Pod", "v1"]),
-        ("clusters_using_workload_kind", &["Service", "v1"]),
-        ("clusters_using_workload_kind", &["Deployment", "v1"]),
-        ("clusters_using_workload_kind", &["StatefulSet", "v1"]),
-        ("clusters_using_workload_kind", &["DaemonSet", "v1"]),
-        ("clusters_using_workload_kind", &["Job", "v1"]),
-        ("clusters_using_workload_kind", &["CronJob", "v1"]),
-    ],
-    &[
-        ("clusters_by_namespaces", &["unknown"]),
-        ("clusters_using_workload_kind", &["Pod", "unknown"]),
-        ("clusters_using_workload_kind", &["Service", "unknown"]),
-        ("clusters_using_workload_kind", &["Deployment", "unknown"]),
-        ("clusters_using_workload_kind", &["StatefulSet", "unknown"]),
-        ("clusters_using_workload_kind", &["DaemonSet", "unknown"]),
-        ("clusters_using_workload_kind", &["Job", "unknown"]),
-        ("clusters_using_workload_kind", &["CronJob", "unknown"]),
-    ],
 ];
 
 /// The metric with this id.
@@ -554,24 +690,32 @@ mod tests {
     }
 
     #[test]
-    fn linked_cells_name_real_metrics_and_whole_labels() {
-        for group in LINKED {
-            for (id, labels) in *group {
-                let m = metric(id).unwrap();
-                assert_eq!(labels.len(), m.dimensions.len(), "{id}");
+    fn derived_metrics_add_up_a_closed_refinement_and_published_domains_come_from_earlier_metrics()
+    {
+        for (i, m) in METRICS.iter().enumerate() {
+            if let Measure::SumOf(child) = m.measure {
+                let c = metric(child).unwrap();
+                assert_eq!(c.parent, Some(m.id), "{child} refines {}", m.id);
+                assert!(matches!(c.domain, Domain::ClosedUnder(_)), "{child}");
+                assert!(matches!(c.measure, Measure::Noise(_)), "{child}");
             }
-        }
-        let kinds: Vec<&str> = report::Kind::ALL.iter().map(|k| k.as_str()).collect();
-        for group in &LINKED[3..5] {
-            let linked: Vec<&str> = group
-                .iter()
-                .filter(|(id, _)| *id == "clusters_using_workload_kind")
-                .map(|(_, l)| l[0])
-                .collect();
-            assert_eq!(
-                kinds, linked,
-                "every workload kind's unknown and v1 are linked"
-            );
+            if let Domain::Published { from } = m.domain {
+                let f = METRICS.iter().position(|o| o.id == from).unwrap();
+                assert!(f < i, "{from} before {}", m.id);
+                assert_eq!(METRICS[f].dimensions, m.dimensions);
+                assert_eq!(METRICS[f].unit, Unit::Clusters);
+            }
+            if let Domain::Open { always } = m.domain {
+                assert!(always.iter().all(|l| l.len() == m.dimensions.len()), "{}", m.id);
+            }
+            if let Domain::ClosedUnder(under) = m.domain {
+                let parent = metric(m.parent.unwrap()).unwrap();
+                let Domain::Closed(labels) = parent.domain else {
+                    panic!("{}: a closed parent", m.id)
+                };
+                let middles: Vec<&str> = under.iter().map(|(u, _)| *u).collect();
+                assert_eq!(middles, labels(), "{}", m.id);
+            }
         }
     }
 

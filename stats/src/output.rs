@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! OUT/SCHEMA.md                      what every file and column means (stats/SCHEMA.md)
+//! OUT/LICENSE.txt                    the data's licence (in every folder)
+//! OUT/ledger.json                    every release and its ρ (`ledger`)
 //! OUT/latest.json                    {"date": …, "snapshot": "snapshots/DATE/snapshot.json"}
 //! OUT/index.json                     every kept snapshot, oldest first, with its totals
 //! OUT/snapshots/DATE/snapshot.json   one snapshot: every metric
@@ -27,6 +29,14 @@ use crate::snapshot::{FORMAT, FORMAT_VERSION, Snapshot, to_json};
 
 /// The schema document, copied into every published directory.
 pub const SCHEMA_MD: &str = include_str!("../SCHEMA.md");
+
+/// The licence notice written into every folder of the published directory.
+pub const LICENSE_TXT: &str = "The data in this folder is published by Spartakus under the Community Data License
+Agreement - Permissive, Version 2.0 (SPDX-License-Identifier: CDLA-Permissive-2.0),
+https://cdla.dev/permissive-2-0/. You may use, modify and share it; the agreement's text says
+how. Every number in it is differentially private with respect to one cluster: SCHEMA.md says
+how, and ledger.json lists every release and its cost.
+";
 
 /// Why the output could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +235,9 @@ impl Output {
             )?;
         }
         write_atomic(&dir.join("snapshot.json"), &snapshot.to_json())?;
+        write_atomic(&dir.join("LICENSE.txt"), LICENSE_TXT.as_bytes())?;
         write_atomic(&self.root.join("SCHEMA.md"), SCHEMA_MD.as_bytes())?;
+        write_atomic(&self.root.join("LICENSE.txt"), LICENSE_TXT.as_bytes())?;
 
         let dates = self.dates()?;
         let kept: Vec<Snapshot> = dates
@@ -282,6 +294,7 @@ impl Output {
                 s.synthetic_included.to_string(),
             ]);
         }
+        write_atomic(&dir.join("LICENSE.txt"), LICENSE_TXT.as_bytes())?;
         write_atomic(
             &dir.join("totals.csv"),
             &totals.into_inner().unwrap_or_default(),

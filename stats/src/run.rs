@@ -2,7 +2,9 @@
 //!
 //! A snapshot of day D can be computed once D is over (UTC). Due are the publication days after
 //! the newest kept snapshot up to the last day that is over (only that last one when nothing is
-//! kept yet); `--backfill-from` recomputes every publication day from a date; `--date` one day.
+//! kept yet); `--backfill-from` computes every publication day from a date; `--date` one day.
+//! A release is final: a date the ledger lists is never computed again unless
+//! `--allow-rerelease`, and a folder without a ledger is refused unless `--new-ledger`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Cadence, Config};
 use crate::dashboard;
-use crate::disclose::{Policy, disclose};
+use crate::disclose::disclose;
+use crate::ledger::{self, Ledger};
 use crate::output::{Output, OutputError};
 use crate::serve::{self, Metrics};
 use crate::snapshot::Snapshot;
@@ -38,6 +41,9 @@ pub enum RunError {
     /// The flags ask for something impossible (exit 64).
     #[error("{0}")]
     Config(String),
+    /// The operating system gave no randomness for the noise.
+    #[error("no randomness from the operating system for the noise: {0}")]
+    Randomness(String),
     /// The server failed, or stopped while the job was running.
     #[error("serving the published statistics: {0}")]
     Serve(#[source] std::io::Error),
@@ -84,8 +90,30 @@ pub fn publication_days(cadence: Cadence, from: Date, to: Date) -> Vec<Date> {
     days
 }
 
-/// The days to compute now.
-pub fn due(config: &Config, kept: &[Date], now: Timestamp) -> Result<Vec<Date>, RunError> {
+/// The days to compute now; dates the ledger lists are refused unless `--allow-rerelease`.
+pub fn due(
+    config: &Config,
+    kept: &[Date],
+    ledger: &Ledger,
+    now: Timestamp,
+) -> Result<Vec<Date>, RunError> {
+    let days = due_days(config, kept, now)?;
+    let released: Vec<String> = days
+        .iter()
+        .filter_map(|d| ledger.released(*d))
+        .map(|r| format!("{} (released {})", r.date, r.released_at))
+        .collect();
+    if !released.is_empty() && !config.allow_rerelease {
+        return Err(RunError::Config(format!(
+            "already released: {}. A release is final: computing it again draws fresh noise, and two releases of one date let anyone average the noise away. --allow-rerelease forces it and records the extra cost in {}",
+            released.join(", "),
+            ledger::FILE
+        )));
+    }
+    Ok(days)
+}
+
+fn due_days(config: &Config, kept: &[Date], now: Timestamp) -> Result<Vec<Date>, RunError> {
     let last = last_complete_day(now);
     if let Some(date) = config.date {
         if date > last {
@@ -121,41 +149,58 @@ pub fn due(config: &Config, kept: &[Date], now: Timestamp) -> Result<Vec<Date>, 
     }
 }
 
-/// Computes and publishes the snapshot of `date`.
-pub async fn compute<S: Store>(
+/// Computes and publishes the snapshot of `date` with noise from `rng`, and records it in
+/// `ledger` (saved once the snapshot's files are in place).
+pub async fn compute<S: Store, R: rand::CryptoRng + ?Sized>(
     config: &Config,
     store: &S,
     output: &Output,
+    ledger: &mut Ledger,
     date: Date,
+    rng: &mut R,
 ) -> Result<Done, RunError> {
     let window = Window {
         date,
         days: config.window_days,
     };
+    let budget = config.budget();
     let query = Query {
         window,
         include_synthetic: config.include_synthetic,
+        node_clip: budget.node_clip,
+        report_clip: budget.report_clip,
     };
     let computed = store
         .compute(query)
         .await
         .map_err(|source| RunError::Store { date, source })?;
-    let policy = Policy {
-        min_clusters: config.min_clusters,
-    };
-    let disclosure = disclose(&computed.raw, &policy);
-    let snapshot = Snapshot::new(
-        window,
-        config.min_clusters,
-        config.include_synthetic,
-        &disclosure,
-    );
+    let disclosure = disclose(&computed.raw, &budget, rng);
+    let snapshot = Snapshot::new(window, config.include_synthetic, &disclosure);
     output.publish(&snapshot)?;
+    ledger.record(date, Timestamp::now(), &disclosure.guarantee);
+    ledger.save(output)?;
     Ok(Done {
         date,
         clusters: snapshot.totals.clusters,
         bytes_processed: computed.bytes_processed,
     })
+}
+
+/// The folder's ledger: created with `--new-ledger` in a folder without one, else required.
+pub fn open_ledger(config: &Config, output: &Output) -> Result<Ledger, RunError> {
+    match (Ledger::load(output)?, config.new_ledger) {
+        (Some(_), true) => Err(RunError::Config(format!(
+            "--new-ledger: {} already has a {}; remove the flag",
+            output.root().display(),
+            ledger::FILE
+        ))),
+        (Some(l), false) => Ok(l),
+        (None, true) if output.dates()?.is_empty() => Ok(Ledger::new()),
+        (None, _) => Err(RunError::Config(ledger::missing(
+            output.root(),
+            !output.dates()?.is_empty(),
+        ))),
+    }
 }
 
 /// Computes what is due now, oldest first, then renders the dashboard of what is published.
@@ -174,17 +219,19 @@ async fn once_counted<S: Store>(
     metrics: &Metrics,
 ) -> Result<Vec<Done>, RunError> {
     let output = Output::new(&config.out);
+    let mut ledger = open_ledger(config, &output)?;
     let kept = output.dates()?;
     if let Some(newest) = kept.last() {
         metrics.latest(*newest);
     }
-    let days = due(config, &kept, now)?;
+    let days = due(config, &kept, &ledger, now)?;
+    let mut rng = crate::privacy::os_rng().map_err(|e| RunError::Randomness(e.to_string()))?;
     if days.is_empty() {
         tracing::info!(out = %config.out.display(), "no snapshot due");
     }
     let mut done = Vec::with_capacity(days.len());
     for date in days {
-        let d = compute(config, store, &output, date).await?;
+        let d = compute(config, store, &output, &mut ledger, date, &mut rng).await?;
         metrics.published(date);
         tracing::info!(
             %date,
@@ -285,6 +332,7 @@ async fn run_counted<S: Store>(
         }
         round.date = None;
         round.backfill_from = None;
+        round.new_ledger = false;
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(config.interval.max(Duration::from_secs(1))) => {}
@@ -304,6 +352,10 @@ mod tests {
 
     fn d(s: &str) -> Date {
         s.parse().unwrap()
+    }
+
+    fn due(config: &Config, kept: &[Date], now: Timestamp) -> Result<Vec<Date>, RunError> {
+        super::due(config, kept, &Ledger::new(), now)
     }
 
     // 2026-12-02 is a Wednesday; the last complete day is Tuesday 2026-12-01, the last Sunday
@@ -345,6 +397,45 @@ mod tests {
             vec![d("2026-11-22")]
         );
         assert!(due(&config(&["--date", "2026-11-29"]), &[], sunday_noon).is_err());
+    }
+
+    #[test]
+    fn a_released_date_is_refused_unless_forced() {
+        let mut ledger = Ledger::new();
+        let g = crate::privacy::Guarantee::of(0.05, 1e-7);
+        ledger.record(d("2026-11-22"), now(), &g);
+        for args in [&["--date", "2026-11-22"][..], &["--backfill-from", "2026-11-10"]] {
+            let e = super::due(&config(args), &[d("2026-11-22")], &ledger, now()).unwrap_err();
+            assert!(e.is_config(), "{e}");
+            assert!(e.to_string().contains("2026-11-22 (released"), "{e}");
+            let mut forced = args.to_vec();
+            forced.push("--allow-rerelease");
+            assert!(super::due(&config(&forced), &[], &ledger, now()).is_ok());
+        }
+        assert_eq!(
+            super::due(&config(&["--date", "2026-11-29"]), &[], &ledger, now()).unwrap(),
+            vec![d("2026-11-29")]
+        );
+    }
+
+    #[test]
+    fn a_folder_without_a_ledger_is_refused_unless_it_is_new_and_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Output::new(dir.path());
+        let e = open_ledger(&config(&[]), &output).unwrap_err();
+        assert!(e.is_config() && e.to_string().contains("--new-ledger"), "{e}");
+        let ledger = open_ledger(&config(&["--new-ledger"]), &output).unwrap();
+        ledger.save(&output).unwrap();
+        assert!(open_ledger(&config(&["--new-ledger"]), &output).unwrap_err().is_config());
+        assert!(open_ledger(&config(&[]), &output).is_ok());
+        // A folder with snapshots whose ledger was lost: never silently released again.
+        std::fs::remove_file(dir.path().join(ledger::FILE)).unwrap();
+        std::fs::create_dir_all(dir.path().join("snapshots/2026-11-29")).unwrap();
+        std::fs::write(dir.path().join("snapshots/2026-11-29/snapshot.json"), "{}").unwrap();
+        for args in [&[][..], &["--new-ledger"]] {
+            let e = open_ledger(&config(args), &output).unwrap_err();
+            assert!(e.to_string().contains("Restore ledger.json"), "{e}");
+        }
     }
 
     #[test]

@@ -9,16 +9,21 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::disclose::{Disclosed, Disclosure};
+use crate::disclose::{Disclosed, Disclosure, NoiseInfo};
 use crate::metrics::{Metric, Unit};
 use crate::store::Window;
 
 /// The `format` of every document.
 pub const FORMAT: &str = "spartakus-stats";
-/// The `formatVersion` this code writes; a reader must check it.
-pub const FORMAT_VERSION: u32 = 1;
-/// The dominance rule's share: no cluster may hold more of a node cell.
-pub const DOMINANCE_SHARE: f64 = 0.5;
+/// The `formatVersion` this code writes; a reader must check it. Version 2: differentially
+/// private counts, with the guarantee and each metric's noise.
+pub const FORMAT_VERSION: u32 = 2;
+/// The licence of the published data (SPDX identifier).
+pub const LICENSE: &str = "CDLA-Permissive-2.0";
+/// Where its text is.
+pub const LICENSE_URL: &str = "https://cdla.dev/permissive-2-0/";
+/// The sampler behind every published number.
+pub const NOISE_SOURCE: &str = "discrete Gaussian, exact sampler of the prio crate 0.18 (dp module; Canonne, Kamath and Steinke 2020), randomness from the operating system";
 
 /// Where the number of dead-lettered reports is, since the store does not have them.
 pub const DEAD_LETTERS_SOURCE: &str = "not in the store: reports the ingester could not store are in the NATS stream SPARTAKUS_DEADLETTER (reason in the Spartakus-Dead-Letter-Reason header) and counted by the ingester's metric spartakus_ingester_dead_lettered_total{reason}";
@@ -35,10 +40,10 @@ pub struct Snapshot {
     pub date: Date,
     /// The window.
     pub window: WindowDoc,
-    /// k: every published cell counts at least this many distinct clusters.
-    pub min_clusters: u64,
-    /// The dominance rule: no cluster holds more than this share of a published node count.
-    pub dominance_share: f64,
+    /// The guarantee, and the noise behind the totals.
+    pub privacy: PrivacyDoc,
+    /// The licence of the data (SPDX identifier).
+    pub license: String,
     /// Whether reports marked synthetic were counted.
     pub synthetic_included: bool,
     /// The window's totals (`null`: withheld).
@@ -59,6 +64,74 @@ pub struct WindowDoc {
     pub last: Date,
     /// Number of days.
     pub days: u16,
+}
+
+/// The guarantee of one snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrivacyDoc {
+    /// Whom it protects: adding or removing one cluster's whole contribution.
+    pub unit: String,
+    /// ρ of zero-concentrated differential privacy, for the whole snapshot.
+    pub rho: f64,
+    /// ε of the (ε, δ)-differential privacy it implies.
+    pub epsilon: f64,
+    /// δ of that statement.
+    pub delta: f64,
+    /// The floor a noisy count cleared to be published as a cell of its own.
+    pub min_clusters: u64,
+    /// The most nodes one cluster counts for.
+    pub node_clip: u64,
+    /// The most reports one cluster counts for.
+    pub report_clip: u64,
+    /// Where the noise comes from.
+    pub noise: String,
+    /// The noise of each total.
+    pub totals: Vec<TotalNoiseDoc>,
+}
+
+/// The noise of one total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TotalNoiseDoc {
+    /// `clusters`, `reports` or `nodes`.
+    pub total: String,
+    /// Its noise.
+    pub noise: NoiseDoc,
+}
+
+/// The noise behind a metric's or total's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NoiseDoc {
+    /// σ of the discrete Gaussian noise on each measured count.
+    pub sigma: f64,
+    /// ± this much covers 95 % of the noise on one count (1.96 σ, rounded).
+    pub typical_error: u64,
+    /// ρ spent (0 for a metric added up from a finer one).
+    pub rho: f64,
+    /// The noisy count an open-domain value had to reach to be published (`null`: a closed
+    /// domain, every value measured).
+    pub threshold: Option<u64>,
+    /// The finer metric whose noisy cells this one adds up (`null`: its own noise).
+    pub derived_from: Option<String>,
+}
+
+impl NoiseDoc {
+    fn from(n: &NoiseInfo) -> Self {
+        NoiseDoc {
+            sigma: round(n.sigma, 3),
+            typical_error: (1.96 * n.sigma).round() as u64,
+            rho: round(n.rho, 6),
+            threshold: n.threshold,
+            derived_from: n.derived_from.map(str::to_owned),
+        }
+    }
+}
+
+fn round(v: f64, decimals: i32) -> f64 {
+    let f = 10f64.powi(decimals);
+    (v * f).round() / f
 }
 
 /// Totals of the window.
@@ -113,6 +186,8 @@ pub struct MetricDoc {
     pub parent: Option<String>,
     /// `published` or `withheld`.
     pub status: String,
+    /// The noise behind the counts.
+    pub noise: NoiseDoc,
     /// Units counted (in each group, if grouped); `null` when withheld.
     pub total: Option<u64>,
     /// Column names of `rows`: the dimensions, the unit, `share`.
@@ -154,6 +229,7 @@ impl MetricDoc {
             } else {
                 "withheld".into()
             },
+            noise: NoiseDoc::from(&d.noise),
             total: d.total,
             columns,
             rows,
@@ -195,12 +271,9 @@ fn share(count: u64, total: Option<u64>) -> Value {
 
 impl Snapshot {
     /// The document of `disclosure` for `window`.
-    pub fn new(
-        window: Window,
-        min_clusters: u64,
-        synthetic_included: bool,
-        disclosure: &Disclosure,
-    ) -> Self {
+    pub fn new(window: Window, synthetic_included: bool, disclosure: &Disclosure) -> Self {
+        let g = &disclosure.guarantee;
+        let b = &disclosure.budget;
         Snapshot {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
@@ -210,8 +283,26 @@ impl Snapshot {
                 last: window.date,
                 days: window.days,
             },
-            min_clusters,
-            dominance_share: DOMINANCE_SHARE,
+            privacy: PrivacyDoc {
+                unit: "one cluster: all its reports in the window and all their nodes".into(),
+                rho: round(g.rho, 6),
+                epsilon: round(g.epsilon, 3),
+                delta: g.delta,
+                min_clusters: b.min_clusters,
+                node_clip: b.node_clip,
+                report_clip: b.report_clip,
+                noise: NOISE_SOURCE.into(),
+                totals: disclosure
+                    .totals
+                    .noise
+                    .iter()
+                    .map(|(t, n)| TotalNoiseDoc {
+                        total: t.name().into(),
+                        noise: NoiseDoc::from(n),
+                    })
+                    .collect(),
+            },
+            license: LICENSE.into(),
             synthetic_included,
             totals: TotalsDoc {
                 clusters: disclosure.totals.clusters,
@@ -244,7 +335,8 @@ impl Snapshot {
             format_version: self.format_version,
             date: self.date,
             window: &self.window,
-            min_clusters: self.min_clusters,
+            privacy: &self.privacy,
+            license: &self.license,
             synthetic_included: self.synthetic_included,
             metric,
         })
@@ -259,7 +351,8 @@ struct MetricFile<'a> {
     format_version: u32,
     date: Date,
     window: &'a WindowDoc,
-    min_clusters: u64,
+    privacy: &'a PrivacyDoc,
+    license: &'a str,
     synthetic_included: bool,
     metric: &'a MetricDoc,
 }

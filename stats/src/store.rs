@@ -63,6 +63,18 @@ pub struct Query {
     pub window: Window,
     /// Whether reports marked synthetic count too.
     pub include_synthetic: bool,
+    /// The most nodes one cluster counts for (`{node_clip}` in the SQL).
+    pub node_clip: u64,
+    /// The most reports one cluster counts for (`{report_clip}` in the SQL).
+    pub report_clip: u64,
+}
+
+impl Query {
+    /// `sql` with this query's bounds filled in.
+    pub fn bind(&self, sql: &str) -> String {
+        sql.replace("{node_clip}", &self.node_clip.to_string())
+            .replace("{report_clip}", &self.report_clip.to_string())
+    }
 }
 
 /// Why the store could not compute the cells.
@@ -113,13 +125,15 @@ pub struct Row {
     pub clusters: Option<i64>,
     /// `nodes`.
     pub nodes: Option<i64>,
-    /// `max_nodes`.
+    /// `max_nodes` (unused since node counts are clipped; kept in the result shape).
     pub max_nodes: Option<i64>,
 }
 
-/// Every query the stores run: `window` first, then each metric, by id.
-pub fn queries() -> impl Iterator<Item = (&'static str, &'static str)> {
-    std::iter::once(("window", WINDOW_SQL)).chain(METRICS.iter().map(|m| (m.id, m.sql)))
+/// Every query the stores run for `query`: `window` first, then each metric, by id.
+pub fn queries(query: &Query) -> impl Iterator<Item = (&'static str, String)> + '_ {
+    std::iter::once(("window", WINDOW_SQL))
+        .chain(METRICS.iter().map(|m| (m.id, m.sql)))
+        .map(|(id, sql)| (id, query.bind(sql)))
 }
 
 /// The workload kinds as a SELECT both dialects read, for `{kinds}` in the windows.
@@ -151,9 +165,7 @@ pub fn assemble(rows: Vec<Row>) -> Result<Raw, StoreError> {
                 "reports" => raw.totals.reports = clusters,
                 "nodes" => {
                     raw.totals = RawTotals {
-                        clusters_with_nodes: clusters,
                         nodes: count("window", "nodes", row.nodes)?,
-                        max_cluster_nodes: count("window", "max_nodes", row.max_nodes)?,
                         ..raw.totals
                     }
                 }
@@ -186,9 +198,6 @@ pub fn assemble(rows: Vec<Row>) -> Result<Raw, StoreError> {
             clusters: count(metric.id, "clusters", row.clusters)?,
             nodes: nodes_metric
                 .then(|| count(metric.id, "nodes", row.nodes))
-                .transpose()?,
-            max_nodes: nodes_metric
-                .then(|| count(metric.id, "max_nodes", row.max_nodes))
                 .transpose()?,
         };
         raw.cells

@@ -35,6 +35,7 @@ fn a_day_that_is_not_over_is_refused_as_bad_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let out = stats(&[
         "--once",
+        "--new-ledger",
         "--date",
         "2999-01-04",
         "--out",
@@ -52,6 +53,7 @@ fn a_store_that_is_not_there_fails_the_run() {
     let missing = dir.path().join("missing.sqlite");
     let out = stats(&[
         "--once",
+        "--new-ledger",
         "--date",
         "2026-11-29",
         "--store",
@@ -66,6 +68,10 @@ fn a_store_that_is_not_there_fails_the_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!dir.path().join("out/latest.json").exists());
+    assert!(
+        !dir.path().join("out/ledger.json").exists(),
+        "nothing released, nothing recorded"
+    );
 }
 
 #[test]

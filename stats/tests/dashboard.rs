@@ -6,7 +6,19 @@
 use std::path::{Path, PathBuf};
 
 use stats::dashboard::{self, Options};
-use stats::disclose::{Policy, Raw, RawCell, RawTotals, disclose};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use stats::disclose::{Raw, RawCell, RawTotals, disclose};
+use stats::privacy::Budget;
+
+/// The defaults, with a lower floor for the small fixture.
+const BUDGET: Budget = Budget {
+    rho: 0.05,
+    delta: 1e-7,
+    min_clusters: 10,
+    node_clip: 20,
+    report_clip: 28,
+};
 use stats::output::Output;
 use stats::snapshot::Snapshot;
 use stats::store::Window;
@@ -16,14 +28,12 @@ fn cell(labels: &[&str], clusters: u64) -> RawCell {
         labels: labels.iter().map(|s| s.to_string()).collect(),
         clusters,
         nodes: None,
-        max_nodes: None,
     }
 }
 
-fn node_cell(labels: &[&str], clusters: u64, nodes: u64, max: u64) -> RawCell {
+fn node_cell(labels: &[&str], clusters: u64, nodes: u64, _max: u64) -> RawCell {
     RawCell {
         nodes: Some(nodes),
-        max_nodes: Some(max),
         ..cell(labels, clusters)
     }
 }
@@ -35,8 +45,6 @@ fn raw(w: u64) -> Raw {
             clusters: 120,
             reports: 480 + w,
             nodes: 1_450,
-            clusters_with_nodes: 120,
-            max_cluster_nodes: 60,
         },
         ..Raw::default()
     };
@@ -112,13 +120,13 @@ const DATES: [&str; 6] = [
 fn published() -> (tempfile::TempDir, Output) {
     let dir = tempfile::tempdir().unwrap();
     let out = Output::new(dir.path());
-    let policy = Policy { min_clusters: 10 };
     for (w, date) in DATES.iter().enumerate() {
         let window = Window {
             date: date.parse().unwrap(),
             days: 28,
         };
-        let snapshot = Snapshot::new(window, 10, true, &disclose(&raw(w as u64), &policy));
+        let d = disclose(&raw(w as u64), &BUDGET, &mut StdRng::seed_from_u64(w as u64));
+        let snapshot = Snapshot::new(window, true, &d);
         out.publish(&snapshot).unwrap();
     }
     assert!(dashboard::publish(&out, &Options::default()).unwrap());
@@ -236,12 +244,10 @@ fn a_synthetic_snapshot_says_so_and_a_real_one_does_not() {
         date: DATES[5].parse().unwrap(),
         days: 28,
     };
-    let policy = Policy { min_clusters: 10 };
     out.publish(&Snapshot::new(
         window,
-        10,
         false,
-        &disclose(&raw(5), &policy),
+        &disclose(&raw(5), &BUDGET, &mut StdRng::seed_from_u64(5)),
     ))
     .unwrap();
     let page = dashboard::render(

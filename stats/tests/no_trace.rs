@@ -74,6 +74,7 @@ fn run_stats(db: &Path, out: &Path) -> Vec<(String, String)> {
     let status = Command::new(env!("CARGO_BIN_EXE_stats"))
         .args([
             "--once",
+            "--new-ledger",
             "--store",
             &format!("sqlite:{}", db.display()),
             "--out",

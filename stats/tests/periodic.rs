@@ -28,6 +28,7 @@ async fn periodic_mode_publishes_what_is_due_and_stops_when_cancelled() {
         out.to_str().unwrap(),
         "--interval",
         "1h",
+        "--new-ledger",
     ])
     .unwrap();
     let shutdown = CancellationToken::new();

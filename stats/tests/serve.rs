@@ -49,7 +49,7 @@ async fn start() -> Stats {
     let child = testenv::watched(&testenv::workspace_bin("stats").expect("stats is built"))
         .args(["--store", &format!("sqlite:{}", db.display())])
         .args(["--out", dir.path().join("out").to_str().unwrap()])
-        .args(["--listen", &addr, "--log-format", "json"])
+        .args(["--listen", &addr, "--log-format", "json", "--new-ledger"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -8,11 +8,22 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use stats::disclose::{Policy, Raw, disclose};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use stats::disclose::{Raw, disclose};
+use stats::privacy::Budget;
 use stats::normalize::{FUNCTIONS, Function, SqlType, Value, bigquery_prelude};
 use stats::snapshot::Snapshot;
 use stats::store::sqlite::SqliteStore;
 use stats::store::{Query, Store, Window};
+
+const BUDGET: Budget = Budget {
+    rho: 0.05,
+    delta: 1e-7,
+    min_clusters: 10,
+    node_clip: 20,
+    report_clip: 28,
+};
 
 fn node(f: impl FnOnce(&mut NodeSpec)) -> NodeSpec {
     let mut n = NodeSpec::default();
@@ -83,10 +94,12 @@ fn query(include_synthetic: bool) -> Query {
             days: 28,
         },
         include_synthetic,
+        node_clip: 20,
+        report_clip: 28,
     }
 }
 
-/// `metric -> ["a/b/c=clusters[/nodes/max]"]`, sorted like the store sorts.
+/// `metric -> ["a/b/c=clusters[/nodes]"]`, sorted like the store sorts.
 fn cells(raw: &Raw) -> BTreeMap<String, Vec<String>> {
     raw.cells
         .iter()
@@ -95,8 +108,8 @@ fn cells(raw: &Raw) -> BTreeMap<String, Vec<String>> {
                 .iter()
                 .map(|c| {
                     let mut s = format!("{}={}", c.labels.join("/"), c.clusters);
-                    if let (Some(n), Some(m)) = (c.nodes, c.max_nodes) {
-                        s.push_str(&format!("/{n}/{m}"));
+                    if let Some(n) = c.nodes {
+                        s.push_str(&format!("/{n}"));
                     }
                     s
                 })
@@ -172,10 +185,10 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         (
             "nodes_by_version_skew",
             vec![
-                "+1 or more=1/1/1",
-                "-1=1/2/2",
-                "-4 or less=1/1/1",
-                "0=5/15/3",
+                "+1 or more=1/1",
+                "-1=1/2",
+                "-4 or less=1/1",
+                "0=5/15",
             ],
         ),
         (
@@ -193,15 +206,15 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         ),
         (
             "nodes_by_os",
-            vec!["COS=1/2/2", "Flatcar=1/1/1", "Ubuntu=6/16/3"],
+            vec!["COS=1/2", "Flatcar=1/1", "Ubuntu=6/16"],
         ),
         (
             "nodes_by_os_version",
             vec![
-                "COS/unknown=1/2/2",
-                "Flatcar/3815=1/1/1",
-                "Ubuntu/22.04=1/1/1",
-                "Ubuntu/24.04=5/15/3",
+                "COS/unknown=1/2",
+                "Flatcar/3815=1/1",
+                "Ubuntu/22.04=1/1",
+                "Ubuntu/24.04=5/15",
             ],
         ),
         (
@@ -210,7 +223,7 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         ),
         (
             "nodes_by_kernel",
-            vec!["5.15=1/1/1", "6.6=1/2/2", "6.8=6/16/3"],
+            vec!["5.15=1/1", "6.6=1/2", "6.8=6/16"],
         ),
         (
             "clusters_by_runtime",
@@ -227,14 +240,14 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         ),
         (
             "nodes_by_runtime",
-            vec!["containerd=6/16/3", "cri-o=1/2/2", "docker=1/1/1"],
+            vec!["containerd=6/16", "cri-o=1/2", "docker=1/1"],
         ),
         (
             "nodes_by_runtime_version",
             vec![
-                "containerd/1.7=6/16/3",
-                "cri-o/1.31=1/2/2",
-                "docker/20.10=1/1/1",
+                "containerd/1.7=6/16",
+                "cri-o/1.31=1/2",
+                "docker/20.10=1/1",
             ],
         ),
         (
@@ -243,7 +256,7 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         ),
         (
             "nodes_by_architecture",
-            vec!["amd64=6/16/3", "arm64=1/2/2", "unknown=1/1/1"],
+            vec!["amd64=6/16", "arm64=1/2", "unknown=1/1"],
         ),
         (
             "clusters_by_cloud_provider",
@@ -251,13 +264,13 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         ),
         (
             "nodes_by_cloud_provider",
-            vec!["gce=6/18/3", "unknown=1/1/1"],
+            vec!["gce=6/18", "unknown=1/1"],
         ),
         ("clusters_by_node_count", vec!["0=1", "1=1", "2-3=6"]),
-        ("nodes_by_cpu", vec!["3-4=7/17/3", "5-8=1/2/2"]),
+        ("nodes_by_cpu", vec!["3-4=7/17", "5-8=1/2"]),
         (
             "nodes_by_memory",
-            vec!["16-32 GiB=1/2/2", "8-16 GiB=6/16/3", "unknown=1/1/1"],
+            vec!["16-32 GiB=1/2", "8-16 GiB=6/16", "unknown=1/1"],
         ),
         (
             "clusters_by_accelerator",
@@ -291,8 +304,25 @@ async fn the_sqlite_store_computes_every_metric_of_the_fixture() {
         "2 earlier reports of one cluster count as reports"
     );
     assert_eq!(raw.totals.nodes, 19);
-    assert_eq!(raw.totals.clusters_with_nodes, 7);
-    assert_eq!(raw.totals.max_cluster_nodes, 3);
+    // Bounded contributions: one cluster counts at most `report_clip` reports and `node_clip`
+    // nodes (a larger cluster's cells scaled down, rounding toward zero).
+    let clipped = store
+        .compute(Query {
+            report_clip: 2,
+            node_clip: 1,
+            ..query(false)
+        })
+        .await
+        .unwrap()
+        .raw;
+    assert_eq!(clipped.totals.reports, 9, "the cluster with 3 reports counts 2");
+    assert_eq!(clipped.totals.nodes, 7, "each of the 7 clusters with nodes counts 1");
+    for (id, cells) in &clipped.cells {
+        if id.starts_with("nodes_") {
+            let sum: u64 = cells.iter().filter_map(|c| c.nodes).sum();
+            assert!(sum <= 7, "{id}: {sum}");
+        }
+    }
     let got = cells(&raw);
     let want = expected();
     for (metric, rows) in &want {
@@ -329,6 +359,15 @@ async fn bigquery_computes_the_same_cells_and_snapshots_as_sqlite() {
     // removes it.
     bq.insert(&envs[..3]).await;
     let bigquery = bq.store().await;
+    let clipped = Query {
+        node_clip: 1,
+        report_clip: 2,
+        ..query(false)
+    };
+    let a = sqlite.compute(clipped).await.unwrap();
+    let b = bigquery.compute(clipped).await.unwrap();
+    assert_eq!(a.raw.totals, b.raw.totals, "clipped totals");
+    assert_eq!(cells(&a.raw), cells(&b.raw), "clipped cells");
     for synthetic in [false, true] {
         let a = sqlite.compute(query(synthetic)).await.unwrap();
         let b = bigquery
@@ -342,11 +381,17 @@ async fn bigquery_computes_the_same_cells_and_snapshots_as_sqlite() {
             cells(&b.raw),
             "cells (synthetic {synthetic})"
         );
-        for k in [2, 3, 10] {
-            let policy = Policy { min_clusters: k };
+        // The same noise (a fixed test seed) on the same cells: the same bytes.
+        for (k, seed) in [(2, 1), (3, 2), (10, 3)] {
+            let budget = Budget {
+                min_clusters: k,
+                ..BUDGET
+            };
             let window = query(synthetic).window;
-            let sa = Snapshot::new(window, k, synthetic, &disclose(&a.raw, &policy));
-            let sb = Snapshot::new(window, k, synthetic, &disclose(&b.raw, &policy));
+            let da = disclose(&a.raw, &budget, &mut StdRng::seed_from_u64(seed));
+            let db = disclose(&b.raw, &budget, &mut StdRng::seed_from_u64(seed));
+            let sa = Snapshot::new(window, synthetic, &da);
+            let sb = Snapshot::new(window, synthetic, &db);
             assert_eq!(sa.to_json(), sb.to_json(), "snapshot k={k}");
         }
     }

@@ -206,6 +206,7 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
             "--backfill-from",
             &from.to_string(),
             "--include-synthetic",
+            "--new-ledger",
             "--log-format",
             "json",
         ]),

@@ -8,6 +8,7 @@
 --                else (the table requires a partition filter)
 --   {synthetic}  TRUE to keep reports marked spartakus.dev/synthetic=true
 --   {kinds}      the workload kinds, from report::Kind::ALL
+--   {report_clip}  the most reports one cluster counts for
 -- A cluster's key is the reportID of its latest report in the window.
 win_candidates AS (
     SELECT r.reportID, r.receivedAt, r.clusterID, r.version, r.masterVersion, r.schemaVersion,
@@ -18,8 +19,10 @@ win_candidates AS (
           SELECT 1 FROM UNNEST(r.extensions) AS e
           WHERE e.name = 'spartakus.dev/synthetic' AND e.value = 'true'))
 ),
+-- Reports, each cluster counting at most {report_clip}.
 win_counts AS (
-    SELECT COUNT(*) AS reports FROM win_candidates
+    SELECT COALESCE(SUM(LEAST(n, {report_clip})), 0) AS reports
+    FROM (SELECT clusterID, COUNT(*) AS n FROM win_candidates GROUP BY clusterID) AS per_cluster
 ),
 -- One scan of the window: the latest report of each cluster, picked from the rows already read.
 win_rows AS (

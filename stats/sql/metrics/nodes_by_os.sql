@@ -1,16 +1,18 @@
 -- Nodes by OS family.
--- Unit: nodes (each node of the window's latest reports in exactly one cell). `clusters` is the
--- number of clusters with nodes in the cell and `max_nodes` the largest one's nodes: used for
--- the threshold and the dominance rule, never published.
+-- Unit: nodes (each node of the window's latest reports in exactly one cell), each cluster
+-- counting at most {node_clip} nodes: a larger cluster's n nodes in a cell count
+-- floor(n * {node_clip} / its nodes), so one cluster adds at most {node_clip} to the metric.
 SELECT a,
        CAST(NULL AS STRING) AS b,
        CAST(NULL AS STRING) AS c,
        COUNT(*) AS clusters,
-       SUM(n) AS nodes,
-       MAX(n) AS max_nodes
+       SUM(DIV(per_cluster.n * {node_clip},
+               CASE WHEN w.node_count > {node_clip} THEN w.node_count ELSE {node_clip} END)) AS nodes,
+       CAST(NULL AS INT64) AS max_nodes
 FROM (
     SELECT report, os_family AS a, COUNT(*) AS n
     FROM win_nodes
     GROUP BY report, 2
 ) AS per_cluster
+JOIN win_reports AS w ON w.report = per_cluster.report
 GROUP BY a

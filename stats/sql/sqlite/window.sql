@@ -2,7 +2,7 @@
 -- seconds, end exclusive), :synthetic (1 to keep reports marked spartakus.dev/synthetic=true).
 --
 -- It materializes, as TEMP tables, what every metric query (sql/metrics/*.sql) reads:
---   win_counts          reports in the window
+--   win_counts          reports in the window, each cluster counting at most {report_clip}
 --   win_reports         each cluster's latest report in the window, one row per cluster; its
 --                       integer id (`report`) is the cluster's key from here on
 --   win_nodes           the nodes of those reports, normalized
@@ -37,8 +37,10 @@ WHERE r.received_at >= :start AND r.received_at < :end
       SELECT 1 FROM main.extensions AS e
       WHERE e.report = r.id AND e.name = 'spartakus.dev/synthetic' AND e.value = 'true'));
 
+-- Reports, each cluster counting at most {report_clip}.
 CREATE TEMP TABLE win_counts AS
-SELECT COUNT(*) AS reports FROM temp.win_candidates;
+SELECT COALESCE(SUM(MIN(n, {report_clip})), 0) AS reports
+FROM (SELECT cluster_id, COUNT(*) AS n FROM temp.win_candidates GROUP BY cluster_id) AS per_cluster;
 
 CREATE TEMP TABLE win_reports AS
 SELECT r.id AS report,

@@ -179,9 +179,10 @@ pub fn query_sql(table: &TableRef, query: Query) -> String {
             },
         )
         .replace("{kinds}", &kinds_select());
+    let window = query.bind(&window);
     let mut ctes = vec![window.trim_end().to_owned()];
     let mut branches = Vec::new();
-    for (i, (metric, sql)) in queries().enumerate() {
+    for (i, (metric, sql)) in queries(&query).enumerate() {
         ctes.push(format!("q{i} AS (\n{}\n)", sql.trim_end()));
         branches.push(format!(
             "SELECT '{metric}' AS metric, a, b, c, clusters, nodes, max_nodes FROM q{i}"
@@ -350,12 +351,23 @@ mod tests {
                     days: 28,
                 },
                 include_synthetic: false,
+                node_clip: 20,
+                report_clip: 28,
             },
         );
         assert!(sql.contains("FROM `p.d.reports_deduplicated` AS r"));
         assert!(sql.contains("r.receivedAt >= TIMESTAMP '2026-11-02 00:00:00+00'"));
         assert!(sql.contains("r.receivedAt < TIMESTAMP '2026-11-30 00:00:00+00'"));
-        for placeholder in ["{table}", "{start}", "{end}", "{synthetic}", "{kinds}"] {
+        assert!(sql.contains("LEAST(n, 28)") && sql.contains("DIV(per_cluster.n * 20,"));
+        for placeholder in [
+            "{table}",
+            "{start}",
+            "{end}",
+            "{synthetic}",
+            "{kinds}",
+            "{node_clip}",
+            "{report_clip}",
+        ] {
             assert!(!sql.contains(placeholder), "{placeholder} filled");
         }
         assert!(!sql.contains("`p.d.reports`"), "never the table itself");

@@ -84,6 +84,19 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 
 /// Registers every normalization function on `conn`.
 pub fn register(conn: &Connection) -> Result<(), StoreError> {
+    // BigQuery's DIV(x, y): integer division rounding toward zero (the clipped node counts).
+    conn.create_scalar_function(
+        "div",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let (x, y): (Option<i64>, Option<i64>) = (ctx.get(0)?, ctx.get(1)?);
+            Ok(match (x, y) {
+                (Some(x), Some(y)) if y != 0 => Some(x / y),
+                _ => None,
+            })
+        },
+    )?;
     for function in FUNCTIONS {
         let cache: Mutex<HashMap<String, SqlValue>> = Mutex::new(HashMap::new());
         conn.create_scalar_function(
@@ -148,7 +161,7 @@ pub fn eval_in_sqlite(conn: &Connection, function: &Function, input: &Value) -> 
 
 /// Builds the window and runs every query on `conn`.
 pub fn compute_on(conn: &Connection, query: Query) -> Result<Vec<Row>, StoreError> {
-    let window = WINDOW_SQL.replace("{kinds}", &kinds_select());
+    let window = query.bind(&WINDOW_SQL.replace("{kinds}", &kinds_select()));
     let start = query.window.start().as_second();
     let end = query.window.end().as_second();
     let synthetic = i64::from(query.include_synthetic);
@@ -169,8 +182,8 @@ pub fn compute_on(conn: &Connection, query: Query) -> Result<Vec<Row>, StoreErro
         stmt.execute(params.as_slice())?;
     }
     let mut rows = Vec::new();
-    for (metric, sql) in queries() {
-        let mut stmt = conn.prepare(sql)?;
+    for (metric, sql) in queries(&query) {
+        let mut stmt = conn.prepare(&sql)?;
         let mapped = stmt.query_map(named_params! {}, |r| {
             Ok(Row {
                 metric: metric.to_owned(),
