@@ -2,7 +2,7 @@
 //!
 //! Each release draws fresh noise, so two releases of one date would let anyone average the
 //! noise away. `ledger.json`, in the published folder beside the snapshots, lists every release
-//! (date, time, ρ, ε, δ) and the cumulative guarantee for a cluster present in all of them
+//! (date, day of release, ρ, ε, δ) and the cumulative guarantee for a cluster present in all of them
 //! (ρ adds up under composition). `run` refuses to release a date the ledger lists unless
 //! `--allow-rerelease`, and refuses a folder without a ledger unless `--new-ledger`: a lost
 //! volume is then a failing job, not a silent second release.
@@ -44,8 +44,8 @@ pub struct Ledger {
 pub struct Release {
     /// The snapshot's date.
     pub date: Date,
-    /// When it was computed (to the second).
-    pub released_at: Timestamp,
+    /// The UTC day it was computed (no time of day: nothing published is finer than a day).
+    pub released_on: Date,
     /// ρ spent.
     pub rho: f64,
     /// ε at `delta`.
@@ -106,7 +106,7 @@ impl Ledger {
         let rerelease = self.released(date).is_some();
         self.releases.push(Release {
             date,
-            released_at: at.round(jiff::Unit::Second).unwrap_or(at),
+            released_on: at.to_zoned(jiff::tz::TimeZone::UTC).date(),
             rho: round6(guarantee.rho),
             epsilon: round6(guarantee.epsilon),
             delta: guarantee.delta,

@@ -101,7 +101,7 @@ pub fn due(
     let released: Vec<String> = days
         .iter()
         .filter_map(|d| ledger.released(*d))
-        .map(|r| format!("{} (released {})", r.date, r.released_at))
+        .map(|r| format!("{} (released on {})", r.date, r.released_on))
         .collect();
     if !released.is_empty() && !config.allow_rerelease {
         return Err(RunError::Config(format!(
@@ -407,7 +407,7 @@ mod tests {
         for args in [&["--date", "2026-11-22"][..], &["--backfill-from", "2026-11-10"]] {
             let e = super::due(&config(args), &[d("2026-11-22")], &ledger, now()).unwrap_err();
             assert!(e.is_config(), "{e}");
-            assert!(e.to_string().contains("2026-11-22 (released"), "{e}");
+            assert!(e.to_string().contains("2026-11-22 (released on 2026-12-02)"), "{e}");
             let mut forced = args.to_vec();
             forced.push("--allow-rerelease");
             assert!(super::due(&config(&forced), &[], &ledger, now()).is_ok());
