@@ -18,8 +18,9 @@
 //! 3. **Post-process** (free: it only reads noisy numbers). Within each partition (a metric, a
 //!    group, or a published parent cell), the noisy counts and `other` (measured, or for an open
 //!    domain what the partition's total leaves) become the non-negative integers closest to
-//!    them that add up to the partition's total; a cell under `--min-clusters` folds into
-//!    `other`. So every metric's cells add up to its published total, children to their parent.
+//!    them that add up to the partition's total; a cell under `--min-clusters`, or under twice
+//!    its noise's σ, folds into `other`. So every metric's cells add up to its published total,
+//!    children to their parent.
 //!
 //! No deterministic rule (threshold on true counts, dominance, complementary suppression) is
 //! needed: every published number is noisy, and the noise, not the rules, is the guarantee.
@@ -217,6 +218,9 @@ pub fn disclose<R: CryptoRng + ?Sized>(raw: &Raw, budget: &Budget, rng: &mut R) 
             Unit::Clusters => totals.clusters,
             Unit::Nodes => totals.nodes,
         };
+        // A cell must clear the floor and twice its noise's σ: below that it is mostly noise
+        // (a value of a closed domain that no cluster has clears σ one time in six).
+        let floor = floor.max((2.0 * noise.sigma).ceil() as u64);
         let disclosed = match (total, metric.parent) {
             (None, _) => Disclosed {
                 metric,

@@ -149,21 +149,39 @@ fn the_schema_document_describes_every_metric_and_column() {
             );
         }
     }
-    for field in [
-        "formatVersion",
-        "minClusters",
-        "dominanceShare",
-        "syntheticIncluded",
-        "totals",
-        "dataQuality",
-        "deadLetters",
-        "status",
-        "withheld",
-        "share",
-        "latest.json",
-        "index.json",
-        "series/totals.csv",
-    ] {
-        assert!(schema.contains(field), "SCHEMA.md lacks {field}");
+    // Every key of the published documents is described: taken from the golden snapshot and a
+    // real ledger, so a new field cannot go undocumented.
+    let snapshot: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(golden_dir().join("snapshots__2026-11-29__snapshot.json")).unwrap(),
+    )
+    .unwrap();
+    let mut ledger = stats::ledger::Ledger::new();
+    ledger.record(
+        "2026-11-29".parse().unwrap(),
+        "2026-12-01T00:00:00Z".parse().unwrap(),
+        &stats::privacy::Guarantee::of(0.05, 1e-7),
+    );
+    let ledger = serde_json::to_value(&ledger).unwrap();
+    let mut keys = std::collections::BTreeSet::new();
+    fn collect(v: &serde_json::Value, keys: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    keys.insert(k.clone());
+                    collect(v, keys);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| collect(i, keys)),
+            _ => {}
+        }
+    }
+    collect(&snapshot, &mut keys);
+    collect(&ledger, &mut keys);
+    assert!(keys.contains("epsilon") && keys.contains("releasedOn"), "{keys:?}");
+    for key in &keys {
+        assert!(schema.contains(&format!("`{key}`")) || schema.contains(&format!("\"{key}\"")), "SCHEMA.md lacks {key}");
+    }
+    for file in ["latest.json", "index.json", "ledger.json", "LICENSE.txt", "series/totals.csv", "withheld"] {
+        assert!(schema.contains(file), "SCHEMA.md lacks {file}");
     }
 }
