@@ -2,8 +2,8 @@
 # Spartakus on one machine: nats-server (JetStream), the gateway and the
 # ingester with the embedded SQLite sink. Posts the original README's example
 # report, and a report from the volunteer if a kubeconfig is at hand, then
-# prints what landed in SQLite. Then it sends a synthetic population (320
-# clusters, weekly reports over 12 weeks, every one marked
+# prints what landed in SQLite. Then it sends a synthetic population (3,000
+# clusters, weekly reports over 10 weeks, every one marked
 # spartakus.dev/synthetic=true) through the same path, computes weekly
 # snapshots over it with stats, and serves the dashboard. Ctrl-C stops
 # everything it started.
@@ -129,7 +129,7 @@ sqlite3 -header -column "file:$db?mode=ro" \
 [[ "$(count)" -ge "$expected" ]] || exit 1
 
 # A synthetic population through the same path: gateway -> JetStream -> ingester -> SQLite.
-echo "quickstart: sending a synthetic population (320 clusters, 12 weeks of weekly reports) ..."
+echo "quickstart: sending a synthetic population (3,000 clusters, 10 weeks of weekly reports) ..."
 "$bin/population" --gateway "$gateway" >"$dir/population.out" 2>"$dir/population.log" \
   || { echo "quickstart: the population could not be sent:" >&2; tail -n 5 "$dir/population.log" >&2; exit 1; }
 head -n 1 "$dir/population.out"

@@ -16,13 +16,13 @@ struct Args {
     #[arg(long, env = "SPARTAKUS_GATEWAY")]
     gateway: reqwest::Url,
 
-    /// Clusters in the population
-    #[arg(long, env = "SPARTAKUS_POPULATION_CLUSTERS", default_value_t = 320,
+    /// Clusters in the population (3,000 by default: under the statistics' default privacy budget, a value shows once about 100 clusters have it, so a smaller population shows little but `other`)
+    #[arg(long, env = "SPARTAKUS_POPULATION_CLUSTERS", default_value_t = 3000,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     clusters: u64,
 
     /// Weeks of weekly reports, ending now (at most 17: the gateway backdates by 120 days at most)
-    #[arg(long, env = "SPARTAKUS_POPULATION_WEEKS", default_value_t = 12,
+    #[arg(long, env = "SPARTAKUS_POPULATION_WEEKS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=17))]
     weeks: u32,
 
