@@ -260,7 +260,11 @@ async fn the_statistics_window_no_longer_counts_an_erased_cluster() {
 
     assert_eq!(gateway.erase("stats-b", &secret).await.0, 202);
     metric_at_least(ingester.addr, DONE, 1.0).await;
-    assert_eq!(window_totals(&db, &date), (2, 2), "the erased cluster is not counted");
+    assert_eq!(
+        window_totals(&db, &date),
+        (2, 2),
+        "the erased cluster is not counted"
+    );
     ingester.stop().await;
 }
 

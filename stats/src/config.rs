@@ -254,7 +254,15 @@ mod tests {
 
     #[test]
     fn a_budget_outside_its_range_is_refused() {
-        for (flag, v) in [("--rho", "0"), ("--rho", "-1"), ("--rho", "inf"), ("--rho", "11"), ("--delta", "0"), ("--delta", "0.5"), ("--node-clip", "0")] {
+        for (flag, v) in [
+            ("--rho", "0"),
+            ("--rho", "-1"),
+            ("--rho", "inf"),
+            ("--rho", "11"),
+            ("--delta", "0"),
+            ("--delta", "0.5"),
+            ("--node-clip", "0"),
+        ] {
             assert!(parse(&[flag, v]).is_err(), "{flag} {v}");
         }
         assert_eq!(parse(&["--rho", "0.2"]).unwrap().rho, 0.2);

@@ -145,10 +145,13 @@ pub struct Disclosure {
     pub metrics: Vec<Disclosed>,
 }
 
+/// Released values with their noisy counts.
+type Noisy = Vec<(Vec<String>, i64)>;
+
 /// Noisy counts of one metric: every released value's labels and noisy count.
 #[derive(Debug, Clone, Default)]
 struct Measured {
-    cells: Vec<(Vec<String>, i64)>,
+    cells: Noisy,
     /// `other` is what a partition's total leaves (open domains), not a measured cell.
     other_is_rest: bool,
     threshold: Option<u64>,
@@ -158,9 +161,8 @@ struct Measured {
 pub fn disclose<R: CryptoRng + ?Sized>(raw: &Raw, budget: &Budget, rng: &mut R) -> Disclosure {
     let plan = Plan::new(*budget);
     let floor = budget.min_clusters;
-    let mut noisy_total = |t: Total, v: u64| -> u64 {
-        u64::try_from(plan.total(t).add(v, rng).max(0)).unwrap_or(0)
-    };
+    let mut noisy_total =
+        |t: Total, v: u64| -> u64 { u64::try_from(plan.total(t).add(v, rng).max(0)).unwrap_or(0) };
     let clusters = noisy_total(Total::Clusters, raw.totals.clusters);
     let reports = noisy_total(Total::Reports, raw.totals.reports);
     let nodes = noisy_total(Total::Nodes, raw.totals.nodes);
@@ -429,7 +431,7 @@ fn sum_up(fine: &Measured) -> (Measured, usize) {
 
 /// Step 3 for one partition of `total`: the kept cells and `other`.
 fn fit_partition(
-    measured: Vec<(Vec<String>, i64)>,
+    measured: Noisy,
     other_is_rest: bool,
     total: u64,
     floor: u64,
@@ -453,7 +455,11 @@ fn fit_partition(
         estimates.push(other.unwrap_or(0.0));
     }
     let mut fitted = fit_to_total(&estimates, total);
-    let mut rest = if with_other { fitted.pop().unwrap_or(0) } else { 0 };
+    let mut rest = if with_other {
+        fitted.pop().unwrap_or(0)
+    } else {
+        0
+    };
     let mut kept = Vec::new();
     for (l, v) in labels.into_iter().zip(fitted) {
         if v >= floor && v > 0 {
@@ -490,7 +496,11 @@ pub fn fit_to_total(estimates: &[f64], total: u64) -> Vec<u64> {
     let mut left = total.saturating_sub(assigned);
     let mut order: Vec<usize> = (0..x.len()).collect();
     // Largest fractional part first; ties by position, so the result is deterministic.
-    order.sort_by(|&a, &b| (x[b] - x[b].floor()).total_cmp(&(x[a] - x[a].floor())).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (x[b] - x[b].floor())
+            .total_cmp(&(x[a] - x[a].floor()))
+            .then(a.cmp(&b))
+    });
     let mut i = 0;
     while left > 0 {
         out[order[i % order.len()]] += 1;
@@ -515,10 +525,19 @@ fn other_labels(prefix: &[String]) -> Vec<String> {
     l
 }
 
-fn emit(metric: &Metric, prefix: &[String], kept: Vec<(Vec<String>, u64)>, other: u64, out: &mut Vec<Cell>) {
+fn emit(
+    metric: &Metric,
+    prefix: &[String],
+    kept: Vec<(Vec<String>, u64)>,
+    other: u64,
+    out: &mut Vec<Cell>,
+) {
     let mut kept = kept;
     sort(metric, &mut kept);
-    out.extend(kept.into_iter().map(|(labels, count)| Cell { labels, count }));
+    out.extend(
+        kept.into_iter()
+            .map(|(labels, count)| Cell { labels, count }),
+    );
     if other > 0 {
         out.push(Cell {
             labels: other_labels(prefix),
@@ -527,9 +546,15 @@ fn emit(metric: &Metric, prefix: &[String], kept: Vec<(Vec<String>, u64)>, other
     }
 }
 
-fn release_top(metric: &'static Metric, m: Measured, total: u64, floor: u64, noise: NoiseInfo) -> Disclosed {
+fn release_top(
+    metric: &'static Metric,
+    m: Measured,
+    total: u64,
+    floor: u64,
+    noise: NoiseInfo,
+) -> Disclosed {
     let mut cells = Vec::new();
-    let mut groups: Vec<(Vec<String>, Vec<(Vec<String>, i64)>)> = Vec::new();
+    let mut groups: Vec<(Vec<String>, Noisy)> = Vec::new();
     if metric.grouped {
         for k in report::Kind::ALL {
             groups.push((vec![k.as_str().to_owned()], Vec::new()));
@@ -570,7 +595,7 @@ fn release_child(
     if parent.total.is_none() {
         return out;
     }
-    let mut by_parent: BTreeMap<Vec<String>, Vec<(Vec<String>, i64)>> = BTreeMap::new();
+    let mut by_parent: BTreeMap<Vec<String>, Noisy> = BTreeMap::new();
     for (labels, v) in m.cells {
         let prefix = labels[..labels.len() - 1].to_vec();
         by_parent.entry(prefix).or_default().push((labels, v));
@@ -594,7 +619,9 @@ fn release_child(
 fn sort(metric: &Metric, cells: &mut [(Vec<String>, u64)]) {
     let last = |l: &Vec<String>| l.last().cloned().unwrap_or_default();
     match metric.order {
-        Order::Count => cells.sort_by(|(la, a), (lb, b)| b.cmp(a).then_with(|| last(la).cmp(&last(lb)))),
+        Order::Count => {
+            cells.sort_by(|(la, a), (lb, b)| b.cmp(a).then_with(|| last(la).cmp(&last(lb))))
+        }
         Order::Version => cells.sort_by(|(la, a), (lb, b)| {
             let (va, vb) = (version_key(&last(la)), version_key(&last(lb)));
             // Versions first, newest first; then the rest by count.
@@ -683,20 +710,32 @@ mod tests {
     fn a_metrics_cells_add_up_to_the_published_cluster_total() {
         let r = raw(
             "clusters_by_kubernetes_minor",
-            vec![cell(&["1.37"], 5000), cell(&["1.36"], 3000), cell(&["1.20"], 3)],
+            vec![
+                cell(&["1.37"], 5000),
+                cell(&["1.36"], 3000),
+                cell(&["1.20"], 3),
+            ],
         );
         let d = disclose(&r, &BUDGET, &mut StdRng::seed_from_u64(7));
         let total = d.totals.clusters.unwrap();
         for m in &d.metrics {
             if m.metric.unit == Unit::Clusters && !m.metric.grouped {
                 assert_eq!(m.total, Some(total), "{}", m.metric.id);
-                assert_eq!(m.cells.iter().map(|c| c.count).sum::<u64>(), total, "{}", m.metric.id);
+                assert_eq!(
+                    m.cells.iter().map(|c| c.count).sum::<u64>(),
+                    total,
+                    "{}",
+                    m.metric.id
+                );
             }
         }
         let minor = published(&d, "clusters_by_kubernetes_minor");
         let labels: Vec<&str> = minor.cells.iter().map(|c| c.labels[0].as_str()).collect();
         assert_eq!(&labels[..2], ["1.37", "1.36"]);
-        assert!(!labels.contains(&"1.20"), "3 clusters are far below the threshold");
+        assert!(
+            !labels.contains(&"1.20"),
+            "3 clusters are far below the threshold"
+        );
         assert!(minor.noise.threshold.unwrap() > 50);
     }
 
@@ -711,9 +750,16 @@ mod tests {
             let os = published(&d, "clusters_by_os");
             assert_eq!(os.cells[0].labels, ["Ubuntu"]);
             seen_other_values += os.cells.len() - 1;
-            assert!(os.cells.iter().all(|c| c.count >= 10 || c.labels == ["other"]));
+            assert!(
+                os.cells
+                    .iter()
+                    .all(|c| c.count >= 10 || c.labels == ["other"])
+            );
         }
-        assert!(seen_other_values > 0, "zeros get noise too, so some clear the floor");
+        assert!(
+            seen_other_values > 0,
+            "zeros get noise too, so some clear the floor"
+        );
     }
 
     #[test]
@@ -762,7 +808,10 @@ mod tests {
         let uses = published(&d, "clusters_using_workload_kind");
         let objects = published(&d, "clusters_by_workload_objects");
         assert_eq!(uses.noise.rho, 0.0);
-        assert_eq!(uses.noise.derived_from, Some("clusters_by_workload_objects"));
+        assert_eq!(
+            uses.noise.derived_from,
+            Some("clusters_by_workload_objects")
+        );
         for u in &uses.cells {
             let sum: u64 = objects
                 .cells
@@ -774,7 +823,12 @@ mod tests {
         }
         let total = d.totals.clusters.unwrap();
         for k in report::Kind::ALL {
-            let sum: u64 = uses.cells.iter().filter(|c| c.labels[0] == k.as_str()).map(|c| c.count).sum();
+            let sum: u64 = uses
+                .cells
+                .iter()
+                .filter(|c| c.labels[0] == k.as_str())
+                .map(|c| c.count)
+                .sum();
             assert_eq!(sum, total, "{}", k.as_str());
         }
     }
@@ -788,7 +842,11 @@ mod tests {
         };
         let d = disclose(&r, &budget, &mut StdRng::seed_from_u64(1));
         assert_eq!(d.totals.clusters, None);
-        assert!(d.metrics.iter().all(|m| m.total.is_none() && m.cells.is_empty()));
+        assert!(
+            d.metrics
+                .iter()
+                .all(|m| m.total.is_none() && m.cells.is_empty())
+        );
     }
 
     #[test]

@@ -269,7 +269,11 @@ fn cluster_labels(mut labels: Vec<&'static str>) -> Vec<&'static str> {
 }
 
 fn node_skew_labels() -> Vec<&'static str> {
-    SKEW_ORDER.iter().copied().filter(|l| *l != NO_NODES).collect()
+    SKEW_ORDER
+        .iter()
+        .copied()
+        .filter(|l| *l != NO_NODES)
+        .collect()
 }
 
 /// The label of a cluster without nodes, in every cluster metric of node values.
@@ -313,7 +317,9 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Version,
         sql: sql!("clusters_by_kubernetes_minor"),
-        domain: Domain::Open { always: &[&["unknown"]] },
+        domain: Domain::Open {
+            always: &[&["unknown"]],
+        },
         measure: Measure::Noise(2),
     },
     Metric {
@@ -326,7 +332,9 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_by_kubernetes_minor"),
         order: Order::Version,
         sql: sql!("clusters_by_kubernetes_patch"),
-        domain: Domain::Open { always: &[&["unknown", "unknown"]] },
+        domain: Domain::Open {
+            always: &[&["unknown", "unknown"]],
+        },
         measure: Measure::Noise(2),
     },
     Metric {
@@ -391,7 +399,9 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_by_os"),
         order: Order::Version,
         sql: sql!("clusters_by_os_version"),
-        domain: Domain::Open { always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]] },
+        domain: Domain::Open {
+            always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]],
+        },
         measure: Measure::Noise(2),
     },
     Metric {
@@ -417,7 +427,9 @@ pub const METRICS: &[Metric] = &[
         parent: Some("nodes_by_os"),
         order: Order::Version,
         sql: sql!("nodes_by_os_version"),
-        domain: Domain::Published { from: "clusters_by_os_version" },
+        domain: Domain::Published {
+            from: "clusters_by_os_version",
+        },
         measure: Measure::Noise(1),
     },
     Metric {
@@ -430,7 +442,9 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Version,
         sql: sql!("clusters_by_kernel"),
-        domain: Domain::Open { always: &[&["unknown"], &["no nodes"]] },
+        domain: Domain::Open {
+            always: &[&["unknown"], &["no nodes"]],
+        },
         measure: Measure::Noise(2),
     },
     Metric {
@@ -443,7 +457,9 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Version,
         sql: sql!("nodes_by_kernel"),
-        domain: Domain::Published { from: "clusters_by_kernel" },
+        domain: Domain::Published {
+            from: "clusters_by_kernel",
+        },
         measure: Measure::Noise(1),
     },
     Metric {
@@ -469,7 +485,9 @@ pub const METRICS: &[Metric] = &[
         parent: Some("clusters_by_runtime"),
         order: Order::Version,
         sql: sql!("clusters_by_runtime_version"),
-        domain: Domain::Open { always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]] },
+        domain: Domain::Open {
+            always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]],
+        },
         measure: Measure::Noise(2),
     },
     Metric {
@@ -495,7 +513,9 @@ pub const METRICS: &[Metric] = &[
         parent: Some("nodes_by_runtime"),
         order: Order::Version,
         sql: sql!("nodes_by_runtime_version"),
-        domain: Domain::Published { from: "clusters_by_runtime_version" },
+        domain: Domain::Published {
+            from: "clusters_by_runtime_version",
+        },
         measure: Measure::Noise(1),
     },
     Metric {
@@ -508,7 +528,9 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_architecture"),
-        domain: Domain::Open { always: &[&["unknown"], &["no nodes"]] },
+        domain: Domain::Open {
+            always: &[&["unknown"], &["no nodes"]],
+        },
         measure: Measure::Noise(2),
     },
     Metric {
@@ -599,7 +621,9 @@ pub const METRICS: &[Metric] = &[
         parent: None,
         order: Order::Count,
         sql: sql!("clusters_by_accelerator"),
-        domain: Domain::Open { always: &[&["none"], &["no nodes"]] },
+        domain: Domain::Open {
+            always: &[&["none"], &["no nodes"]],
+        },
         measure: Measure::Noise(2),
     },
     Metric {
@@ -706,7 +730,11 @@ mod tests {
                 assert_eq!(METRICS[f].unit, Unit::Clusters);
             }
             if let Domain::Open { always } = m.domain {
-                assert!(always.iter().all(|l| l.len() == m.dimensions.len()), "{}", m.id);
+                assert!(
+                    always.iter().all(|l| l.len() == m.dimensions.len()),
+                    "{}",
+                    m.id
+                );
             }
             if let Domain::ClosedUnder(under) = m.domain {
                 let parent = metric(m.parent.unwrap()).unwrap();

@@ -95,8 +95,8 @@ impl Noise {
         // The denominator is 1000, never zero.
         let std = Rational::from_unsigned(sigma_milli, 1000)
             .unwrap_or_else(|_| unreachable!("a non-zero denominator"));
-        let sampler = DiscreteGaussian::new(std)
-            .unwrap_or_else(|_| unreachable!("a non-zero denominator"));
+        let sampler =
+            DiscreteGaussian::new(std).unwrap_or_else(|_| unreachable!("a non-zero denominator"));
         Noise {
             sigma_milli,
             sensitivity,
@@ -306,9 +306,16 @@ mod tests {
                 // Against the Gaussian tail: the discrete one is within a few percent of it,
                 // so τ − 1 is close to σ·z(1 − δ).
                 let z = (tau - 1) as f64 / sigma;
-                let gaussian_tail = |z: f64| (-z * z / 2.0).exp() / (z * (2.0 * std::f64::consts::PI).sqrt());
-                assert!(gaussian_tail(z) <= delta * 1.5, "σ {sigma} δ {delta}: τ {tau}");
-                assert!(gaussian_tail(z - 1.0 / sigma - 0.3) > delta, "σ {sigma} δ {delta}: τ {tau} too high");
+                let gaussian_tail =
+                    |z: f64| (-z * z / 2.0).exp() / (z * (2.0 * std::f64::consts::PI).sqrt());
+                assert!(
+                    gaussian_tail(z) <= delta * 1.5,
+                    "σ {sigma} δ {delta}: τ {tau}"
+                );
+                assert!(
+                    gaussian_tail(z - 1.0 / sigma - 0.3) > delta,
+                    "σ {sigma} δ {delta}: τ {tau} too high"
+                );
             }
         }
     }

@@ -404,10 +404,17 @@ mod tests {
         let mut ledger = Ledger::new();
         let g = crate::privacy::Guarantee::of(0.05, 1e-7);
         ledger.record(d("2026-11-22"), now(), &g);
-        for args in [&["--date", "2026-11-22"][..], &["--backfill-from", "2026-11-10"]] {
+        for args in [
+            &["--date", "2026-11-22"][..],
+            &["--backfill-from", "2026-11-10"],
+        ] {
             let e = super::due(&config(args), &[d("2026-11-22")], &ledger, now()).unwrap_err();
             assert!(e.is_config(), "{e}");
-            assert!(e.to_string().contains("2026-11-22 (released on 2026-12-02)"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("2026-11-22 (released on 2026-12-02)"),
+                "{e}"
+            );
             let mut forced = args.to_vec();
             forced.push("--allow-rerelease");
             assert!(super::due(&config(&forced), &[], &ledger, now()).is_ok());
@@ -423,10 +430,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let output = Output::new(dir.path());
         let e = open_ledger(&config(&[]), &output).unwrap_err();
-        assert!(e.is_config() && e.to_string().contains("--new-ledger"), "{e}");
+        assert!(
+            e.is_config() && e.to_string().contains("--new-ledger"),
+            "{e}"
+        );
         let ledger = open_ledger(&config(&["--new-ledger"]), &output).unwrap();
         ledger.save(&output).unwrap();
-        assert!(open_ledger(&config(&["--new-ledger"]), &output).unwrap_err().is_config());
+        assert!(
+            open_ledger(&config(&["--new-ledger"]), &output)
+                .unwrap_err()
+                .is_config()
+        );
         assert!(open_ledger(&config(&[]), &output).is_ok());
         // A folder with snapshots whose ledger was lost: never silently released again.
         std::fs::remove_file(dir.path().join(ledger::FILE)).unwrap();

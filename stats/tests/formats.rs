@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use stats::disclose::{Raw, RawCell, RawTotals, disclose};
-use stats::privacy::Budget;
 use stats::output::Output;
+use stats::privacy::Budget;
 use stats::snapshot::Snapshot;
 use stats::store::Window;
 
@@ -152,7 +152,8 @@ fn the_schema_document_describes_every_metric_and_column() {
     // Every key of the published documents is described: taken from the golden snapshot and a
     // real ledger, so a new field cannot go undocumented.
     let snapshot: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(golden_dir().join("snapshots__2026-11-29__snapshot.json")).unwrap(),
+        &std::fs::read_to_string(golden_dir().join("snapshots__2026-11-29__snapshot.json"))
+            .unwrap(),
     )
     .unwrap();
     let mut ledger = stats::ledger::Ledger::new();
@@ -177,11 +178,24 @@ fn the_schema_document_describes_every_metric_and_column() {
     }
     collect(&snapshot, &mut keys);
     collect(&ledger, &mut keys);
-    assert!(keys.contains("epsilon") && keys.contains("releasedOn"), "{keys:?}");
+    assert!(
+        keys.contains("epsilon") && keys.contains("releasedOn"),
+        "{keys:?}"
+    );
     for key in &keys {
-        assert!(schema.contains(&format!("`{key}`")) || schema.contains(&format!("\"{key}\"")), "SCHEMA.md lacks {key}");
+        assert!(
+            schema.contains(&format!("`{key}`")) || schema.contains(&format!("\"{key}\"")),
+            "SCHEMA.md lacks {key}"
+        );
     }
-    for file in ["latest.json", "index.json", "ledger.json", "LICENSE.txt", "series/totals.csv", "withheld"] {
+    for file in [
+        "latest.json",
+        "index.json",
+        "ledger.json",
+        "LICENSE.txt",
+        "series/totals.csv",
+        "withheld",
+    ] {
         assert!(schema.contains(file), "SCHEMA.md lacks {file}");
     }
 }

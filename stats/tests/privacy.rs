@@ -83,7 +83,10 @@ fn the_noise_is_the_discrete_gaussian_of_its_scale_and_a_mis_scaled_one_is_caugh
     let narrow = Noise::with_sigma_milli(1.0, sigma_milli * 9 / 10);
     let draws: Vec<i64> = (0..n).map(|_| narrow.sample(&mut rng)).collect();
     let d = ks_distance(&draws, sigma);
-    assert!(d > critical, "a 10 % narrower noise passed: KS distance {d:.4}");
+    assert!(
+        d > critical,
+        "a 10 % narrower noise passed: KS distance {d:.4}"
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -137,17 +140,37 @@ fn raw_of(population: &[Cluster], clip: u64) -> Raw {
             *fam.entry(f).or_default() += k;
             let clipped = k * clip / n.max(clip);
             add("nodes_by_os", vec![f.into()], 1, clipped);
-            add("nodes_by_os_version", vec![f.into(), format!("{}.0", 10 + v)], 1, clipped);
+            add(
+                "nodes_by_os_version",
+                vec![f.into(), format!("{}.0", 10 + v)],
+                1,
+                clipped,
+            );
         }
         match fam.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) {
             None => {
                 add("clusters_by_os", vec!["no nodes".into()], 1, 0);
-                add("clusters_by_os_version", vec!["no nodes".into(), "no nodes".into()], 1, 0);
+                add(
+                    "clusters_by_os_version",
+                    vec!["no nodes".into(), "no nodes".into()],
+                    1,
+                    0,
+                );
             }
             Some((f, _)) => {
                 add("clusters_by_os", vec![(*f).into()], 1, 0);
-                let v = c.nodes.iter().find(|(x, _, _)| FAMILIES[*x as usize] == *f).unwrap().1;
-                add("clusters_by_os_version", vec![(*f).into(), format!("{}.0", 10 + v)], 1, 0);
+                let v = c
+                    .nodes
+                    .iter()
+                    .find(|(x, _, _)| FAMILIES[*x as usize] == *f)
+                    .unwrap()
+                    .1;
+                add(
+                    "clusters_by_os_version",
+                    vec![(*f).into(), format!("{}.0", 10 + v)],
+                    1,
+                    0,
+                );
             }
         }
     }
@@ -188,7 +211,11 @@ fn check_consistent(d: &Disclosure) {
         assert_eq!(Some(total), expected, "{}", m.metric.id);
         for c in &m.cells {
             if c.labels.last().is_some_and(|l| l != OTHER) {
-                assert!(c.count >= BUDGET.min_clusters, "{}: {c:?} under the floor", m.metric.id);
+                assert!(
+                    c.count >= BUDGET.min_clusters,
+                    "{}: {c:?} under the floor",
+                    m.metric.id
+                );
             }
             assert!(c.count > 0, "{}: {c:?}", m.metric.id);
         }
@@ -275,7 +302,11 @@ fn every_metric_states_its_noise_and_the_snapshot_spends_the_budget() {
     assert!(d.guarantee.epsilon < 2.0, "ε {}", d.guarantee.epsilon);
     let spent: f64 = d.metrics.iter().map(|m| m.noise.rho).sum::<f64>()
         + d.totals.noise.iter().map(|(_, n)| n.rho).sum::<f64>();
-    assert!((spent - d.guarantee.rho).abs() < 1e-12, "{spent} vs {}", d.guarantee.rho);
+    assert!(
+        (spent - d.guarantee.rho).abs() < 1e-12,
+        "{spent} vs {}",
+        d.guarantee.rho
+    );
     for m in &d.metrics {
         assert!(m.noise.sigma > 1.0, "{}", m.metric.id);
     }

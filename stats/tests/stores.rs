@@ -11,8 +11,8 @@ use common::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use stats::disclose::{Raw, disclose};
-use stats::privacy::Budget;
 use stats::normalize::{FUNCTIONS, Function, SqlType, Value, bigquery_prelude};
+use stats::privacy::Budget;
 use stats::snapshot::Snapshot;
 use stats::store::sqlite::SqliteStore;
 use stats::store::{Query, Store, Window};
@@ -184,12 +184,7 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         ),
         (
             "nodes_by_version_skew",
-            vec![
-                "+1 or more=1/1",
-                "-1=1/2",
-                "-4 or less=1/1",
-                "0=5/15",
-            ],
+            vec!["+1 or more=1/1", "-1=1/2", "-4 or less=1/1", "0=5/15"],
         ),
         (
             "clusters_by_os",
@@ -204,10 +199,7 @@ fn expected() -> BTreeMap<String, Vec<String>> {
                 "no nodes/no nodes=1",
             ],
         ),
-        (
-            "nodes_by_os",
-            vec!["COS=1/2", "Flatcar=1/1", "Ubuntu=6/16"],
-        ),
+        ("nodes_by_os", vec!["COS=1/2", "Flatcar=1/1", "Ubuntu=6/16"]),
         (
             "nodes_by_os_version",
             vec![
@@ -221,10 +213,7 @@ fn expected() -> BTreeMap<String, Vec<String>> {
             "clusters_by_kernel",
             vec!["5.15=1", "6.6=1", "6.8=5", "no nodes=1"],
         ),
-        (
-            "nodes_by_kernel",
-            vec!["5.15=1/1", "6.6=1/2", "6.8=6/16"],
-        ),
+        ("nodes_by_kernel", vec!["5.15=1/1", "6.6=1/2", "6.8=6/16"]),
         (
             "clusters_by_runtime",
             vec!["containerd=5", "cri-o=1", "docker=1", "no nodes=1"],
@@ -244,11 +233,7 @@ fn expected() -> BTreeMap<String, Vec<String>> {
         ),
         (
             "nodes_by_runtime_version",
-            vec![
-                "containerd/1.7=6/16",
-                "cri-o/1.31=1/2",
-                "docker/20.10=1/1",
-            ],
+            vec!["containerd/1.7=6/16", "cri-o/1.31=1/2", "docker/20.10=1/1"],
         ),
         (
             "clusters_by_architecture",
@@ -262,10 +247,7 @@ fn expected() -> BTreeMap<String, Vec<String>> {
             "clusters_by_cloud_provider",
             vec!["gce=6", "no nodes=1", "unknown=1"],
         ),
-        (
-            "nodes_by_cloud_provider",
-            vec!["gce=6/18", "unknown=1/1"],
-        ),
+        ("nodes_by_cloud_provider", vec!["gce=6/18", "unknown=1/1"]),
         ("clusters_by_node_count", vec!["0=1", "1=1", "2-3=6"]),
         ("nodes_by_cpu", vec!["3-4=7/17", "5-8=1/2"]),
         (
@@ -315,8 +297,14 @@ async fn the_sqlite_store_computes_every_metric_of_the_fixture() {
         .await
         .unwrap()
         .raw;
-    assert_eq!(clipped.totals.reports, 9, "the cluster with 3 reports counts 2");
-    assert_eq!(clipped.totals.nodes, 7, "each of the 7 clusters with nodes counts 1");
+    assert_eq!(
+        clipped.totals.reports, 9,
+        "the cluster with 3 reports counts 2"
+    );
+    assert_eq!(
+        clipped.totals.nodes, 7,
+        "each of the 7 clusters with nodes counts 1"
+    );
     for (id, cells) in &clipped.cells {
         if id.starts_with("nodes_") {
             let sum: u64 = cells.iter().filter_map(|c| c.nodes).sum();

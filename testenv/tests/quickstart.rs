@@ -137,13 +137,15 @@ async fn quickstart_stores_the_seed_a_volunteer_report_and_a_population_serves_a
         .json()
         .await
         .expect("JSON");
-    let snapshot: serde_json::Value =
-        reqwest::get(format!("{url}{}", latest["snapshot"].as_str().expect("a path")))
-            .await
-            .expect("the snapshot")
-            .json()
-            .await
-            .expect("JSON");
+    let snapshot: serde_json::Value = reqwest::get(format!(
+        "{url}{}",
+        latest["snapshot"].as_str().expect("a path")
+    ))
+    .await
+    .expect("the snapshot")
+    .json()
+    .await
+    .expect("JSON");
     let minors = snapshot["metrics"]
         .as_array()
         .expect("metrics")
