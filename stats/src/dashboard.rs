@@ -1,24 +1,31 @@
-//! The dashboard: one HTML page and its stylesheet, drawn from the published files alone.
+//! The dashboard: two HTML pages and their stylesheet, drawn from the published files alone.
 //!
 //! [`render`] is a pure function from the published documents (`snapshot.json` of the newest
-//! snapshot, `index.json`, and the `series/ID.json` drawn over time) to HTML. It decides
-//! nothing about privacy: it shows exactly the cells the files hold, `other`, `unknown` and
-//! withheld metrics included (`disclose` alone decides what is published). Markup comes from
-//! maud's templates, which escape every value; charts are inline SVG written the same way; the
-//! page needs no JavaScript and loads nothing but its own stylesheet, so it works under a
-//! Content-Security-Policy that forbids every other origin.
+//! snapshot, `index.json`, the `series/ID.json` drawn over time, and `ledger.json` when there is
+//! one) to HTML. It decides nothing about privacy: it shows exactly the cells the files hold,
+//! `other`, `unknown` and withheld metrics included, and states the guarantee and the noise the
+//! files state (`disclose` alone decides what is published, `privacy` what it costs).
+//! [`render_methodology`] explains how the numbers are made, with this snapshot's parameters.
+//! Markup comes from maud's templates, which escape every value; charts are inline SVG written
+//! the same way; the pages need no JavaScript and load nothing but their own stylesheet, so
+//! they work under a Content-Security-Policy that forbids every other origin.
 //!
-//! [`publish`] reads the files, renders, and writes `index.html` and `dashboard.css` beside
-//! them when they changed.
+//! [`publish`] reads the files, renders, and writes `index.html`, `methodology.html` and
+//! `dashboard.css` beside them when they changed.
 
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
+use crate::ledger::Ledger;
+use crate::metrics::{Domain, METRICS, Measure, Metric};
 use crate::output::{Index, Latest, Output, OutputError, Series, write_atomic};
-use crate::snapshot::{MetricDoc, Snapshot};
+use crate::privacy::Guarantee;
+use crate::snapshot::{LICENSE, LICENSE_URL, MetricDoc, NoiseDoc, Snapshot};
 
 /// The page's file name in the published directory.
 pub const PAGE: &str = "index.html";
+/// The methodology page's file name in the published directory.
+pub const METHODOLOGY: &str = "methodology.html";
 /// The stylesheet's file name in the published directory.
 pub const STYLESHEET: &str = "dashboard.css";
 /// The stylesheet (the only file the page loads).
@@ -118,6 +125,8 @@ pub struct Published {
     pub index: Index,
     /// The series of [`OVER_TIME`] that exist, in that order.
     pub series: Vec<Series>,
+    /// Every release and what all of them cost, when the folder has a `ledger.json`.
+    pub ledger: Option<Ledger>,
 }
 
 /// What the page says beyond the files.
@@ -129,8 +138,8 @@ pub struct Options {
     pub privacy_url: Option<String>,
 }
 
-/// Reads the newest snapshot, the index and the series from `output`; `None` when nothing is
-/// published yet.
+/// Reads the newest snapshot, the index, the series and the ledger (if any) from `output`;
+/// `None` when nothing is published yet.
 pub fn read(output: &Output) -> Result<Option<Published>, OutputError> {
     let Some(latest) = output.read_json::<Latest>("latest.json")? else {
         return Ok(None);
@@ -148,22 +157,28 @@ pub fn read(output: &Output) -> Result<Option<Published>, OutputError> {
             series.push(s);
         }
     }
+    let ledger = Ledger::load(output)?;
     Ok(Some(Published {
         snapshot,
         index,
         series,
+        ledger,
     }))
 }
 
-/// Renders the page of what `output` holds and writes it with its stylesheet, each only if it
-/// changed. Returns whether a page exists now.
+/// Renders the pages of what `output` holds and writes them with their stylesheet, each only if
+/// it changed. Returns whether a page exists now.
 pub fn publish(output: &Output, options: &Options) -> Result<bool, OutputError> {
     let Some(published) = read(output)? else {
         return Ok(false);
     };
-    let html = render(&published, options);
     write_if_changed(output, STYLESHEET, CSS.as_bytes())?;
-    write_if_changed(output, PAGE, html.as_bytes())?;
+    write_if_changed(
+        output,
+        METHODOLOGY,
+        render_methodology(&published, options).as_bytes(),
+    )?;
+    write_if_changed(output, PAGE, render(&published, options).as_bytes())?;
     Ok(true)
 }
 
@@ -182,15 +197,7 @@ pub fn render(published: &Published, options: &Options) -> String {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light";
-                title { (title) }
-                link rel="stylesheet" href=(STYLESHEET);
-                // No favicon request: the page loads nothing but its stylesheet.
-                link rel="icon" href="data:,";
-            }
+            (head(&title))
             body {
                 a.skip href="#main" { "Skip to the charts" }
                 (header(published, options))
@@ -205,11 +212,25 @@ pub fn render(published: &Published, options: &Options) -> String {
                         }
                     }
                 }
-                (footer(s))
+                (footer(published))
             }
         }
     };
     page.into_string()
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="color-scheme" content="light";
+            title { (title) }
+            link rel="stylesheet" href=(STYLESHEET);
+            // No favicon request: the page loads nothing but its stylesheet.
+            link rel="icon" href="data:,";
+        }
+    }
 }
 
 fn sections(s: &Snapshot) -> Vec<(&'static str, &'static str, Vec<&MetricDoc>)> {
@@ -241,7 +262,8 @@ fn sections(s: &Snapshot) -> Vec<(&'static str, &'static str, Vec<&MetricDoc>)> 
 
 fn header(p: &Published, options: &Options) -> Markup {
     let s = &p.snapshot;
-    let k = s.privacy.min_clusters;
+    let pr = &s.privacy;
+    let k = pr.min_clusters;
     let privacy_href = options.privacy_url.as_deref().unwrap_or("SCHEMA.md");
     let schema = find(s, "clusters_by_schema_version");
     let share_of = |label: &str| {
@@ -250,6 +272,12 @@ fn header(p: &Published, options: &Options) -> Markup {
             .flat_map(cells)
             .find(|c| c.labels == [label])
             .and_then(|c| c.share)
+    };
+    let error_of = |name: &str| {
+        pr.totals
+            .iter()
+            .find(|t| t.total == name)
+            .map(|t| t.noise.typical_error)
     };
     html! {
         header.top {
@@ -261,7 +289,9 @@ fn header(p: &Published, options: &Options) -> Markup {
                 ", covering the " (s.window.days) " days from "
                 time datetime=(s.window.first.to_string()) { (s.window.first) } " to "
                 time datetime=(s.window.last.to_string()) { (s.window.last) }
-                "; each cluster counts once, by its latest report."
+                "; each cluster counts once, by its latest report. Every number has noise added "
+                "for privacy. "
+                a href=(METHODOLOGY) { "How the numbers are made" } "."
             }
             @if s.synthetic_included {
                 p.notice.synthetic role="note" {
@@ -273,45 +303,81 @@ fn header(p: &Published, options: &Options) -> Markup {
             }
             dl.facts {
                 div { dt { "Snapshot" } dd { (s.date) } }
-                div { dt { "Window" } dd { (s.window.days) " days" } }
-                div { dt { abbr title="the fewest distinct clusters any number counts" { "k" } } dd { (k) } }
-                div { dt { "Clusters" } dd.total-clusters { (total(s.totals.clusters)) } }
-                div { dt { "Reports" } dd.total-reports { (total(s.totals.reports)) } }
-                div { dt { "Nodes" } dd.total-nodes { (total(s.totals.nodes)) } }
-                div { dt { "Snapshots kept" } dd { (p.index.snapshots.len()) } }
+                div { dt { "Clusters" } dd.total-clusters { (total(s.totals.clusters)) } (error_dd(error_of("clusters"))) }
+                div { dt { "Reports" } dd.total-reports { (total(s.totals.reports)) } (error_dd(error_of("reports"))) }
+                div { dt { "Nodes" } dd.total-nodes { (total(s.totals.nodes)) } (error_dd(error_of("nodes"))) }
+                div {
+                    dt { abbr title="zero-concentrated differential privacy: the smaller, the more private" { "ρ" } " (zCDP)" }
+                    dd.rho { (sig(pr.rho)) }
+                }
+                div {
+                    dt { abbr title="(ε, δ)-differential privacy: the smaller ε, the more private" { "ε" } " at δ = " (sci(pr.delta)) }
+                    dd.epsilon { (sig(pr.epsilon)) }
+                }
             }
             div.explain {
                 section #privacy aria-labelledby="h-privacy" {
-                    h2 #h-privacy { "Privacy: no number here singles out a cluster" }
+                    h2 #h-privacy { "Privacy: differential privacy for every cluster" }
                     p {
-                        "Every number on this page counts at least " strong { "k = " (k) } " distinct clusters. "
-                        "Smaller groups are folded into " code { "other" } ", and more are folded until "
-                        code { "other" } " counts at least " (k) " too, so no hidden number can be worked out "
-                        "by subtracting shown ones. A node count is shown only if no single cluster holds "
-                        "more than half of it. No cluster, node or report identifier, no extension and no "
-                        "time finer than a day is published. "
-                        a href=(privacy_href) { "What is published, and what cannot be" }
+                        "Every number on this page has random noise added (discrete Gaussian), "
+                        "calibrated so that adding or removing any one cluster's reports (all of them "
+                        "in the window, and all their nodes) changes the probability of anything on "
+                        "this page by at most the bound below: a factor of e" sup { "ε" } ", except "
+                        "with a chance of δ. The page says about as much about any one cluster as it "
+                        "would had that cluster never reported."
+                    }
+                    p.bound {
+                        "This snapshot: " strong { "ρ = " (sig(pr.rho)) } " (zero-concentrated DP), "
+                        "which implies " strong { "ε = " (sig(pr.epsilon)) " at δ = " (sci(pr.delta)) }
+                        " (e" sup { "ε" } " ≈ " (sig(pr.epsilon.exp())) ")."
+                    }
+                    p.bound.cumulative {
+                        @if let Some(l) = &p.ledger {
+                            "All " (l.cumulative.releases) " releases so far together (" a href="ledger.json" { "ledger.json" } "): "
+                            strong { "ρ = " (sig(l.cumulative.rho)) ", ε = " (sig(l.cumulative.epsilon)) " at δ = " (sci(l.cumulative.delta)) }
+                            ", for a cluster in every one of them."
+                        } @else {
+                            "No ledger.json is published beside these files, so what every release "
+                            "together costs is not stated here."
+                        }
+                    }
+                    p {
+                        "Not covered: what is true of many clusters (correlations in the world, such as "
+                        "which kernels go with which operating system) is what statistics show, and "
+                        "differential privacy does not hide it. It protects what is published, not the "
+                        "reports: the collector's operator holds the raw reports. "
+                    }
+                    p {
+                        a href=(METHODOLOGY) { "Methodology" } ": the budget, its split and a year of snapshots. "
+                        a href=(privacy_href) { "What is published, and what cannot be" } "."
                     }
                 }
                 section #terms aria-labelledby="h-terms" {
                     h2 #h-terms { "Reading the numbers" }
                     dl.terms {
+                        dt { "± about N" }
+                        dd { "The noise on each count: 95 % of the time the count is within N of the true one. N is the same for small and large counts, so small counts are relatively noisier." }
                         dt { code { "other" } }
-                        dd { "Several groups folded together (each too small to show, or values not on the list of names that may be published). They are not told apart." }
+                        dd {
+                            "Values whose count is below the metric's floor (at least " (k) " and twice its "
+                            "noise's σ), or that were not released (a value seen in the data, such as a version, "
+                            "below its threshold), and values not on the list of names that may be published. "
+                            "They are not told apart."
+                        }
                         dt { code { "unknown" } }
                         dd { "The reports did not say (a field left out, or the volunteer not allowed to count it)." }
                         dt { "withheld" }
-                        dd { "The whole metric counts fewer than " (k) " clusters (or one cluster holds most of its nodes), so none of it is shown." }
+                        dd { "The window's noisy count of clusters (of nodes, for a node metric) is below " (k) ", so none of the metric is shown." }
                         dt { code { "v1" } }
                         dd { "Sent in the original report format, which has no namespaces or workloads." }
                         dt { "Shares" }
-                        dd { "Of the metric's total (of the workload kind's, where grouped by kind), rounded." }
+                        dd { "Of the metric's published total (of the workload kind's, where grouped by kind), from the published counts, rounded." }
                     }
                 }
                 section #quality aria-labelledby="h-quality" {
                     h2 #h-quality { "Data quality" }
                     ul {
-                        li { (total(s.totals.reports)) " reports from " (total(s.totals.clusters)) " clusters in the window." }
+                        li { (total(s.totals.reports)) " reports from " (total(s.totals.clusters)) " clusters in the window (noisy counts; a cluster counts at most " (pr.report_clip) " reports)." }
                         li {
                             "Report format: "
                             @if schema.is_some_and(|m| m.status == "published") {
@@ -341,6 +407,7 @@ fn header(p: &Published, options: &Options) -> Markup {
                                 }
                             }
                         }
+                        li { a href=(METHODOLOGY) { "Methodology" } }
                     }
                 }
             }
@@ -348,7 +415,17 @@ fn header(p: &Published, options: &Options) -> Markup {
     }
 }
 
-fn footer(s: &Snapshot) -> Markup {
+/// The 95 % noise of a total, under its number.
+fn error_dd(typical_error: Option<u64>) -> Markup {
+    html! {
+        @if let Some(e) = typical_error {
+            dd.error { "± about " (thousands(e)) }
+        }
+    }
+}
+
+fn footer(p: &Published) -> Markup {
+    let s = &p.snapshot;
     html! {
         footer {
             p {
@@ -356,9 +433,27 @@ fn footer(s: &Snapshot) -> Markup {
                 a href="latest.json" { "latest.json" } ", "
                 a href="index.json" { "index.json" } " (every snapshot), "
                 a href=(format!("snapshots/{}/snapshot.json", s.date)) { "this snapshot" } ", "
-                a href="series/totals.csv" { "totals over time" } ". Every file and column is described in "
-                a href="SCHEMA.md" { "SCHEMA.md" } " (format " code { (s.format) } " version " (s.format_version) ")."
+                a href="series/totals.csv" { "totals over time" }
+                @if p.ledger.is_some() {
+                    ", " a href="ledger.json" { "ledger.json" } " (every release and its cost)"
+                }
+                ". Every file and column is described in "
+                a href="SCHEMA.md" { "SCHEMA.md" } " (format " code { (s.format) } " version " (s.format_version) "); "
+                a href=(METHODOLOGY) { "how the numbers are made" } "."
             }
+            (licence_note())
+        }
+    }
+}
+
+/// The data's licence, as every page states it.
+fn licence_note() -> Markup {
+    html! {
+        p.licence {
+            "The data is licensed under the "
+            a rel="license" href=(LICENSE_URL) { "Community Data License Agreement – Permissive 2.0" }
+            " (" code { (LICENSE) } "); every folder has a "
+            a href="LICENSE.txt" { "LICENSE.txt" } " that says so."
         }
     }
 }
@@ -396,6 +491,7 @@ fn find<'a>(s: &'a Snapshot, id: &str) -> Option<&'a MetricDoc> {
 fn metric_section(s: &Snapshot, m: &MetricDoc) -> Markup {
     let published = m.status == "published";
     let cells = cells(m);
+    let k = s.privacy.min_clusters;
     html! {
         section.metric #(m.id) data-status=(m.status) aria-labelledby=(format!("h-{}", m.id)) {
             h3 #(format!("h-{}", m.id)) { (m.title) }
@@ -412,6 +508,7 @@ fn metric_section(s: &Snapshot, m: &MetricDoc) -> Markup {
                 a href=(format!("series/{}.csv", m.id)) { "CSV" } ", "
                 a href=(format!("series/{}.json", m.id)) { "JSON" } "."
             }
+            (noise_note(s, m))
             @if published && !cells.is_empty() {
                 figure.chart {
                     (bar_chart(m, &cells))
@@ -421,7 +518,11 @@ fn metric_section(s: &Snapshot, m: &MetricDoc) -> Markup {
             } @else {
                 p.notice.withheld {
                     strong { "Withheld. " }
-                    "Fewer than " (s.privacy.min_clusters) " clusters in total (or one cluster with most of the nodes): nothing of this metric is published."
+                    @if m.unit == "nodes" {
+                        "Fewer than " (k) " clusters, or " (k) " nodes, in the window (noisy counts): nothing of this metric is published."
+                    } @else {
+                        "Fewer than " (k) " clusters in the window (noisy count): nothing of this metric is published."
+                    }
                 }
             }
             div.table-wrap role="region" aria-label=(format!("{}: numbers", m.title)) tabindex="0" {
@@ -450,6 +551,48 @@ fn metric_section(s: &Snapshot, m: &MetricDoc) -> Markup {
             }
         }
     }
+}
+
+/// What the noise does to a metric's numbers, from its `noise` in the snapshot.
+fn noise_note(s: &Snapshot, m: &MetricDoc) -> Markup {
+    let n = &m.noise;
+    let k = s.privacy.min_clusters;
+    let floor = cell_floor(s, n);
+    let derived = n
+        .derived_from
+        .as_deref()
+        .map(|id| (id, find(s, id).map_or(id, |d| d.title.as_str())));
+    html! {
+        p.noise {
+            strong { "± about " (thousands(n.typical_error)) " " (m.unit) }
+            " on each count (95 %)."
+            @if let Some((id, title)) = derived {
+                " Each count is the sum of the noisy counts of "
+                a href=(format!("#{id}")) { (title) }
+                ", so it costs no privacy budget of its own; the ± is that of its largest sum."
+            }
+            @if let Some(t) = n.threshold {
+                " A value is shown only when its noisy count reaches " (thousands(t))
+                " and its count is at least " (thousands(floor)) " (the floor: at least " (k)
+                " and twice the noise's σ); otherwise it is in " code { "other" } "."
+            } @else {
+                " A value whose count is below " (thousands(floor)) " (the floor: at least " (k)
+                " and twice the noise's σ) is in " code { "other" } "."
+            }
+            @if m.unit == "nodes" {
+                " Each cluster counts at most " (s.privacy.node_clip) " nodes (a larger one is scaled down)."
+            }
+        }
+    }
+}
+
+/// The smallest count a cell of a metric with `noise` is published with on its own: the floor
+/// `minClusters`, and twice the noise's σ (below that a cell is mostly noise). `disclose`
+/// decides it; the files state both numbers, and a test checks every published cell against it.
+pub fn cell_floor(s: &Snapshot, noise: &NoiseDoc) -> u64 {
+    s.privacy
+        .min_clusters
+        .max((2.0 * noise.sigma).ceil() as u64)
 }
 
 /// Chart geometry (SVG user units; the chart scales to the page's width).
@@ -574,8 +717,10 @@ fn over_time(p: &Published) -> Markup {
             h2 #h-over-time { "Over time" }
             p.description {
                 "Each point is one snapshot (a window of " (p.snapshot.window.days) " days). "
-                "A line has a gap where its value was not published that week (too few clusters to "
-                "show alone); it was then counted in " code { "other" } "."
+                "A line has a gap where its value was not published that week (its noisy count was "
+                "below the floor or its threshold); it was then counted in " code { "other" } ". "
+                "Every snapshot has noise of its own: a change smaller than the metric's ± may be "
+                "noise alone."
             }
             @for (id, caption) in OVER_TIME {
                 @if let Some(series) = p.series.iter().find(|s| s.id == id) {
@@ -775,6 +920,320 @@ fn path_of(points: &[Option<f64>], x: &dyn Fn(usize) -> f64, y: &dyn Fn(f64) -> 
     d
 }
 
+// ---- Methodology ----
+
+/// Weekly snapshots in a year, for the composition the methodology page states.
+const YEAR_OF_WEEKS: u32 = 52;
+
+/// The methodology page: how the numbers of the newest snapshot are made, with its parameters
+/// and its noise as the published files state them.
+pub fn render_methodology(published: &Published, options: &Options) -> String {
+    let s = &published.snapshot;
+    let pr = &s.privacy;
+    let k = pr.min_clusters;
+    let privacy_href = options.privacy_url.as_deref().unwrap_or("SCHEMA.md");
+    let open = METRICS
+        .iter()
+        .filter(|m| matches!(m.domain, Domain::Open { .. }))
+        .count();
+    let year = Guarantee::of(
+        pr.rho * f64::from(YEAR_OF_WEEKS),
+        pr.delta * f64::from(YEAR_OF_WEEKS),
+    );
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(&format!("How the numbers are made: Spartakus statistics, {}", s.date)))
+            body.methodology {
+                a.skip href="#main" { "Skip to the text" }
+                header.top {
+                    p.kicker { "Spartakus statistics" }
+                    h1 { "How the numbers are made" }
+                    p.lede {
+                        "The methodology of the snapshot of "
+                        time datetime=(s.date.to_string()) { (s.date) }
+                        ", with its parameters and its noise as the published files state them. "
+                        a href=(PAGE) { "Back to the dashboard" } "."
+                    }
+                    @if s.synthetic_included {
+                        p.notice.synthetic role="note" {
+                            strong { "Synthetic data. " }
+                            "This snapshot includes reports marked "
+                            code { "spartakus.dev/synthetic=true" }
+                            ": a generated demonstration population, not real clusters."
+                        }
+                    }
+                    nav aria-label="Contents" {
+                        details {
+                            summary { "Contents" }
+                            ol {
+                                li { a href="#counted" { "What is counted" } }
+                                li { a href="#guarantee" { "The guarantee" } }
+                                li { a href="#budget" { "The budget and its split" } }
+                                li { a href="#over-a-year" { "Over a year" } }
+                                li { a href="#contributions" { "Bounded contributions" } }
+                                li { a href="#tables" { "From noisy counts to the tables" } }
+                                li { a href="#biases" { "Known biases" } }
+                                li { a href="#licence" { "Licence" } }
+                            }
+                        }
+                    }
+                }
+                main #main {
+                    section.prose #counted aria-labelledby="h-counted" {
+                        h2 #h-counted { "What is counted" }
+                        p {
+                            "A snapshot covers a window of " (s.window.days) " whole UTC days (this one "
+                            time datetime=(s.window.first.to_string()) { (s.window.first) } " to "
+                            time datetime=(s.window.last.to_string()) { (s.window.last) }
+                            "). Each cluster that reported in the window counts once, by its latest report "
+                            "in the window. The totals are the distinct clusters, the reports (a cluster "
+                            "counting at most " (pr.report_clip) ") and the nodes of the latest reports (a "
+                            "cluster counting at most " (pr.node_clip) ")."
+                        }
+                        p {
+                            "Each of the " (METRICS.len()) " metrics is a partition of clusters or of nodes: "
+                            "every cluster (or node) of the window is in exactly one cell, with " code { "unknown" }
+                            " where the reports did not say, so the cells add up to the metric's total. A "
+                            "metric grouped by workload kind is one such partition per kind."
+                        }
+                        details.metric-list {
+                            summary { "The " (METRICS.len()) " metrics, one by one" }
+                            ol.metric-list {
+                                @for m in METRICS {
+                                    li {
+                                        a href=(format!("{PAGE}#{}", m.id)) { (m.title) }
+                                        " (" code { (m.id) } ", " (m.unit.column()) "): " (m.description)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    section.prose #guarantee aria-labelledby="h-guarantee" {
+                        h2 #h-guarantee { "The guarantee" }
+                        p {
+                            "The unit of privacy is " strong { (pr.unit) } ". Every published number is a "
+                            "noisy count: a count plus a draw of noise ("
+                            (pr.noise) "). No number is published without noise, and which values appear "
+                            "is decided from noisy counts too."
+                        }
+                        p {
+                            "A measurement (a vector of counts) to which one cluster can contribute at most Δ "
+                            "(its sensitivity, in the L2 norm) and which gets noise of scale σ on every count is "
+                            "ρ = Δ²/(2σ²) zero-concentrated differentially private (zCDP). The measurements' "
+                            "ρ add up, so the snapshot is " strong.nowrap { "ρ-zCDP with ρ = " (sig(pr.rho)) } "."
+                        }
+                        p {
+                            "That implies (ε, δ)-differential privacy with "
+                            span.formula { "ε = ρ + 2√(ρ · ln(2/δ))" } " (Bun and Steinke 2016): here "
+                            span.formula { "ε = " (sig(pr.rho)) " + 2√(" (sig(pr.rho)) " · ln(2/" (sci(pr.delta)) "))" }
+                            " = " strong { (sig(pr.epsilon)) } " at " strong { "δ = " (sci(pr.delta)) } ". "
+                            "Whatever anyone knew before, adding or removing one cluster changes the probability "
+                            "of any outcome by a factor of at most e" sup { "ε" } " ≈ " (sig(pr.epsilon.exp()))
+                            ", except with a chance of at most δ."
+                        }
+                        p {
+                            "Half of δ is spent on partition selection. A value that comes from the data (a "
+                            "version, a kernel: " (open) " metrics have such values) is published only when its "
+                            "noisy count reaches a threshold, set so that a value only one cluster has is "
+                            "published with a chance of at most δ/(2 · " (open) ") per metric. The other half of δ "
+                            "is the conversion's, the " code { "2/δ" } " in the formula."
+                        }
+                        p {
+                            "Not covered: what is true of many clusters (correlations in the world) is what "
+                            "statistics show, and it is not hidden: if most clusters on one kernel run one "
+                            "operating system, the tables say so, about every such cluster. The guarantee is "
+                            "about what is published; the collector's operator holds the raw reports. "
+                            a href=(privacy_href) { "What is published, and what cannot be" } "."
+                        }
+                    }
+                    section.prose #budget aria-labelledby="h-budget" {
+                        h2 #h-budget { "The budget and its split" }
+                        p {
+                            "The budget ρ = " (sig(pr.rho)) " is split among the measurements by weight: the "
+                            "totals and each metric. What each spent and its noise are in the published files "
+                            "(" code { "privacy.totals" } " and each metric's " code { "noise" } "); this table "
+                            "reads them from this snapshot's. ± covers 95 % of the noise on one count (1.96 σ). A "
+                            "metric added up from a finer one spends nothing."
+                        }
+                        (budget_table(s))
+                    }
+                    section.prose #over-a-year aria-labelledby="h-over-a-year" {
+                        h2 #h-over-a-year { "Over a year" }
+                        p {
+                            "Every snapshot draws fresh noise and spends its ρ again, and zCDP adds up over "
+                            "releases. A cluster that reports all year is in every weekly snapshot: "
+                            (YEAR_OF_WEEKS) " of them cost " strong { (YEAR_OF_WEEKS) " · ρ = " (sig(year.rho)) }
+                            ", which is " strong { "ε = " (sig(year.epsilon)) } " at δ = " (YEAR_OF_WEEKS)
+                            " · " (sci(pr.delta)) " = " (sci(year.delta)) ". Windows of " (s.window.days)
+                            " days overlap, so even one report is in up to " (s.window.days.div_ceil(7))
+                            " weekly snapshots; the bound holds for a cluster in all of them."
+                        }
+                        p {
+                            "A published snapshot is final: it is never computed again with fresh noise, "
+                            "which would let the noise be averaged away. "
+                            @if let Some(l) = &published.ledger {
+                                a href="ledger.json" { "ledger.json" } " lists every release and its cost: "
+                                "so far " (l.cumulative.releases) " releases, " strong { "ρ = " (sig(l.cumulative.rho)) }
+                                ", " strong { "ε = " (sig(l.cumulative.epsilon)) } " at δ = " (sci(l.cumulative.delta)) "."
+                            } @else {
+                                "The publisher's ledger.json lists every release and its cost; none is "
+                                "published beside these files."
+                            }
+                        }
+                    }
+                    section.prose #contributions aria-labelledby="h-contributions" {
+                        h2 #h-contributions { "Bounded contributions" }
+                        p { "Noise hides one cluster only if one cluster can change a count by a bounded amount:" }
+                        ul {
+                            li { "Cluster metrics and the cluster total: one cell per cluster (in a metric grouped by workload kind, one per kind)." }
+                            li {
+                                "Node metrics and the node total: at most " strong { (pr.node_clip) " nodes" }
+                                " per cluster. A cluster with more counts as " (pr.node_clip)
+                                ", spread over its cells in proportion to its nodes (rounded down)."
+                            }
+                            li {
+                                "The report total: at most " strong { (pr.report_clip) " reports" }
+                                " per cluster, one per day of the window."
+                            }
+                        }
+                    }
+                    section.prose #tables aria-labelledby="h-tables" {
+                        h2 #h-tables { "From noisy counts to the tables" }
+                        p {
+                            "Within each partition, the noisy counts become the non-negative whole numbers "
+                            "closest to them that add up to the published total; a count below the floor is folded "
+                            "into " code { "other" } ". The floor is " (k) ", or twice the σ of the metric's noise "
+                            "if that is more: below it a count is mostly noise (a value no cluster has would "
+                            "reach σ one time in six). Children add up to their parent cell. "
+                            "This reads only noisy numbers, so it costs no privacy. If the window's noisy "
+                            "count of clusters (or nodes) is below " (k) ", the metrics of that unit are withheld."
+                        }
+                    }
+                    section.prose #biases aria-labelledby="h-biases" {
+                        h2 #h-biases { "Known biases" }
+                        ul {
+                            li { "Only clusters that volunteer are counted: their operators chose to install the volunteer. They are not a random sample of all clusters." }
+                            li { "Clusters behind firewalls that do not let the volunteer reach the collector are never counted." }
+                            li { "Clipping under-weights big clusters in node metrics: a cluster of 500 nodes counts " (pr.node_clip) " of them." }
+                            li { "Noise makes small cells fold into " code { "other" } ": rare values disappear, and may appear one week and not the next." }
+                            li {
+                                "Synthetic data, when flagged: a snapshot that counts reports marked synthetic says so"
+                                @if s.synthetic_included { " (this one does)" } @else { " (this one does not)" }
+                                "."
+                            }
+                        }
+                    }
+                    section.prose #licence aria-labelledby="h-licence" {
+                        h2 #h-licence { "Licence" }
+                        p {
+                            "The published data (every JSON and CSV file) is licensed under the "
+                            a rel="license" href=(LICENSE_URL) { "Community Data License Agreement – Permissive, Version 2.0" }
+                            " (" code { (LICENSE) } "): you may use, change and share it. Every folder has a "
+                            a href="LICENSE.txt" { "LICENSE.txt" } " that says so, and every snapshot names its "
+                            "licence in " code { "license" } "."
+                        }
+                    }
+                }
+                footer {
+                    p {
+                        a href=(PAGE) { "The dashboard" } "; every file and column is described in "
+                        a href="SCHEMA.md" { "SCHEMA.md" } " (format " code { (s.format) } " version " (s.format_version) ")."
+                    }
+                    (licence_note())
+                }
+            }
+        }
+    };
+    page.into_string()
+}
+
+/// Every measurement of the snapshot: its noise and its share of ρ, as the files state them.
+fn budget_table(s: &Snapshot) -> Markup {
+    let pr = &s.privacy;
+    let spent: f64 = pr.totals.iter().map(|t| t.noise.rho).sum::<f64>()
+        + s.metrics.iter().map(|m| m.noise.rho).sum::<f64>();
+    let share = |rho: f64| {
+        if spent > 0.0 {
+            pct(rho / spent)
+        } else {
+            "—".into()
+        }
+    };
+    let row = |name: Markup, unit: &str, released: Markup, n: Option<&NoiseDoc>| {
+        html! {
+            tr {
+                th scope="row" { (name) }
+                td { (unit) }
+                td { (released) }
+                @if let Some(n) = n {
+                    td.num { (sig(n.sigma)) }
+                    td.num { (thousands(n.typical_error)) }
+                    td.num { (sig(n.rho)) }
+                    td.num { (share(n.rho)) }
+                } @else {
+                    td.num colspan="4" { "not in this snapshot" }
+                }
+            }
+        }
+    };
+    html! {
+        div.table-wrap role="region" aria-label="The budget and its split: numbers" tabindex="0" {
+            table.numbers.budget {
+                caption { "The split of ρ in the snapshot of " (s.date) }
+                thead {
+                    tr {
+                        th scope="col" { "measurement" }
+                        th scope="col" { "unit" }
+                        th scope="col" { "values" }
+                        th.num scope="col" { "σ" }
+                        th.num scope="col" { "± (95 %)" }
+                        th.num scope="col" { "ρ" }
+                        th.num scope="col" { "share of ρ" }
+                    }
+                }
+                tbody {
+                    @for t in &pr.totals {
+                        (row(html! { "total " (t.total) }, &t.total, html! { "one count" }, Some(&t.noise)))
+                    }
+                    @for m in METRICS {
+                        @let doc = find(s, m.id);
+                        (row(
+                            html! { a href=(format!("{PAGE}#{}", m.id)) { (m.title) } },
+                            m.unit.column(),
+                            released(m, doc),
+                            doc.map(|d| &d.noise),
+                        ))
+                    }
+                }
+                tfoot {
+                    tr {
+                        th scope="row" colspan="5" { "the snapshot" }
+                        td.num { (sig(spent)) }
+                        td.num { (share(spent)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a metric's values are chosen, in a few words.
+fn released(m: &Metric, doc: Option<&MetricDoc>) -> Markup {
+    let title = |id: &'static str| crate::metrics::metric(id).map_or(id, |m| m.title);
+    html! {
+        @match (m.measure, m.domain) {
+            (Measure::SumOf(child), _) => { "sum of " a href=(format!("{PAGE}#{child}")) { (title(child)) } }
+            (_, Domain::Open { .. }) => {
+                "from the data"
+                @if let Some(t) = doc.and_then(|d| d.noise.threshold) { ", at " (thousands(t)) " or more" }
+            }
+            (_, Domain::Published { from }) => { "those " a href=(format!("{PAGE}#{from}")) { (title(from)) } " published" }
+            (_, Domain::Closed(_) | Domain::ClosedUnder(_)) => { "a fixed list" }
+        }
+    }
+}
+
 // ---- Numbers ----
 
 /// The smallest of a few round shares at or above `max` (at least 10%).
@@ -793,6 +1252,37 @@ fn f1(v: f64) -> String {
     // One decimal is finer than a pixel; trailing `.0` is dropped to keep the page small.
     let s = format!("{v:.1}");
     s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+}
+
+/// A privacy parameter or σ: three significant digits, without trailing zeros.
+fn sig(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// A small number such as δ in scientific notation: `10⁻⁷`, `5.2 × 10⁻⁶`.
+fn sci(v: f64) -> Markup {
+    if v <= 0.0 || !v.is_finite() {
+        return html! { (v) };
+    }
+    let mut exponent = v.log10().floor() as i32;
+    let mut mantissa = (v / 10f64.powi(exponent) * 10.0).round() / 10.0;
+    if mantissa >= 10.0 {
+        mantissa /= 10.0;
+        exponent += 1;
+    }
+    let power = html! { "10" sup { (exponent.to_string().replace('-', "−")) } };
+    html! {
+        @if (mantissa - 1.0).abs() < 1e-9 { (power) } @else { (sig(mantissa)) " × " (power) }
+    }
 }
 
 fn pct(share: f64) -> String {
@@ -869,6 +1359,20 @@ mod tests {
         assert_eq!(nice_ceiling(0.97), 1.0);
         assert_eq!(pct_tick(0.125), "12.5%");
         assert_eq!(pct_tick(0.5), "50%");
+    }
+
+    #[test]
+    fn privacy_parameters_have_three_significant_digits_and_delta_a_power_of_ten() {
+        assert_eq!(sig(0.049998), "0.05");
+        assert_eq!(sig(1.884), "1.88");
+        assert_eq!(sig(14.17), "14.2");
+        assert_eq!(sig(0.000962), "0.000962");
+        assert_eq!(sig(638.499), "638");
+        assert_eq!(sig(0.0), "0");
+        assert_eq!(sci(1e-7).into_string(), "10<sup>−7</sup>");
+        assert_eq!(sci(6e-7).into_string(), "6 × 10<sup>−7</sup>");
+        assert_eq!(sci(5.2e-6).into_string(), "5.2 × 10<sup>−6</sup>");
+        assert_eq!(sci(9.99e-7).into_string(), "10<sup>−6</sup>");
     }
 
     #[test]

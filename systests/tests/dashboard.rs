@@ -4,12 +4,15 @@
 //! `chromium`, driven over the DevTools protocol by chromiumoxide) loads the page.
 //!
 //! Asserted in the rendered DOM: every metric's section with its chart (an `<svg>`) and table,
-//! or its withheld notice; the numbers in every table equal those in `snapshot.json`; the series
-//! charts with legends. Also: no request went anywhere but the loopback server, no console
-//! errors (a CSP violation is one), and at 390 CSS pixels nothing overflows horizontally.
-//! Printed: time to first contentful paint and the page's weight as served (HTML + CSS, raw and
-//! gzip). `SPARTAKUS_BLESS=1` rewrites the README's screenshots (`docs/dashboard.png`,
-//! `docs/dashboard-phone.png`).
+//! or its withheld notice, and its noise (± from `snapshot.json`); the numbers in every table
+//! equal those in `snapshot.json`; the guarantee (ρ, ε) as the snapshot states it; the series
+//! charts with legends. The methodology page, followed from the dashboard's link, renders with
+//! the guarantee, a row of the budget's split per measurement, and the licence. Also: no
+//! request went anywhere but the loopback server, no console errors (a CSP violation is one),
+//! and at 390 CSS pixels nothing overflows horizontally on either page. Printed: time to first
+//! contentful paint and the pages' weight as served (HTML + CSS, raw and gzip).
+//! `SPARTAKUS_BLESS=1` rewrites the screenshots in `docs/` (`dashboard.png`,
+//! `dashboard-phone.png`, `dashboard-methodology.png`).
 //!
 //! Chromium is found as `$SPARTAKUS_CHROMIUM`, else `chromium` or `chromium-browser` on the
 //! PATH; without it the test fails (`.ci/run` installs it).
@@ -80,6 +83,7 @@ const READ_DOM: &str = r#"(() => {
       svg: s.querySelector('svg.chart') !== null,
       bars: s.querySelectorAll('svg.chart rect.bar').length,
       withheld: s.querySelector('.notice.withheld') !== null,
+      noise: text(s.querySelector('p.noise')),
       headers: [...s.querySelectorAll('table.numbers thead th')].map(text),
       rows: [...s.querySelectorAll('table.numbers tbody tr:not(.withheld)')]
         .map((tr) => [...tr.querySelectorAll('td')].map(text)),
@@ -92,8 +96,40 @@ const READ_DOM: &str = r#"(() => {
     })),
     synthetic: document.querySelector('.notice.synthetic') !== null,
     clusters: text(document.querySelector('dd.total-clusters')),
+    rho: text(document.querySelector('dd.rho')),
+    epsilon: text(document.querySelector('dd.epsilon')),
+    privacy: text(document.querySelector('#privacy')),
+    methodology: document.querySelector('header.top a[href="methodology.html"]')?.href ?? null,
+    licence: text(document.querySelector('footer .licence')),
   };
 })()"#;
+
+/// What the rendered methodology page says.
+const READ_METHODOLOGY: &str = r#"(() => {
+  const text = (e) => (e ? e.textContent.trim().replace(/\s+/g, ' ') : null);
+  return {
+    h1: text(document.querySelector('h1')),
+    sections: [...document.querySelectorAll('section.prose')].map((s) => s.id),
+    guarantee: text(document.querySelector('#guarantee')),
+    overAYear: text(document.querySelector('#over-a-year')),
+    licence: text(document.querySelector('#licence')),
+    metrics: document.querySelectorAll('ol.metric-list li').length,
+    budgetRows: document.querySelectorAll('table.budget tbody tr').length,
+    styled: getComputedStyle(document.querySelector('section.prose')).borderTopStyle === 'solid',
+    back: document.querySelector('a[href="index.html"]') !== null,
+  };
+})()"#;
+
+/// A privacy parameter as the pages print it: three significant digits, no trailing zeros.
+fn sig(v: f64) -> String {
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
 
 async fn set_viewport(page: &Page, width: i64, height: i64, mobile: bool) {
     page.execute(SetDeviceMetricsOverrideParams::new(
@@ -166,7 +202,7 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
     // The population, through the real path.
     let now = jiff::Timestamp::now().as_second();
     let planned = population::plan(&Settings {
-        clusters: 320,
+        clusters: 1000,
         weeks: 12,
         seed: 12,
         now,
@@ -357,6 +393,45 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
             .as_u64()
             .map(|n| n.to_string())
     );
+    // The guarantee, as the snapshot states it.
+    let rho = sig(snapshot["privacy"]["rho"].as_f64().expect("rho"));
+    let epsilon = sig(snapshot["privacy"]["epsilon"].as_f64().expect("epsilon"));
+    assert_eq!(dom["rho"].as_str(), Some(rho.as_str()));
+    assert_eq!(dom["epsilon"].as_str(), Some(epsilon.as_str()));
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(out.join("ledger.json")).expect("ledger.json"))
+            .expect("JSON");
+    let releases = ledger["cumulative"]["releases"].as_u64().expect("releases");
+    assert_eq!(releases, kept as u64, "a release per snapshot");
+    let privacy = dom["privacy"].as_str().expect("a privacy section");
+    for said in [
+        "random noise added (discrete Gaussian)".to_owned(),
+        "any one cluster's reports".to_owned(),
+        format!("ρ = {rho}"),
+        format!("ε = {epsilon}"),
+        format!("All {releases} releases so far"),
+        "correlations in the world".to_owned(),
+        "raw reports".to_owned(),
+    ] {
+        assert!(
+            privacy.contains(&said),
+            "the privacy text lacks {said:?}: {privacy}"
+        );
+    }
+    assert!(
+        dom["methodology"]
+            .as_str()
+            .is_some_and(|u| u == format!("{url}methodology.html")),
+        "the header links to the methodology: {}",
+        dom["methodology"]
+    );
+    assert!(
+        dom["licence"]
+            .as_str()
+            .is_some_and(|l| l.contains("CDLA-Permissive-2.0")),
+        "the footer names the licence: {}",
+        dom["licence"]
+    );
     let shown = dom["metrics"].as_array().expect("metrics");
     let metrics = snapshot["metrics"].as_array().expect("metrics");
     assert_eq!(shown.len(), metrics.len(), "one section per metric");
@@ -370,6 +445,14 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
         let dims = m["dimensions"].as_array().expect("dimensions").len();
         let rows = m["rows"].as_array().expect("rows");
         assert_eq!(s["status"], m["status"], "{id}");
+        let error = m["noise"]["typicalError"].as_u64().expect("typicalError");
+        assert!(
+            s["noise"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("± about {error} "))),
+            "{id}: its noise beside the numbers: {}",
+            s["noise"]
+        );
         assert_eq!(
             s["headers"].as_array().map(Vec::len),
             Some(dims + 2),
@@ -419,7 +502,7 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
     }
     assert!(
         published >= 20,
-        "most metrics are published for 320 clusters: {published}"
+        "most metrics are published for 1,000 clusters: {published}"
     );
     let series = dom["series"].as_array().expect("series");
     assert_eq!(
@@ -482,6 +565,83 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
     )
     .await;
     assert!(printed_nav, "the contents are not printed");
+    page.execute(
+        chromiumoxide::cdp::browser_protocol::emulation::SetEmulatedMediaParams::builder()
+            .media("")
+            .build(),
+    )
+    .await
+    .expect("screen media");
+
+    // The methodology page, on a desktop and on a phone.
+    set_viewport(&page, 1280, 1800, false).await;
+    page.goto(format!("{url}methodology.html").as_str())
+        .await
+        .expect("the methodology loads");
+    page.wait_for_navigation().await.expect("loaded");
+    let method: Value = eval(&page, READ_METHODOLOGY).await;
+    assert_eq!(method["h1"], "How the numbers are made");
+    assert_eq!(method["styled"], true, "the stylesheet applies");
+    assert_eq!(method["back"], true, "a link back to the dashboard");
+    assert_eq!(
+        method["sections"],
+        serde_json::json!([
+            "counted",
+            "guarantee",
+            "budget",
+            "over-a-year",
+            "contributions",
+            "tables",
+            "biases",
+            "licence"
+        ])
+    );
+    assert_eq!(
+        method["metrics"].as_u64(),
+        Some(metrics.len() as u64),
+        "every metric is listed"
+    );
+    assert_eq!(
+        method["budgetRows"].as_u64(),
+        Some(metrics.len() as u64 + 3),
+        "the split: the three totals and every metric"
+    );
+    let guarantee = method["guarantee"].as_str().expect("the guarantee");
+    assert!(
+        guarantee.contains(&format!("ρ-zCDP with ρ = {rho}")),
+        "{guarantee}"
+    );
+    assert!(
+        guarantee.contains(&format!("= {epsilon} at δ =")),
+        "{guarantee}"
+    );
+    assert!(
+        method["overAYear"].as_str().is_some_and(
+            |t| t.contains("52 · ρ") && t.contains(&format!("so far {releases} releases"))
+        ),
+        "{}",
+        method["overAYear"]
+    );
+    assert!(
+        method["licence"]
+            .as_str()
+            .is_some_and(|t| t.contains("CDLA-Permissive-2.0")),
+        "{}",
+        method["licence"]
+    );
+    screenshot(&page, &shots.join("dashboard-methodology.png")).await;
+    set_viewport(&page, 390, 1400, true).await;
+    page.reload().await.expect("reloads");
+    page.wait_for_navigation().await.expect("loaded");
+    let wide: Vec<String> = eval(
+        &page,
+        "[...document.querySelectorAll('body *')].filter((e) => !e.closest('.table-wrap') && e.getBoundingClientRect().right > 390.5).map((e) => e.tagName + '.' + e.className).slice(0, 10)",
+    )
+    .await;
+    assert!(
+        wide.is_empty(),
+        "methodology: wider than the screen: {wide:?}"
+    );
 
     let requests = requests.lock().expect("lock").clone();
     let elsewhere: Vec<&String> = requests
@@ -530,7 +690,7 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
         .expect("client");
     let mut plain = 0;
     let mut gzip = 0;
-    for file in ["index.html", "dashboard.css"] {
+    for file in ["index.html", "methodology.html", "dashboard.css"] {
         let get = |gz: bool| {
             let mut r = raw.get(format!("{url}{file}"));
             if gz {
@@ -554,7 +714,7 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
             .len();
     }
     println!(
-        "dashboard: first contentful paint {fcp:.0} ms, load {load:.0} ms; page weight (HTML + CSS) {plain} bytes, {gzip} bytes gzip; {} metrics ({published} published), {kept} snapshots, {} reports",
+        "dashboard: first contentful paint {fcp:.0} ms, load {load:.0} ms; weight of both pages and the CSS {plain} bytes, {gzip} bytes gzip; {} metrics ({published} published), {kept} snapshots, {} reports",
         metrics.len(),
         planned.len()
     );
