@@ -557,7 +557,7 @@ fn metric_section(s: &Snapshot, m: &MetricDoc) -> Markup {
 fn noise_note(s: &Snapshot, m: &MetricDoc) -> Markup {
     let n = &m.noise;
     let k = s.privacy.min_clusters;
-    let floor = cell_floor(s, n);
+    let floor = n.floor;
     let derived = n
         .derived_from
         .as_deref()
@@ -584,15 +584,6 @@ fn noise_note(s: &Snapshot, m: &MetricDoc) -> Markup {
             }
         }
     }
-}
-
-/// The smallest count a cell of a metric with `noise` is published with on its own: the floor
-/// `minClusters`, and twice the noise's σ (below that a cell is mostly noise). `disclose`
-/// decides it; the files state both numbers, and a test checks every published cell against it.
-pub fn cell_floor(s: &Snapshot, noise: &NoiseDoc) -> u64 {
-    s.privacy
-        .min_clusters
-        .max((2.0 * noise.sigma).ceil() as u64)
 }
 
 /// Chart geometry (SVG user units; the chart scales to the page's width).

@@ -93,6 +93,8 @@ pub struct NoiseInfo {
     pub threshold: Option<u64>,
     /// The finer metric whose noisy cells this one adds up.
     pub derived_from: Option<&'static str>,
+    /// The smallest count a cell is published with on its own (`other` aside).
+    pub floor: u64,
 }
 
 impl NoiseInfo {
@@ -102,6 +104,7 @@ impl NoiseInfo {
             rho: noise.rho(),
             threshold: None,
             derived_from: None,
+            floor: 0,
         }
     }
 }
@@ -200,6 +203,7 @@ pub fn disclose<R: CryptoRng + ?Sized>(raw: &Raw, budget: &Budget, rng: &mut R) 
                     rho: 0.0,
                     threshold: None,
                     derived_from: Some(child),
+                    floor: 0,
                 });
                 measured.insert(child, fine);
                 summed.0
@@ -223,6 +227,7 @@ pub fn disclose<R: CryptoRng + ?Sized>(raw: &Raw, budget: &Budget, rng: &mut R) 
         // A cell must clear the floor and twice its noise's σ: below that it is mostly noise
         // (a value of a closed domain that no cluster has clears σ one time in six).
         let floor = floor.max((2.0 * noise.sigma).ceil() as u64);
+        noise.floor = floor;
         let disclosed = match (total, metric.parent) {
             (None, _) => Disclosed {
                 metric,

@@ -10,7 +10,8 @@
 //! OUT/snapshots/DATE/ID.csv, ID.json one metric of it
 //! OUT/series/ID.csv, ID.json         one metric across every kept snapshot (for charts)
 //! OUT/series/totals.csv              clusters, reports and nodes per snapshot
-//! OUT/index.html, dashboard.css      the dashboard, drawn from the files above (`dashboard`)
+//! OUT/index.html, methodology.html,  the dashboard and its methodology page, drawn from the
+//! OUT/dashboard.css                  files above (`dashboard`)
 //! ```
 //!
 //! Every file is written to a temporary name in its folder, flushed to disk, and renamed over

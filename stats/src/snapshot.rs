@@ -115,6 +115,9 @@ pub struct NoiseDoc {
     pub threshold: Option<u64>,
     /// The finer metric whose noisy cells this one adds up (`null`: its own noise).
     pub derived_from: Option<String>,
+    /// The smallest count a cell is published with on its own: the larger of `minClusters`
+    /// and twice σ (0 for a total).
+    pub floor: u64,
 }
 
 impl NoiseDoc {
@@ -125,6 +128,7 @@ impl NoiseDoc {
             rho: round(n.rho, 6),
             threshold: n.threshold,
             derived_from: n.derived_from.map(str::to_owned),
+            floor: n.floor,
         }
     }
 }

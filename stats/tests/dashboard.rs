@@ -210,7 +210,7 @@ fn every_metric_has_a_section_with_a_chart_its_noise_and_its_numbers() {
             m.id
         );
         // The floor a cell must reach to be published alone: every published cell does.
-        let floor = dashboard::cell_floor(&snapshot, &m.noise);
+        let floor = m.noise.floor;
         assert!(floor >= snapshot.privacy.min_clusters);
         for row in &m.rows {
             let labels = &row[..m.dimensions.len()];
