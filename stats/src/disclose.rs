@@ -479,8 +479,8 @@ fn fit_partition(
 /// The non-negative integers closest (least squares, then largest remainder) to `estimates`
 /// that add up to `total`.
 pub fn fit_to_total(estimates: &[f64], total: u64) -> Vec<u64> {
-    if estimates.is_empty() {
-        return Vec::new();
+    if estimates.is_empty() || total == 0 {
+        return vec![0; estimates.len()];
     }
     let t = total as f64;
     // Projection onto the simplex {x ≥ 0, Σx = t}: x = max(y − θ, 0).
@@ -806,10 +806,10 @@ mod tests {
             cells.push(cell(&[k.as_str(), "yes", "11-100"], 300));
             cells.push(cell(&[k.as_str(), "no", "0"], 100));
         }
-        let r = raw("clusters_by_workload_objects", cells);
-        let mut r2 = r.clone();
-        r2.totals.clusters = 1000;
-        let d = disclose(&r2, &BUDGET, &mut StdRng::seed_from_u64(5));
+        let mut r = raw("clusters_by_workload_objects", cells);
+        // Each kind partitions the same 1,000 clusters.
+        r.totals.clusters = 1000;
+        let d = disclose(&r, &BUDGET, &mut StdRng::seed_from_u64(5));
         let uses = published(&d, "clusters_using_workload_kind");
         let objects = published(&d, "clusters_by_workload_objects");
         assert_eq!(uses.noise.rho, 0.0);
