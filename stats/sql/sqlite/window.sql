@@ -14,6 +14,7 @@
 
 DROP TABLE IF EXISTS temp.win_candidates;
 DROP TABLE IF EXISTS temp.win_counts;
+DROP INDEX IF EXISTS temp.win_reports_report;
 DROP TABLE IF EXISTS temp.win_reports;
 DROP TABLE IF EXISTS temp.win_nodes;
 DROP TABLE IF EXISTS temp.win_accel;
@@ -56,6 +57,9 @@ FROM (
 ) AS latest
 JOIN main.reports AS r ON r.id = latest.id
 WHERE latest.rn = 1;
+
+-- Node metrics join each cluster's node count (to clip it) by this key.
+CREATE UNIQUE INDEX temp.win_reports_report ON win_reports (report);
 
 CREATE TEMP TABLE win_nodes AS
 SELECT n.report,
