@@ -32,7 +32,8 @@ use crate::snapshot::{FORMAT, FORMAT_VERSION, Snapshot, to_json};
 pub const SCHEMA_MD: &str = include_str!("../SCHEMA.md");
 
 /// The licence notice written into every folder of the published directory.
-pub const LICENSE_TXT: &str = "The data in this folder is published by Spartakus under the Community Data License
+pub const LICENSE_TXT: &str =
+    "The data in this folder is published by Spartakus under the Community Data License
 Agreement - Permissive, Version 2.0 (SPDX-License-Identifier: CDLA-Permissive-2.0),
 https://cdla.dev/permissive-2-0/. You may use, modify and share it; the agreement's text says
 how. Every number in it is differentially private with respect to one cluster: SCHEMA.md says
