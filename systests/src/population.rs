@@ -6,8 +6,15 @@
 //! each once). Over the weeks clusters upgrade their minor version (so the adoption curves
 //! move), leave Docker for containerd when they upgrade past 1.33, some join late and some stop
 //! reporting. Distributions are spelled as their version suffixes (`-gke.`, `-eks-`, `+k3s`,
-//! `+rke2`); operating systems, kernels, runtimes, architectures, sizes, accelerators and
-//! workload statistics follow the distribution, as they do in the field.
+//! `+rke2`, an OpenShift build hash; AKS and kubeadm have none); operating systems, kernels,
+//! runtimes, architectures, providers, sizes, accelerators and workload statistics follow the
+//! distribution, as they do in the field. Self-managed clusters have a long tail of old minors.
+//!
+//! The value mix follows the utility bench's population (`stats/benches/utility/population.rs`,
+//! which writes SQLite rows directly; stats cannot depend on this crate): the same
+//! distributions, OS families, runtimes, architectures and providers, with smaller tails so that
+//! a demo stays quick (at most about 900 nodes a cluster) and the attack test's target keeps
+//! values no ordinary cluster has.
 //!
 //! Each report's `timestamp` is the moment it would have been sent; a gateway started with
 //! `--backdate-synthetic` (demos only) dates it by that, so the snapshots have a history.
@@ -52,9 +59,11 @@ const NEWEST_MINOR: u32 = 37;
 enum Distribution {
     Gke,
     Eks,
+    Aks,
     K3s,
     Rke2,
     Plain,
+    OpenShift,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +74,8 @@ struct Cluster {
     /// Weekly chance of an upgrade by one minor.
     upgrade_rate: f64,
     os: Os,
+    /// `nodes[].cloudProvider`, the same on every node.
+    cloud: Option<&'static str>,
     runtime_docker: bool,
     cri_o: bool,
     arch: &'static [&'static str],
@@ -87,42 +98,60 @@ struct Cluster {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Os {
     Cos,
+    Ubuntu2004,
     Ubuntu2204,
     Ubuntu2404,
     Bottlerocket,
+    AmazonLinux2,
     AmazonLinux,
+    AzureLinux,
     Debian12,
+    Raspbian,
     Flatcar,
     Talos,
     Rhel9,
+    Rhcos,
+    CentOs7,
 }
 
 impl Os {
     fn image(self) -> &'static str {
         match self {
             Os::Cos => "Container-Optimized OS from Google",
+            Os::Ubuntu2004 => "Ubuntu 20.04.6 LTS",
             Os::Ubuntu2204 => "Ubuntu 22.04.5 LTS",
             Os::Ubuntu2404 => "Ubuntu 24.04.1 LTS",
             Os::Bottlerocket => "Bottlerocket OS 1.26.2 (aws-k8s-1.36)",
+            Os::AmazonLinux2 => "Amazon Linux 2",
             Os::AmazonLinux => "Amazon Linux 2023.6.20241121",
+            Os::AzureLinux => "Microsoft Azure Linux 3.0",
             Os::Debian12 => "Debian GNU/Linux 12 (bookworm)",
+            Os::Raspbian => "Raspbian GNU/Linux 12 (bookworm)",
             Os::Flatcar => "Flatcar Container Linux by Kinvolk 4081.2.0 (Oklo)",
             Os::Talos => "Talos (v1.8.3)",
             Os::Rhel9 => "Red Hat Enterprise Linux 9.4 (Plow)",
+            Os::Rhcos => "Red Hat Enterprise Linux CoreOS 416.94.202410211619-0",
+            Os::CentOs7 => "CentOS Linux 7 (Core)",
         }
     }
 
     fn kernel(self) -> &'static str {
         match self {
             Os::Cos => "6.6.56+",
+            Os::Ubuntu2004 => "5.4.0-200-generic",
             Os::Ubuntu2204 => "5.15.0-126-generic",
             Os::Ubuntu2404 => "6.8.0-1015-gke",
             Os::Bottlerocket => "6.1.115",
+            Os::AmazonLinux2 => "5.10.227-219.884.amzn2.x86_64",
             Os::AmazonLinux => "6.1.115-126.197.amzn2023.x86_64",
+            Os::AzureLinux => "6.6.64.2-4.azl3",
             Os::Debian12 => "6.1.0-27-amd64",
+            Os::Raspbian => "6.6.51+rpt-rpi-v8",
             Os::Flatcar => "6.6.60-flatcar",
             Os::Talos => "6.6.60-talos",
             Os::Rhel9 => "5.14.0-427.42.1.el9_4.x86_64",
+            Os::Rhcos => "5.14.0-427.40.1.el9_4.x86_64",
+            Os::CentOs7 => "3.10.0-1160.119.1.el7.x86_64",
         }
     }
 }
@@ -143,14 +172,29 @@ fn cluster(rng: &mut StdRng, weeks: u32) -> Cluster {
     use Distribution::*;
     let distribution = pick(
         rng,
-        &[(34, Gke), (24, Eks), (14, K3s), (10, Rke2), (18, Plain)],
+        &[
+            (26, Gke),
+            (22, Eks),
+            (12, Aks),
+            (14, K3s),
+            (7, Rke2),
+            (15, Plain),
+            (4, OpenShift),
+        ],
     );
-    // Managed clusters run newer versions; self-managed ones lag.
+    let managed = matches!(distribution, Gke | Eks | Aks);
+    // Managed clusters run newer versions; self-managed ones lag, some far behind.
     let minor = match distribution {
-        Gke | Eks => pick(rng, &[(8, 33), (20, 34), (32, 35), (28, 36), (12, 37)]),
+        Gke | Eks | Aks => pick(rng, &[(8, 33), (20, 34), (32, 35), (28, 36), (12, 37)]),
         _ => pick(
             rng,
             &[
+                (1, 24),
+                (1, 25),
+                (1, 26),
+                (2, 27),
+                (2, 28),
+                (4, 29),
                 (6, 30),
                 (8, 31),
                 (10, 32),
@@ -164,24 +208,67 @@ fn cluster(rng: &mut StdRng, weeks: u32) -> Cluster {
     };
     let os = match distribution {
         Gke => pick(rng, &[(7, Os::Cos), (3, Os::Ubuntu2404)]),
-        Eks => pick(rng, &[(4, Os::Bottlerocket), (6, Os::AmazonLinux)]),
+        Eks => pick(
+            rng,
+            &[
+                (4, Os::Bottlerocket),
+                (5, Os::AmazonLinux),
+                (2, Os::AmazonLinux2),
+            ],
+        ),
+        Aks => pick(rng, &[(7, Os::Ubuntu2204), (3, Os::AzureLinux)]),
         K3s => pick(
             rng,
-            &[(5, Os::Ubuntu2404), (3, Os::Ubuntu2204), (2, Os::Debian12)],
+            &[
+                (5, Os::Ubuntu2404),
+                (3, Os::Ubuntu2204),
+                (1, Os::Ubuntu2004),
+                (2, Os::Debian12),
+                (1, Os::Raspbian),
+            ],
         ),
         Rke2 => pick(
             rng,
             &[(4, Os::Ubuntu2204), (3, Os::Rhel9), (2, Os::Ubuntu2404)],
+        ),
+        Plain if minor <= 28 => pick(
+            rng,
+            &[(4, Os::Ubuntu2004), (3, Os::CentOs7), (2, Os::Ubuntu2204)],
         ),
         Plain => pick(
             rng,
             &[
                 (5, Os::Ubuntu2204),
                 (4, Os::Ubuntu2404),
+                (2, Os::Ubuntu2004),
                 (3, Os::Debian12),
                 (2, Os::Flatcar),
                 (2, Os::Talos),
                 (2, Os::Rhel9),
+                (1, Os::CentOs7),
+            ],
+        ),
+        OpenShift => Os::Rhcos,
+    };
+    let cloud = match distribution {
+        Gke => Some("gce"),
+        Eks => Some("aws"),
+        Aks => Some("azure"),
+        // k3s names itself in the providerID.
+        K3s => pick(rng, &[(6, Some("k3s")), (3, None), (1, Some("hcloud"))]),
+        Rke2 => pick(rng, &[(5, Some("vsphere")), (3, None), (2, Some("aws"))]),
+        OpenShift => pick(rng, &[(4, Some("aws")), (3, Some("vsphere")), (3, None)]),
+        Plain if os == Os::Talos => Some("hcloud"),
+        Plain => pick(
+            rng,
+            &[
+                (10, None),
+                (2, Some("aws")),
+                (2, Some("hcloud")),
+                (2, Some("openstack")),
+                (1, Some("digitalocean")),
+                (1, Some("vsphere")),
+                (1, Some("other")),
             ],
         ),
     };
@@ -198,6 +285,8 @@ fn cluster(rng: &mut StdRng, weeks: u32) -> Cluster {
             (1, 400),
         ],
     );
+    // The heavy tail: now and then a fleet's big cluster.
+    let nodes = if rng.random_bool(0.004) { 700 } else { nodes };
     // A cluster of one node is often a single machine: k3s at the edge, a developer's.
     let nodes = match nodes {
         1 | 2 => nodes,
@@ -216,22 +305,24 @@ fn cluster(rng: &mut StdRng, weeks: u32) -> Cluster {
         ),
         distribution,
         minor,
-        upgrade_rate: if matches!(distribution, Gke | Eks) {
-            0.09
-        } else {
-            0.05
-        },
+        upgrade_rate: if managed { 0.09 } else { 0.05 },
         os,
+        cloud,
         runtime_docker: self_managed && minor <= 32 && rng.random_bool(0.5),
-        cri_o: distribution == Plain && os == Os::Rhel9 || rng.random_bool(0.03),
-        arch: pick(
-            rng,
-            &[
-                (82, &["amd64"][..]),
-                (11, &["arm64"][..]),
-                (7, &["amd64", "arm64"][..]),
-            ],
-        ),
+        cri_o: distribution == OpenShift
+            || distribution == Plain && os == Os::Rhel9
+            || rng.random_bool(0.03),
+        arch: match os {
+            Os::Raspbian => pick(rng, &[(3, &["arm64"][..]), (1, &["arm"][..])]),
+            _ => pick(
+                rng,
+                &[
+                    (82, &["amd64"][..]),
+                    (11, &["arm64"][..]),
+                    (7, &["amd64", "arm64"][..]),
+                ],
+            ),
+        },
         nodes,
         cpu: pick(rng, &[(8, 2), (28, 4), (34, 8), (18, 16), (9, 32), (3, 64)]),
         gpus: rng.random_bool(0.06),
@@ -270,7 +361,8 @@ impl Cluster {
             Distribution::Eks => format!("{v}-eks-{:07x}", 0xa73_7599 + patch),
             Distribution::K3s => format!("{v}+k3s1"),
             Distribution::Rke2 => format!("{v}+rke2r1"),
-            Distribution::Plain => v,
+            Distribution::OpenShift => format!("{v}+{:07x}", 0x6ab_e8a1 + patch),
+            Distribution::Aks | Distribution::Plain => v,
         }
     }
 
@@ -283,17 +375,6 @@ impl Cluster {
             "containerd://2.0.1".into()
         } else {
             "containerd://1.7.22".into()
-        }
-    }
-
-    fn cloud(&self) -> Option<&'static str> {
-        match self.distribution {
-            Distribution::Gke => Some("gce"),
-            Distribution::Eks => Some("aws"),
-            Distribution::Rke2 => Some("vsphere"),
-            Distribution::K3s => None,
-            Distribution::Plain if self.os == Os::Talos => Some("hcloud"),
-            Distribution::Plain => None,
         }
     }
 
@@ -328,7 +409,7 @@ impl Cluster {
                 "kubeletVersion": format!("v1.{kubelet_minor}.{patch}"),
                 "capacity": capacity,
             });
-            if let Some(cloud) = self.cloud() {
+            if let Some(cloud) = self.cloud {
                 node["cloudProvider"] = cloud.into();
             }
             nodes.push(node);
@@ -537,6 +618,8 @@ mod tests {
             "-eks-",
             "+k3s",
             "+rke2",
+            "\"azure\"",
+            "CoreOS",
             "Bottlerocket",
             "Container-Optimized OS",
             "Ubuntu 22.04",
