@@ -225,8 +225,14 @@ pub fn disclose<R: CryptoRng + ?Sized>(raw: &Raw, budget: &Budget, rng: &mut R) 
             Unit::Nodes => totals.nodes,
         };
         // A cell must clear the floor and twice its noise's σ: below that it is mostly noise
-        // (a value of a closed domain that no cluster has clears σ one time in six).
-        let floor = floor.max((2.0 * noise.sigma).ceil() as u64);
+        // (a value of a closed domain that no cluster has clears σ one time in six). For a sum
+        // of a finer metric's cells, the σ of one of them: many of its cells are a single one
+        // (a kind not in use, or unknown), and the larger sums are far above it anyway.
+        let unit_sigma = match metric.measure {
+            Measure::SumOf(child) => plan.metric(child).map_or(noise.sigma, Noise::sigma),
+            Measure::Noise(_) => noise.sigma,
+        };
+        let floor = floor.max((2.0 * unit_sigma).ceil() as u64);
         noise.floor = floor;
         let disclosed = match (total, metric.parent) {
             (None, _) => Disclosed {
