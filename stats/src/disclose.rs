@@ -818,6 +818,10 @@ mod tests {
         let d = disclose(&r, &BUDGET, &mut StdRng::seed_from_u64(5));
         let uses = published(&d, "clusters_using_workload_kind");
         let objects = published(&d, "clusters_by_workload_objects");
+        // Its floor is that of one noisy cell, not of its largest sum: a kind not in use is a
+        // single cell of the finer metric.
+        assert_eq!(uses.noise.floor, objects.noise.floor);
+        assert!(uses.noise.sigma > objects.noise.sigma);
         assert_eq!(uses.noise.rho, 0.0);
         assert_eq!(
             uses.noise.derived_from,
