@@ -319,19 +319,7 @@ fn measure<R: CryptoRng + ?Sized>(
                     tracing::warn!(metric = metric.id, labels = ?c.labels, "a value outside the metric's closed domain is not published");
                 }
             }
-            let cells = domain
-                .into_iter()
-                .map(|t| {
-                    let count = raw.get(t.as_slice()).copied().unwrap_or(0);
-                    let noisy = noise.add(count, rng);
-                    (t, noisy)
-                })
-                .collect();
-            Measured {
-                cells,
-                other_is_rest: false,
-                threshold: None,
-            }
+            every_value(domain, |t| raw.get(t).copied().unwrap_or(0), noise, rng)
         }
         Domain::Open { always } => {
             let tau = plan.threshold(noise);
@@ -398,20 +386,29 @@ fn measure<R: CryptoRng + ?Sized>(
                 };
                 *counts.entry(key).or_default() += c.count(unit);
             }
-            let cells = domain
-                .into_iter()
-                .map(|t| {
-                    let count = counts.get(&t).copied().unwrap_or(0);
-                    let noisy = noise.add(count, rng);
-                    (t, noisy)
-                })
-                .collect();
-            Measured {
-                cells,
-                other_is_rest: false,
-                threshold: None,
-            }
+            every_value(domain, |t| counts.get(t).copied().unwrap_or(0), noise, rng)
         }
+    }
+}
+
+/// A domain known before the noise: every value measured, zeros included.
+fn every_value<R: CryptoRng + ?Sized>(
+    domain: Vec<Vec<String>>,
+    count: impl Fn(&[String]) -> u64,
+    noise: &Noise,
+    rng: &mut R,
+) -> Measured {
+    let cells = domain
+        .into_iter()
+        .map(|t| {
+            let noisy = noise.add(count(&t), rng);
+            (t, noisy)
+        })
+        .collect();
+    Measured {
+        cells,
+        other_is_rest: false,
+        threshold: None,
     }
 }
 
