@@ -10,6 +10,7 @@ use jiff::civil::Date;
 
 pub use plumbing::log::LogFormat;
 
+use crate::privacy::Budget;
 use crate::store::bigquery::{Credentials, TableRef};
 
 /// The Spartakus statistics job: computes differentially private snapshots of the stored reports,
@@ -38,20 +39,20 @@ pub struct Config {
     pub out: PathBuf,
 
     /// The floor a noisy count must clear to be published as a cell of its own; smaller cells fold into `other` (at least 2)
-    #[arg(long, env = "SPARTAKUS_MIN_CLUSTERS", default_value_t = 10,
+    #[arg(long, env = "SPARTAKUS_MIN_CLUSTERS", default_value_t = Budget::DEFAULT.min_clusters,
           value_parser = clap::value_parser!(u64).range(2..))]
     pub min_clusters: u64,
 
     /// ρ: the privacy budget of one snapshot, in zero-concentrated differential privacy, with respect to one cluster; split among every total and metric. Its (ε, δ) equivalent is printed on every output
-    #[arg(long, env = "SPARTAKUS_RHO", default_value_t = 0.05, value_parser = parse_rho)]
+    #[arg(long, env = "SPARTAKUS_RHO", default_value_t = Budget::DEFAULT.rho, value_parser = parse_rho)]
     pub rho: f64,
 
     /// δ of the (ε, δ) statement of one snapshot: half for releasing open-domain values (versions, kernels), half for converting ρ to ε
-    #[arg(long, env = "SPARTAKUS_DELTA", default_value_t = 1e-7, value_parser = parse_delta)]
+    #[arg(long, env = "SPARTAKUS_DELTA", default_value_t = Budget::DEFAULT.delta, value_parser = parse_delta)]
     pub delta: f64,
 
     /// The most nodes one cluster counts for in node metrics and the node total (a larger cluster's nodes are scaled down to it): the sensitivity the node noise is calibrated to
-    #[arg(long, env = "SPARTAKUS_NODE_CLIP", default_value_t = 20,
+    #[arg(long, env = "SPARTAKUS_NODE_CLIP", default_value_t = Budget::DEFAULT.node_clip,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub node_clip: u64,
 
@@ -188,8 +189,8 @@ fn parse_delta(s: &str) -> Result<f64, String> {
 
 impl Config {
     /// The privacy parameters: each cluster counts at most one report per day of the window.
-    pub fn budget(&self) -> crate::privacy::Budget {
-        crate::privacy::Budget {
+    pub fn budget(&self) -> Budget {
+        Budget {
             rho: self.rho,
             delta: self.delta,
             min_clusters: self.min_clusters,
@@ -227,7 +228,11 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.min_clusters, 10);
         assert_eq!((c.rho, c.delta, c.node_clip), (0.05, 1e-7, 20));
-        assert_eq!(c.budget().report_clip, 28);
+        assert_eq!(
+            c.budget(),
+            Budget::DEFAULT,
+            "the window's 28 days: 28 reports"
+        );
         assert!(!c.allow_rerelease && !c.new_ledger);
         assert_eq!(c.window_days, 28);
         assert_eq!(c.cadence, Cadence::Weekly);

@@ -667,13 +667,7 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    pub(crate) const BUDGET: Budget = Budget {
-        rho: 0.05,
-        delta: 1e-7,
-        min_clusters: 10,
-        node_clip: 20,
-        report_clip: 28,
-    };
+    pub(crate) const BUDGET: Budget = Budget::DEFAULT;
 
     fn cell(labels: &[&str], clusters: u64) -> RawCell {
         RawCell {

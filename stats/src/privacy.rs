@@ -44,6 +44,19 @@ pub struct Budget {
     pub report_clip: u64,
 }
 
+impl Budget {
+    /// The defaults of `stats` (its flags' defaults are these): ρ 0.05 and δ 10⁻⁷ per
+    /// snapshot (ε 1.88), a floor of 10, 20 nodes and 28 reports (one a day of the default
+    /// window) per cluster. `cargo bench -p stats --bench utility` prints what they give.
+    pub const DEFAULT: Budget = Budget {
+        rho: 0.05,
+        delta: 1e-7,
+        min_clusters: 10,
+        node_clip: 20,
+        report_clip: 28,
+    };
+}
+
 /// Measurements that are not metrics: the totals every metric's cells add up to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Total {
@@ -274,13 +287,7 @@ mod tests {
     use super::*;
 
     fn budget() -> Budget {
-        Budget {
-            rho: 0.05,
-            delta: 1e-7,
-            min_clusters: 10,
-            node_clip: 20,
-            report_clip: 28,
-        }
+        Budget::DEFAULT
     }
 
     #[test]

@@ -15,14 +15,8 @@ use stats::metrics::METRICS;
 use stats::privacy::{Budget, Guarantee};
 use stats::snapshot::{LICENSE, LICENSE_URL};
 
-/// The defaults, with a lower floor for the small fixture.
-const BUDGET: Budget = Budget {
-    rho: 0.05,
-    delta: 1e-7,
-    min_clusters: 10,
-    node_clip: 20,
-    report_clip: 28,
-};
+/// The defaults.
+const BUDGET: Budget = Budget::DEFAULT;
 use stats::output::Output;
 use stats::snapshot::Snapshot;
 use stats::store::Window;

@@ -83,11 +83,8 @@ fn the_published_files_match_the_golden_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = Output::new(dir.path());
     let budget = Budget {
-        rho: 0.05,
-        delta: 1e-7,
         min_clusters: 5,
-        node_clip: 20,
-        report_clip: 28,
+        ..Budget::DEFAULT
     };
     for (week, date) in [(0, "2026-11-22"), (1, "2026-11-29")] {
         let window = Window {

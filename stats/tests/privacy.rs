@@ -21,13 +21,7 @@ use stats::metrics::{Domain, METRICS, Unit};
 use stats::normalize::OTHER;
 use stats::privacy::{Budget, Noise};
 
-const BUDGET: Budget = Budget {
-    rho: 0.05,
-    delta: 1e-7,
-    min_clusters: 10,
-    node_clip: 20,
-    report_clip: 28,
-};
+const BUDGET: Budget = Budget::DEFAULT;
 
 /// P(Z ≤ z) of the discrete Gaussian of scale σ, for z in −m..=m.
 fn discrete_gaussian_cdf(sigma: f64, m: i64) -> BTreeMap<i64, f64> {

@@ -17,13 +17,7 @@ use stats::snapshot::Snapshot;
 use stats::store::sqlite::SqliteStore;
 use stats::store::{Query, Store, Window};
 
-const BUDGET: Budget = Budget {
-    rho: 0.05,
-    delta: 1e-7,
-    min_clusters: 10,
-    node_clip: 20,
-    report_clip: 28,
-};
+const BUDGET: Budget = Budget::DEFAULT;
 
 fn node(f: impl FnOnce(&mut NodeSpec)) -> NodeSpec {
     let mut n = NodeSpec::default();
