@@ -293,14 +293,7 @@ fn header(p: &Published, options: &Options) -> Markup {
                 "for privacy. "
                 a href=(METHODOLOGY) { "How the numbers are made" } "."
             }
-            @if s.synthetic_included {
-                p.notice.synthetic role="note" {
-                    strong { "Synthetic data. " }
-                    "This snapshot includes reports marked "
-                    code { "spartakus.dev/synthetic=true" }
-                    ": a generated demonstration population, not real clusters."
-                }
-            }
+            (synthetic_notice(s))
             dl.facts {
                 div { dt { "Snapshot" } dd { (s.date) } }
                 div { dt { "Clusters" } dd.total-clusters { (total(s.totals.clusters)) } (error_dd(error_of("clusters"))) }
@@ -581,6 +574,20 @@ fn noise_note(s: &Snapshot, m: &MetricDoc) -> Markup {
             }
             @if m.unit == "nodes" {
                 " Each cluster counts at most " (s.privacy.node_clip) " nodes (a larger one is scaled down)."
+            }
+        }
+    }
+}
+
+/// The notice on both pages when the snapshot counts reports marked synthetic.
+fn synthetic_notice(s: &Snapshot) -> Markup {
+    html! {
+        @if s.synthetic_included {
+            p.notice.synthetic role="note" {
+                strong { "Synthetic data. " }
+                "This snapshot includes reports marked "
+                code { "spartakus.dev/synthetic=true" }
+                ": a generated demonstration population, not real clusters."
             }
         }
     }
@@ -946,14 +953,7 @@ pub fn render_methodology(published: &Published, options: &Options) -> String {
                         ", with its parameters and its noise as the published files state them. "
                         a href=(PAGE) { "Back to the dashboard" } "."
                     }
-                    @if s.synthetic_included {
-                        p.notice.synthetic role="note" {
-                            strong { "Synthetic data. " }
-                            "This snapshot includes reports marked "
-                            code { "spartakus.dev/synthetic=true" }
-                            ": a generated demonstration population, not real clusters."
-                        }
-                    }
+                    (synthetic_notice(s))
                     nav aria-label="Contents" {
                         details {
                             summary { "Contents" }

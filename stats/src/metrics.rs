@@ -748,6 +748,19 @@ mod tests {
     }
 
     #[test]
+    fn the_values_under_each_use_are_the_buckets_in_their_order() {
+        let kept = |order: &[&'static str], out: &[&str]| -> Vec<&'static str> {
+            order.iter().copied().filter(|l| !out.contains(l)).collect()
+        };
+        let yes = |under: &[(&str, &'static [&'static str])]| under[0].1.to_vec();
+        assert_eq!(
+            yes(OBJECTS_UNDER),
+            kept(OBJECT_ORDER, &["0", "unknown", "v1"])
+        );
+        assert_eq!(yes(AGES_UNDER), kept(AGE_ORDER, &["no objects", "v1"]));
+    }
+
+    #[test]
     fn fixed_orders_list_every_bucket_label() {
         for (buckets, order) in [
             (CPU_BUCKETS, CPU_ORDER),
