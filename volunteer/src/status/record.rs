@@ -1,33 +1,14 @@
-//! The volunteer's status, kept in a ConfigMap of its own namespace so that an operator can
-//! see what was sent and when without reading logs (`volunteer status`, or `kubectl get
-//! configmap spartakus-status -o yaml`), and `--diff` can compare with the last report
-//! delivered.
-//!
-//! After each report (all its retries included) the volunteer writes the attempt: when, the
-//! outcome, the collector's HTTP status, the report ID, the SHA-256 and size of the exact
-//! (uncompressed) body, the collector's host and when the next report is due. A delivered
-//! report's body is also kept, gzip-compressed in `binaryData`, when it fits well under the
-//! ConfigMap limit (1 MiB for the whole object); else only its digest is. A failed attempt
-//! leaves the last delivered report's keys and body in place, and also emits a Warning Event
-//! regarding the ConfigMap.
-//!
-//! Writing the status never fails a report: a missing permission, or an API server that does
-//! not answer, is a logged warning.
-//!
-//! The layout ([`to_data`], [`Status::parse`], [`render`]) is pure; [`Store`] does the I/O.
+//! What the status ConfigMap keeps, and how: its `data` keys, what an attempt writes there
+//! ([`to_data`]), and a status read back ([`Status`]), whose last delivered body is
+//! decompressed within a bound and checked against its recorded digest. Pure: no I/O.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
-
-use crate::config::StatusTarget;
 
 /// `binaryData` key of the last delivered body (gzip of the exact JSON sent).
 pub const BODY_KEY: &str = "lastDelivered.json.gz";
@@ -38,7 +19,7 @@ pub const MAX_STORED_GZIP: usize = 768 * 1024;
 /// 2 MB): a corrupted or hostile ConfigMap cannot make it allocate without bound.
 pub const MAX_BODY: u64 = 64 * 1024 * 1024;
 /// Longest error text kept in the ConfigMap or an Event's note (Events allow 1 kB).
-const MAX_ERROR: usize = 1000;
+pub(super) const MAX_ERROR: usize = 1000;
 
 /// `data` keys, as `kubectl get configmap -o yaml` shows them.
 pub mod key {
@@ -139,7 +120,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub(super) fn truncate(s: &str, max: usize) -> String {
     let mut cut = s.len().min(max);
     while !s.is_char_boundary(cut) {
         cut -= 1;
@@ -304,243 +286,11 @@ impl Status {
     }
 }
 
-/// `volunteer status`: the status for people, as of `now`.
-pub fn render(status: &Status, now: jiff::Timestamp) -> String {
-    let get = |k| status.get(k).unwrap_or("unknown");
-    let ago = |k| match status
-        .get(k)
-        .and_then(|v| v.parse::<jiff::Timestamp>().ok())
-    {
-        Some(t) => {
-            let secs = (now.as_second() - t.as_second()).max(0) as u64;
-            format!(
-                "{}, {} ago",
-                t,
-                humantime::format_duration(Duration::from_secs(secs))
-            )
-        }
-        None => get(k).to_owned(),
-    };
-    let mut lines = vec![
-        format!("Status of the volunteer (ConfigMap {})", status.configmap),
-        String::new(),
-    ];
-    let mut row = |label: &str, value: String| lines.push(format!("  {label:<15} {value}"));
-    row(
-        "last attempt",
-        format!("{}: {}", ago(key::LAST_ATTEMPT), get(key::OUTCOME)),
-    );
-    let requests = match status.get(key::ATTEMPTS) {
-        Some(n) => format!(" (after {n} request(s))"),
-        None => String::new(),
-    };
-    row(
-        "HTTP status",
-        match status.get(key::HTTP_STATUS) {
-            Some(s) => format!("{s}{requests}"),
-            None => format!("no answer{requests}"),
-        },
-    );
-    if let Some(e) = status.get(key::ERROR) {
-        row("error", e.to_owned());
-    }
-    row("report ID", get(key::REPORT_ID).to_owned());
-    row(
-        "body",
-        format!(
-            "{} bytes, SHA-256 {}",
-            get(key::BODY_BYTES),
-            get(key::BODY_SHA256)
-        ),
-    );
-    row("collector", get(key::COLLECTOR_HOST).to_owned());
-    row(
-        "next report",
-        match status.get(key::NEXT_REPORT_DUE) {
-            Some(t) => t.to_owned(),
-            None => "when the CronJob's schedule next runs the volunteer (--period 0)".into(),
-        },
-    );
-    match status.get(key::LAST_DELIVERED) {
-        Some(_) => {
-            row(
-                "last delivered",
-                format!(
-                    "{}: report {}",
-                    ago(key::LAST_DELIVERED),
-                    get(key::LAST_DELIVERED_REPORT_ID)
-                ),
-            );
-            row(
-                "  its body",
-                format!(
-                    "{} bytes, SHA-256 {}; {}",
-                    get(key::LAST_DELIVERED_BYTES),
-                    get(key::LAST_DELIVERED_SHA256),
-                    get(key::LAST_DELIVERED_BODY)
-                ),
-            );
-        }
-        None => row("last delivered", "never".into()),
-    }
-    row("version", get(key::VERSION).to_owned());
-    lines.push(String::new());
-    lines.join("\n")
-}
-
-/// The status ConfigMap and the namespace's Events, through the volunteer's client.
-#[derive(Clone)]
-pub struct Store {
-    configmaps: Api<ConfigMap>,
-    events: Api<Event>,
-    namespace: String,
-    name: String,
-}
-
-impl Store {
-    /// The store for `target`, in its namespace or the client's default one (the pod's own
-    /// in a cluster, else the kubeconfig context's).
-    pub fn new(client: &kube::Client, target: &StatusTarget) -> Store {
-        let namespace = target
-            .namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_owned());
-        Store {
-            configmaps: Api::namespaced(client.clone(), &namespace),
-            events: Api::namespaced(client.clone(), &namespace),
-            name: target.name.clone(),
-            namespace,
-        }
-    }
-
-    /// `namespace/name` of the ConfigMap.
-    pub fn configmap(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-
-    /// The recorded status, `None` if there is none yet.
-    pub async fn read(&self) -> Result<Option<Status>, StatusError> {
-        self.configmaps
-            .get_opt(&self.name)
-            .await
-            .map(|cm| cm.as_ref().map(Status::parse))
-            .map_err(|e| StatusError::Read(self.configmap(), e))
-    }
-
-    /// Records `attempt`, and on failure emits a Warning Event. Never fails: what cannot be
-    /// written is logged as a warning.
-    pub async fn record(&self, attempt: &Attempt<'_>) {
-        let uid = match self.write(attempt).await {
-            Ok(uid) => {
-                tracing::info!(configmap = %self.configmap(), outcome = attempt.outcome.as_str(), "status recorded");
-                Some(uid)
-            }
-            Err(e) => {
-                self.warn(&e, "status not recorded");
-                None
-            }
-        };
-        if attempt.outcome == Outcome::Failed
-            && let Err(e) = self.event(attempt, uid).await
-        {
-            self.warn(&e, "event not emitted");
-        }
-    }
-
-    fn warn(&self, e: &kube::Error, what: &str) {
-        let hint = match e {
-            kube::Error::Api(s) if s.code == 403 => format!(
-                "; the volunteer's Role in {ns} must allow get and update on configmaps/{name}, create on configmaps, and create on events.k8s.io events",
-                ns = self.namespace,
-                name = self.name
-            ),
-            _ => String::new(),
-        };
-        tracing::warn!(configmap = %self.configmap(), error = %plumbing::Chain(e), "{what} (the report itself is not affected){hint}");
-    }
-
-    /// get, then update (or create); once more on a conflict with a concurrent writer.
-    /// Returns the ConfigMap's UID.
-    async fn write(&self, attempt: &Attempt<'_>) -> Result<String, kube::Error> {
-        let pp = PostParams {
-            field_manager: Some("spartakus-volunteer".into()),
-            ..Default::default()
-        };
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let previous = self.configmaps.get_opt(&self.name).await?;
-            let (data, binary) = to_data(previous.as_ref(), attempt, MAX_STORED_GZIP);
-            let result = match previous {
-                Some(mut cm) => {
-                    cm.data = Some(data);
-                    cm.binary_data = (!binary.is_empty()).then_some(binary);
-                    self.configmaps.replace(&self.name, &pp, &cm).await
-                }
-                None => {
-                    let cm = ConfigMap {
-                        metadata: ObjectMeta {
-                            name: Some(self.name.clone()),
-                            labels: Some(BTreeMap::from([(
-                                "app.kubernetes.io/name".to_owned(),
-                                "spartakus-volunteer".to_owned(),
-                            )])),
-                            ..Default::default()
-                        },
-                        data: Some(data),
-                        binary_data: (!binary.is_empty()).then_some(binary),
-                        ..Default::default()
-                    };
-                    self.configmaps.create(&pp, &cm).await
-                }
-            };
-            match result {
-                Ok(cm) => return Ok(cm.metadata.uid.unwrap_or_default()),
-                Err(kube::Error::Api(s)) if s.code == 409 && tries < 2 => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    async fn event(&self, attempt: &Attempt<'_>, uid: Option<String>) -> Result<(), kube::Error> {
-        let now = jiff::Timestamp::now();
-        let note = format!(
-            "report {} to {} not delivered: {}",
-            attempt.report_id,
-            attempt.collector_host,
-            attempt.error.as_deref().unwrap_or("unknown error")
-        );
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", self.name, now.as_nanosecond())),
-                namespace: Some(self.namespace.clone()),
-                ..Default::default()
-            },
-            event_time: Some(MicroTime(now)),
-            type_: Some("Warning".into()),
-            reason: Some("ReportNotDelivered".into()),
-            action: Some("SendReport".into()),
-            note: Some(truncate(&note, MAX_ERROR)),
-            reporting_controller: Some("spartakus.dev/volunteer".into()),
-            reporting_instance: Some("spartakus-volunteer".into()),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("ConfigMap".into()),
-                name: Some(self.name.clone()),
-                namespace: Some(self.namespace.clone()),
-                uid,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        self.events.create(&PostParams::default(), &event).await?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a panic is how a test fails
 mod tests {
+    use kube::api::ObjectMeta;
+
     use super::*;
 
     fn attempt(outcome: Outcome, body: &[u8]) -> Attempt<'_> {
@@ -629,14 +379,6 @@ mod tests {
         assert!(!data.contains_key(key::NEXT_REPORT_DUE));
         let status = Status::parse(&configmap(data, binary));
         assert_eq!(status.delivered_body().unwrap().as_deref(), Some(&good[..]));
-        let text = render(&status, "2026-12-02T05:17:05Z".parse().unwrap());
-        assert!(
-            text.contains("2026-12-02T03:17:05Z, 2h ago: failed"),
-            "{text}"
-        );
-        assert!(text.contains("503 (after 2 request(s))"), "{text}");
-        assert!(text.contains("CronJob's schedule"), "{text}");
-        assert!(text.contains("gave up after 2 attempts"), "{text}");
     }
 
     #[test]
