@@ -25,8 +25,8 @@ use testenv::Nats;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const STREAM: &str = "BENCH";
-const SUBJECT: &str = "bench.reports";
+/// The gateway's queue prefix: streams `BENCH_REPORTS`…, subject `bench.reports`.
+const QUEUE: &str = "bench";
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -190,8 +190,7 @@ async fn start_gateway(nats_url: &str, http: &reqwest::Client) -> Result<Gateway
     let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env("SPARTAKUS_LISTEN", format!("127.0.0.1:{port}"))
         .env("SPARTAKUS_NATS_URL", nats_url)
-        .env("SPARTAKUS_STREAM", STREAM)
-        .env("SPARTAKUS_SUBJECT", SUBJECT)
+        .env("SPARTAKUS_QUEUE", QUEUE)
         .env("SPARTAKUS_LOG_FORMAT", "pretty")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -257,16 +256,18 @@ async fn main() -> Result<(), BoxError> {
     let gateway_rss = status_mib(pid, "VmHWM:");
 
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let subject = report::queue::Topology::new(QUEUE)?.reports.subject;
     let publish = |template: Arc<String>| {
         let js = js.clone();
+        let subject = subject.clone();
         move |_i: usize| {
             let id = ReportId::random();
             let payload = Bytes::from(with_id(&template, id));
             let mut headers = HeaderMap::new();
             headers.insert(NATS_MESSAGE_ID, id.to_string().as_str());
-            let js = js.clone();
+            let (js, subject) = (js.clone(), subject.clone());
             async move {
-                match js.publish_with_headers(SUBJECT, headers, payload).await {
+                match js.publish_with_headers(subject, headers, payload).await {
                     Ok(ack) => ack.await.is_ok(),
                     Err(_) => false,
                 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use governor::Quota;
 use plumbing::log::LogFormat;
+use report::queue::Topology;
 
 use crate::limit;
 
@@ -26,13 +27,11 @@ pub struct Config {
     )]
     pub nats_url: String,
 
-    /// JetStream stream the reports are published to; created at start if missing.
-    #[arg(long, env = "SPARTAKUS_STREAM", default_value = "SPARTAKUS_REPORTS")]
-    pub stream: String,
-
-    /// Subject the reports are published on (the stream's only subject).
-    #[arg(long, env = "SPARTAKUS_SUBJECT", default_value = "spartakus.reports")]
-    pub subject: String,
+    /// Prefix of every JetStream stream and subject the gateway publishes to and the ingester
+    /// consumes (`PREFIX_REPORTS` on `prefix.reports`, `PREFIX_ERASURES` on `prefix.erasures`);
+    /// the streams are created at start if missing. Give the ingester the same value.
+    #[arg(long, env = "SPARTAKUS_QUEUE", default_value = report::queue::DEFAULT_PREFIX)]
+    pub queue: Topology,
 
     /// Number of copies of the stream in a NATS cluster (1, 3 or 5), used when creating it.
     #[arg(long, env = "SPARTAKUS_STREAM_REPLICAS", default_value_t = 1,

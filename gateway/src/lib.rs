@@ -52,12 +52,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let publisher = Publisher::connect(
-        &config.nats_url,
-        StreamSettings::from_config(&config),
-        config.publish_timeout,
-    )
-    .await?;
+    let reports = StreamSettings::from_config(&config);
+    let erasures = reports.erasures(&config.queue);
+    let publisher =
+        Publisher::connect(&config.nats_url, reports, erasures, config.publish_timeout).await?;
     let limits = RateLimits::new(config.ip_quota(), config.cluster_quota());
     let state = routes::AppState::new(
         &config,
@@ -72,7 +70,7 @@ pub async fn run(
     let forget = tokio::spawn(forget_idle(limits, background.clone()));
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, nats = %config.nats_url, stream = %config.stream, "gateway listening");
+    tracing::info!(%addr, nats = %config.nats_url, queue = %config.queue, "gateway listening");
     let bounds = plumbing::serve::Bounds {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,

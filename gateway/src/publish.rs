@@ -5,8 +5,8 @@
 //! streams whenever it is connected, and [`Publisher::is_ready`] says whether a publish can
 //! succeed right now.
 //!
-//! Erasure requests go to a stream of their own, [`ERASURE_STREAM`] on [`ERASURE_SUBJECT`],
-//! with the reports stream's replicas, duplicate window, age and size limits: the ingester
+//! The streams' names come from [`report::queue::Topology`], which the ingester reads too.
+//! Erasure requests go to a stream of their own, with the reports stream's replicas, duplicate window, age and size limits: the ingester
 //! consumes them with a consumer of their own, and a backlog of reports never delays an
 //! erasure. Only the check is queued ([`QueuedErasure`]), never the secret.
 
@@ -21,6 +21,7 @@ use async_nats::{HeaderMap, header::NATS_MESSAGE_ID};
 use bytes::Bytes;
 use report::ReportId;
 use report::erasure::QueuedErasure;
+use report::queue::Topology;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -28,11 +29,6 @@ use crate::config::Config;
 /// How often the stream is checked (and created if missing), which bounds how stale
 /// `/readyz` can be.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// The stream erasure requests are queued in (the ingester's `--erasure-stream`).
-pub const ERASURE_STREAM: &str = "SPARTAKUS_ERASURES";
-/// Its one subject (the ingester's `--erasure-subject`).
-pub const ERASURE_SUBJECT: &str = "spartakus.erasures";
 
 /// The stream as the gateway wants it.
 #[derive(Debug, Clone)]
@@ -57,8 +53,8 @@ impl StreamSettings {
     /// The settings the flags ask for.
     pub fn from_config(config: &Config) -> Self {
         StreamSettings {
-            name: config.stream.clone(),
-            subject: config.subject.clone(),
+            name: config.queue.reports.name.clone(),
+            subject: config.queue.reports.subject.clone(),
             replicas: usize::from(config.stream_replicas),
             duplicate_window: config.duplicate_window,
             max_age: config.stream_max_age,
@@ -69,11 +65,12 @@ impl StreamSettings {
         }
     }
 
-    /// The erasures stream beside these reports: its own name and subject, the same limits.
-    pub fn erasures(&self) -> Self {
+    /// The erasures stream of `queue` beside these reports: its own name and subject, the
+    /// same limits.
+    pub fn erasures(&self, queue: &Topology) -> Self {
         StreamSettings {
-            name: ERASURE_STREAM.to_owned(),
-            subject: ERASURE_SUBJECT.to_owned(),
+            name: queue.erasures.name.clone(),
+            subject: queue.erasures.subject.clone(),
             holds: "erasure requests (checks, never secrets)",
             ..self.clone()
         }
@@ -166,6 +163,7 @@ impl Publisher {
     pub async fn connect(
         url: &str,
         settings: StreamSettings,
+        erasures: StreamSettings,
         publish_timeout: Duration,
     ) -> Result<Self, async_nats::ConnectError> {
         let client = plumbing::nats::connect("spartakus-gateway", url).await?;
@@ -175,7 +173,7 @@ impl Publisher {
         Ok(Publisher {
             client,
             js,
-            erasures: Arc::new(settings.erasures()),
+            erasures: Arc::new(erasures),
             settings: Arc::new(settings),
             stream_ok: Arc::new(AtomicBool::new(false)),
             timeout: publish_timeout,

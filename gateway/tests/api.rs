@@ -430,8 +430,7 @@ async fn the_gateway_starts_without_nats_and_creates_the_stream_once_it_appears(
     let url = nats.url();
     nats.kill();
     let mut config = gateway::Config::for_nats(&url);
-    config.stream = "LATE".into();
-    config.subject = "late.reports".into();
+    config.queue = queue("LATE");
     let gateway = Gateway::start(config).await;
     assert_eq!(
         gateway

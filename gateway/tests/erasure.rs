@@ -12,8 +12,6 @@ use common::*;
 use report::erasure::QueuedErasure;
 use testenv::Nats;
 
-const ERASURES: &str = "SPARTAKUS_ERASURES";
-
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../report/testdata/erasure")
@@ -54,7 +52,7 @@ async fn a_well_formed_request_queues_the_check_never_the_secret() -> TestResult
     );
 
     let js = jetstream(&nats.url()).await;
-    let stored = messages(&js, ERASURES).await;
+    let stored = erasures(&js, "ERASE").await;
     assert_eq!(stored.len(), 1);
     let payload = String::from_utf8(stored[0].payload.to_vec())?;
     assert!(
@@ -67,7 +65,7 @@ async fn a_well_formed_request_queues_the_check_never_the_secret() -> TestResult
     let mut want = QueuedErasure::decode(read("queued.json").as_bytes())?;
     want.requested_at = queued.requested_at;
     assert_eq!(queued, want);
-    assert_eq!(stored[0].subject.as_str(), "spartakus.erasures");
+    assert_eq!(stored[0].subject.as_str(), queue("ERASE").erasures.subject);
     // Nothing reached the reports stream.
     assert!(messages(&js, "ERASE").await.is_empty());
     Ok(())
@@ -101,7 +99,7 @@ async fn every_well_formed_request_gets_the_same_answer_whatever_it_names() -> T
     assert_eq!(answers[0].0, 202);
     assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
     let js = jetstream(&nats.url()).await;
-    assert_eq!(messages(&js, ERASURES).await.len(), 3, "each one queued");
+    assert_eq!(erasures(&js, "SAME").await.len(), 3, "each one queued");
     Ok(())
 }
 
@@ -115,7 +113,7 @@ async fn a_retry_within_the_minute_is_queued_once() -> TestResult {
         assert_eq!(post(&gateway, read("request.json")).await.status(), 202);
     }
     let js = jetstream(&nats.url()).await;
-    let stored = messages(&js, ERASURES).await;
+    let stored = erasures(&js, "RETRY").await;
     assert!(
         (1..=2).contains(&stored.len()),
         "{} messages for three attempts",
@@ -200,7 +198,7 @@ async fn a_malformed_request_is_a_problem_naming_the_field_and_the_rule() -> Tes
 
     let js = jetstream(&nats.url()).await;
     assert!(
-        messages(&js, ERASURES).await.is_empty(),
+        erasures(&js, "BAD").await.is_empty(),
         "nothing malformed is queued"
     );
     Ok(())

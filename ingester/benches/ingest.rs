@@ -45,8 +45,8 @@ fn envelopes(n: usize) -> Vec<(ReportId, Vec<u8>)> {
 
 async fn preload(js: &jetstream::Context, all: &[(ReportId, Vec<u8>)]) {
     js.get_or_create_stream(stream::Config {
-        name: "SPARTAKUS_REPORTS".into(),
-        subjects: vec!["spartakus.reports".into()],
+        name: report::queue::Topology::default().reports.name,
+        subjects: vec![report::queue::Topology::default().reports.subject],
         storage: stream::StorageType::File,
         duplicate_window: Duration::from_secs(7200),
         ..Default::default()
@@ -59,9 +59,13 @@ async fn preload(js: &jetstream::Context, all: &[(ReportId, Vec<u8>)]) {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id.to_string().as_str());
             acks.push(
-                js.publish_with_headers("spartakus.reports", headers, payload.clone().into())
-                    .await
-                    .unwrap(),
+                js.publish_with_headers(
+                    report::queue::Topology::default().reports.subject,
+                    headers,
+                    payload.clone().into(),
+                )
+                .await
+                .unwrap(),
             );
         }
         for ack in acks {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use plumbing::log::LogFormat;
+use report::queue::Topology;
 
 /// The Spartakus ingester: consumes reports from NATS JetStream and writes each one to a local
 /// SQLite file (exactly once), BigQuery (exactly once as queried through the deduplicating
@@ -26,35 +27,17 @@ pub struct Config {
     )]
     pub nats_url: String,
 
-    /// JetStream stream the gateway publishes reports to. The ingester waits for it to exist.
-    #[arg(long, env = "SPARTAKUS_STREAM", default_value = "SPARTAKUS_REPORTS")]
-    pub stream: String,
-
-    /// Subject the consumer is filtered on.
-    #[arg(long, env = "SPARTAKUS_SUBJECT", default_value = "spartakus.reports")]
-    pub subject: String,
+    /// Prefix of every JetStream stream and subject, as given to the gateway: reports are
+    /// consumed from `PREFIX_REPORTS`, erasure requests from `PREFIX_ERASURES` (the ingester
+    /// waits for both to exist), and dead letters go to `PREFIX_DEADLETTER`, which the ingester
+    /// creates.
+    #[arg(long, env = "SPARTAKUS_QUEUE", default_value = report::queue::DEFAULT_PREFIX)]
+    pub queue: Topology,
 
     /// Name of the durable pull consumers (one on the reports stream, one on the erasures
     /// stream); replicas with the same name share the work.
     #[arg(long, env = "SPARTAKUS_CONSUMER", default_value = "spartakus-ingester")]
     pub consumer: String,
-
-    /// JetStream stream the gateway publishes erasure requests to (checks, never secrets). The
-    /// ingester waits for it to exist.
-    #[arg(
-        long,
-        env = "SPARTAKUS_ERASURE_STREAM",
-        default_value = "SPARTAKUS_ERASURES"
-    )]
-    pub erasure_stream: String,
-
-    /// Subject the erasures consumer is filtered on.
-    #[arg(
-        long,
-        env = "SPARTAKUS_ERASURE_SUBJECT",
-        default_value = "spartakus.erasures"
-    )]
-    pub erasure_subject: String,
 
     /// How long raw reports are kept, by the gateway's receipt time: older ones are deleted from
     /// SQLite every 10 minutes in small batches, expire with their BigQuery partition (set on
@@ -116,15 +99,6 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1024..=10_000_000))]
     pub bigquery_max_bytes: u64,
 
-    /// Subject dead reports are published to, with the reason in a header; stored in the
-    /// stream SPARTAKUS_DEADLETTER, which the ingester creates.
-    #[arg(
-        long,
-        env = "SPARTAKUS_DEAD_LETTER_SUBJECT",
-        default_value = "spartakus.deadletter"
-    )]
-    pub dead_letter_subject: String,
-
     /// On SIGTERM, time to finish and acknowledge the batch in hand before exiting anyway.
     #[arg(long, env = "SPARTAKUS_SHUTDOWN_TIMEOUT", default_value = "20s",
           value_parser = humantime::parse_duration)]
@@ -135,9 +109,6 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }
-
-/// The stream holding dead-lettered reports.
-pub const DEAD_LETTER_STREAM: &str = "SPARTAKUS_DEADLETTER";
 
 /// How long raw reports are kept: `None` for ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,9 +237,7 @@ mod tests {
         assert_eq!(config.sink, SinkSpec::Sqlite("spartakus.sqlite".into()));
         assert_eq!(config.ack_wait, Duration::from_secs(60));
         assert_eq!(config.batch_size, 500);
-        assert_eq!(config.dead_letter_subject, "spartakus.deadletter");
-        assert_eq!(config.erasure_stream, "SPARTAKUS_ERASURES");
-        assert_eq!(config.erasure_subject, "spartakus.erasures");
+        assert_eq!(config.queue, report::queue::Topology::default());
         assert_eq!(
             config.retention,
             Retention(Some(Duration::from_secs(35 * 86_400)))

@@ -7,13 +7,12 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{self, AckKind, Message};
 
-/// Header naming why a message was dead-lettered: `syntax`, `invalid`, `rejected` or
-/// `retries-exhausted`.
-pub const REASON_HEADER: &str = "Spartakus-Dead-Letter-Reason";
-/// Header with the detail (the first field errors, the sink's message), at most 1 KiB.
-pub const DETAIL_HEADER: &str = "Spartakus-Dead-Letter-Detail";
-/// Header with the message's sequence number in the reports stream.
-pub const SEQUENCE_HEADER: &str = "Spartakus-Stream-Sequence";
+// The headers are part of the queue's contract, owned by `report::queue`; the detail is cut to
+// at most 1 KiB here.
+use report::queue::{
+    DEAD_LETTER_DETAIL_HEADER as DETAIL_HEADER, DEAD_LETTER_REASON_HEADER as REASON_HEADER,
+    STREAM_SEQUENCE_HEADER as SEQUENCE_HEADER,
+};
 
 /// How long the dead-letter stream keeps messages.
 const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DEAD_LETTER_STREAM, SinkSpec};
+use crate::config::{Config, SinkSpec};
 use crate::consume::ConsumeError;
 use crate::error::SinkError;
 use crate::health::{Health, Probes};
@@ -177,16 +177,16 @@ async fn consume_until_shutdown<S: Sink>(
         .map_err(Error::Nats)?;
     let js = async_nats::jetstream::new(client.clone());
     let settings = consume::Settings {
-        stream: config.stream.clone(),
-        subject: config.subject.clone(),
+        stream: config.queue.reports.name.clone(),
+        subject: config.queue.reports.subject.clone(),
         consumer: config.consumer.clone(),
         ack_wait: config.ack_wait,
         max_deliver: config.max_deliver,
         max_ack_pending: config.max_ack_pending,
         batch_size: usize::try_from(config.batch_size).unwrap_or(500),
         batch_wait: config.batch_wait,
-        dead_letter_subject: config.dead_letter_subject.clone(),
-        dead_letter_stream: DEAD_LETTER_STREAM.to_owned(),
+        dead_letter_subject: config.queue.dead_letters.subject.clone(),
+        dead_letter_stream: config.queue.dead_letters.name.clone(),
         retention: config.retention.0,
     };
     // The reports consumer, the erasures consumer and retention stop together: on shutdown, or
@@ -204,10 +204,10 @@ async fn consume_until_shutdown<S: Sink>(
         erasures: Some(tokio::spawn(erasure::run(
             js,
             erasure::Settings {
-                stream: config.erasure_stream.clone(),
-                subject: config.erasure_subject.clone(),
+                stream: config.queue.erasures.name.clone(),
+                subject: config.queue.erasures.subject.clone(),
                 consumer: config.consumer.clone(),
-                dead_letter_subject: config.dead_letter_subject.clone(),
+                dead_letter_subject: config.queue.dead_letters.subject.clone(),
             },
             sink.clone(),
             metrics.clone(),

@@ -4,6 +4,8 @@
 //! - [`validate`]: every rule a report must pass, each failure named by field path and rule.
 //! - [`envelope`]: what the gateway queues in JetStream: the report plus `reportID` and `receivedAt`.
 //! - [`erasure`]: a cluster's request to erase its reports, which only the cluster can make.
+//! - [`queue`]: the JetStream streams and subjects between the gateway and the ingester, and
+//!   the dead-letter headers.
 //! - [`vocabulary`]: the closed lists of names some fields take (cloud providers), and the
 //!   synthetic mark.
 //!
@@ -13,6 +15,7 @@
 
 pub mod envelope;
 pub mod erasure;
+pub mod queue;
 pub mod validate;
 pub mod vocabulary;
 pub mod wire;

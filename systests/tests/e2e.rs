@@ -16,8 +16,6 @@ use testenv::{KubeApi, Nats};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const STREAM: &str = "SPARTAKUS_REPORTS";
-
 fn gateway_bin() -> Result<PathBuf, common::BoxError> {
     Ok(testenv::workspace_bin("gateway")?)
 }
@@ -59,7 +57,9 @@ async fn start_gateway(port: u16, nats: &Nats) -> Result<Child, common::BoxError
 async fn queued(nats: &Nats) -> Result<Vec<Vec<u8>>, common::BoxError> {
     let client = async_nats::connect(nats.url()).await?;
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream(STREAM).await?;
+    let mut stream = js
+        .get_stream(report::queue::Topology::default().reports.name)
+        .await?;
     let last = stream.info().await?.state.last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {

@@ -25,8 +25,8 @@ impl GatewayProcess {
     pub fn start(binary: &Path, nats_url: &str, stream: &str, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--nats-url", nats_url, "--stream", stream])
-            .args(["--subject", &format!("{}.reports", stream.to_lowercase())])
+            .args(["--nats-url", nats_url])
+            .args(["--queue", &stream.to_lowercase().replace('_', "-")])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -49,8 +49,7 @@ impl Gateway {
     /// Starts a gateway for `nats` with the stream named `stream`, and waits until it is ready.
     pub async fn ready(nats_url: &str, stream: &str, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_nats(nats_url);
-        config.stream = stream.to_owned();
-        config.subject = format!("{}.reports", stream.to_lowercase());
+        config.queue = queue(stream);
         tweak(&mut config);
         let gateway = Gateway::start(config).await;
         gateway.wait_for_status("/readyz", 200).await;
@@ -133,10 +132,30 @@ pub async fn jetstream(url: &str) -> jetstream::Context {
 }
 
 /// Every message in `stream`, in order.
+/// The queue of a test named `name` (`SEED` → streams `SEED_REPORTS`, `SEED_ERASURES`), so that
+/// tests sharing a NATS server never share a stream.
+pub fn queue(name: &str) -> report::queue::Topology {
+    report::queue::Topology::new(&name.to_lowercase().replace('_', "-"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The reports queued by the gateway of the test named `name`.
 pub async fn messages(
     js: &jetstream::Context,
-    stream: &str,
+    name: &str,
 ) -> Vec<jetstream::message::StreamMessage> {
+    stored(js, &queue(name).reports.name).await
+}
+
+/// The erasure requests queued by the gateway of the test named `name`.
+pub async fn erasures(
+    js: &jetstream::Context,
+    name: &str,
+) -> Vec<jetstream::message::StreamMessage> {
+    stored(js, &queue(name).erasures.name).await
+}
+
+async fn stored(js: &jetstream::Context, stream: &str) -> Vec<jetstream::message::StreamMessage> {
     let mut handle = js.get_stream(stream).await.expect("stream exists");
     let state = handle.info().await.expect("stream info").state.clone();
     let mut out = Vec::new();

@@ -16,9 +16,10 @@ use report::{Envelope, ReportId};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const STREAM: &str = "SPARTAKUS_REPORTS";
-pub const SUBJECT: &str = "spartakus.reports";
-pub const DEAD_LETTER_SUBJECT: &str = "spartakus.deadletter";
+/// The queue the ingester reads by default (its `--queue`), as the gateway names it.
+pub fn queue() -> report::queue::Topology {
+    report::queue::Topology::default()
+}
 pub const SEED: &str = include_str!("../../../report/testdata/v1-seed.json");
 pub const V2_FULL: &str = include_str!("../../../report/testdata/v2-full.json");
 
@@ -66,8 +67,8 @@ impl Nats {
     pub async fn create_stream(&self) {
         self.js
             .get_or_create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec![SUBJECT.into()],
+                name: queue().reports.name,
+                subjects: vec![queue().reports.subject],
                 storage: stream::StorageType::File,
                 duplicate_window: Duration::from_secs(7200),
                 ..Default::default()
@@ -85,7 +86,7 @@ impl Nats {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
         self.js
-            .publish_with_headers(SUBJECT, headers, payload.into())
+            .publish_with_headers(queue().reports.subject, headers, payload.into())
             .await
             .expect("publish")
             .await
@@ -101,7 +102,11 @@ impl Nats {
                 headers.insert("Nats-Msg-Id", id.to_string().as_str());
                 acks.push(
                     self.js
-                        .publish_with_headers(SUBJECT, headers, payload.clone().into())
+                        .publish_with_headers(
+                            queue().reports.subject,
+                            headers,
+                            payload.clone().into(),
+                        )
                         .await
                         .expect("publish"),
                 );
@@ -116,11 +121,7 @@ impl Nats {
     pub async fn dead_letters(&self, n: usize) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
         eventually(Duration::from_secs(20), "dead letters", || async {
-            match self
-                .js
-                .get_stream(ingester::config::DEAD_LETTER_STREAM)
-                .await
-            {
+            match self.js.get_stream(queue().dead_letters.name).await {
                 Ok(mut s) => s
                     .info()
                     .await
@@ -130,16 +131,12 @@ impl Nats {
             }
         })
         .await;
-        let stream = self
-            .js
-            .get_stream(ingester::config::DEAD_LETTER_STREAM)
-            .await
-            .unwrap();
+        let stream = self.js.get_stream(queue().dead_letters.name).await.unwrap();
         for seq in 1..=n as u64 {
             let m = stream.get_raw_message(seq).await.unwrap();
             let reason = m
                 .headers
-                .get(ingester::deadletter::REASON_HEADER)
+                .get(report::queue::DEAD_LETTER_REASON_HEADER)
                 .map(|v| v.to_string())
                 .unwrap_or_default();
             out.push((reason, m.payload.to_vec()));
@@ -149,7 +146,7 @@ impl Nats {
 
     /// The durable consumer's info.
     pub async fn consumer_info(&self) -> async_nats::jetstream::consumer::Info {
-        let stream = self.js.get_stream(STREAM).await.unwrap();
+        let stream = self.js.get_stream(queue().reports.name).await.unwrap();
         let mut consumer: jetstream::consumer::PullConsumer =
             stream.get_consumer("spartakus-ingester").await.unwrap();
         consumer.info().await.unwrap().clone()

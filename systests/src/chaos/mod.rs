@@ -41,9 +41,7 @@ pub use load::LoadSettings;
 pub use reconcile::Stored;
 use volunteer::send::Policy;
 
-const STREAM: &str = "SPARTAKUS_REPORTS";
 const CONSUMER: &str = "spartakus-ingester";
-const DEAD_LETTER_STREAM: &str = "SPARTAKUS_DEADLETTER";
 const BIGQUERY_DATASET: &str = "chaos";
 const BIGQUERY_TABLE: &str = "reports";
 /// How long processes may take to be ready at the start.
@@ -232,7 +230,10 @@ impl Env {
         loop {
             let last = match consumer_state(&js).await {
                 Ok((0, 0, stream_messages)) => {
-                    let dead_lettered = match js.get_stream(DEAD_LETTER_STREAM).await {
+                    let dead_lettered = match js
+                        .get_stream(report::queue::Topology::default().dead_letters.name)
+                        .await
+                    {
                         Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
                         Err(_) => 0,
                     };
@@ -280,7 +281,10 @@ impl Env {
 
 /// (pending, ack pending, messages in the stream).
 async fn consumer_state(js: &jetstream::Context) -> Result<(u64, usize, u64), String> {
-    let mut stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+    let mut stream = js
+        .get_stream(report::queue::Topology::default().reports.name)
+        .await
+        .map_err(|e| e.to_string())?;
     let messages = stream
         .info()
         .await
