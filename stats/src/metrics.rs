@@ -11,7 +11,9 @@
 //! `disclose` publishes it consistently with the parent. Each metric says which values it can
 //! have ([`Domain`]: closed, open, or what another metric published) and how much of the
 //! budget it spends ([`Measure`]). A `grouped` metric is one partition
-//! per value of its first dimension (per workload kind).
+//! per value of its first dimension (per workload kind). It also says where the dashboard
+//! shows it ([`Section`], and whether it is drawn over time): [`METRICS`] is the one list of
+//! metrics, which the snapshot, the dashboard and the tests all read.
 //!
 //! The SQL is one file per metric in `sql/metrics/`, portable between SQLite and BigQuery: it
 //! reads only the window's tables that each dialect's `window.sql` prepares. Each returns
@@ -78,6 +80,64 @@ pub struct Metric {
     pub domain: Domain,
     /// How it is measured: with its own noise, or by adding up a finer metric's noisy cells.
     pub measure: Measure,
+    /// The part of the dashboard it is shown in.
+    pub section: Section,
+    /// What its curve shows, when the dashboard also draws it over time (an adoption curve of
+    /// its shares).
+    pub over_time: Option<&'static str>,
+}
+
+/// The parts of the dashboard, in the page's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Versions, distributions and skew.
+    Kubernetes,
+    /// Operating systems and kernels.
+    Os,
+    /// Container runtimes.
+    Runtimes,
+    /// Architectures, clouds, sizes and accelerators.
+    Machines,
+    /// Namespaces and workloads.
+    Workloads,
+    /// The reports themselves (data quality: schema and volunteer versions).
+    Reports,
+}
+
+impl Section {
+    /// Every section, in the page's order.
+    pub const ALL: [Section; 6] = [
+        Section::Kubernetes,
+        Section::Os,
+        Section::Runtimes,
+        Section::Machines,
+        Section::Workloads,
+        Section::Reports,
+    ];
+
+    /// Its anchor on the page.
+    pub fn id(self) -> &'static str {
+        match self {
+            Section::Kubernetes => "kubernetes",
+            Section::Os => "os",
+            Section::Runtimes => "runtimes",
+            Section::Machines => "machines",
+            Section::Workloads => "workloads",
+            Section::Reports => "reports",
+        }
+    }
+
+    /// Its heading.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Section::Kubernetes => "Kubernetes versions",
+            Section::Os => "Operating systems and kernels",
+            Section::Runtimes => "Container runtimes",
+            Section::Machines => "Machines and clouds",
+            Section::Workloads => "Namespaces and workloads",
+            Section::Reports => "The reports themselves",
+        }
+    }
 }
 
 /// Which values (labels of the last dimension) a metric can have.
@@ -292,6 +352,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(SCHEMA_ORDER),
         sql: sql!("clusters_by_schema_version"),
         domain: Domain::Closed(schema_labels),
+        section: Section::Reports,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -305,6 +367,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Version,
         sql: sql!("clusters_by_volunteer_version"),
         domain: Domain::Open { always: &[] },
+        section: Section::Reports,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -320,6 +384,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Open {
             always: &[&["unknown"]],
         },
+        section: Section::Kubernetes,
+        over_time: Some("Kubernetes minor versions: share of clusters"),
         measure: Measure::Noise(2),
     },
     Metric {
@@ -335,6 +401,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Open {
             always: &[&["unknown", "unknown"]],
         },
+        section: Section::Kubernetes,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -348,6 +416,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("clusters_by_distribution"),
         domain: Domain::Closed(distribution_labels),
+        section: Section::Kubernetes,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -361,6 +431,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(SKEW_ORDER),
         sql: sql!("clusters_by_version_skew"),
         domain: Domain::Closed(|| SKEW_ORDER.to_vec()),
+        section: Section::Kubernetes,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -374,6 +446,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(SKEW_ORDER),
         sql: sql!("nodes_by_version_skew"),
         domain: Domain::Closed(node_skew_labels),
+        section: Section::Kubernetes,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -387,6 +461,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("clusters_by_os"),
         domain: Domain::Closed(|| cluster_labels(family_labels(OS_RULES))),
+        section: Section::Os,
+        over_time: Some("Operating system families: share of clusters"),
         measure: Measure::Noise(2),
     },
     Metric {
@@ -402,6 +478,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Open {
             always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]],
         },
+        section: Section::Os,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -415,6 +493,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("nodes_by_os"),
         domain: Domain::Closed(|| family_labels(OS_RULES)),
+        section: Section::Os,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -430,6 +510,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Published {
             from: "clusters_by_os_version",
         },
+        section: Section::Os,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -445,6 +527,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Open {
             always: &[&["unknown"], &["no nodes"]],
         },
+        section: Section::Os,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -460,6 +544,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Published {
             from: "clusters_by_kernel",
         },
+        section: Section::Os,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -473,6 +559,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("clusters_by_runtime"),
         domain: Domain::Closed(|| cluster_labels(family_labels(RUNTIME_RULES))),
+        section: Section::Runtimes,
+        over_time: Some("Container runtimes: share of clusters"),
         measure: Measure::Noise(2),
     },
     Metric {
@@ -488,6 +576,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Open {
             always: &[&["unknown", "unknown"], &["no nodes", "no nodes"]],
         },
+        section: Section::Runtimes,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -501,6 +591,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("nodes_by_runtime"),
         domain: Domain::Closed(|| family_labels(RUNTIME_RULES)),
+        section: Section::Runtimes,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -516,6 +608,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Published {
             from: "clusters_by_runtime_version",
         },
+        section: Section::Runtimes,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -531,6 +625,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Open {
             always: &[&["unknown"], &["no nodes"]],
         },
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -544,6 +640,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("nodes_by_architecture"),
         domain: Domain::Closed(|| allow_labels(ARCHITECTURES)),
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -557,6 +655,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("clusters_by_cloud_provider"),
         domain: Domain::Closed(|| cluster_labels(allow_labels(CLOUD_PROVIDERS))),
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -570,6 +670,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Count,
         sql: sql!("nodes_by_cloud_provider"),
         domain: Domain::Closed(|| allow_labels(CLOUD_PROVIDERS)),
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -583,6 +685,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(NODE_COUNT_ORDER),
         sql: sql!("clusters_by_node_count"),
         domain: Domain::Closed(|| NODE_COUNT_ORDER.to_vec()),
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -596,6 +700,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(CPU_ORDER),
         sql: sql!("nodes_by_cpu"),
         domain: Domain::Closed(|| CPU_ORDER.to_vec()),
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -609,6 +715,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(MEMORY_ORDER),
         sql: sql!("nodes_by_memory"),
         domain: Domain::Closed(|| MEMORY_ORDER.to_vec()),
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -624,6 +732,8 @@ pub const METRICS: &[Metric] = &[
         domain: Domain::Open {
             always: &[&["none"], &["no nodes"]],
         },
+        section: Section::Machines,
+        over_time: None,
         measure: Measure::Noise(2),
     },
     Metric {
@@ -637,6 +747,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(NAMESPACE_ORDER),
         sql: sql!("clusters_by_namespaces"),
         domain: Domain::Closed(|| NAMESPACE_ORDER.to_vec()),
+        section: Section::Workloads,
+        over_time: None,
         measure: Measure::Noise(1),
     },
     Metric {
@@ -650,6 +762,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(USES_ORDER),
         sql: sql!("clusters_using_workload_kind"),
         domain: Domain::Closed(|| USES_ORDER.to_vec()),
+        section: Section::Workloads,
+        over_time: None,
         measure: Measure::SumOf("clusters_by_workload_objects"),
     },
     Metric {
@@ -663,6 +777,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(OBJECT_ORDER),
         sql: sql!("clusters_by_workload_objects"),
         domain: Domain::ClosedUnder(OBJECTS_UNDER),
+        section: Section::Workloads,
+        over_time: None,
         measure: Measure::Noise(4),
     },
     Metric {
@@ -676,6 +792,8 @@ pub const METRICS: &[Metric] = &[
         order: Order::Fixed(AGE_ORDER),
         sql: sql!("clusters_by_workload_age"),
         domain: Domain::ClosedUnder(AGES_UNDER),
+        section: Section::Workloads,
+        over_time: None,
         measure: Measure::Noise(4),
     },
 ];
@@ -744,6 +862,16 @@ mod tests {
                 let middles: Vec<&str> = under.iter().map(|(u, _)| *u).collect();
                 assert_eq!(middles, labels(), "{}", m.id);
             }
+        }
+    }
+
+    #[test]
+    fn a_metric_drawn_over_time_has_one_dimension_of_clusters() {
+        // The dashboard's curves read `date, label, count, share` and are shares of clusters.
+        for m in METRICS.iter().filter(|m| m.over_time.is_some()) {
+            assert_eq!(m.dimensions.len(), 1, "{}", m.id);
+            assert!(!m.grouped, "{}", m.id);
+            assert_eq!(m.unit, Unit::Clusters, "{}", m.id);
         }
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::disclose::{Disclosed, Disclosure, NoiseInfo};
-use crate::metrics::{Metric, Unit};
+use crate::metrics::{METRICS, Metric, Section, Unit};
 use crate::store::Window;
 
 /// The `format` of every document.
@@ -314,10 +314,11 @@ impl Snapshot {
                 nodes: disclosure.totals.nodes,
             },
             data_quality: DataQuality {
-                metrics: vec![
-                    "clusters_by_schema_version".into(),
-                    "clusters_by_volunteer_version".into(),
-                ],
+                metrics: METRICS
+                    .iter()
+                    .filter(|m| m.section == Section::Reports)
+                    .map(|m| m.id.into())
+                    .collect(),
                 dead_letters: DeadLetters {
                     in_store: false,
                     source: DEAD_LETTERS_SOURCE.into(),
