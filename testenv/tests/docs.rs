@@ -1,13 +1,17 @@
-//! The flag tables in README.md are what each binary's `--help` says.
+//! The flag tables in the documentation are what each binary's `--help` says.
 //!
-//! The README holds one table per binary between `<!-- BEGIN FLAGS name -->` and
-//! `<!-- END FLAGS name -->`. This test renders the table from `name --help` and fails on any
-//! difference; `SPARTAKUS_BLESS=1` rewrites the README instead.
+//! `README.md` and the pages of `docs/` hold one table per binary, wherever it is read, between
+//! `<!-- BEGIN FLAGS name -->` and `<!-- END FLAGS name -->`. This test renders the table from
+//! `name --help` and fails on any difference; `SPARTAKUS_BLESS=1` rewrites the file that holds it
+//! instead. The binaries must be built first (`cargo build --workspace --bins`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BINARIES: [&str; 3] = ["volunteer", "gateway", "ingester"];
+const BINARIES: [&str; 4] = ["volunteer", "gateway", "ingester", "stats"];
+
+const BEGIN: &str = "<!-- BEGIN FLAGS ";
+const END: &str = "<!-- END FLAGS ";
 
 #[derive(Debug, Default)]
 struct Flag {
@@ -87,48 +91,111 @@ fn render(flags: &[Flag]) -> String {
     out
 }
 
-fn readme_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `README.md` and every `docs/*.md`, in a stable order.
+fn documents() -> Vec<PathBuf> {
+    let root = workspace();
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/ is readable")
+        .map(|entry| entry.expect("docs/ lists").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    pages.sort();
+    let mut all = vec![root.join("README.md")];
+    all.extend(pages);
+    all
+}
+
+/// The byte range of `bin`'s table in `text`, if `text` holds it: the lines between its
+/// markers, each marker a line of its own (prose may quote a marker inside a line).
+fn table_range(text: &str, bin: &str, file: &Path) -> Option<std::ops::Range<usize>> {
+    let begin = format!("\n{BEGIN}{bin} -->\n");
+    let end = format!("\n{END}{bin} -->");
+    let start = text.find(&begin)? + begin.len();
+    assert!(
+        !text[start..].contains(&begin),
+        "{} has two `{}` markers",
+        file.display(),
+        begin.trim()
+    );
+    let stop = start
+        + text[start - 1..]
+            .find(&end)
+            .unwrap_or_else(|| panic!("{} has no `{}` marker", file.display(), end.trim()));
+    Some(start..stop)
+}
+
+fn help_table(bin: &str) -> String {
+    let exe = testenv::workspace_bin(bin).expect("the workspace's binaries are built");
+    let out = Command::new(&exe).arg("--help").output().expect("runs");
+    assert!(out.status.success(), "{bin} --help failed");
+    let flags = parse_help(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        flags.len() >= 3 && flags.iter().all(|f| !f.env.is_empty()),
+        "{bin}: every flag has an environment variable: {flags:?}"
+    );
+    render(&flags)
 }
 
 #[test]
-fn the_readme_flag_tables_match_each_binarys_help() {
-    let path = readme_path();
-    let mut readme = std::fs::read_to_string(&path).expect("README.md is readable");
+fn the_flag_tables_match_each_binarys_help() {
     let bless = std::env::var_os("SPARTAKUS_BLESS").is_some();
+    let mut docs: Vec<(PathBuf, String)> = documents()
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (path, text)
+        })
+        .collect();
     let mut stale = Vec::new();
     for bin in BINARIES {
-        let exe = testenv::workspace_bin(bin).expect("the workspace's binaries are built");
-        let out = Command::new(&exe).arg("--help").output().expect("runs");
-        assert!(out.status.success(), "{bin} --help failed");
-        let flags = parse_help(&String::from_utf8_lossy(&out.stdout));
-        assert!(
-            flags.len() >= 3 && flags.iter().all(|f| !f.env.is_empty()),
-            "{bin}: every flag has an environment variable: {flags:?}"
-        );
-        let table = render(&flags);
-        let begin = format!("<!-- BEGIN FLAGS {bin} -->\n");
-        let end = format!("<!-- END FLAGS {bin} -->");
-        let start = readme
-            .find(&begin)
-            .unwrap_or_else(|| panic!("README.md has no `{}` marker", begin.trim()))
-            + begin.len();
-        let stop = start
-            + readme[start..]
-                .find(&end)
-                .unwrap_or_else(|| panic!("README.md has no `{end}` marker"));
-        if readme[start..stop] != table {
-            stale.push(bin);
-            readme.replace_range(start..stop, &table);
+        let holders: Vec<usize> = (0..docs.len())
+            .filter(|&i| table_range(&docs[i].1, bin, &docs[i].0).is_some())
+            .collect();
+        let [holder] = holders[..] else {
+            panic!(
+                "`{BEGIN}{bin} -->` must be in exactly one of README.md and docs/*.md; found in {:?}",
+                holders.iter().map(|&i| &docs[i].0).collect::<Vec<_>>()
+            );
+        };
+        let (path, text) = &mut docs[holder];
+        let range = table_range(text, bin, path).expect("found above");
+        let table = help_table(bin);
+        if text[range.clone()] != table {
+            let shown = path.strip_prefix(workspace()).unwrap_or(path);
+            stale.push(format!("{bin} (in {})", shown.display()));
+            text.replace_range(range, &table);
+            if bless {
+                std::fs::write(&*path, &*text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
         }
     }
-    if bless {
-        std::fs::write(&path, readme).expect("README.md is writable");
-    } else {
-        assert!(
-            stale.is_empty(),
-            "README flag tables differ from --help for {stale:?}; run with SPARTAKUS_BLESS=1 to update"
-        );
+    assert!(
+        bless || stale.is_empty(),
+        "flag tables differ from --help for {stale:?}; run with SPARTAKUS_BLESS=1 to update"
+    );
+}
+
+#[test]
+fn every_flag_table_names_a_binary() {
+    for path in documents() {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(BEGIN).or_else(|| line.strip_prefix(END)) else {
+                continue;
+            };
+            let name = rest.split_whitespace().next().unwrap_or_default();
+            assert!(
+                BINARIES.contains(&name),
+                "{}: `{line}` names no binary of {BINARIES:?}",
+                path.display()
+            );
+        }
     }
 }
 
