@@ -26,7 +26,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::snapshot::{FORMAT, FORMAT_VERSION, Snapshot, to_json};
+use crate::snapshot::{FORMAT, FORMAT_VERSION, Snapshot, csv_table, to_json};
 
 /// The schema document, copied into every published directory.
 pub const SCHEMA_MD: &str = include_str!("../SCHEMA.md");
@@ -54,6 +54,15 @@ pub enum OutputError {
         #[source]
         source: std::io::Error,
     },
+    /// A table could not be written as CSV: a row of another length than its header.
+    #[error("writing {} as CSV: {source}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: csv::Error,
+    },
     /// A kept snapshot is not a document this version reads.
     #[error("{}: {detail}", path.display())]
     Format {
@@ -62,6 +71,13 @@ pub enum OutputError {
         /// What is wrong.
         detail: String,
     },
+}
+
+fn csv_error(path: &Path) -> impl FnOnce(csv::Error) -> OutputError + '_ {
+    move |source| OutputError::Csv {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> OutputError + 'a {
@@ -230,7 +246,8 @@ impl Output {
     pub fn publish(&self, snapshot: &Snapshot) -> Result<(), OutputError> {
         let dir = self.root.join("snapshots").join(snapshot.date.to_string());
         for metric in &snapshot.metrics {
-            write_atomic(&dir.join(format!("{}.csv", metric.id)), &metric.csv())?;
+            let path = dir.join(format!("{}.csv", metric.id));
+            write_atomic(&path, &metric.csv().map_err(csv_error(&path))?)?;
             write_atomic(
                 &dir.join(format!("{}.json", metric.id)),
                 &snapshot.metric_json(metric),
@@ -284,23 +301,23 @@ impl Output {
         let Some(newest) = kept.last() else {
             return Ok(());
         };
-        let mut totals = csv_writer();
-        let _ = totals.write_record(["date", "clusters", "reports", "nodes", "synthetic_included"]);
-        for s in kept {
-            let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-            let _ = totals.write_record([
-                s.date.to_string(),
-                n(s.totals.clusters),
-                n(s.totals.reports),
-                n(s.totals.nodes),
-                s.synthetic_included.to_string(),
-            ]);
-        }
+        // A withheld total is an empty field.
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let totals = csv_table(
+            ["date", "clusters", "reports", "nodes", "synthetic_included"],
+            kept.iter().map(|s| {
+                [
+                    s.date.to_string(),
+                    n(s.totals.clusters),
+                    n(s.totals.reports),
+                    n(s.totals.nodes),
+                    s.synthetic_included.to_string(),
+                ]
+            }),
+        );
         write_atomic(&dir.join("LICENSE.txt"), LICENSE_TXT.as_bytes())?;
-        write_atomic(
-            &dir.join("totals.csv"),
-            &totals.into_inner().unwrap_or_default(),
-        )?;
+        let path = dir.join("totals.csv");
+        write_atomic(&path, &totals.map_err(csv_error(&path))?)?;
         for metric in &newest.metrics {
             let mut columns = vec!["date".to_owned()];
             columns.extend(metric.columns.iter().cloned());
@@ -316,18 +333,17 @@ impl Output {
                     rows.push(r);
                 }
             }
-            let mut w = csv_writer();
-            let _ = w.write_record(&columns);
-            for r in &rows {
-                let _ = w.write_record(r.iter().map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }));
-            }
-            write_atomic(
-                &dir.join(format!("{}.csv", metric.id)),
-                &w.into_inner().unwrap_or_default(),
-            )?;
+            let table = csv_table(
+                &columns,
+                rows.iter().map(|r| {
+                    r.iter().map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                }),
+            );
+            let path = dir.join(format!("{}.csv", metric.id));
+            write_atomic(&path, &table.map_err(csv_error(&path))?)?;
             let doc = Series {
                 format: FORMAT.into(),
                 format_version: FORMAT_VERSION,
@@ -364,12 +380,6 @@ pub struct Series {
     pub columns: Vec<String>,
     /// One row per published cell per snapshot, oldest first.
     pub rows: Vec<Vec<Value>>,
-}
-
-fn csv_writer() -> csv::Writer<Vec<u8>> {
-    csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new())
 }
 
 #[cfg(test)]

@@ -241,18 +241,35 @@ impl MetricDoc {
     }
 
     /// The metric as CSV: a header row, then one row per cell (a withheld metric has only
-    /// the header).
-    pub fn csv(&self) -> Vec<u8> {
-        let mut w = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(Vec::new());
-        // Writing to a Vec cannot fail.
-        let _ = w.write_record(&self.columns);
-        for row in &self.rows {
-            let _ = w.write_record(row.iter().map(csv_field));
-        }
-        w.into_inner().unwrap_or_default()
+    /// the header). Fails on a row of another length than `columns`.
+    pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
+        csv_table(
+            &self.columns,
+            self.rows.iter().map(|row| row.iter().map(csv_field)),
+        )
     }
+}
+
+/// A CSV table with `\n` line ends: `header`, then `rows`. A row of another length than the
+/// header is an error (the csv crate refuses a ragged table), never a table cut short.
+pub(crate) fn csv_table<H, R>(
+    header: H,
+    rows: impl IntoIterator<Item = R>,
+) -> Result<Vec<u8>, csv::Error>
+where
+    H: IntoIterator,
+    H::Item: AsRef<[u8]>,
+    R: IntoIterator,
+    R::Item: AsRef<[u8]>,
+{
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(header)?;
+    for row in rows {
+        w.write_record(row)?;
+    }
+    w.into_inner().map_err(|e| e.into_error().into())
 }
 
 fn csv_field(v: &Value) -> String {
@@ -362,10 +379,30 @@ struct MetricFile<'a> {
     metric: &'a MetricDoc,
 }
 
-/// Pretty JSON with a final newline.
-pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain structs cannot fail.
-    let mut out = serde_json::to_vec_pretty(value).unwrap_or_default();
+/// Pretty JSON with a final newline, of one of the crate's published documents: [`Snapshot`],
+/// its metric files, `latest.json`, `index.json`, a series, the ledger.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // serde_json fails only on an I/O error (none, writing to a Vec), a map key that is not a
+    // string, or a `Serialize` impl that fails. The documents are derived structs of strings,
+    // numbers (a non-finite float is written as null), booleans, jiff dates (written through
+    // their `Display`), options, vectors and `serde_json::Value`s, whose maps have string keys:
+    // none of these can fail. Every test that publishes a directory writes each kind of document.
+    let mut out = serde_json::to_vec_pretty(value)
+        .expect("a published document is plain data, which serde_json always serializes");
     out.push(b'\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_table_is_written_whole_or_not_at_all() {
+        let table = csv_table(["a", "b"], [["1", "x,y"], ["2", ""]]).unwrap();
+        assert_eq!(String::from_utf8(table).unwrap(), "a,b\n1,\"x,y\"\n2,\n");
+        let ragged = csv_table(["a", "b"], [vec!["1", "2"], vec!["3"]]);
+        assert!(ragged.is_err(), "a row shorter than the header is an error");
+    }
 }
