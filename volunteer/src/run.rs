@@ -30,6 +30,9 @@ pub enum RunError {
     /// The report this volunteer made breaks the schema: a bug, never sent.
     #[error("the report is invalid (a bug in the volunteer): {0}")]
     Invalid(String),
+    /// The validated report could not be encoded as JSON: a bug, never sent.
+    #[error("encoding the report as JSON (a bug in the volunteer)")]
+    Encode(#[source] serde_json::Error),
     /// The report was not delivered.
     #[error(transparent)]
     Send(#[from] SendError),
@@ -261,8 +264,9 @@ impl Volunteer {
                     .join("; "),
             )
         })?;
-        // Serializing plain structs of strings and integers cannot fail.
-        let body = serde_json::to_vec(valid.report()).unwrap_or_default();
+        // Plain structs of strings and integers do not fail to serialize today; if a change
+        // to the report ever made them, that report is not sent rather than sent empty.
+        let body = serde_json::to_vec(valid.report()).map_err(RunError::Encode)?;
         tracing::info!(
             report_id = %report_id,
             requests = cost.requests,
