@@ -402,24 +402,8 @@ fn assert_subset(want: &serde_json::Value, got: &serde_json::Value, path: &str) 
 async fn reports_posted_to_the_real_gateway_land_in_the_emulator_field_by_field() {
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
     let nats = Nats::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let gateway_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut gateway = std::process::Command::new(workspace_binary("gateway"))
-        .args([
-            "--listen",
-            &gateway_addr.to_string(),
-            "--nats-url",
-            &nats.url(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("gateway.log")).unwrap())
-        .spawn()
-        .expect("spawn gateway");
-    eventually(DEADLINE, "gateway /healthz", || async {
-        get(gateway_addr, "/healthz").await.0 == 200
-    })
-    .await;
+    let gateway = Gateway::start(&nats.url()).await;
+    let gateway_addr = gateway.addr;
     let ingester =
         InProcess::start(ingester_config(&nats, "e2e/reports", &bq.endpoint(), &[])).await;
 
@@ -472,8 +456,7 @@ async fn reports_posted_to_the_real_gateway_land_in_the_emulator_field_by_field(
         v2["reportID"]
     );
     ingester.stop().await;
-    let _ = gateway.kill();
-    let _ = gateway.wait();
+    drop(gateway);
 }
 
 const LIMITS: Limits = Limits {
@@ -944,8 +927,7 @@ async fn an_erasure_through_the_gateway_hides_the_cluster_at_once_and_deletes_it
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
     let (proxy, faults) = Proxy::start(bq.endpoint()).await;
     let nats = Nats::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gateway = Gateway::start(&nats.url(), &dir.path().join("gateway.log")).await;
+    let gateway = Gateway::start(&nats.url()).await;
     let ingester = InProcess::start(ingester_config(
         &nats,
         "erase/reports",

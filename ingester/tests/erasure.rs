@@ -75,7 +75,7 @@ async fn the_right_secret_erases_exactly_the_clusters_reports_with_its_check_and
     let nats = Nats::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("spartakus.sqlite");
-    let gateway = Gateway::start(&nats.url(), &dir.path().join("gateway.log")).await;
+    let gateway = Gateway::start(&nats.url()).await;
     let ingester = InProcess::start(config(&nats.url(), &sink_arg(&db), &[])).await;
 
     let (secret_a, check_a) = secret_and_check(0xa1);
@@ -144,12 +144,54 @@ async fn the_right_secret_erases_exactly_the_clusters_reports_with_its_check_and
     ingester.stop().await;
 }
 
+/// One `--queue` on both binaries renames every stream, the erasures stream included: before
+/// `report::queue`, the gateway's erasure stream was a constant and the ingester's a flag, so a
+/// renamed pair never became ready and erasure requests were never carried out.
+#[tokio::test]
+async fn a_renamed_queue_pairs_the_gateway_and_the_ingester_for_reports_and_erasures() {
+    let nats = Nats::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("spartakus.sqlite");
+    let gateway = Gateway::start_with(&nats.url(), &["--queue", "staging"]).await;
+    let ingester = testenv::Launch::ingester(&nats.url(), &sink_arg(&db))
+        .args(["--queue", "staging"])
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the ingester never became ready on a renamed queue: {e}"));
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let queue = report::queue::Topology::new("staging").unwrap();
+    for stream in [&queue.reports, &queue.erasures, &queue.dead_letters] {
+        let info = js
+            .get_stream(&stream.name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(info.config.subjects, [stream.subject.clone()]);
+    }
+    let default = report::queue::Topology::default();
+    assert!(
+        js.get_stream(&default.reports.name).await.is_err(),
+        "nothing on the default names"
+    );
+
+    let (secret, check) = secret_and_check(0x3e);
+    let report = v2_report("cluster-r", Some(&check));
+    assert_eq!(gateway.report(&report).await, 202);
+    wait_rows(&db, 1).await;
+    assert_eq!(gateway.erase("cluster-r", &secret).await.0, 202);
+    metric_at_least(ingester.addr(), DONE, 1.0).await;
+    assert!(reports_of(&db, "cluster-r").is_empty());
+}
+
 #[tokio::test]
 async fn reports_still_queued_behind_the_request_are_never_stored() {
     let nats = Nats::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("spartakus.sqlite");
-    let gateway = Gateway::start(&nats.url(), &dir.path().join("gateway.log")).await;
+    let gateway = Gateway::start(&nats.url()).await;
     let (secret, check) = secret_and_check(0x5c);
 
     // No ingester yet: the reports, the request, and a report after it wait in the streams.
@@ -231,7 +273,7 @@ async fn the_statistics_window_no_longer_counts_an_erased_cluster() {
     let nats = Nats::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("spartakus.sqlite");
-    let gateway = Gateway::start(&nats.url(), &dir.path().join("gateway.log")).await;
+    let gateway = Gateway::start(&nats.url()).await;
     let ingester = InProcess::start(config(&nats.url(), &sink_arg(&db), &[])).await;
 
     // Three clusters that reported yesterday (the snapshot of a day covers days already over),

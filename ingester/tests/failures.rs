@@ -156,8 +156,7 @@ async fn the_binary_exits_non_zero_when_its_database_is_migrated_under_it() {
     let n = 400;
     nats.publish_all(&envelopes(n / 2)).await;
     let sink = format!("sqlite:{}", db.display());
-    let log = dir.path().join("ingester.log");
-    let mut first = Process::spawn(&nats.url(), &sink, &["--batch-size", "20"], &log);
+    let mut first = Process::spawn(&nats.url(), &sink, &["--batch-size", "20"]).await;
     eventually(DEADLINE, "the first half stored", || async {
         sqlite_i64(&db, "SELECT count(*) FROM reports") >= (n / 2) as i64
     })
@@ -171,17 +170,12 @@ async fn the_binary_exits_non_zero_when_its_database_is_migrated_under_it() {
     }
     nats.publish_all(&envelopes(n)[n / 2..]).await;
 
-    let status = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Some(status) = first.child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the ingester exits when its database changes under it");
-    let text = std::fs::read_to_string(&log).unwrap();
+    let status = first
+        .service
+        .wait(DEADLINE)
+        .await
+        .expect("the ingester exits when its database changes under it");
+    let text = std::fs::read_to_string(first.service.log()).unwrap();
     assert_eq!(status.code(), Some(1), "exit status {status}; log:\n{text}");
     assert!(
         text.contains("schema version") && text.contains("ingester failed"),
@@ -202,8 +196,8 @@ async fn the_binary_exits_non_zero_when_its_database_is_migrated_under_it() {
         &nats.url(),
         &sink,
         &["--batch-size", "20", "--ack-wait", "2s"],
-        &dir.path().join("second.log"),
-    );
+    )
+    .await;
     let addr = second.addr;
     eventually(DEADLINE, "every report stored and acknowledged", || async {
         sqlite_i64(&db, "SELECT count(*) FROM reports") >= n as i64

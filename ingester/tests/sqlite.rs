@@ -423,12 +423,7 @@ async fn kill_9_mid_stream_then_restart_stores_every_report_exactly_once() {
     let n = 8000;
     nats.publish_all(&envelopes(n)).await;
     let sink = sink_arg(&db);
-    let mut first = Process::spawn(
-        &nats.url(),
-        &sink,
-        &["--batch-size", "100"],
-        &dir.path().join("first.log"),
-    );
+    let mut first = Process::spawn(&nats.url(), &sink, &["--batch-size", "100"]).await;
     eventually(DEADLINE, "the first rows", || async {
         sqlite_i64(&db, "SELECT count(*) FROM reports") > 0
     })
@@ -445,8 +440,8 @@ async fn kill_9_mid_stream_then_restart_stores_every_report_exactly_once() {
         &nats.url(),
         &sink,
         &["--batch-size", "100", "--ack-wait", "2s"],
-        &dir.path().join("second.log"),
-    );
+    )
+    .await;
     wait_rows(&db, n as i64).await;
     let addr = second.addr;
     eventually(DEADLINE, "all acknowledged", || async {
@@ -471,18 +466,8 @@ async fn two_replicas_on_one_consumer_split_the_work_and_store_each_report_once(
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("spartakus.sqlite");
     let sink = sink_arg(&db);
-    let a = Process::spawn(
-        &nats.url(),
-        &sink,
-        &["--batch-size", "50"],
-        &dir.path().join("a.log"),
-    );
-    let b = Process::spawn(
-        &nats.url(),
-        &sink,
-        &["--batch-size", "50"],
-        &dir.path().join("b.log"),
-    );
+    let a = Process::spawn(&nats.url(), &sink, &["--batch-size", "50"]).await;
+    let b = Process::spawn(&nats.url(), &sink, &["--batch-size", "50"]).await;
     a.wait_ready().await;
     b.wait_ready().await;
     let n = 6000;
@@ -526,7 +511,7 @@ async fn reports_posted_to_the_real_gateway_land_in_sqlite_field_by_field() {
     let nats = Nats::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("spartakus.sqlite");
-    let gateway = Gateway::spawn(&nats.url(), &dir.path().join("gateway.log")).await;
+    let gateway = Gateway::start(&nats.url()).await;
     let ingester = InProcess::start(config(&nats.url(), &sink_arg(&db), &[])).await;
 
     let http = reqwest::Client::new();
@@ -567,35 +552,4 @@ async fn reports_posted_to_the_real_gateway_land_in_sqlite_field_by_field() {
         "receivedAt is the gateway's clock"
     );
     ingester.stop().await;
-}
-
-/// The gateway binary on a free port.
-pub struct Gateway {
-    pub process: std::process::Child,
-    pub addr: std::net::SocketAddr,
-}
-
-impl Gateway {
-    pub async fn spawn(nats_url: &str, log: &std::path::Path) -> Self {
-        let port = free_port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let process = std::process::Command::new(workspace_binary("gateway"))
-            .args(["--listen", &addr.to_string(), "--nats-url", nats_url])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("spawn gateway");
-        eventually(DEADLINE, "gateway /healthz", || async move {
-            get(addr, "/healthz").await.0 == 200
-        })
-        .await;
-        Gateway { process, addr }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }

@@ -10,13 +10,19 @@
 //! - `kube_api`: [`KubeApi`], etcd + kube-apiserver with RBAC, an admin kubeconfig and
 //!   ServiceAccount tokens.
 //! - `bigquery`: [`BigQuery`], the BigQuery emulator.
+//! - `ours`: this workspace's binaries (gateway, ingester, stats, volunteer) as test processes:
+//!   [`Launch`] to [`Service`] (a server, ready by its readiness route) or [`Finished`] (a command
+//!   run to its end).
+//! - `eventually`: [`eventually()`], polling a condition with a deadline.
 //! - `cli`: `testenv up [nats|kube|bigquery|all]` ([`cli::run`]).
 
 mod bigquery;
 mod binaries;
 pub mod cli;
+mod eventually;
 mod kube_api;
 mod nats;
+mod ours;
 mod process;
 
 use std::path::PathBuf;
@@ -24,8 +30,10 @@ use std::process::ExitStatus;
 
 pub use bigquery::BigQuery;
 pub use binaries::{bin_dir, workspace_bin};
+pub use eventually::{eventually, try_eventually};
 pub use kube_api::KubeApi;
 pub use nats::{Nats, NatsCluster};
+pub use ours::{Finished, Launch, READY_TIMEOUT, Service};
 pub use process::watched;
 
 /// Why a server could not be started or used.

@@ -56,7 +56,7 @@ pub fn watched(bin: &Path) -> Command {
 }
 
 /// How often readiness probes run. Probing is a poll on a condition, never a fixed sleep.
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// A running server process (through its watchdog).
 #[derive(Debug)]
@@ -68,12 +68,34 @@ pub(crate) struct Process {
 }
 
 impl Process {
+    /// As [`Process::spawn`], with environment variables set (`Some`) or removed (`None`).
+    pub(crate) fn spawn_with_env(
+        name: &'static str,
+        bin: &Path,
+        args: &[OsString],
+        env: &[(OsString, Option<OsString>)],
+        log: &Path,
+    ) -> Result<Self, Error> {
+        Self::spawn_inner(name, bin, args, env, log, None)
+    }
+
     /// Spawns `bin args…`, appending stdout and stderr to `log`. With `cleanup`, the watchdog
     /// removes that folder after the server has died (for servers whose owner never drops).
     pub(crate) fn spawn(
         name: &'static str,
         bin: &Path,
         args: &[OsString],
+        log: &Path,
+        cleanup: Option<&Path>,
+    ) -> Result<Self, Error> {
+        Self::spawn_inner(name, bin, args, &[], log, cleanup)
+    }
+
+    fn spawn_inner(
+        name: &'static str,
+        bin: &Path,
+        args: &[OsString],
+        env: &[(OsString, Option<OsString>)],
         log: &Path,
         cleanup: Option<&Path>,
     ) -> Result<Self, Error> {
@@ -87,6 +109,7 @@ impl Process {
             .map_err(|e| Error::io("duplicating a log file handle", e))?;
         let mut cmd = watched(bin);
         cmd.args(args).stdout(out).stderr(err);
+        crate::ours::apply_env(&mut cmd, env);
         if let Some(dir) = cleanup {
             cmd.env("SPARTAKUS_TESTENV_CLEANUP", dir);
         }
@@ -107,8 +130,29 @@ impl Process {
         self.child.try_wait().ok().flatten()
     }
 
+    /// The program's process id: the watchdog's child that is not the watchdog's own `sh`.
+    pub(crate) fn program_pid(&self) -> Result<u32, Error> {
+        let sh = self.child.id();
+        let path = format!("/proc/{sh}/task/{sh}/children");
+        let children =
+            std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {path}"), e))?;
+        children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() != "sh")
+            })
+            .ok_or_else(|| {
+                Error::io(
+                    format!("finding {}'s process under its watchdog", self.name),
+                    std::io::Error::other("not running"),
+                )
+            })
+    }
+
     /// Sends a signal (by name, e.g. `TERM`) to the server.
-    fn signal(&mut self, sig: &str) {
+    pub(crate) fn signal(&mut self, sig: &str) {
         if let Some(control) = self.control.as_mut() {
             // The watchdog is gone only if the server already exited: nothing left to signal.
             let _ = writeln!(control, "{sig}");

@@ -3,10 +3,8 @@
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code, unreachable_pub)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -23,24 +21,7 @@ pub fn queue() -> report::queue::Topology {
 pub const SEED: &str = include_str!("../../../report/testdata/v1-seed.json");
 pub const V2_FULL: &str = include_str!("../../../report/testdata/v2-full.json");
 
-/// Waits until `check` returns true, polling every 20 ms, or panics after `deadline`.
-pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use testenv::eventually;
 
 /// A NATS server and a JetStream context, with or without the reports stream.
 pub struct Nats {
@@ -270,49 +251,31 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The ingester binary as a child process; killed on drop.
+/// The ingester binary as a child process (through testenv); killed on drop.
 pub struct Process {
-    pub child: Child,
+    pub service: testenv::Service,
     pub addr: SocketAddr,
 }
 
 impl Process {
-    pub fn spawn(nats_url: &str, sink: &str, extra: &[&str], log: &Path) -> Self {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ingester"))
-            .args([
-                "--nats-url",
-                nats_url,
-                "--sink",
-                sink,
-                "--listen",
-                &addr.to_string(),
-            ])
-            .args(["--batch-wait", "50ms"])
+    /// Starts the binary with `extra` flags; returns once it serves `/healthz` (its sink and
+    /// NATS may still be away: [`Process::wait_ready`] waits for `/readyz`).
+    pub async fn spawn(nats_url: &str, sink: &str, extra: &[&str]) -> Self {
+        let service = testenv::Launch::ingester(nats_url, sink)
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ingester");
-        Process { child, addr }
+            .ready_at("/healthz")
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Process {
+            addr: service.addr(),
+            service,
+        }
     }
 
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.service.kill();
     }
 
     pub async fn wait_ready(&self) {
@@ -322,17 +285,6 @@ impl Process {
         })
         .await;
     }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A built workspace binary next to the test executable (target/debug/deps/x → target/debug/NAME).
-pub fn workspace_binary(name: &str) -> PathBuf {
-    testenv::workspace_bin(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Counts from a SQLite file opened read-only alongside the writer.
@@ -379,30 +331,29 @@ pub async fn bigquery_query(
         .unwrap_or_default()
 }
 
-/// The gateway binary on a free loopback port in front of `nats_url`; killed on drop.
+/// The gateway binary (through testenv) in front of `nats_url`; killed on drop.
 pub struct Gateway {
-    pub child: Child,
+    pub service: testenv::Service,
     pub addr: SocketAddr,
     http: reqwest::Client,
 }
 
 impl Gateway {
     /// Starts it and waits until `/readyz` says both of its streams exist.
-    pub async fn start(nats_url: &str, log: &Path) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(workspace_binary("gateway"))
-            .args(["--listen", &addr.to_string(), "--nats-url", nats_url])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("spawn gateway");
-        eventually(Duration::from_secs(30), "gateway /readyz", || async move {
-            get(addr, "/readyz").await.0 == 200
-        })
-        .await;
+    pub async fn start(nats_url: &str) -> Self {
+        Self::start_with(nats_url, &[]).await
+    }
+
+    /// As [`Gateway::start`], with more flags.
+    pub async fn start_with(nats_url: &str, extra: &[&str]) -> Self {
+        let service = testenv::Launch::gateway(nats_url)
+            .args(extra)
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         Gateway {
-            child,
-            addr,
+            addr: service.addr(),
+            service,
             http: reqwest::Client::new(),
         }
     }
@@ -441,13 +392,6 @@ impl Gateway {
             .expect("POST")
             .status()
             .as_u16()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,383 @@
+//! This workspace's own binaries as test processes: the gateway, the ingester, stats and the
+//! volunteer, started the one way every test starts them.
+//!
+//! A [`Launch`] names the binary and its flags; [`Launch::start`] runs a server on a free
+//! loopback port and waits for its readiness route, [`Launch::run`] runs a command to its end.
+//! Either way the process runs under the same watchdog as the external servers (killed when its
+//! handle drops or the test process dies), its output goes to a log file, and a failure carries
+//! the end of that log.
+
+use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::Error;
+use crate::binaries::workspace_bin;
+use crate::process::{POLL, Process, START_ATTEMPTS, free_ports, http_get, log_tail, watched};
+
+/// How long a server of ours may take to answer its readiness route.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One of our binaries with its flags, not started yet.
+#[derive(Debug, Clone)]
+#[must_use = "a Launch does nothing until started or run"]
+pub struct Launch {
+    name: &'static str,
+    args: Vec<OsString>,
+    env: Vec<(OsString, Option<OsString>)>,
+    listen: Option<&'static str>,
+    ready: Option<String>,
+}
+
+impl Launch {
+    /// The gateway publishing to the NATS server at `nats_url`; ready when `/readyz` answers
+    /// 200 (NATS reachable and its streams in place).
+    pub fn gateway(nats_url: &str) -> Self {
+        Self::new("gateway")
+            .args(["--nats-url", nats_url, "--log-format", "json"])
+            .listen_flag("--listen")
+            .ready_at("/readyz")
+    }
+
+    /// The ingester consuming from `nats_url` into `sink` (`sqlite:PATH`, `bigquery://…`,
+    /// `stdout`), with batches that fill within 50 ms; ready when `/readyz` answers 200.
+    pub fn ingester(nats_url: &str, sink: &str) -> Self {
+        Self::new("ingester")
+            .args(["--nats-url", nats_url, "--sink", sink])
+            .args(["--batch-wait", "50ms", "--log-format", "json"])
+            .listen_flag("--listen")
+            .ready_at("/readyz")
+    }
+
+    /// `stats` with no flags yet: [`Launch::run`] it for one snapshot, or add `--listen` by
+    /// [`Launch::serving`] to start it as a server.
+    pub fn stats() -> Self {
+        Self::new("stats")
+    }
+
+    /// The volunteer with no flags yet.
+    pub fn volunteer() -> Self {
+        Self::new("volunteer")
+    }
+
+    fn new(name: &'static str) -> Self {
+        Launch {
+            name,
+            args: Vec::new(),
+            env: vec![("RUST_LOG".into(), Some("info".into()))],
+            listen: None,
+            ready: None,
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Removes an environment variable the test process has.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Serves on a free loopback port given by `flag` (e.g. `--listen`), ready when `path`
+    /// answers 200 (see [`Launch::ready_at`]).
+    pub fn serving(self, flag: &'static str, path: &str) -> Self {
+        self.listen_flag(flag).ready_at(path)
+    }
+
+    fn listen_flag(mut self, flag: &'static str) -> Self {
+        self.listen = Some(flag);
+        self
+    }
+
+    /// The route that answers 200 once the server is ready (`/readyz` by default for the
+    /// gateway and the ingester; `/healthz` to start one whose dependencies are away).
+    pub fn ready_at(mut self, path: &str) -> Self {
+        self.ready = Some(path.to_owned());
+        self
+    }
+
+    /// Starts without waiting for any route: the process only has to be running (for a server
+    /// whose readiness the test itself observes, e.g. a gateway without NATS).
+    pub fn ready_when_started(mut self) -> Self {
+        self.ready = None;
+        self
+    }
+
+    /// Starts the server on a free loopback port and waits up to [`READY_TIMEOUT`] for its
+    /// readiness route. A start whose port was taken meanwhile is retried on another.
+    pub async fn start(self) -> Result<Service, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("spartakus-{}-", self.name))
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary folder", e))?;
+        let bin = workspace_bin(self.name)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_ports(1)?[0];
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let mut args = self.args.clone();
+            if let Some(flag) = self.listen {
+                args.push(flag.into());
+                args.push(addr.to_string().into());
+            }
+            let log = dir.path().join(format!("{}-{attempt}.log", self.name));
+            let mut process = Process::spawn_with_env(self.name, &bin, &args, &self.env, &log)?;
+            let http = reqwest::Client::new();
+            let ready = match &self.ready {
+                Some(path) => {
+                    let url = format!("http://{addr}{path}");
+                    process
+                        .wait_until(READY_TIMEOUT, || {
+                            let (http, url) = (http.clone(), url.clone());
+                            async move { http_get(&http, &url).await.map(drop) }
+                        })
+                        .await
+                }
+                None => match process.exited() {
+                    Some(status) => Err(Error::Exited {
+                        server: self.name,
+                        status,
+                        log: log.clone(),
+                        tail: log_tail(&log, 30),
+                    }),
+                    None => Ok(()),
+                },
+            };
+            match ready {
+                Ok(()) => {
+                    return Ok(Service {
+                        name: self.name,
+                        process,
+                        addr,
+                        log,
+                        _dir: dir,
+                    });
+                }
+                Err(e) if is_port_conflict(&e) && attempt < START_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs the command to its end (at most `timeout`, then it is killed and this fails),
+    /// stdout kept apart from the log.
+    pub async fn run(self, timeout: Duration) -> Result<Finished, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("spartakus-{}-", self.name))
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary folder", e))?;
+        let bin = workspace_bin(self.name)?;
+        let out_path = dir.path().join("stdout");
+        let log = dir.path().join(format!("{}.log", self.name));
+        let open = |path: &Path| {
+            std::fs::File::create(path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+        };
+        let mut cmd = watched(&bin);
+        cmd.args(&self.args)
+            .stdout(Stdio::from(open(&out_path)?))
+            .stderr(Stdio::from(open(&log)?));
+        apply_env(&mut cmd, &self.env);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("spawning {}", self.name), e))?;
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|e| Error::io(format!("waiting for {}", self.name), e))?
+            {
+                break status;
+            }
+            if start.elapsed() >= timeout {
+                // Closing the control pipe makes the watchdog SIGKILL the program.
+                drop(child.stdin.take());
+                let _ = child.wait();
+                return Err(Error::NotReady {
+                    server: self.name,
+                    secs: timeout.as_secs(),
+                    reason: "still running at the deadline, killed".into(),
+                    tail: log_tail(&log, 30),
+                    log,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let stdout = std::fs::read(&out_path)
+            .map_err(|e| Error::io(format!("reading {}", out_path.display()), e))?;
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        Ok(Finished {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// How a command ran: its exit status, what it printed on stdout, and its log (stderr).
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr (its log).
+    pub stderr: String,
+}
+
+impl Finished {
+    /// stdout as text.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// A running server of ours: killed on drop, its log kept until then.
+#[derive(Debug)]
+pub struct Service {
+    name: &'static str,
+    // Field order matters: the process dies before its folder is removed.
+    process: Process,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Service {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+
+    /// The program's own process id (not its watchdog's), to read `/proc`.
+    pub fn pid(&self) -> Result<u32, Error> {
+        self.process.program_pid()
+    }
+
+    /// `(VmHWM, VmRSS)` in bytes: the peak and current resident set size.
+    pub fn memory(&self) -> Result<(u64, u64), Error> {
+        let path = format!("/proc/{}/status", self.pid()?);
+        let status =
+            std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {path}"), e))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|kib| kib * 1024)
+                .ok_or_else(|| {
+                    Error::io(
+                        format!("{name} in {path}"),
+                        std::io::Error::other("missing"),
+                    )
+                })
+        };
+        Ok((field("VmHWM:")?, field("VmRSS:")?))
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.exited().is_none()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`…).
+    pub fn signal(&mut self, sig: &str) {
+        self.process.signal(sig);
+    }
+
+    /// SIGKILL, as a crash; waits until it is gone.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Waits up to `timeout` for the program to exit by itself and returns how it exited; on
+    /// the deadline it is killed and this fails with the end of its log.
+    pub async fn wait(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.process.exited() {
+                return Ok(status);
+            }
+            if start.elapsed() >= timeout {
+                self.process.kill();
+                return Err(Error::NotReady {
+                    server: self.name,
+                    secs: timeout.as_secs(),
+                    reason: "did not exit by the deadline, killed".into(),
+                    log: self.log.clone(),
+                    tail: self.log_tail(30),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// SIGTERM, then [`Service::wait`] up to `timeout`: a graceful stop and its exit status.
+    pub async fn stop(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
+        self.process.signal("TERM");
+        self.wait(timeout).await
+    }
+}
+
+/// Whether a start failed because the chosen port was taken meanwhile (Go servers say
+/// "address already in use", Rust's io error "Address already in use").
+fn is_port_conflict(e: &Error) -> bool {
+    matches!(e, Error::Exited { tail, .. } if tail.to_ascii_lowercase().contains("address already in use"))
+}
+
+pub(crate) fn apply_env(cmd: &mut std::process::Command, env: &[(OsString, Option<OsString>)]) {
+    for (key, value) in env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+}
