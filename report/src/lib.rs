@@ -6,8 +6,10 @@
 //! - [`erasure`]: a cluster's request to erase its reports, which only the cluster can make.
 //! - [`queue`]: the JetStream streams and subjects between the gateway and the ingester, and
 //!   the dead-letter headers.
-//! - [`vocabulary`]: the closed lists of names some fields take (cloud providers), and the
-//!   synthetic mark.
+//! - [`vocabulary`]: the closed lists of names some fields take (cloud providers, device
+//!   vendors), and the synthetic mark.
+//! - [`quantity`]: the grammar of capacity values and their value as a number.
+//! - [`version`]: the rule that reads a Kubernetes `gitVersion` (major, minor, patch).
 //!
 //! Parse, don't validate: [`decode`] turns bytes into a [`ValidReport`], and only
 //! validated values cross a crate boundary.
@@ -15,8 +17,10 @@
 
 pub mod envelope;
 pub mod erasure;
+pub mod quantity;
 pub mod queue;
 pub mod validate;
+pub mod version;
 pub mod vocabulary;
 pub mod wire;
 

@@ -520,55 +520,10 @@ fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
-/// The grammar of Kubernetes `resource.Quantity`:
-///
-/// ```text
-/// quantity ::= [sign] number [suffix]
-/// number   ::= digits | digits "." [digits] | "." digits
-/// suffix   ::= Ki | Mi | Gi | Ti | Pi | Ei            (binary SI)
-///            | n | u | m | k | M | G | T | P | E     (decimal SI)
-///            | ("e" | "E") [sign] digits             (decimal exponent)
-/// ```
-///
-/// At most [`MAX_STRING`] bytes, like every other string.
+/// Whether `s` is a Kubernetes quantity: the grammar of [`crate::quantity`], in at most
+/// [`MAX_STRING`] bytes like every other string.
 pub fn is_quantity(s: &str) -> bool {
-    if s.is_empty() || s.len() > MAX_STRING {
-        return false;
-    }
-    let b = s.as_bytes();
-    let mut i = 0;
-    if matches!(b[0], b'+' | b'-') {
-        i = 1;
-    }
-    let int = digits(&b[i..]);
-    i += int;
-    let mut frac = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        frac = digits(&b[i..]);
-        i += frac;
-    }
-    if int + frac == 0 {
-        return false;
-    }
-    match &b[i..] {
-        [] => true,
-        [b'K' | b'M' | b'G' | b'T' | b'P' | b'E', b'i'] => true,
-        [b'n' | b'u' | b'm' | b'k' | b'M' | b'G' | b'T' | b'P' | b'E'] => true,
-        [b'e' | b'E', rest @ ..] => {
-            let rest = match rest {
-                [b'+' | b'-', rest @ ..] => rest,
-                rest => rest,
-            };
-            !rest.is_empty() && digits(rest) == rest.len()
-        }
-        _ => false,
-    }
-}
-
-/// Number of leading ASCII digits.
-fn digits(b: &[u8]) -> usize {
-    b.iter().take_while(|c| c.is_ascii_digit()).count()
+    s.len() <= MAX_STRING && crate::quantity::Quantity::parse(s).is_some()
 }
 
 #[cfg(test)]

@@ -39,6 +39,33 @@ pub const CLOUD_PROVIDERS: &[&str] = &[
 /// What `nodes[].cloudProvider` says for a provider not in [`CLOUD_PROVIDERS`].
 pub const OTHER_PROVIDER: &str = "other";
 
+/// Domains of public device-plugin vendors (GPUs, TPUs, FPGAs, other accelerators and
+/// devices). A volunteer sends the extended resource names of these domains, or of any
+/// subdomain of one ([`is_vendor_domain`]), verbatim in `nodes[].capacity[]`; every other
+/// extended resource is summed under `other`, as its name could name a company. The statistics
+/// publish accelerators by vendor only from these names.
+pub const RESOURCE_VENDORS: &[&str] = &[
+    "amd.com",
+    "aws.amazon.com",
+    "devices.kubevirt.io",
+    "google.com",
+    "habana.ai",
+    "intel.com",
+    "kubernetes.io",
+    "nvidia.com",
+    "xilinx.com",
+];
+
+/// Whether the domain of an extended resource name (`nvidia.com` in `nvidia.com/gpu`) is one of
+/// [`RESOURCE_VENDORS`] or a subdomain of one (`gpu.intel.com`).
+pub fn is_vendor_domain(domain: &str) -> bool {
+    RESOURCE_VENDORS.iter().any(|v| {
+        domain
+            .strip_suffix(v)
+            .is_some_and(|sub| sub.is_empty() || sub.ends_with('.'))
+    })
+}
+
 /// The extension that marks a report as synthetic (a demo population, not a real cluster):
 /// name and value. The statistics leave such reports out unless asked; a gateway started with
 /// `--backdate-synthetic` (demos only) dates them by their own `timestamp`.
@@ -61,5 +88,27 @@ mod tests {
             assert!(seen.insert(p), "{p} twice");
         }
         assert!(!CLOUD_PROVIDERS.contains(&OTHER_PROVIDER));
+    }
+
+    #[test]
+    fn a_vendor_domain_is_a_listed_domain_or_a_subdomain_of_one() {
+        for d in [
+            "nvidia.com",
+            "gpu.intel.com",
+            "alpha.kubernetes.io",
+            "aws.amazon.com",
+        ] {
+            assert!(is_vendor_domain(d), "{d}");
+        }
+        for d in [
+            "",
+            "com",
+            "notnvidia.com",
+            "nvidia.com.evil.example",
+            "amazon.com",
+            ".com",
+        ] {
+            assert!(!is_vendor_domain(d), "{d}");
+        }
     }
 }
