@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hmac::{Hmac, KeyInit, Mac};
-use report::vocabulary::{CLOUD_PROVIDERS, OTHER_PROVIDER};
+use report::vocabulary::{CLOUD_PROVIDERS, OTHER_PROVIDER, is_vendor_domain};
 use report::{
     AgeHours, BUCKETS, Bucket, Extension, Node, Report, ReportId, Resource, SCHEMA_VERSION,
     SkipReason, Skipped, WorkloadStats, bucket_index, is_quantity, section,
@@ -28,20 +28,6 @@ use crate::snapshot::{KindCounts, NamespaceCounts, NodeSnapshot, Section, Snapsh
 pub const MAX_INFO_LEN: usize = 64;
 /// The resource name under which extended resources of unlisted vendors are summed.
 pub const OTHER_RESOURCE: &str = "other";
-
-/// Domains of public device-plugin vendors whose extended resource names are sent
-/// verbatim (a domain or any subdomain of it).
-pub const RESOURCE_VENDORS: &[&str] = &[
-    "amd.com",
-    "aws.amazon.com",
-    "devices.kubevirt.io",
-    "google.com",
-    "habana.ai",
-    "intel.com",
-    "kubernetes.io",
-    "nvidia.com",
-    "xilinx.com",
-];
 
 /// The anonymization key. Deliberately not `Debug`-printable, never serialized.
 #[derive(Clone)]
@@ -401,7 +387,8 @@ fn is_standard_resource(name: &str) -> bool {
         .is_some_and(|size| !size.is_empty() && size.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Whether an extended resource name's domain is a listed vendor's.
+/// Whether an extended resource name's domain is a listed vendor's
+/// ([`report::vocabulary::RESOURCE_VENDORS`]).
 fn is_vendor_resource(name: &str) -> bool {
     let Some((domain, rest)) = name.split_once('/') else {
         return false;
@@ -411,10 +398,7 @@ fn is_vendor_resource(name: &str) -> bool {
         && rest
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    valid_name
-        && RESOURCE_VENDORS
-            .iter()
-            .any(|v| domain == *v || domain.ends_with(&format!(".{v}")))
+    valid_name && is_vendor_domain(domain)
 }
 
 /// Capacity: standard and listed-vendor resources verbatim when their value is a Kubernetes
