@@ -69,19 +69,11 @@ pub fn from_envelope(envelope: ValidEnvelope) -> Row {
     }
 }
 
-/// The Kubernetes minor version of a `gitVersion`, e.g. `1.37` for `v1.37.2-gke.1200`; `None`
-/// when the string does not start with `[v]MAJOR.MINOR`.
+/// The `master_minor` column: the Kubernetes minor release of the API server's `gitVersion`,
+/// e.g. `1.37` for `v1.37.2-gke.1200`, by the rule the published statistics count clusters by
+/// ([`report::version`]); `None` when the string does not follow it.
 pub fn kubernetes_minor(git_version: &str) -> Option<String> {
-    let v = git_version.strip_prefix('v').unwrap_or(git_version);
-    let mut parts = v.splitn(3, '.');
-    let major = parts.next()?;
-    let minor_part = parts.next()?;
-    let minor: String = minor_part
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let numeric = |s: &str| !s.is_empty() && s.len() <= 4 && s.chars().all(|c| c.is_ascii_digit());
-    (numeric(major) && numeric(&minor)).then(|| format!("{major}.{minor}"))
+    report::version::minor(git_version).map(|m| m.to_string())
 }
 
 #[cfg(test)]
@@ -203,16 +195,19 @@ mod tests {
     }
 
     #[test]
-    fn minor_versions_come_from_git_versions() {
-        assert_eq!(kubernetes_minor("v1.37.2").as_deref(), Some("1.37"));
-        assert_eq!(
-            kubernetes_minor("v1.30.5-gke.1014001").as_deref(),
-            Some("1.30")
-        );
-        assert_eq!(kubernetes_minor("1.29").as_deref(), Some("1.29"));
-        assert_eq!(kubernetes_minor("v1.28+k3s1").as_deref(), Some("1.28"));
-        assert_eq!(kubernetes_minor("v1").as_deref(), None);
-        assert_eq!(kubernetes_minor("").as_deref(), None);
-        assert_eq!(kubernetes_minor("vx.y.z").as_deref(), None);
+    fn minor_versions_come_from_git_versions_by_the_statistics_rule() {
+        for (input, want) in [
+            ("v1.37.2", Some("1.37")),
+            ("v1.30.5-gke.1014001", Some("1.30")),
+            ("1.29", Some("1.29")),
+            ("v1.28+k3s1", Some("1.28")),
+            ("v2.0.1", Some("2.0")),
+            ("v1", None),
+            ("v01.2", None),
+            ("", None),
+            ("vx.y.z", None),
+        ] {
+            assert_eq!(kubernetes_minor(input).as_deref(), want, "{input}");
+        }
     }
 }
