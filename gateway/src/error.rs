@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use report::FieldError;
+use report::{DecodeError, FieldError};
 use serde::Serialize;
 
 /// Why a report or erasure request was refused.
@@ -164,14 +164,28 @@ impl ApiError {
         }
     }
 
-    /// The same refusal for an erasure request: a body problem is named as the erasure
-    /// request's, anything else (media type, timeout, limits, the queue) is shared.
+    /// The same refusal for an erasure request: a body problem (its syntax, its rules, its
+    /// size, also the queue's size limit) is named as the erasure request's; anything else
+    /// (media type, timeout, rate limits, an unavailable queue) is shared.
     pub fn for_erasure(self) -> Self {
         match self {
             ApiError::Syntax(detail) => ApiError::ErasureSyntax(detail),
             ApiError::Invalid(errors) => ApiError::ErasureInvalid(errors),
-            ApiError::TooLarge { limit, .. } => ApiError::ErasureTooLarge { limit },
+            ApiError::TooLarge { limit, .. } | ApiError::QueueMessageTooLarge { limit } => {
+                ApiError::ErasureTooLarge { limit }
+            }
             other => other,
+        }
+    }
+}
+
+/// A report body that is not a report: its syntax, or the rules it breaks. (An erasure
+/// request's are named by [`ApiError::for_erasure`].)
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Syntax(detail) => ApiError::Syntax(detail),
+            DecodeError::Invalid(errors) => ApiError::Invalid(errors),
         }
     }
 }
@@ -197,8 +211,12 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
             errors,
         };
-        // Serializing strings and numbers cannot fail.
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        // serde_json into a Vec fails only when a Serialize impl returns an error or a map has
+        // a key that is not a string: derived structs of strings and a number, and a vector of
+        // such structs, have neither (`every_refusal_is_a_problem_naming_its_status_and_type`
+        // encodes each kind).
+        let body =
+            serde_json::to_vec(&problem).expect("a problem is plain data, which always serializes");
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -276,7 +294,62 @@ mod tests {
         .for_erasure();
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(e.reason(), "erasure-too-large");
+        let e = ApiError::QueueMessageTooLarge { limit: 1024 }.for_erasure();
+        assert_eq!(e.reason(), "erasure-too-large");
         // Shared refusals stay as they are.
         assert_eq!(ApiError::ContentType.for_erasure().reason(), "content-type");
+        assert_eq!(ApiError::Unavailable.for_erasure().reason(), "unavailable");
+    }
+
+    #[tokio::test]
+    async fn every_refusal_is_a_problem_naming_its_status_and_type() {
+        let refusals = [
+            ApiError::Syntax("expected value at line 1 column 1".into()),
+            ApiError::Invalid(vec![
+                FieldError::new("clusterID", "required"),
+                FieldError::new("nodes[0].id", "required"),
+            ]),
+            ApiError::ErasureInvalid(vec![FieldError::new("secret", "not hex")]),
+            ApiError::TooLarge {
+                limit: 16,
+                what: "as sent",
+            },
+            ApiError::RateLimitedIp {
+                retry_after: Duration::from_secs(3),
+            },
+            ApiError::Unavailable,
+        ];
+        for e in refusals {
+            let (status, reason, detail) = (e.status(), e.reason(), e.to_string());
+            let response = e.into_response();
+            assert_eq!(response.status(), status);
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(problem["status"], status.as_u16(), "{problem}");
+            assert_eq!(
+                problem["type"],
+                format!("urn:spartakus:problem:{reason}"),
+                "{problem}"
+            );
+            assert_eq!(problem["detail"], detail, "{problem}");
+            assert!(problem["title"].as_str().is_some_and(|t| !t.is_empty()));
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_report_names_its_syntax_or_every_broken_rule() {
+        let e = ApiError::from(DecodeError::Syntax("EOF".into()));
+        assert_eq!(e.reason(), "syntax");
+        let e = ApiError::from(DecodeError::Invalid(vec![FieldError::new(
+            "clusterID",
+            "x",
+        )]));
+        assert!(
+            matches!(&e, ApiError::Invalid(errors) if errors.len() == 1),
+            "{e:?}"
+        );
+        assert_eq!(e.for_erasure().reason(), "erasure-invalid");
     }
 }
