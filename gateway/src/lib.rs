@@ -2,8 +2,8 @@
 //! the `report` crate's rules and answers only once JetStream has stored it.
 //!
 //! - [`config`]: the flags, each with a `SPARTAKUS_…` environment variable.
-//! - `routes`: the HTTP API (report intake v1 and v2, health, readiness, metrics, version,
-//!   OpenAPI).
+//! - `routes`: the HTTP API (report intake v1 and v2, erasure requests, health, readiness,
+//!   metrics, version, OpenAPI), the two intakes sharing one `receive` step.
 //! - `body`: reading a body under a wire cap and a decompressed cap, gunzipping as it streams.
 //! - `limit`: rate limits per client IP and per clusterID.
 //! - HTTP/1.1 with every connection bounded (head and idle timeouts, a connection cap) is

@@ -25,6 +25,7 @@ use report::queue::Topology;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::error::ApiError;
 
 /// How often the stream is checked (and created if missing), which bounds how stale
 /// `/readyz` can be.
@@ -126,6 +127,37 @@ pub enum PublishError {
     /// JetStream refused the message or the connection failed.
     #[error("publish failed: {0}")]
     Failed(#[source] jetstream::context::PublishError),
+}
+
+impl PublishError {
+    /// The `outcome` label of the publish latency metric: one of a closed set.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            PublishError::Disconnected => "disconnected",
+            PublishError::Timeout(_) => "timeout",
+            PublishError::TooLarge { .. } => "too-large",
+            PublishError::Failed(_) => "failed",
+        }
+    }
+
+    /// What the client is told: the queue's size limit, which it can act on, or that the queue
+    /// is unavailable for now. The cause is logged, never returned.
+    pub fn api_error(&self) -> ApiError {
+        match self {
+            PublishError::TooLarge { limit, .. } => {
+                ApiError::QueueMessageTooLarge { limit: *limit }
+            }
+            PublishError::Disconnected | PublishError::Timeout(_) | PublishError::Failed(_) => {
+                ApiError::Unavailable
+            }
+        }
+    }
+
+    /// Whether the cause is logged already, once, where it happens: async-nats logs a lost
+    /// connection itself, and a line for every request refused meanwhile would flood.
+    pub fn is_logged_elsewhere(&self) -> bool {
+        matches!(self, PublishError::Disconnected)
+    }
 }
 
 /// JetStream's acknowledgment of a stored report.
@@ -350,5 +382,46 @@ impl StreamSetupError {
     }
     fn update(e: impl std::fmt::Display) -> Self {
         Self::Update(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_error_tells_the_client_only_what_it_can_act_on() {
+        let failed = PublishError::Failed(jetstream::context::PublishError::new(
+            PublishErrorKind::StreamNotFound,
+        ));
+        let errors = [
+            PublishError::Disconnected,
+            PublishError::Timeout(Duration::from_secs(1)),
+            PublishError::TooLarge {
+                size: 2048,
+                limit: 1024,
+            },
+            failed,
+        ];
+        let told: Vec<_> = errors
+            .iter()
+            .map(|e| (e.outcome(), e.api_error().reason(), e.is_logged_elsewhere()))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                ("disconnected", "unavailable", true),
+                ("timeout", "unavailable", false),
+                ("too-large", "queue-message-too-large", false),
+                ("failed", "unavailable", false),
+            ]
+        );
+        assert!(
+            matches!(
+                errors[2].api_error(),
+                ApiError::QueueMessageTooLarge { limit: 1024 }
+            ),
+            "the limit, which the client can act on"
+        );
     }
 }

@@ -13,9 +13,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use report::erasure::QueuedErasure;
-use report::{DecodeError, Envelope, ReportId};
+use report::{Envelope, ReportId};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{self, Encoding, Limits};
@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::limit::{RateLimits, client_ip};
 use crate::metrics::Metrics;
-use crate::publish::{PublishError, Publisher};
+use crate::publish::Publisher;
 
 /// The OpenAPI document, kept in the repository beside the crate.
 const OPENAPI: &str = include_str!("../openapi.yaml");
@@ -111,7 +111,7 @@ async fn post_v1(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    accept(&state, peer, &headers, body).await?;
+    accept_report(&state.0, peer, &headers, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,7 +131,7 @@ async fn post_v2(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (id, duplicate) = accept(&state, peer, &headers, body).await?;
+    let (id, duplicate) = accept_report(&state.0, peer, &headers, body).await?;
     let accepted = Accepted {
         report_id: id.to_string(),
         duplicate,
@@ -156,17 +156,10 @@ async fn post_erasure(
     body: Body,
 ) -> Result<Response, ApiError> {
     let shared = &state.0;
-    let result = receive_and_queue_erasure(shared, peer, &headers, body).await;
-    if let Err(e) = &result {
-        shared.metrics.rejection(e.reason());
-        // No client address, no cluster ID, no secret.
-        tracing::debug!(
-            reason = e.reason(),
-            status = e.status().as_u16(),
-            "erasure request refused"
-        );
-    }
-    result?;
+    let queued = queue_erasure(shared, peer, &headers, body)
+        .await
+        .map_err(ApiError::for_erasure);
+    count_refusal(shared, Intake::Erasure, queued)?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(ErasureQueued { queued: true }),
@@ -174,82 +167,135 @@ async fn post_erasure(
         .into_response())
 }
 
-async fn receive_and_queue_erasure(
+/// The two kinds of request the gateway takes in. Both go through [`receive`]: the same
+/// per-address allowance (erasing costs the collector a deletion), the same slots, media
+/// types, encodings and request timeout; only the body's caps differ.
+#[derive(Debug, Clone, Copy)]
+enum Intake {
+    Report,
+    Erasure,
+}
+
+impl Intake {
+    /// What is refused, for the log.
+    fn name(self) -> &'static str {
+        match self {
+            Intake::Report => "report",
+            Intake::Erasure => "erasure request",
+        }
+    }
+
+    fn limits(self, shared: &Shared) -> Limits {
+        match self {
+            Intake::Report => shared.body_limits,
+            Intake::Erasure => Limits {
+                max_compressed: MAX_ERASURE_BODY,
+                max_decoded: MAX_ERASURE_BODY,
+            },
+        }
+    }
+}
+
+/// A request let in and its body read. The slot stays taken for as long as this lives, so
+/// that the publish that follows counts against `--max-in-flight` too.
+struct Admitted {
+    /// The decoded body.
+    body: Vec<u8>,
+    slot: OwnedSemaphorePermit,
+}
+
+/// The steps every intake shares: the client address's allowance, a slot or an immediate 503
+/// (shedding load instead of queueing it), the media type and encoding, and the body read
+/// under its caps within the request timeout.
+async fn receive(
     shared: &Shared,
+    intake: Intake,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(), ApiError> {
-    // The same per-address allowance as reports: erasing costs the collector a deletion.
+) -> Result<Admitted, ApiError> {
     shared
         .limits
         .check_ip(client_ip(peer, headers, shared.trust_forwarded_for))?;
-    let _slot = shared
+    let slot = shared
         .slots
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Overloaded)?;
     body::check_content_type(headers)?;
     let encoding = Encoding::from_headers(headers)?;
-    let limits = Limits {
-        max_compressed: MAX_ERASURE_BODY,
-        max_decoded: MAX_ERASURE_BODY,
-    };
     let received = tokio::time::timeout(
         shared.request_timeout,
-        body::read(headers, body, encoding, limits),
+        body::read(headers, body, encoding, intake.limits(shared)),
     )
     .await
-    .map_err(|_| ApiError::BodyTimeout(shared.request_timeout))?
-    .map_err(ApiError::for_erasure)?;
+    .map_err(|_| ApiError::BodyTimeout(shared.request_timeout))??;
     shared.metrics.bytes_received(received.wire_bytes);
+    Ok(Admitted {
+        body: received.bytes,
+        slot,
+    })
+}
+
+/// Counts a refusal by its reason and logs it: no client address and no content, the reason
+/// is enough to debug.
+fn count_refusal<T>(
+    shared: &Shared,
+    intake: Intake,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    if let Err(e) = &result {
+        shared.metrics.rejection(e.reason());
+        tracing::debug!(
+            reason = e.reason(),
+            status = e.status().as_u16(),
+            "{} refused",
+            intake.name()
+        );
+    }
+    result
+}
+
+/// Receives, checks and queues an erasure request. Its refusals are named as a report's;
+/// the caller renames them with [`ApiError::for_erasure`].
+async fn queue_erasure(
+    shared: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), ApiError> {
+    let Admitted { body, slot: _slot } =
+        receive(shared, Intake::Erasure, peer, headers, body).await?;
     // The secret lives only in this body; what is queued is its check.
-    let erasure = report::erasure::decode_request(&received.bytes).map_err(|e| match e {
-        DecodeError::Syntax(detail) => ApiError::ErasureSyntax(detail),
-        DecodeError::Invalid(errors) => ApiError::ErasureInvalid(errors),
-    })?;
-    drop(received);
+    let erasure = report::erasure::decode_request(&body)?;
+    drop(body);
     let queued = QueuedErasure {
         erasure,
         requested_at: jiff::Timestamp::now(),
     };
-    match shared.publisher.publish_erasure(&queued).await {
-        // A duplicate (a retry within the minute) is the same request: the same answer.
-        Ok(_) => {
-            tracing::debug!("erasure request queued");
-            Ok(())
+    // A duplicate (a retry within the minute) is the same request: the same answer.
+    if let Err(e) = shared.publisher.publish_erasure(&queued).await {
+        if e.is_logged_elsewhere() {
+            tracing::debug!(error = %e, "erasure request not queued");
+        } else {
+            tracing::warn!(error = %e, "erasure request not queued");
         }
-        Err(e) => {
-            if matches!(e, PublishError::Disconnected) {
-                tracing::debug!(error = %e, "erasure request not queued");
-            } else {
-                tracing::warn!(error = %e, "erasure request not queued");
-            }
-            Err(ApiError::Unavailable)
-        }
+        return Err(e.api_error());
     }
+    tracing::debug!("erasure request queued");
+    Ok(())
 }
 
 /// Receives, checks and publishes one report; counts a refusal by its reason.
-async fn accept(
-    state: &AppState,
+async fn accept_report(
+    shared: &Shared,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(ReportId, bool), ApiError> {
-    let shared = &state.0;
     let _in_flight = InFlight::enter(&shared.metrics);
-    let result = receive_and_publish(shared, peer, headers, body).await;
-    if let Err(e) = &result {
-        shared.metrics.rejection(e.reason());
-        // No client address and no report content: the reason is enough to debug.
-        tracing::debug!(
-            reason = e.reason(),
-            status = e.status().as_u16(),
-            "report refused"
-        );
-    }
-    result
+    let accepted = receive_and_publish(shared, peer, headers, body).await;
+    count_refusal(shared, Intake::Report, accepted)
 }
 
 /// Raises the in-flight gauge for as long as it lives, also when the client goes away and the
@@ -275,48 +321,27 @@ async fn receive_and_publish(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(ReportId, bool), ApiError> {
-    shared
-        .limits
-        .check_ip(client_ip(peer, headers, shared.trust_forwarded_for))?;
-    // Shed load instead of queueing: a slot or an immediate 503.
-    let _slot = shared
-        .slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Overloaded)?;
-    body::check_content_type(headers)?;
-    let encoding = Encoding::from_headers(headers)?;
-
-    let received = tokio::time::timeout(
-        shared.request_timeout,
-        body::read(headers, body, encoding, shared.body_limits),
-    )
-    .await
-    .map_err(|_| ApiError::BodyTimeout(shared.request_timeout))??;
-    shared.metrics.bytes_received(received.wire_bytes);
-
-    let valid = report::decode(&received.bytes).map_err(|e| match e {
-        DecodeError::Syntax(detail) => ApiError::Syntax(detail),
-        DecodeError::Invalid(errors) => ApiError::Invalid(errors),
-    })?;
+    let Admitted { body, slot: _slot } =
+        receive(shared, Intake::Report, peer, headers, body).await?;
+    let valid = report::decode(&body)?;
     shared.limits.check_cluster(valid.cluster_id())?;
     let id = valid.report_id().unwrap_or_else(|| {
         ReportId::derive(
             valid.cluster_id(),
             valid.report().timestamp.as_deref(),
-            &received.bytes,
+            &body,
         )
     });
     // The re-encoded report is about as long as the body: one allocation, no regrowth.
-    let mut payload = Vec::with_capacity(received.bytes.len() + 128);
-    drop(received);
+    let mut payload = Vec::with_capacity(body.len() + 128);
+    drop(body);
     let received_at = received_at(&valid, jiff::Timestamp::now(), shared.backdate_synthetic);
     Envelope::new(id, received_at, valid).encode_into(&mut payload);
 
     let started = Instant::now();
-    let result = shared.publisher.publish(id, payload).await;
+    let published = shared.publisher.publish(id, payload).await;
     let took = started.elapsed();
-    match result {
+    match published {
         Ok(ack) => {
             shared.metrics.publish("ok", took);
             shared.metrics.accepted(ack.duplicate);
@@ -324,23 +349,13 @@ async fn receive_and_publish(
             Ok((id, ack.duplicate))
         }
         Err(e) => {
-            let outcome = match &e {
-                PublishError::Disconnected => "disconnected",
-                PublishError::Timeout(_) => "timeout",
-                PublishError::TooLarge { .. } => "too-large",
-                PublishError::Failed(_) => "failed",
-            };
-            shared.metrics.publish(outcome, took);
-            if matches!(e, PublishError::Disconnected) {
-                // The connection event is logged once; one line per refused report would flood.
+            shared.metrics.publish(e.outcome(), took);
+            if e.is_logged_elsewhere() {
                 tracing::debug!(report_id = %id, error = %e, "report not queued");
             } else {
                 tracing::warn!(report_id = %id, error = %e, "report not queued");
             }
-            Err(match e {
-                PublishError::TooLarge { limit, .. } => ApiError::QueueMessageTooLarge { limit },
-                _ => ApiError::Unavailable,
-            })
+            Err(e.api_error())
         }
     }
 }
