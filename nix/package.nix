@@ -20,8 +20,9 @@ let
 
   # Cargo sources, plus what the crates may read at compile or test time
   # (golden JSON, the stored tables' schemas and the statistics' SQL, the
-  # OpenAPI document, the dashboard's stylesheet, READMEs and SCHEMA.md pulled
-  # in with include_str!, proptest regression seeds). Deployment files, Nix and Go stay out so that
+  # OpenAPI document, the dashboard's stylesheet, READMEs, SCHEMA.md and the
+  # manual in docs/ pulled in with include_str!, proptest regression seeds, which
+  # proptest keeps beside their tests as `<test>.proptest-regressions`). Deployment files, Nix and Go stay out so that
   # editing them does not rebuild the binaries.
   root = toString ../.;
   outside = map (dir: "${root}/${dir}") [
@@ -46,7 +47,8 @@ let
         || lib.hasSuffix "/README.md" path
         || lib.hasSuffix "/SCHEMA.md" path
         || lib.hasInfix "/testdata/" path
-        || lib.hasInfix "/proptest-regressions/" path
+        || lib.hasSuffix ".proptest-regressions" path
+        || lib.hasInfix "/docs/" path && lib.hasSuffix ".md" path
       );
   };
 
@@ -86,7 +88,7 @@ in
   volunteer = binary "volunteer" "Generates an anonymous Kubernetes cluster report and sends it to a Spartakus gateway";
   gateway = binary "gateway" "Spartakus HTTP gateway: validates reports and publishes them to NATS JetStream";
   ingester = binary "ingester" "Spartakus ingester: consumes reports from JetStream into BigQuery or SQLite";
-  stats = binary "stats" "Spartakus statistics: k-anonymous snapshots of the stored reports, published as files with a dashboard, and served read-only";
+  stats = binary "stats" "Spartakus statistics: differentially private snapshots of the stored reports, published as files with a dashboard, and served read-only";
 
   fmt = craneLib.cargoFmt commonArgs;
 
@@ -106,7 +108,7 @@ in
     commonArgs
     // {
       inherit cargoArtifacts;
-      cargoNextestExtraArgs = "--workspace --exclude testenv --lib --bins";
+      cargoNextestExtraArgs = "--locked --workspace --exclude testenv --lib --bins";
     }
   );
 }

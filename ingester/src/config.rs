@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use plumbing::log::LogFormat;
 use report::queue::Topology;
+pub use stored::TableRef;
+pub use stored::bigquery::Credentials;
 
 /// The Spartakus ingester: consumes reports from NATS JetStream and writes each one to a local
 /// SQLite file (exactly once), BigQuery (exactly once as queried through the deduplicating
@@ -144,17 +146,6 @@ pub enum SinkSpec {
     Stdout,
 }
 
-/// A fully qualified BigQuery table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableRef {
-    /// The Google Cloud project.
-    pub project: String,
-    /// The dataset, created if missing.
-    pub dataset: String,
-    /// The table, created if missing.
-    pub table: String,
-}
-
 impl FromStr for SinkSpec {
     type Err = String;
 
@@ -169,60 +160,11 @@ impl FromStr for SinkSpec {
             return Ok(SinkSpec::Sqlite(PathBuf::from(path)));
         }
         if let Some(rest) = s.strip_prefix("bigquery://") {
-            let parts: Vec<&str> = rest.split('/').collect();
-            return match parts.as_slice() {
-                [project, dataset, table]
-                    if [project, dataset, table].iter().all(|p| valid_id(p)) =>
-                {
-                    Ok(SinkSpec::BigQuery(TableRef {
-                        project: (*project).to_owned(),
-                        dataset: (*dataset).to_owned(),
-                        table: (*table).to_owned(),
-                    }))
-                }
-                _ => Err("expected bigquery://PROJECT/DATASET/TABLE".into()),
-            };
+            return TableRef::parse(rest)
+                .map(SinkSpec::BigQuery)
+                .map_err(|e| e.to_string());
         }
         Err("expected sqlite:PATH, bigquery://PROJECT/DATASET/TABLE or stdout".into())
-    }
-}
-
-/// Project, dataset and table IDs: letters, digits, `_`, `-`, `.` and `:` (domain-scoped projects).
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 1024
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
-}
-
-/// How the BigQuery client authenticates.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credentials {
-    /// A service-account key file.
-    KeyFile(PathBuf),
-    /// No credentials: for an emulator only.
-    None,
-}
-
-impl std::fmt::Debug for Credentials {
-    // The path is not secret, but keep the shape obvious in logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::KeyFile(p) => write!(f, "KeyFile({})", p.display()),
-            Credentials::None => f.write_str("None"),
-        }
-    }
-}
-
-impl FromStr for Credentials {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "" => Err("empty path".into()),
-            "none" => Ok(Credentials::None),
-            path => Ok(Credentials::KeyFile(PathBuf::from(path))),
-        }
     }
 }
 
@@ -270,8 +212,8 @@ mod tests {
             })
         );
         assert!("bigquery://my-proj/spartakus".parse::<SinkSpec>().is_err());
-        assert!("bigquery://p/d/t/x".parse::<SinkSpec>().is_err());
-        assert!("bigquery://p/d a/t".parse::<SinkSpec>().is_err());
+        assert!("bigquery://my-proj/d/t/x".parse::<SinkSpec>().is_err());
+        assert!("bigquery://my-proj/d a/t".parse::<SinkSpec>().is_err());
         assert!("postgres://x".parse::<SinkSpec>().is_err());
         assert!("sqlite:".parse::<SinkSpec>().is_err());
     }

@@ -37,6 +37,21 @@ pub enum SinkError {
     Io(#[from] std::io::Error),
 }
 
+impl From<stored::sqlite::SchemaError> for SinkError {
+    fn from(e: stored::sqlite::SchemaError) -> Self {
+        match e {
+            stored::sqlite::SchemaError::Newer { found, supported } => {
+                SinkError::SchemaVersion { found, supported }
+            }
+            stored::sqlite::SchemaError::Older { found, needed } => SinkError::SchemaVersion {
+                found,
+                supported: needed,
+            },
+            stored::sqlite::SchemaError::Sqlite(e) => SinkError::Sqlite(e),
+        }
+    }
+}
+
 impl SinkError {
     /// Whether trying again later may succeed. A retryable failure naks the reports with a
     /// growing delay; one that is not sends them to the dead-letter subject.

@@ -169,7 +169,7 @@ async fn a_renamed_queue_pairs_the_gateway_and_the_ingester_for_reports_and_eras
             .await
             .unwrap()
             .clone();
-        assert_eq!(info.config.subjects, [stream.subject.clone()]);
+        assert_eq!(info.config.subjects, std::slice::from_ref(&stream.subject));
     }
     let default = report::queue::Topology::default();
     assert!(

@@ -5,7 +5,7 @@
 //! `cargo bench -p stats --bench snapshot` (`SPARTAKUS_BENCH_CLUSTERS=N` for another size).
 //!
 //! The database is filled once per size and kept in `target/stats-bench/`: directly, with
-//! prepared INSERTs into the committed schema (`ingester/schema/sqlite.sql`), in one transaction;
+//! prepared INSERTs into the committed schema (`stored/schema/sqlite.sql`), in one transaction;
 //! the tests fill theirs through NATS and the real ingester, which at this size would take the
 //! bench's budget many times over. Only each cluster's latest report carries nodes, capacity and
 //! workloads (the earlier nine are as a volunteer with `--omit nodes` sends them): the window's
@@ -22,7 +22,6 @@ use stats::config::Config;
 use stats::output::Output;
 use stats::store::sqlite::SqliteStore;
 
-const SCHEMA: &str = include_str!("../../ingester/schema/sqlite.sql");
 const REPORTS_PER_CLUSTER: i64 = 10;
 /// The snapshot's day; reports are received in the 10 days before it.
 const DAY: &str = "2026-11-29";
@@ -88,10 +87,11 @@ fn nodes_of(cluster: i64) -> i64 {
 
 fn fill(path: &Path, clusters: i64) -> rusqlite::Result<()> {
     let mut conn = Connection::open(path)?;
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(
-        "PRAGMA user_version = 1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
-    )?;
+    stored::sqlite::migrate(&mut conn).map_err(|e| match e {
+        stored::sqlite::SchemaError::Sqlite(e) => e,
+        other => rusqlite::Error::UserFunctionError(Box::new(other)),
+    })?;
+    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
     let tx = conn.transaction()?;
     {
         let mut report = tx.prepare(

@@ -11,7 +11,8 @@ use jiff::civil::Date;
 pub use plumbing::log::LogFormat;
 
 use crate::privacy::Budget;
-use crate::store::bigquery::{Credentials, TableRef};
+use stored::TableRef;
+use stored::bigquery::Credentials;
 
 /// The Spartakus statistics job: computes differentially private snapshots of the stored reports,
 /// aggregated where they are stored (SQLite or BigQuery), and publishes them as JSON and CSV files.
@@ -32,7 +33,7 @@ pub struct Config {
 
     /// Service-account key file for BigQuery (a reader: roles/bigquery.dataViewer and roles/bigquery.jobUser). Unset: Application Default Credentials. `none`: no credentials (an emulator only)
     #[arg(long, env = "SPARTAKUS_BIGQUERY_CREDENTIALS")]
-    pub bigquery_credentials: Option<CredentialsArg>,
+    pub bigquery_credentials: Option<Credentials>,
 
     /// Folder the snapshots are published in (created if missing)
     #[arg(long, env = "SPARTAKUS_OUT", default_value = "spartakus-stats")]
@@ -144,27 +145,13 @@ impl FromStr for StoreSpec {
             }
             Ok(StoreSpec::Sqlite(PathBuf::from(path)))
         } else if let Some(rest) = s.strip_prefix("bigquery://") {
-            TableRef::parse(rest).map(StoreSpec::BigQuery)
+            TableRef::parse(rest)
+                .map(StoreSpec::BigQuery)
+                .map_err(|e| e.to_string())
         } else {
             Err(format!(
                 "{s:?}: expected sqlite:PATH or bigquery://PROJECT/DATASET/TABLE"
             ))
-        }
-    }
-}
-
-/// `--bigquery-credentials`: a key file or `none`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialsArg(pub Credentials);
-
-impl FromStr for CredentialsArg {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "" => Err("empty path".into()),
-            "none" => Ok(CredentialsArg(Credentials::None)),
-            path => Ok(CredentialsArg(Credentials::KeyFile(PathBuf::from(path)))),
         }
     }
 }
@@ -208,9 +195,7 @@ impl Config {
 
     /// The BigQuery credentials to use.
     pub fn credentials(&self) -> Credentials {
-        self.bigquery_credentials
-            .as_ref()
-            .map_or(Credentials::Default, |c| c.0.clone())
+        self.bigquery_credentials.clone().unwrap_or_default()
     }
 }
 

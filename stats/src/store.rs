@@ -1,8 +1,8 @@
 //! Where the reports are: the seam between the statistics and the ingester's stored tables.
 //!
 //! [`Store`] has two implementations, one per ingester sink: [`sqlite::SqliteStore`] reads the
-//! SQLite file (`ingester/schema/sqlite.sql`) and [`bigquery::BigQueryStore`] runs one query job
-//! against the BigQuery table (`ingester/schema/bigquery.json`). Both run the same metric SQL
+//! SQLite file (`stored/schema/sqlite.sql`) and [`bigquery::BigQueryStore`] runs one query job
+//! against the BigQuery table (`stored/schema/bigquery.json`). Both run the same metric SQL
 //! (`sql/metrics/*.sql`) over their own dialect's window (`sql/<dialect>/window.sql`) and return
 //! aggregated cells only: the job never reads report rows.
 

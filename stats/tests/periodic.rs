@@ -14,10 +14,8 @@ use tokio_util::sync::CancellationToken;
 async fn periodic_mode_publishes_what_is_due_and_stops_when_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("empty.sqlite");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(include_str!("../../ingester/schema/sqlite.sql"))
-        .unwrap();
-    conn.pragma_update(None, "user_version", 1).unwrap();
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    stored::sqlite::migrate(&mut conn).unwrap();
     drop(conn);
     let out = dir.path().join("out");
     let config = Config::try_parse_from([

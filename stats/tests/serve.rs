@@ -40,10 +40,8 @@ fn free_port() -> u16 {
 async fn start() -> Stats {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("empty.sqlite");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(include_str!("../../ingester/schema/sqlite.sql"))
-        .unwrap();
-    conn.pragma_update(None, "user_version", 1).unwrap();
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    stored::sqlite::migrate(&mut conn).unwrap();
     drop(conn);
     let addr = format!("127.0.0.1:{}", free_port());
     let child = testenv::watched(&testenv::workspace_bin("stats").expect("stats is built"))

@@ -2,9 +2,8 @@
 //! per batch. `report_id` is unique and rows are inserted with `INSERT OR IGNORE`, so a
 //! redelivered report changes nothing: exactly once in this sink.
 //!
-//! The schema is `schema/sqlite.sql` (migration 1), `schema/sqlite-2.sql` (migration 2:
-//! erasure checks and tombstones) and `schema/sqlite-3.sql` (migration 3: sampled per-namespace
-//! histograms), applied in order via `PRAGMA user_version`.
+//! The schema and its migrations are the `stored` crate's ([`stored::sqlite`]), shared with
+//! stats, which reads the file.
 //!
 //! Erasures and retention run on the same writer thread as the batches, each in its own short
 //! transaction, so they interleave with ingestion and never race it: a batch sees every
@@ -23,24 +22,7 @@ use super::{Erased, Outcome, Sink};
 use crate::error::SinkError;
 use crate::row::{Row, kubernetes_minor};
 
-/// Migrations in order; migration `i` brings `user_version` from `i` to `i + 1`. Never edit one
-/// that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../schema/sqlite.sql"),
-    include_str!("../../schema/sqlite-2.sql"),
-    include_str!("../../schema/sqlite-3.sql"),
-];
-
-/// The tables holding a report's child rows, each keyed by `report` first; deleted before the
-/// report row itself.
-const CHILD_TABLES: &[&str] = &[
-    "capacity",
-    "nodes",
-    "extensions",
-    "workload_buckets",
-    "workloads",
-    "skipped",
-];
+use stored::sqlite::{CHILD_TABLES, LATEST};
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -102,22 +84,9 @@ pub fn open_connection(path: &Path) -> Result<Connection, SinkError> {
     Ok(conn)
 }
 
-/// Applies the migrations the file has not seen yet, each in its own transaction.
+/// Applies the migrations the file has not seen yet ([`stored::sqlite::migrate`]).
 pub fn migrate(conn: &mut Connection) -> Result<(), SinkError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > MIGRATIONS.len() {
-        return Err(SinkError::SchemaVersion {
-            found: version,
-            supported: MIGRATIONS.len(),
-        });
-    }
-    for sql in &MIGRATIONS[version..] {
-        tx.execute_batch(sql)?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
-    tx.commit()?;
-    Ok(())
+    stored::sqlite::migrate(conn).map_err(SinkError::from)
 }
 
 fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
@@ -149,11 +118,11 @@ fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
 /// slip in before the commit; a mismatch is [`SinkError::SchemaVersion`], which stops it.
 fn begin(conn: &mut Connection) -> Result<Transaction<'_>, SinkError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version != MIGRATIONS.len() {
+    let version = stored::sqlite::version(&tx)?;
+    if version != LATEST {
         return Err(SinkError::SchemaVersion {
             found: version,
-            supported: MIGRATIONS.len(),
+            supported: LATEST,
         });
     }
     Ok(tx)
@@ -448,7 +417,7 @@ mod tests {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(version, LATEST as i64);
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
@@ -466,7 +435,7 @@ mod tests {
         let SinkError::SchemaVersion { found, supported } = err else {
             panic!("expected SchemaVersion, got {err:?}");
         };
-        assert_eq!((found, supported), (99, MIGRATIONS.len()));
+        assert_eq!((found, supported), (99, LATEST));
         assert!(err.is_fatal());
     }
 }

@@ -19,6 +19,9 @@ let
       ];
     }
     // {
+      # The source the real function would build from, so that .ci/nix-check can
+      # check what the filter keeps.
+      inherit (args) src;
       pname = args.pname or "crane";
       version = args.version or "0";
       meta = args.meta or { };

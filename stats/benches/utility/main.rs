@@ -48,7 +48,6 @@ use stats::privacy::{Budget, Guarantee, MEASUREMENTS};
 use stats::store::sqlite::SqliteStore;
 use stats::store::{Query, Window};
 
-const SCHEMA: &str = include_str!("../../../ingester/schema/sqlite.sql");
 /// The snapshot's day; the window is the 28 days ending with it.
 const DAY: &str = "2026-11-29";
 const WINDOW_DAYS: u16 = 28;
@@ -72,10 +71,11 @@ const LISTED_SHARE: f64 = 0.01;
 
 fn fill(path: &Path, clusters: u64) -> rusqlite::Result<(u64, u64)> {
     let mut conn = Connection::open(path)?;
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(
-        "PRAGMA user_version = 1; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
-    )?;
+    stored::sqlite::migrate(&mut conn).map_err(|e| match e {
+        stored::sqlite::SchemaError::Sqlite(e) => e,
+        other => rusqlite::Error::UserFunctionError(Box::new(other)),
+    })?;
+    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
     let window = window();
     let (start, end) = (window.start().as_second(), window.end().as_second());
     let (mut reports, mut nodes) = (0u64, 0u64);

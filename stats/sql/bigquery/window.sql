@@ -1,4 +1,4 @@
--- The window, for BigQuery (ingester/schema/bigquery.json), as the common table expressions
+-- The window, for BigQuery (stored/schema/bigquery.json), as the common table expressions
 -- every metric query (sql/metrics/*.sql) reads; the same names and columns as the SQLite
 -- window's TEMP tables. The store fills in:
 --   {table}      `PROJECT.DATASET.TABLE_deduplicated`, the ingester's view with one row per

@@ -1,4 +1,4 @@
--- The window, for SQLite (ingester/schema/sqlite.sql). Parameters: :start and :end (UNIX
+-- The window, for SQLite (stored/schema/sqlite.sql). Parameters: :start and :end (UNIX
 -- seconds, end exclusive), :synthetic (1 to keep reports marked spartakus.dev/synthetic=true).
 --
 -- It materializes, as TEMP tables, what every metric query (sql/metrics/*.sql) reads:

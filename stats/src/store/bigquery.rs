@@ -1,6 +1,6 @@
 //! The warehouse store: one BigQuery query job per snapshot.
 //!
-//! The job reads the ingester's view `TABLE_deduplicated` (`ingester/schema/bigquery-view.sql`:
+//! The job reads the ingester's view `TABLE_deduplicated` (`stored/schema/bigquery-view.sql`:
 //! one row per report; insertAll's deduplication is best-effort), filtered on `receivedAt` to
 //! the window, so it touches only the window's day partitions; the table requires that filter.
 //! The normalization functions are declared as `CREATE TEMP FUNCTION`s generated from
@@ -8,16 +8,9 @@
 //! query is one branch of a `UNION ALL`, so the warehouse scans the window once and returns
 //! only the aggregated cells.
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gcp_bigquery_client::Client;
-use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::client_builder::ClientBuilder;
-use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table_row::TableRow;
@@ -29,95 +22,11 @@ use crate::normalize::bigquery_prelude;
 /// The window's SQL for BigQuery (common table expressions).
 pub const WINDOW_SQL: &str = include_str!("../../sql/bigquery/window.sql");
 
-/// Suffix of the ingester's deduplicating view, beside its table.
-pub const VIEW_SUFFIX: &str = "_deduplicated";
-
 /// How long a query job may run before the snapshot fails.
 const JOB_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
-/// `bigquery://PROJECT/DATASET/TABLE`: the table the ingester writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableRef {
-    /// Project ID.
-    pub project: String,
-    /// Dataset ID.
-    pub dataset: String,
-    /// Table ID (the view is this plus [`VIEW_SUFFIX`]).
-    pub table: String,
-}
-
-impl TableRef {
-    /// Parses the part after `bigquery://`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let [project, dataset, table] = parts[..] else {
-            return Err(format!("{s:?}: expected PROJECT/DATASET/TABLE"));
-        };
-        // Names end up in SQL: only BigQuery's own identifier characters.
-        let ok = |x: &str, extra: &str| {
-            !x.is_empty()
-                && x.len() <= 1024
-                && x.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
-        };
-        if !ok(project, "-.:") || !ok(dataset, "") || !ok(table, "-") {
-            return Err(format!(
-                "{s:?}: project, dataset and table may hold only letters, digits, '_' (and '-' in project and table names)"
-            ));
-        }
-        Ok(Self {
-            project: project.into(),
-            dataset: dataset.into(),
-            table: table.into(),
-        })
-    }
-
-    /// The quoted name of the deduplicating view, for SQL.
-    pub fn view_sql(&self) -> String {
-        format!(
-            "`{}.{}.{}{VIEW_SUFFIX}`",
-            self.project, self.dataset, self.table
-        )
-    }
-}
-
-/// How to authenticate.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Credentials {
-    /// Application Default Credentials (workload identity on GKE).
-    Default,
-    /// A service-account key file.
-    KeyFile(PathBuf),
-    /// None (an emulator).
-    None,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Default => f.write_str("Default"),
-            Credentials::KeyFile(p) => write!(f, "KeyFile({})", p.display()),
-            Credentials::None => f.write_str("None"),
-        }
-    }
-}
-
-/// Sends no token, for an emulator. The trait is declared with `async_trait`; this is its
-/// expansion, written out to need no crate for one method.
-#[derive(Clone)]
-struct Anonymous;
-
-impl Authenticator for Anonymous {
-    fn access_token<'a, 'b>(
-        &'a self,
-    ) -> Pin<Box<dyn Future<Output = Result<String, BQError>> + Send + 'b>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(async { Ok("none".to_owned()) })
-    }
-}
+pub use stored::TableRef;
+pub use stored::bigquery::Credentials;
 
 /// Reads the ingester's BigQuery table through its deduplicating view.
 #[derive(Clone)]
@@ -141,20 +50,9 @@ impl BigQueryStore {
         endpoint: Option<&str>,
         credentials: &Credentials,
     ) -> Result<Self, StoreError> {
-        let mut builder = ClientBuilder::new();
-        if let Some(endpoint) = endpoint {
-            builder.with_v2_base_url(endpoint.trim_end_matches('/').to_owned());
-        }
-        let client = match credentials {
-            Credentials::None => builder.build_from_authenticator(Arc::new(Anonymous)).await,
-            Credentials::KeyFile(path) => {
-                builder
-                    .build_from_service_account_key_file(&path.to_string_lossy())
-                    .await
-            }
-            Credentials::Default => builder.build_from_application_default_credentials().await,
-        }
-        .map_err(|e| StoreError::BigQuery(format!("connecting: {e}")))?;
+        let client = stored::bigquery::client(endpoint, credentials)
+            .await
+            .map_err(|e| StoreError::BigQuery(format!("connecting: {e}")))?;
         Ok(Self { client, table })
     }
 

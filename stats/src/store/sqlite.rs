@@ -68,16 +68,10 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     // the job's memory limit.
     conn.pragma_update(None, "temp_store", "FILE")?;
     conn.pragma_update(None, "cache_size", -32_000)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version < 1 {
-        return Err(StoreError::Row {
-            metric: "schema".into(),
-            detail: format!(
-                "{} has user_version {version}: not a Spartakus SQLite store (ingester/schema/sqlite.sql)",
-                path.display()
-            ),
-        });
-    }
+    stored::sqlite::check_readable(&conn).map_err(|e| StoreError::Row {
+        metric: "schema".into(),
+        detail: format!("{}: {e}", path.display()),
+    })?;
     register(&conn)?;
     Ok(conn)
 }

@@ -4,7 +4,7 @@
 //!   (stream `SPARTAKUS_REPORTS`, created as the gateway creates it) and written by the real
 //!   ingester binary. Nothing here writes the ingester's rows itself.
 //! - BigQuery (the emulator) is filled with DML `INSERT … VALUES`, generated from the same
-//!   reports and the committed schema `ingester/schema/bigquery.json`: bigquery-emulator v0.8.1
+//!   reports and the committed schema `stored/schema/bigquery.json`: bigquery-emulator v0.8.1
 //!   stores a REPEATED RECORD nested in a REPEATED RECORD (`nodes[].capacity[]`) wrongly when it
 //!   comes through `tabledata.insertAll` (see testenv/tests/bigquery.rs), so the ingester's own
 //!   path cannot be used against it; DML round-trips those records.
@@ -13,16 +13,11 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use gcp_bigquery_client::Client;
-use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::client_builder::ClientBuilder;
-use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table::Table;
@@ -391,52 +386,12 @@ fn count_reports(path: &Path) -> i64 {
 
 // ---- BigQuery, the emulator, filled with DML ----
 
-/// The emulator accepts any bearer token; this stands in for Google's OAuth, which cannot run
-/// here.
-#[derive(Clone)]
-struct NoAuth;
-
-impl Authenticator for NoAuth {
-    fn access_token<'a, 'b>(
-        &'a self,
-    ) -> Pin<Box<dyn Future<Output = Result<String, BQError>> + Send + 'b>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(async { Ok("emulator".to_owned()) })
-    }
-}
-
 pub const DATASET: &str = "spartakus";
 pub const TABLE: &str = "reports";
 
 /// The committed table schema.
 pub fn schema_fields() -> Vec<TableFieldSchema> {
-    let text = include_str!("../../../ingester/schema/bigquery.json");
-    serde_json::from_str(text).unwrap()
-}
-
-fn schema_file(name: &str) -> Option<String> {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../ingester/schema")
-            .join(name),
-    )
-    .ok()
-}
-
-/// The ingester's view definition (`ingester/schema/bigquery-view.sql`), for `table`. Read at
-/// run time, like the tombstones table's schema below, so the fixture follows the ingester's
-/// committed schemas as they grow.
-pub fn view_query(table: &str) -> String {
-    let sql = schema_file("bigquery-view.sql").expect("ingester/schema/bigquery-view.sql");
-    let body: String = sql
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    body.replace("PROJECT.DATASET.TABLE", table)
+    stored::bigquery::schema().unwrap()
 }
 
 /// An emulator with the dataset, the partitioned table and its deduplicating view.
@@ -450,30 +405,32 @@ impl BigQueryFixture {
         let emulator = testenv::BigQuery::start()
             .await
             .expect("bigquery-emulator starts");
-        let client = ClientBuilder::new()
-            .with_v2_base_url(emulator.endpoint())
-            .build_from_authenticator(Arc::new(NoAuth))
-            .await
-            .unwrap();
+        let client = stored::bigquery::client(
+            Some(&emulator.endpoint()),
+            &stored::bigquery::Credentials::None,
+        )
+        .await
+        .unwrap();
         let project = emulator.project().to_owned();
         client
             .dataset()
             .create(Dataset::new(&project, DATASET))
             .await
             .unwrap();
+        let table_ref = stored::TableRef::parse(&format!("{project}/{DATASET}/{TABLE}")).unwrap();
         let table = Table::new(&project, DATASET, TABLE, TableSchema::new(schema_fields()))
             .time_partitioning(TimePartitioning::per_day().field("receivedAt"))
             .require_partition_filter(true);
         client.table().create(table).await.unwrap();
         // The view may read a table of erasure tombstones beside the reports.
-        if let Some(tombstones) = schema_file("bigquery-tombstones.json") {
-            let fields: Vec<TableFieldSchema> = serde_json::from_str(&tombstones).unwrap();
+        {
+            let fields = stored::bigquery::tombstones_schema().unwrap();
             client
                 .table()
                 .create(Table::new(
                     &project,
                     DATASET,
-                    &format!("{TABLE}_tombstones"),
+                    &table_ref.tombstones_id(),
                     TableSchema::new(fields),
                 ))
                 .await
@@ -482,11 +439,11 @@ impl BigQueryFixture {
         let view = Table::new(
             &project,
             DATASET,
-            &format!("{TABLE}_deduplicated"),
+            &table_ref.view_id(),
             TableSchema::new(vec![]),
         )
         .view(ViewDefinition {
-            query: view_query(&format!("{project}.{DATASET}.{TABLE}")),
+            query: stored::bigquery::view_query(&table_ref),
             use_legacy_sql: Some(false),
             user_defined_function_resources: None,
         });

@@ -33,11 +33,11 @@ use report::erasure::QueuedErasure;
 use tokio::sync::Mutex;
 
 use super::from_bq;
-use super::schema::TOMBSTONES_SUFFIX;
-use crate::config::TableRef;
 use crate::error::SinkError;
 use crate::row::Row;
 use crate::sink::Erased;
+use stored::TOMBSTONES_SUFFIX;
+use stored::TableRef;
 
 /// How old the tombstones the write path checks against may be.
 pub(super) const REFRESH: Duration = Duration::from_secs(60);

@@ -9,10 +9,10 @@ use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAl
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
 
 use super::{Limits, from_bq};
-use crate::config::TableRef;
 use crate::error::SinkError;
 use crate::row::Row;
 use crate::sink::Outcome;
+use stored::TableRef;
 
 /// How one batch's requests are retried on 429/5xx before the reports are nakked instead;
 /// kept well under the default ack wait.

@@ -17,28 +17,24 @@ mod erase;
 mod insert;
 mod schema;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gcp_bigquery_client::Client;
-use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 
 pub use erase::ERASURE_GRACE;
-pub use schema::{
-    SCHEMA_JSON, TOMBSTONES_JSON, TOMBSTONES_SUFFIX, VIEW_SQL, VIEW_SUFFIX, merge_schema, schema,
-    tombstones_schema, view_query,
-};
+pub use schema::{merge_schema, schema, tombstones_schema};
+pub use stored::bigquery::{SCHEMA_JSON, TOMBSTONES_JSON, VIEW_SQL, view_query};
+pub use stored::{TOMBSTONES_SUFFIX, VIEW_SUFFIX};
 
 use report::erasure::QueuedErasure;
 
 use super::{Erased, Outcome, Sink};
-use crate::config::{Credentials, TableRef};
 use crate::error::SinkError;
 use crate::row::Row;
+use stored::TableRef;
+use stored::bigquery::Credentials;
 
 /// Limits of one insertAll request.
 #[derive(Debug, Clone, Copy)]
@@ -70,43 +66,15 @@ impl std::fmt::Debug for BigQuerySink {
     }
 }
 
-/// Sends no credentials, for an emulator. The trait is declared with `async_trait`; this is
-/// its expansion, written out to avoid a dependency for one method.
-#[derive(Clone)]
-struct Anonymous;
-
-impl Authenticator for Anonymous {
-    fn access_token<'life0, 'async_trait>(
-        &'life0 self,
-    ) -> Pin<Box<dyn Future<Output = Result<String, BQError>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Ok(String::new()) })
-    }
-}
-
 impl BigQuerySink {
     /// Builds the client (reading credentials, no API call yet).
     pub async fn client(
         endpoint: Option<&str>,
         credentials: Option<&Credentials>,
     ) -> Result<Client, SinkError> {
-        let mut builder = ClientBuilder::new();
-        if let Some(endpoint) = endpoint {
-            builder.with_v2_base_url(endpoint.trim_end_matches('/').to_owned());
-        }
-        let client = match credentials {
-            Some(Credentials::None) => builder.build_from_authenticator(Arc::new(Anonymous)).await,
-            Some(Credentials::KeyFile(path)) => {
-                builder
-                    .build_from_service_account_key_file(&path.to_string_lossy())
-                    .await
-            }
-            None => builder.build_from_application_default_credentials().await,
-        };
-        client.map_err(from_bq)
+        stored::bigquery::client(endpoint, credentials.unwrap_or(&Credentials::Default))
+            .await
+            .map_err(from_bq)
     }
 
     /// A sink for `table`, keeping rows forever; call [`BigQuerySink::ensure_table`] (or

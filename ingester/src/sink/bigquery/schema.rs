@@ -1,8 +1,8 @@
 //! What the sink keeps in place at every start: the dataset; the table with the committed schema
-//! (`schema/bigquery.json`), partitioned by day of `receivedAt`, clustered by `clusterID` and
+//! (`stored/schema/bigquery.json`), partitioned by day of `receivedAt`, clustered by `clusterID` and
 //! requiring a partition filter; the erasure tombstones `TABLE_tombstones`
-//! (`schema/bigquery-tombstones.json`, partitioned by day of `requestedAt`); and the view
-//! `TABLE_deduplicated` (`schema/bigquery-view.sql`) with one row per report and none a
+//! (`stored/schema/bigquery-tombstones.json`, partitioned by day of `requestedAt`); and the view
+//! `TABLE_deduplicated` (`stored/schema/bigquery-view.sql`) with one row per report and none a
 //! tombstone covers, which every documented query reads.
 //!
 //! An existing table only gains the columns it lacks (all NULLABLE or REPEATED), never a changed
@@ -26,37 +26,20 @@ use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 use gcp_bigquery_client::model::view_definition::ViewDefinition;
 
 use super::{from_bq, status};
-use crate::config::TableRef;
 use crate::error::SinkError;
-
-/// The committed table schema.
-pub const SCHEMA_JSON: &str = include_str!("../../../schema/bigquery.json");
-
-/// The committed schema of the tombstones table.
-pub const TOMBSTONES_JSON: &str = include_str!("../../../schema/bigquery-tombstones.json");
-
-/// The committed query of the deduplicating view, its table written `PROJECT.DATASET.TABLE`.
-pub const VIEW_SQL: &str = include_str!("../../../schema/bigquery-view.sql");
-
-/// The view's name is the table's with this suffix, in the table's dataset.
-pub const VIEW_SUFFIX: &str = "_deduplicated";
-
-/// The tombstones table's name is the table's with this suffix, in the table's dataset.
-pub const TOMBSTONES_SUFFIX: &str = "_tombstones";
-
-/// The placeholder for the table in [`VIEW_SQL`].
-const TABLE_PLACEHOLDER: &str = "PROJECT.DATASET.TABLE";
+use stored::bigquery::view_query;
+use stored::{TOMBSTONES_SUFFIX, TableRef, VIEW_SUFFIX};
 
 /// The committed schema, parsed.
 pub fn schema() -> Result<Vec<TableFieldSchema>, SinkError> {
-    serde_json::from_str(SCHEMA_JSON)
-        .map_err(|e| SinkError::Schema(format!("schema/bigquery.json: {e}")))
+    stored::bigquery::schema()
+        .map_err(|e| SinkError::Schema(format!("stored/schema/bigquery.json: {e}")))
 }
 
 /// The committed schema of the tombstones table, parsed.
 pub fn tombstones_schema() -> Result<Vec<TableFieldSchema>, SinkError> {
-    serde_json::from_str(TOMBSTONES_JSON)
-        .map_err(|e| SinkError::Schema(format!("schema/bigquery-tombstones.json: {e}")))
+    stored::bigquery::tombstones_schema()
+        .map_err(|e| SinkError::Schema(format!("stored/schema/bigquery-tombstones.json: {e}")))
 }
 
 /// One of the two tables the sink keeps in place.
@@ -68,24 +51,6 @@ struct Spec {
     /// Whether a new table requires a partition filter.
     require_partition_filter: bool,
     description: String,
-}
-
-/// The view's query over `table`: [`VIEW_SQL`] without its leading comment (the contract for
-/// readers of the repository; the view carries a description instead), the placeholder replaced.
-pub fn view_query(table: &TableRef) -> String {
-    let statement: Vec<&str> = VIEW_SQL
-        .lines()
-        .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
-        .collect();
-    let TableRef {
-        project,
-        dataset,
-        table,
-    } = table;
-    statement
-        .join("\n")
-        .trim()
-        .replace(TABLE_PLACEHOLDER, &format!("{project}.{dataset}.{table}"))
 }
 
 /// Creates or updates the dataset, the table, the tombstones and the view.
@@ -305,7 +270,7 @@ async fn ensure_view(client: &Client, table: &TableRef, refresh: bool) -> Result
     let definition = || {
         let mut view =
             Table::new(project, dataset, &name, TableSchema::default()).description(&format!(
-                "Spartakus reports of {}, one row per report (ingester/schema/bigquery-view.sql). \
+                "Spartakus reports of {}, one row per report (ingester/stored/schema/bigquery-view.sql). \
                  Filter on receivedAt.",
                 table.table
             ));
@@ -410,7 +375,7 @@ fn merge_fields(
             Some(have) => {
                 if type_name(&have.r#type) != type_name(&want.r#type) {
                     return Err(format!(
-                        "column {path} is {} in the table, {} in schema/bigquery.json",
+                        "column {path} is {} in the table, {} in stored/schema/bigquery.json",
                         type_name(&have.r#type),
                         type_name(&want.r#type)
                     ));
@@ -421,7 +386,7 @@ fn merge_fields(
                     || (mode(have) == "NULLABLE" && mode(want) == "REQUIRED");
                 if !compatible {
                     return Err(format!(
-                        "column {path} is {} in the table, {} in schema/bigquery.json",
+                        "column {path} is {} in the table, {} in stored/schema/bigquery.json",
                         mode(have),
                         mode(want)
                     ));
@@ -511,7 +476,7 @@ mod tests {
             query.contains("FROM `example.com:spartakus.usage.reports_tombstones` AS t"),
             "the tombstones beside the table hide erased reports: {query}"
         );
-        assert!(!query.contains(TABLE_PLACEHOLDER));
+        assert!(!query.contains("PROJECT.DATASET.TABLE"));
     }
 
     #[test]
@@ -524,17 +489,6 @@ mod tests {
             query.contains("OVER (PARTITION BY r.reportID, r.receivedAt)"),
             "{query}"
         );
-    }
-
-    #[test]
-    fn the_readme_shows_the_committed_view() {
-        let readme = include_str!("../../../../README.md");
-        let statement = view_query(&TableRef {
-            project: "PROJECT".into(),
-            dataset: "DATASET".into(),
-            table: "TABLE".into(),
-        });
-        assert!(readme.contains(&statement), "README.md lacks:\n{statement}");
     }
 
     #[test]

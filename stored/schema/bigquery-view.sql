@@ -9,10 +9,10 @@
 -- (a failed or timed-out request, a JetStream redelivery).
 --
 -- Contract for readers (people, the stats component):
--- - Columns: exactly the table's (ingester/schema/bigquery.json), no more.
+-- - Columns: exactly the table's (stored/schema/bigquery.json), no more.
 -- - Erased reports are not here. A cluster that asked for the erasure of its reports (proving
 --   the secret whose SHA-256 its v2 reports carry as erasureCheck) has a tombstone in
---   `TABLE_tombstones` (ingester/schema/bigquery-tombstones.json); every report of that
+--   `TABLE_tombstones` (stored/schema/bigquery-tombstones.json); every report of that
 --   cluster with that erasureCheck received up to the request's second is hidden here at once,
 --   and deleted from the table as soon as BigQuery allows DML on it (rows still in the
 --   streaming buffer, up to about 90 minutes after insertAll, cannot be deleted). Reports the
