@@ -3,7 +3,7 @@
 //!
 //! - Identifiers (node UIDs, the collector's host) are replaced by HMAC-SHA256 under a key
 //!   that never leaves the cluster, so the collector cannot reverse or join them.
-//! - Version strings are copied only after [`sanitize`] cut off what could name a machine.
+//! - Version strings are copied only after `sanitize` cut off what could name a machine.
 //! - Provider IDs become a provider name from an allowlist; extended resources from
 //!   unknown vendors are folded into one name.
 //! - Workloads become counts, fixed-bucket histograms (scaled to the namespace count when
@@ -25,9 +25,9 @@ use crate::omit::{NodeField, Omit};
 use crate::snapshot::{KindCounts, NamespaceCounts, NodeSnapshot, Section, Snapshot};
 
 /// Longest node info string sent; longer ones are cut.
-pub const MAX_INFO_LEN: usize = 64;
+pub(crate) const MAX_INFO_LEN: usize = 64;
 /// The resource name under which extended resources of unlisted vendors are summed.
-pub const OTHER_RESOURCE: &str = "other";
+pub(crate) const OTHER_RESOURCE: &str = "other";
 
 /// The anonymization key. Deliberately not `Debug`-printable, never serialized.
 #[derive(Clone)]
@@ -75,7 +75,7 @@ impl Key {
 
     /// The default cluster ID: HMAC(key, "cluster-id:" + collector host) as a UUID
     /// (version 8, "custom"), so each collector sees a different, stable ID.
-    pub fn cluster_id(&self, collector_host: &str) -> String {
+    pub(crate) fn cluster_id(&self, collector_host: &str) -> String {
         let mac = self.mac(&[b"cluster-id:", collector_host.as_bytes()]);
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&mac[..16]);
@@ -117,21 +117,21 @@ impl ErasureSecret {
 
 /// Everything about a report that is not read from the cluster.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// The volunteer's version, e.g. `v0.1.0`.
-    pub version: String,
+    pub(crate) version: String,
     /// This report's idempotency key.
-    pub report_id: ReportId,
+    pub(crate) report_id: ReportId,
     /// The operator's cluster ID, if any.
-    pub cluster_id: Option<String>,
+    pub(crate) cluster_id: Option<String>,
     /// The collector's host, for the default cluster ID.
-    pub collector_host: String,
+    pub(crate) collector_host: String,
     /// Fields to leave out.
-    pub omit: BTreeSet<Omit>,
+    pub(crate) omit: BTreeSet<Omit>,
 }
 
 /// Turns what was collected into what is sent.
-pub fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
+pub(crate) fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Report {
     let omit = &options.omit;
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut skip = |section: &str, reason: SkipReason| {
@@ -306,7 +306,7 @@ fn first_word(s: &str) -> String {
 ///
 /// Node-level strings that are single tokens in practice (kernel, runtime, kubelet, OS,
 /// architecture) are further cut to their first word.
-pub fn sanitize(raw: &str) -> Option<String> {
+pub(crate) fn sanitize(raw: &str) -> Option<String> {
     let printable: String = raw
         .chars()
         .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
@@ -364,7 +364,7 @@ fn contains_url_host(s: &str) -> bool {
 }
 
 /// The provider named by a `spec.providerID` scheme, if it is public; `other` else.
-pub fn cloud_provider(provider_id: &str) -> Option<String> {
+pub(crate) fn cloud_provider(provider_id: &str) -> Option<String> {
     if provider_id.is_empty() {
         return None;
     }
@@ -485,7 +485,7 @@ fn workload(
 /// down, and the namespaces left over go one each to the buckets with the largest remainders
 /// (the lower bucket first on a tie), so the buckets add up to `of` exactly. An empty sample
 /// says nothing: all `of` go to the first bucket.
-pub fn scale(drawn: &[u64; BUCKETS.len()], of: u64) -> [u64; BUCKETS.len()] {
+pub(crate) fn scale(drawn: &[u64; BUCKETS.len()], of: u64) -> [u64; BUCKETS.len()] {
     let n: u128 = drawn.iter().map(|&d| u128::from(d)).sum();
     let mut out = [0u64; BUCKETS.len()];
     if n == 0 {
@@ -510,7 +510,7 @@ pub fn scale(drawn: &[u64; BUCKETS.len()], of: u64) -> [u64; BUCKETS.len()] {
 
 /// Median and 90th percentile (nearest rank) of ages given in seconds, in whole hours; `None`
 /// for none.
-pub fn age_hours(ages: &[u64]) -> Option<AgeHours> {
+pub(crate) fn age_hours(ages: &[u64]) -> Option<AgeHours> {
     if ages.is_empty() {
         return None;
     }

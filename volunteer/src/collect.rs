@@ -46,7 +46,7 @@ use crate::table::{self, Table};
 /// Full node objects per page: nodes can be large (image lists), so keep pages small.
 pub const NODE_PAGE: u32 = 100;
 /// Metadata-only objects per page.
-pub const METADATA_PAGE: u32 = 500;
+pub(crate) const METADATA_PAGE: u32 = 500;
 /// Table rows per page. A row is 100–200 bytes of JSON, so a full page passes the 128 KiB
 /// above which the API server compresses a response; a page of 500 would travel uncompressed.
 pub const TABLE_PAGE: u32 = 2_000;
@@ -56,10 +56,10 @@ pub const NAMESPACE_SAMPLE: usize = 256;
 /// What one object's metadata costs on the wire, compressed, as an estimate: 66 bytes for a
 /// Service, 230 for a Deployment, 280 for a Pod in the big-cluster bench, most of it
 /// `managedFields`.
-pub const METADATA_BYTES: u64 = 300;
+pub(crate) const METADATA_BYTES: u64 = 300;
 /// What counting one namespace costs on the wire, as an estimate: a `limit=1` Table is too
 /// small to be compressed, and its column descriptions alone are 1.2–4.5 KiB.
-pub const COUNT_BYTES: u64 = 4_096;
+pub(crate) const COUNT_BYTES: u64 = 4_096;
 
 /// What to collect (what is omitted is not even read).
 #[derive(Debug, Clone, Default)]
@@ -90,7 +90,7 @@ pub enum CollectError {
 }
 
 /// The UID of the kube-system namespace, from which the default key is derived.
-pub async fn kube_system_uid(client: &kube::Client) -> Result<String, CollectError> {
+pub(crate) async fn kube_system_uid(client: &kube::Client) -> Result<String, CollectError> {
     let ns: Api<Namespace> = Api::all(client.clone());
     let ns = ns
         .get("kube-system")
@@ -211,7 +211,7 @@ fn skipped<T>(section: &str, e: &kube::Error) -> Section<T> {
 }
 
 /// 403 → forbidden, 404 → not found, anything else → error.
-pub fn skip_reason(e: &kube::Error) -> SkipReason {
+pub(crate) fn skip_reason(e: &kube::Error) -> SkipReason {
     match e {
         kube::Error::Api(status) if status.code == 403 => SkipReason::Forbidden,
         kube::Error::Api(status) if status.code == 404 => SkipReason::NotFound,
@@ -354,8 +354,8 @@ pub enum Counting {
 
 /// Picks the cheaper way, by estimate, to count `objects` objects of a kind per namespace in
 /// a cluster of `namespaces` namespaces (`None`: the namespace list could not be read, so only
-/// metadata can say where objects are): their metadata ([`METADATA_BYTES`] each), or one
-/// request per namespace ([`COUNT_BYTES`] each), in at most [`NAMESPACE_SAMPLE`] namespaces.
+/// metadata can say where objects are): their metadata (`METADATA_BYTES` each), or one
+/// request per namespace (`COUNT_BYTES` each), in at most [`NAMESPACE_SAMPLE`] namespaces.
 pub fn counting(objects: u64, namespaces: Option<usize>) -> Counting {
     let Some(namespaces) = namespaces else {
         return if objects == 0 {

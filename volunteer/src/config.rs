@@ -11,9 +11,9 @@ use crate::anonymize::Key;
 use crate::omit::Omit;
 
 /// Shortest accepted `--key-file` content.
-pub const MIN_KEY_LEN: usize = 16;
+pub(crate) const MIN_KEY_LEN: usize = 16;
 /// The status ConfigMap's default name (the shipped Role grants exactly this one).
-pub const STATUS_CONFIGMAP: &str = "spartakus-status";
+pub(crate) const STATUS_CONFIGMAP: &str = "spartakus-status";
 
 /// Collects anonymous statistics about this Kubernetes cluster and sends them to a
 /// Spartakus collector. Run with `--dry-run` to see exactly what would be sent, `--diff` to
@@ -23,7 +23,7 @@ pub const STATUS_CONFIGMAP: &str = "spartakus-status";
 pub struct Config {
     /// Without a command, the volunteer collects and sends reports.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 
     /// Collector base URL (reports are POSTed to URL/api/v1), or `stdout` to print each
     /// report instead of sending it. Required except for `volunteer status`.
@@ -33,28 +33,28 @@ pub struct Config {
         env = "SPARTAKUS_GATEWAY",
         global = true
     )]
-    pub gateway: Option<String>,
+    pub(crate) gateway: Option<String>,
 
     /// Time between reports; `0` sends one report and exits (for a CronJob), with a
     /// non-zero exit code if that report could not be delivered.
     #[arg(long, env = "SPARTAKUS_PERIOD", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub period: Duration,
+    pub(crate) period: Duration,
 
     /// Upper bound of a random delay added before each report, so that clusters do not all
     /// report at once. Default: 10% of the period, or no delay with `--period 0` (the
     /// CronJob's schedule already chooses the time).
     #[arg(long, env = "SPARTAKUS_JITTER", value_parser = humantime::parse_duration)]
-    pub jitter: Option<Duration>,
+    pub(crate) jitter: Option<Duration>,
 
     /// Extra key/value pairs to send: a JSON file of string to string, or a directory
     /// whose every file not starting with a dot is one pair (file name = key).
     #[arg(long, env = "SPARTAKUS_EXTENSIONS")]
-    pub extensions: Option<PathBuf>,
+    pub(crate) extensions: Option<PathBuf>,
 
     /// Cluster ID to report instead of the default, a keyed hash of the collector's host
     /// that is stable for this cluster and different for each collector.
     #[arg(long, env = "SPARTAKUS_CLUSTER_ID", global = true)]
-    pub cluster_id: Option<String>,
+    pub(crate) cluster_id: Option<String>,
 
     /// Leave a field out of the report (repeatable, or comma-separated in the variable):
     /// nodes, nodes.osImage, nodes.kernelVersion, nodes.containerRuntimeVersion,
@@ -62,47 +62,47 @@ pub struct Config {
     /// nodes.cloudProvider, nodes.capacity, masterVersion, namespaces, workloads, ages,
     /// extensions.
     #[arg(long = "omit", env = "SPARTAKUS_OMIT", value_delimiter = ',', value_parser = Omit::parse)]
-    pub omit: Vec<Omit>,
+    pub(crate) omit: Vec<Omit>,
 
     /// Print the exact (uncompressed) body that would be sent, send nothing, and exit.
     #[arg(long, env = "SPARTAKUS_DRY_RUN")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Print what the next report would change relative to the last one delivered (from the
     /// status ConfigMap), as field paths with old and new values; send nothing, and exit.
     #[arg(long, env = "SPARTAKUS_DIFF", conflicts_with = "dry_run")]
-    pub diff: bool,
+    pub(crate) diff: bool,
 
     /// Kubeconfig file. Default: in-cluster config, else $KUBECONFIG or ~/.kube/config.
     #[arg(long, env = "SPARTAKUS_KUBECONFIG", global = true)]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
 
     /// Kubeconfig context to use instead of the current one.
     #[arg(long, env = "SPARTAKUS_CONTEXT", global = true)]
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
 
     /// File holding the anonymization key (e.g. a mounted Secret; at least 16 bytes).
     /// Default: a key derived from the kube-system namespace's UID. Never sent or logged.
     #[arg(long, env = "SPARTAKUS_KEY_FILE", global = true)]
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
 
     /// ConfigMap in which the volunteer records each report's outcome, digest and body (the
     /// shipped Role may update only `spartakus-status`; change both together).
     #[arg(long, env = "SPARTAKUS_STATUS_CONFIGMAP", default_value = STATUS_CONFIGMAP, global = true)]
-    pub status_configmap: String,
+    pub(crate) status_configmap: String,
 
     /// Namespace of the status ConfigMap. Default: the pod's own namespace in a cluster,
     /// else the kubeconfig context's namespace.
     #[arg(long, env = "SPARTAKUS_STATUS_NAMESPACE", global = true)]
-    pub status_namespace: Option<String>,
+    pub(crate) status_namespace: Option<String>,
 
     /// Timeout of each request, to the Kubernetes API and to the collector.
     #[arg(long, env = "SPARTAKUS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 
     /// Total time to keep retrying one report (or erasure request) before giving up on it.
     #[arg(long, env = "SPARTAKUS_SEND_DEADLINE", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
-    pub send_deadline: Duration,
+    pub(crate) send_deadline: Duration,
 
     /// Log format: `pretty` for people, `json` for log collectors (one object per line).
     /// Logs go to stderr; stdout carries reports in `--dry-run` and `stdout` modes.
@@ -112,7 +112,7 @@ pub struct Config {
 
 /// What the volunteer does instead of reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the last report's status from the status ConfigMap (when, outcome, HTTP status,
     /// report ID, digest, collector, next report); exit 1 if there is none yet.
     Status,
@@ -124,7 +124,7 @@ pub enum Command {
 
 /// Where reports go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     /// Print each report on standard output.
     Stdout,
     /// POST to this collector base URL.
@@ -134,7 +134,7 @@ pub enum Destination {
 impl Destination {
     /// The host the default cluster ID is derived from: the collector's host name, or
     /// `stdout`.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         match self {
             Destination::Stdout => "stdout".into(),
             Destination::Gateway(url) => url.host_str().unwrap_or_default().to_ascii_lowercase(),
@@ -146,51 +146,51 @@ impl Destination {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where reports go.
-    pub destination: Destination,
+    pub(crate) destination: Destination,
     /// Time between reports; zero for one report.
-    pub period: Duration,
+    pub(crate) period: Duration,
     /// Upper bound of the random delay before each report.
-    pub jitter: Duration,
+    pub(crate) jitter: Duration,
     /// Extensions file or directory.
-    pub extensions: Option<PathBuf>,
+    pub(crate) extensions: Option<PathBuf>,
     /// Cluster ID override.
-    pub cluster_id: Option<String>,
+    pub(crate) cluster_id: Option<String>,
     /// Omitted fields.
-    pub omit: BTreeSet<Omit>,
+    pub(crate) omit: BTreeSet<Omit>,
     /// Print instead of sending, once.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Print the difference to the last delivered report instead of sending, once.
-    pub diff: bool,
+    pub(crate) diff: bool,
     /// The key from `--key-file`; `None` derives it from kube-system.
-    pub key: Option<Key>,
+    pub(crate) key: Option<Key>,
     /// How to reach the Kubernetes API.
-    pub kube: KubeSettings,
+    pub(crate) kube: KubeSettings,
     /// Where the status is recorded.
-    pub status: StatusTarget,
+    pub(crate) status: StatusTarget,
     /// Per-request timeout (also of the collector's requests).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Retry budget per report.
-    pub send_deadline: Duration,
+    pub(crate) send_deadline: Duration,
 }
 
 /// How to reach the Kubernetes API: all that `volunteer status` needs.
 #[derive(Debug, Clone)]
 pub struct KubeSettings {
     /// Kubeconfig file.
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
     /// Per-request timeout.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 /// The status ConfigMap: its name, and its namespace if not the client's default one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusTarget {
     /// The ConfigMap's name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its namespace; `None`: the pod's own, or the kubeconfig context's.
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
 }
 
 /// A configuration that cannot work.
@@ -290,7 +290,7 @@ impl Config {
     }
 
     /// How to reach the Kubernetes API.
-    pub fn kube(&self) -> Result<KubeSettings, ConfigError> {
+    pub(crate) fn kube(&self) -> Result<KubeSettings, ConfigError> {
         if self.request_timeout.is_zero() {
             return Err(ConfigError::Zero("request-timeout"));
         }
@@ -302,7 +302,7 @@ impl Config {
     }
 
     /// The status ConfigMap, its names checked by Kubernetes' rules.
-    pub fn status_target(&self) -> Result<StatusTarget, ConfigError> {
+    pub(crate) fn status_target(&self) -> Result<StatusTarget, ConfigError> {
         if !is_dns_name(&self.status_configmap, 253, true) {
             return Err(ConfigError::StatusName {
                 flag: "status-configmap",
@@ -328,7 +328,7 @@ impl Config {
     /// Checks the flags and turns them into [`Settings`] (for reporting, `--dry-run`,
     /// `--diff` and `forget`; `status` needs only [`Config::kube`] and
     /// [`Config::status_target`]).
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
+    pub(crate) fn settings(&self) -> Result<Settings, ConfigError> {
         let gateway = self.gateway.as_deref().ok_or(ConfigError::NoGateway)?;
         let destination = if gateway == "stdout" {
             if self.command == Some(Command::Forget) {

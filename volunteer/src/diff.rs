@@ -15,20 +15,20 @@ use serde_json::Value;
 use crate::status::{Status, StatusError, key, sha256_hex};
 
 /// Top-level fields that differ in every report.
-pub const VOLATILE: [&str; 2] = ["reportID", "timestamp"];
+pub(crate) const VOLATILE: [&str; 2] = ["reportID", "timestamp"];
 
 /// Fields that identify an element of an array of objects, in order of preference.
 const KEYS: [&str; 6] = ["id", "resource", "name", "kind", "section", "min"];
 
 /// One field that changed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
+pub(crate) struct Change {
     /// Its path, e.g. `nodes[3].kubeletVersion`.
-    pub path: String,
+    pub(crate) path: String,
     /// The value in the last delivered report; `None`: absent.
-    pub old: Option<Value>,
+    pub(crate) old: Option<Value>,
     /// The value in the next report; `None`: absent.
-    pub new: Option<Value>,
+    pub(crate) new: Option<Value>,
 }
 
 impl fmt::Display for Change {
@@ -49,15 +49,15 @@ impl fmt::Display for Change {
 
 /// The changes from `old` to `new`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Diff {
+pub(crate) struct Diff {
     /// Changes to the cluster's data, in document order.
-    pub changes: Vec<Change>,
+    pub(crate) changes: Vec<Change>,
     /// Changes of [`VOLATILE`] fields, which every report has.
-    pub volatile: Vec<Change>,
+    pub(crate) volatile: Vec<Change>,
 }
 
 /// Compares two reports (or any JSON documents).
-pub fn diff(old: &Value, new: &Value) -> Diff {
+pub(crate) fn diff(old: &Value, new: &Value) -> Diff {
     let mut all = Vec::new();
     walk("", Some(old), Some(new), &mut all);
     let (volatile, changes) = all
@@ -80,7 +80,11 @@ pub enum DiffError {
 /// What `--diff` prints: the changes from the last delivered report recorded in `status`
 /// (read from ConfigMap `configmap`; `None`: there is none) to `next` (the body that
 /// would be sent).
-pub fn explain(configmap: &str, status: Option<&Status>, next: &[u8]) -> Result<String, DiffError> {
+pub(crate) fn explain(
+    configmap: &str,
+    status: Option<&Status>,
+    next: &[u8],
+) -> Result<String, DiffError> {
     let mut out = String::new();
     let never = |out: &mut String, why: &str| {
         let _ = writeln!(

@@ -40,7 +40,7 @@ pub enum ExtensionsError {
 
 /// Reads the extensions at `path` as (key, value) pairs sorted by key, and checks them against
 /// the report's rules.
-pub fn read(path: &Path) -> Result<Vec<(String, String)>, ExtensionsError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<(String, String)>, ExtensionsError> {
     let extensions: Vec<Extension> = read_pairs(path)?
         .into_iter()
         .map(|(name, value)| Extension { name, value })

@@ -17,15 +17,15 @@ use crate::send::{self, Encoding, Policy, SendError};
 
 /// What was asked, and the collector's answer.
 #[derive(Debug, Clone)]
-pub struct Forgotten {
+pub(crate) struct Forgotten {
     /// Where the request went.
-    pub endpoint: reqwest::Url,
+    pub(crate) endpoint: reqwest::Url,
     /// The cluster ID sent.
-    pub cluster_id: String,
+    pub(crate) cluster_id: String,
     /// The collector's answer (2xx).
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// Requests it took.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 /// The body of the erasure request (the only place S is written).
@@ -42,7 +42,7 @@ fn body(cluster_id: &str, key: &Key, collector_host: &str) -> Vec<u8> {
 
 /// Sends the erasure request to `{gateway}/api/v2/erasure`, with the same retries and
 /// deadline as a report.
-pub async fn forget(
+pub(crate) async fn forget(
     settings: &Settings,
     key: &Key,
     http: &reqwest::Client,
@@ -73,7 +73,7 @@ pub async fn forget(
 }
 
 /// What `volunteer forget` prints after the request was accepted.
-pub fn explain(f: &Forgotten) -> String {
+pub(crate) fn explain(f: &Forgotten) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

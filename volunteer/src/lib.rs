@@ -15,7 +15,7 @@
 //! - [`status`]: the status ConfigMap (what was sent, when, with what outcome) and the
 //!   Event on failure.
 //! - [`diff`]: the pure comparison of the next report with the last one delivered (`--diff`).
-//! - [`forget`]: the erasure request (`volunteer forget`).
+//! - `forget`: the erasure request (`volunteer forget`).
 //! - [`run`](mod@run): the clients and the report loop.
 
 pub mod anonymize;
@@ -23,7 +23,7 @@ pub mod collect;
 pub mod config;
 pub mod diff;
 pub mod extensions;
-pub mod forget;
+pub(crate) mod forget;
 pub mod omit;
 pub mod run;
 pub mod send;
@@ -32,4 +32,3 @@ pub mod status;
 pub mod table;
 
 pub use config::Config;
-pub use run::{RunError, run};

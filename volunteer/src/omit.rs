@@ -45,7 +45,7 @@ pub enum NodeField {
 
 impl NodeField {
     /// Every node field, in report order.
-    pub const ALL: [NodeField; 8] = [
+    pub(crate) const ALL: [NodeField; 8] = [
         NodeField::OperatingSystem,
         NodeField::OsImage,
         NodeField::KernelVersion,
@@ -57,7 +57,7 @@ impl NodeField {
     ];
 
     /// The section name of this field of every node, e.g. `nodes.osImage`.
-    pub const fn section(self) -> &'static str {
+    pub(crate) const fn section(self) -> &'static str {
         match self {
             NodeField::OperatingSystem => section::NODES_OPERATING_SYSTEM,
             NodeField::OsImage => section::NODES_OS_IMAGE,
@@ -100,7 +100,7 @@ impl Omit {
     }
 
     /// Parses an `--omit` value.
-    pub fn parse(s: &str) -> Result<Omit, String> {
+    pub(crate) fn parse(s: &str) -> Result<Omit, String> {
         let s = s.trim();
         Omit::all()
             .into_iter()

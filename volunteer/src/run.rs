@@ -56,13 +56,13 @@ pub enum RunError {
 }
 
 /// The volunteer's version as reported, e.g. `v0.1.0`.
-pub fn version() -> String {
+pub(crate) fn version() -> String {
     format!("v{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// A Kubernetes client: in-cluster config, else the kubeconfig (explicit file or the usual
 /// resolution), with the request timeout applied.
-pub async fn kube_client(settings: &KubeSettings) -> Result<kube::Client, RunError> {
+pub(crate) async fn kube_client(settings: &KubeSettings) -> Result<kube::Client, RunError> {
     let err = |e: &dyn std::fmt::Display| RunError::KubeConfig(e.to_string());
     let options = KubeConfigOptions {
         context: settings.context.clone(),
@@ -87,7 +87,7 @@ pub async fn kube_client(settings: &KubeSettings) -> Result<kube::Client, RunErr
 }
 
 /// An HTTP client for the collector (rustls, request timeout).
-pub fn http_client(settings: &Settings) -> Result<reqwest::Client, RunError> {
+pub(crate) fn http_client(settings: &Settings) -> Result<reqwest::Client, RunError> {
     reqwest::Client::builder()
         .user_agent(format!("spartakus-volunteer/{}", version()))
         .connect_timeout(settings.request_timeout)
@@ -131,7 +131,7 @@ fn print(text: &str) -> Result<(), RunError> {
 }
 
 /// The anonymization key: from `--key-file`, else derived from kube-system's UID.
-pub async fn key(settings: &Settings, kube: &kube::Client) -> Result<Key, RunError> {
+pub(crate) async fn key(settings: &Settings, kube: &kube::Client) -> Result<Key, RunError> {
     Ok(match &settings.key {
         Some(key) => key.clone(),
         None => Key::from_kube_system_uid(&collect::kube_system_uid(kube).await?),
@@ -139,7 +139,7 @@ pub async fn key(settings: &Settings, kube: &kube::Client) -> Result<Key, RunErr
 }
 
 /// `volunteer status`: the recorded status, readable.
-pub async fn status(kube: &kube::Client, target: &StatusTarget) -> Result<String, RunError> {
+pub(crate) async fn status(kube: &kube::Client, target: &StatusTarget) -> Result<String, RunError> {
     let store = Store::new(kube, target);
     match store.read().await? {
         Some(s) => Ok(status::render(&s, jiff::Timestamp::now())),
@@ -149,7 +149,7 @@ pub async fn status(kube: &kube::Client, target: &StatusTarget) -> Result<String
 
 /// Runs the volunteer until cancelled; with `--period 0`, `--dry-run` or `--diff`, makes
 /// one report and returns its result.
-pub async fn run(
+pub(crate) async fn run(
     settings: Settings,
     kube: kube::Client,
     http: reqwest::Client,

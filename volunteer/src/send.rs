@@ -6,7 +6,7 @@
 //! as long as a `Retry-After` asks, and stop at the send deadline. A 4xx other than 408
 //! and 429 is final: sending the same bytes again cannot succeed.
 //!
-//! `volunteer forget` uses the same policy through [`with_retries`] and [`post`].
+//! `volunteer forget` uses the same policy through `with_retries` and `post`.
 //!
 //! Usable as a library (the load generator reuses [`send`]).
 
@@ -33,7 +33,7 @@ pub struct Policy {
 
 impl Policy {
     /// Backoff from 1 s doubling up to 5 min, within `deadline`.
-    pub fn with_deadline(deadline: Duration) -> Self {
+    pub(crate) fn with_deadline(deadline: Duration) -> Self {
         Policy {
             deadline,
             min_delay: Duration::from_secs(1),
@@ -101,7 +101,7 @@ impl SendError {
     }
 
     /// The collector's HTTP status, if it answered (also the last answer before giving up).
-    pub fn status(&self) -> Option<StatusCode> {
+    pub(crate) fn status(&self) -> Option<StatusCode> {
         match self {
             SendError::Status { status, .. } => Some(*status),
             SendError::GaveUp { last, .. } => last.status(),
@@ -118,12 +118,15 @@ impl SendError {
 }
 
 /// The endpoint reports are POSTed to: `{gateway}/api/v1`.
-pub fn endpoint(gateway: &reqwest::Url) -> Result<reqwest::Url, SendError> {
+pub(crate) fn endpoint(gateway: &reqwest::Url) -> Result<reqwest::Url, SendError> {
     endpoint_at(gateway, &["api", "v1"])
 }
 
 /// `{gateway}/SEGMENTS…`, keeping any path the base URL has.
-pub fn endpoint_at(gateway: &reqwest::Url, segments: &[&str]) -> Result<reqwest::Url, SendError> {
+pub(crate) fn endpoint_at(
+    gateway: &reqwest::Url,
+    segments: &[&str],
+) -> Result<reqwest::Url, SendError> {
     let mut url = gateway.clone();
     url.path_segments_mut()
         .map_err(|_| SendError::Url(gateway.to_string()))?
@@ -133,7 +136,7 @@ pub fn endpoint_at(gateway: &reqwest::Url, segments: &[&str]) -> Result<reqwest:
 }
 
 /// gzip of `body`.
-pub fn gzip(body: &[u8]) -> Result<Vec<u8>, SendError> {
+pub(crate) fn gzip(body: &[u8]) -> Result<Vec<u8>, SendError> {
     let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
     enc.write_all(body).map_err(SendError::Compress)?;
     enc.finish().map_err(SendError::Compress)
@@ -157,7 +160,10 @@ pub async fn send(
 
 /// Calls `attempt` (given the time left) until it succeeds, fails for good
 /// ([`SendError::is_retryable`]), or the next wait would pass `policy.deadline`.
-pub async fn with_retries<F, Fut>(policy: &Policy, mut attempt: F) -> Result<Outcome, SendError>
+pub(crate) async fn with_retries<F, Fut>(
+    policy: &Policy,
+    mut attempt: F,
+) -> Result<Outcome, SendError>
 where
     F: FnMut(Duration) -> Fut,
     Fut: std::future::Future<Output = Result<StatusCode, SendError>>,
@@ -198,7 +204,7 @@ where
 
 /// How a JSON body is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     /// As it is.
     Identity,
     /// gzip-compressed, with `Content-Encoding: gzip`.
@@ -207,7 +213,7 @@ pub enum Encoding {
 
 /// One POST of a JSON `body` (already encoded as `encoding` says) to `url`, within
 /// `remaining`: the 2xx status, or the failure.
-pub async fn post(
+pub(crate) async fn post(
     client: &reqwest::Client,
     url: &reqwest::Url,
     body: bytes::Bytes,
@@ -248,7 +254,7 @@ pub async fn post(
 }
 
 /// `Retry-After` as delay seconds or an HTTP date (capped at one hour).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     let d = if let Ok(secs) = v.parse::<u64>() {
         Duration::from_secs(secs)

@@ -19,7 +19,7 @@ pub enum Section<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// When collection started, UNIX seconds.
-    pub taken_at: i64,
+    pub(crate) taken_at: i64,
     /// The API server's `gitVersion`.
     pub master_version: Section<String>,
     /// Every node.
@@ -29,7 +29,7 @@ pub struct Snapshot {
     /// Per workload kind, what was counted, in [`Kind::ALL`] order.
     pub workloads: Section<Vec<(Kind, Section<KindCounts>)>>,
     /// The operator's extensions, as read.
-    pub extensions: Section<Vec<(String, String)>>,
+    pub(crate) extensions: Section<Vec<(String, String)>>,
 }
 
 /// One node, as read.
@@ -38,21 +38,21 @@ pub struct NodeSnapshot {
     /// `metadata.uid`.
     pub uid: String,
     /// `spec.providerID`.
-    pub provider_id: Option<String>,
+    pub(crate) provider_id: Option<String>,
     /// `status.nodeInfo.operatingSystem`.
-    pub operating_system: Option<String>,
+    pub(crate) operating_system: Option<String>,
     /// `status.nodeInfo.osImage`.
-    pub os_image: Option<String>,
+    pub(crate) os_image: Option<String>,
     /// `status.nodeInfo.kernelVersion`.
-    pub kernel_version: Option<String>,
+    pub(crate) kernel_version: Option<String>,
     /// `status.nodeInfo.architecture`.
-    pub architecture: Option<String>,
+    pub(crate) architecture: Option<String>,
     /// `status.nodeInfo.containerRuntimeVersion`.
-    pub container_runtime_version: Option<String>,
+    pub(crate) container_runtime_version: Option<String>,
     /// `status.nodeInfo.kubeletVersion`.
-    pub kubelet_version: Option<String>,
+    pub(crate) kubelet_version: Option<String>,
     /// `status.capacity`, name and quantity.
-    pub capacity: Vec<(String, String)>,
+    pub(crate) capacity: Vec<(String, String)>,
 }
 
 /// The objects of one kind, counted.

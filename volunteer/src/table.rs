@@ -10,7 +10,7 @@
 //! AGE is printed by the API server from `creationTimestamp` (apimachinery's
 //! `duration.HumanDuration`): `45s`, `3m20s`, `95m`, `5h12m`, `30h`, `3d4h`, `87d`, `2y41d`,
 //! `9y`. Below 8 days it is exact to the hour, from 8 days to the day (in 365-day years from 2
-//! years), from 8 years to the year; [`age_seconds`] reads it back as the shortest age it can
+//! years), from 8 years to the year; `age_seconds` reads it back as the shortest age it can
 //! mean.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
@@ -21,56 +21,56 @@ pub const ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 /// The query parameter that leaves the objects out of a Table's rows.
 pub const NO_OBJECTS: (&str, &str) = ("includeObject", "None");
 /// The name of the column the API server prints `creationTimestamp` in.
-pub const AGE_COLUMN: &str = "Age";
+pub(crate) const AGE_COLUMN: &str = "Age";
 
 /// One page of a Table list.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Table {
+pub(crate) struct Table {
     /// The list's `continue` token and `remainingItemCount`.
     #[serde(default)]
-    pub metadata: ListMeta,
+    pub(crate) metadata: ListMeta,
     /// The columns, in the order of each row's cells.
     #[serde(default)]
-    pub column_definitions: Vec<Column>,
+    pub(crate) column_definitions: Vec<Column>,
     /// One row per object.
     #[serde(default)]
-    pub rows: Vec<Row>,
+    pub(crate) rows: Vec<Row>,
 }
 
 /// One column of a [`Table`]; only its name is read.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Column {
+pub(crate) struct Column {
     /// e.g. `Name`, `Age`.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 /// One row of a [`Table`]: the cells of one object.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// The printed values, in column order. Only the AGE cell is read; the rest (names,
     /// addresses, images) are dropped with the page and never leave the process.
     #[serde(default)]
-    pub cells: Vec<serde_json::Value>,
+    pub(crate) cells: Vec<serde_json::Value>,
 }
 
 impl Table {
     /// Where the AGE column is, if the server prints one.
-    pub fn age_column(&self) -> Option<usize> {
+    pub(crate) fn age_column(&self) -> Option<usize> {
         self.column_definitions
             .iter()
             .position(|c| c.name == AGE_COLUMN)
     }
 
     /// The page's continue token, if more pages follow.
-    pub fn continue_token(&self) -> Option<&str> {
+    pub(crate) fn continue_token(&self) -> Option<&str> {
         self.metadata.continue_.as_deref().filter(|t| !t.is_empty())
     }
 
     /// How many objects the whole list holds, known from the first page alone: its rows plus
     /// the server's `remainingItemCount`. `None` when more pages follow and the server did not
     /// say how many objects they hold.
-    pub fn list_len(&self) -> Option<u64> {
+    pub(crate) fn list_len(&self) -> Option<u64> {
         let rows = self.rows.len() as u64;
         match (self.continue_token(), self.metadata.remaining_item_count) {
             (None, _) => Some(rows),
@@ -81,7 +81,7 @@ impl Table {
 
     /// The age in seconds of each row whose AGE cell can be read (`<unknown>`, printed for an
     /// object without a creation time, cannot).
-    pub fn ages(&self, column: usize) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn ages(&self, column: usize) -> impl Iterator<Item = u64> + '_ {
         self.rows
             .iter()
             .filter_map(move |r| r.cells.get(column)?.as_str().and_then(age_seconds))
@@ -90,7 +90,7 @@ impl Table {
 
 /// The shortest age in seconds that a printed AGE can mean: `3d4h` → 273,600; `<unknown>`,
 /// `<invalid>` or anything else → `None`.
-pub fn age_seconds(printed: &str) -> Option<u64> {
+pub(crate) fn age_seconds(printed: &str) -> Option<u64> {
     if printed.is_empty() {
         return None;
     }

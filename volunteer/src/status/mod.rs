@@ -15,20 +15,20 @@
 //! not answer, is a logged warning.
 //!
 //! Three rooms, one job each:
-//! - `record`: what the ConfigMap keeps and how, pure: its keys, the data written after an
-//!   attempt ([`to_data`]), and a status read back ([`Status`]) with the last delivered body
+//! - `record`: what the ConfigMap keeps and how, pure: its [`key`]s, the data written after
+//!   an attempt (`to_data`), and a status read back (`Status`) with the last delivered body
 //!   decompressed and checked against its digest.
-//! - `render`: what `volunteer status` prints ([`render()`]), pure.
-//! - `store`: the Kubernetes I/O ([`Store`]): reading and writing the ConfigMap, and the
+//! - `render`: what `volunteer status` prints, pure.
+//! - `store`: the Kubernetes I/O (`Store`): reading and writing the ConfigMap, and the
 //!   Warning Event on a failed attempt.
 
 mod record;
 mod render;
 mod store;
 
-pub use record::{
-    Attempt, BODY_KEY, MAX_BODY, MAX_STORED_GZIP, Outcome, Status, StatusError, key, sha256_hex,
-    to_data,
-};
-pub use render::render;
-pub use store::Store;
+#[cfg(test)]
+pub(crate) use record::to_data;
+pub(crate) use record::{Attempt, Outcome, Status, sha256_hex};
+pub use record::{BODY_KEY, StatusError, key};
+pub(crate) use render::render;
+pub(crate) use store::Store;

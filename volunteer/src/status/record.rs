@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 pub const BODY_KEY: &str = "lastDelivered.json.gz";
 /// Largest compressed body kept: a ConfigMap holds at most 1 MiB of data in all, and the
 /// other keys and the object's metadata need room too.
-pub const MAX_STORED_GZIP: usize = 768 * 1024;
+pub(crate) const MAX_STORED_GZIP: usize = 768 * 1024;
 /// Largest body [`Status::delivered_body`] decompresses (a report of 5,000 nodes is some
 /// 2 MB): a corrupted or hostile ConfigMap cannot make it allocate without bound.
-pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY: u64 = 64 * 1024 * 1024;
 /// Longest error text kept in the ConfigMap or an Event's note (Events allow 1 kB).
 pub(super) const MAX_ERROR: usize = 1000;
 
@@ -71,7 +71,7 @@ pub mod key {
 
 /// How a report attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The collector accepted it.
     Delivered,
     /// It was not delivered.
@@ -80,7 +80,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// As written in the ConfigMap.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Delivered => "delivered",
             Outcome::Failed => "failed",
@@ -90,33 +90,33 @@ impl Outcome {
 
 /// One report attempt, as recorded.
 #[derive(Debug, Clone)]
-pub struct Attempt<'a> {
+pub(crate) struct Attempt<'a> {
     /// When it ended.
-    pub at: jiff::Timestamp,
+    pub(crate) at: jiff::Timestamp,
     /// How.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// The collector's last answer, if any.
-    pub http_status: Option<u16>,
+    pub(crate) http_status: Option<u16>,
     /// HTTP requests made, when known (a final refusal may follow retries).
-    pub attempts: Option<u32>,
+    pub(crate) attempts: Option<u32>,
     /// The error with its causes, on failure.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The report's ID.
-    pub report_id: String,
+    pub(crate) report_id: String,
     /// The exact body sent (uncompressed JSON).
-    pub body: &'a [u8],
+    pub(crate) body: &'a [u8],
     /// The collector's host.
-    pub collector_host: String,
+    pub(crate) collector_host: String,
     /// When the next report is due; `None` with `--period 0`.
-    pub next_due: Option<jiff::Timestamp>,
+    pub(crate) next_due: Option<jiff::Timestamp>,
     /// `--period`.
-    pub period: Duration,
+    pub(crate) period: Duration,
     /// The volunteer's version.
-    pub version: String,
+    pub(crate) version: String,
 }
 
 /// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -135,7 +135,7 @@ fn seconds(t: jiff::Timestamp) -> jiff::Timestamp {
 
 /// The ConfigMap's `data` and `binaryData` after `attempt`, given what it held before.
 /// `gzip_limit` is [`MAX_STORED_GZIP`] but for tests.
-pub fn to_data(
+pub(crate) fn to_data(
     previous: Option<&ConfigMap>,
     attempt: &Attempt<'_>,
     gzip_limit: usize,
@@ -216,7 +216,7 @@ pub enum StatusError {
     /// The stored body does not decompress.
     #[error("the last delivered body in binaryData/{BODY_KEY} does not decompress")]
     Gzip(#[source] std::io::Error),
-    /// The stored body is larger than [`MAX_BODY`].
+    /// The stored body is larger than `MAX_BODY`.
     #[error("the last delivered body in binaryData/{BODY_KEY} is larger than {MAX_BODY} bytes")]
     TooLarge,
     /// The stored body is not the one whose digest was recorded.
@@ -228,18 +228,18 @@ pub enum StatusError {
 
 /// A status read back from its ConfigMap.
 #[derive(Debug, Clone, Default)]
-pub struct Status {
+pub(crate) struct Status {
     /// `namespace/name`.
-    pub configmap: String,
+    pub(crate) configmap: String,
     /// The `data` keys.
-    pub data: BTreeMap<String, String>,
+    pub(crate) data: BTreeMap<String, String>,
     /// The compressed last delivered body, if kept.
-    pub body_gzip: Option<Vec<u8>>,
+    pub(crate) body_gzip: Option<Vec<u8>>,
 }
 
 impl Status {
     /// The status in `cm`.
-    pub fn parse(cm: &ConfigMap) -> Status {
+    pub(crate) fn parse(cm: &ConfigMap) -> Status {
         let meta = &cm.metadata;
         Status {
             configmap: format!(
@@ -257,13 +257,13 @@ impl Status {
     }
 
     /// A data key's value.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.data.get(key).map(String::as_str)
     }
 
     /// The last delivered body, decompressed and checked against its recorded digest;
     /// `None` if only the digest is kept (or nothing was ever delivered).
-    pub fn delivered_body(&self) -> Result<Option<Vec<u8>>, StatusError> {
+    pub(crate) fn delivered_body(&self) -> Result<Option<Vec<u8>>, StatusError> {
         self.delivered_body_within(MAX_BODY)
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::record::{Status, key};
 
 /// `volunteer status`: the status for people, as of `now`.
-pub fn render(status: &Status, now: jiff::Timestamp) -> String {
+pub(crate) fn render(status: &Status, now: jiff::Timestamp) -> String {
     let get = |k| status.get(k).unwrap_or("unknown");
     let ago = |k| match status
         .get(k)

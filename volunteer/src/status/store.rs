@@ -16,7 +16,7 @@ use crate::config::StatusTarget;
 
 /// The status ConfigMap and the namespace's Events, through the volunteer's client.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     configmaps: Api<ConfigMap>,
     events: Api<Event>,
     namespace: String,
@@ -26,7 +26,7 @@ pub struct Store {
 impl Store {
     /// The store for `target`, in its namespace or the client's default one (the pod's own
     /// in a cluster, else the kubeconfig context's).
-    pub fn new(client: &kube::Client, target: &StatusTarget) -> Store {
+    pub(crate) fn new(client: &kube::Client, target: &StatusTarget) -> Store {
         let namespace = target
             .namespace
             .clone()
@@ -40,12 +40,12 @@ impl Store {
     }
 
     /// `namespace/name` of the ConfigMap.
-    pub fn configmap(&self) -> String {
+    pub(crate) fn configmap(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 
     /// The recorded status, `None` if there is none yet.
-    pub async fn read(&self) -> Result<Option<Status>, StatusError> {
+    pub(crate) async fn read(&self) -> Result<Option<Status>, StatusError> {
         self.configmaps
             .get_opt(&self.name)
             .await
@@ -55,7 +55,7 @@ impl Store {
 
     /// Records `attempt`, and on failure emits a Warning Event. Never fails: what cannot be
     /// written is logged as a warning.
-    pub async fn record(&self, attempt: &Attempt<'_>) {
+    pub(crate) async fn record(&self, attempt: &Attempt<'_>) {
         let uid = match self.write(attempt).await {
             Ok(uid) => {
                 tracing::info!(configmap = %self.configmap(), outcome = attempt.outcome.as_str(), "status recorded");
