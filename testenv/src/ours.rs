@@ -17,7 +17,9 @@ use tempfile::TempDir;
 
 use crate::Error;
 use crate::binaries::workspace_bin;
-use crate::process::{POLL, Process, START_ATTEMPTS, free_ports, http_get, log_tail, watched};
+use crate::process::{
+    POLL, Process, START_ATTEMPTS, apply_env, free_ports, http_get, log_tail, watched,
+};
 
 /// How long a server of ours may take to answer its readiness route.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -371,13 +373,4 @@ impl Service {
 /// "address already in use", Rust's io error "Address already in use").
 fn is_port_conflict(e: &Error) -> bool {
     matches!(e, Error::Exited { tail, .. } if tail.to_ascii_lowercase().contains("address already in use"))
-}
-
-pub(crate) fn apply_env(cmd: &mut std::process::Command, env: &[(OsString, Option<OsString>)]) {
-    for (key, value) in env {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
 }

@@ -109,7 +109,7 @@ impl Process {
             .map_err(|e| Error::io("duplicating a log file handle", e))?;
         let mut cmd = watched(bin);
         cmd.args(args).stdout(out).stderr(err);
-        crate::ours::apply_env(&mut cmd, env);
+        apply_env(&mut cmd, env);
         if let Some(dir) = cleanup {
             cmd.env("SPARTAKUS_TESTENV_CLEANUP", dir);
         }
@@ -273,5 +273,15 @@ pub(crate) async fn http_get(client: &reqwest::Client, url: &str) -> Result<Stri
         Ok(body)
     } else {
         Err(format!("GET {url}: {status}: {}", body.trim()))
+    }
+}
+
+/// Sets (`Some`) or removes (`None`) environment variables of `cmd`.
+pub(crate) fn apply_env(cmd: &mut Command, env: &[(OsString, Option<OsString>)]) {
+    for (key, value) in env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
     }
 }
