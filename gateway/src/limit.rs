@@ -10,26 +10,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 
 use crate::error::ApiError;
+
+/// The limiters' clock: tokio's, which is the monotonic clock except in a test that pauses it
+/// (`tokio::time::pause`) to step through a minute of refills without waiting for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// A limiter with one allowance per key, on [`TokioClock`].
+type KeyedLimiter<K> =
+    RateLimiter<K, DashMapStateStore<K>, TokioClock, NoOpMiddleware<std::time::Instant>>;
 
 /// The two keyed limiters; each is off when its quota is `None`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RateLimits {
-    per_ip: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
-    per_cluster: Option<Arc<DefaultKeyedRateLimiter<String>>>,
-    clock: DefaultClock,
+    per_ip: Option<Arc<KeyedLimiter<IpAddr>>>,
+    per_cluster: Option<Arc<KeyedLimiter<String>>>,
+    clock: TokioClock,
 }
 
 impl RateLimits {
     /// Limiters with the quotas `per_ip` and `per_cluster`.
     pub(crate) fn new(per_ip: Option<Quota>, per_cluster: Option<Quota>) -> Self {
+        let clock = TokioClock;
         RateLimits {
-            per_ip: per_ip.map(|q| Arc::new(RateLimiter::keyed(q))),
-            per_cluster: per_cluster.map(|q| Arc::new(RateLimiter::keyed(q))),
-            clock: DefaultClock::default(),
+            per_ip: per_ip.map(|q| Arc::new(RateLimiter::dashmap_with_clock(q, clock))),
+            per_cluster: per_cluster.map(|q| Arc::new(RateLimiter::dashmap_with_clock(q, clock))),
+            clock,
         }
     }
 
@@ -127,17 +147,26 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    #[test]
-    fn a_cluster_over_its_quota_is_refused_with_a_wait() {
+    // The limiters run on tokio's clock: paused, no time passes unless a test advances it, so
+    // every wait is exact and a minute of refills takes no time at all.
+
+    fn wait(refusal: Result<(), ApiError>) -> Duration {
+        match refusal {
+            Err(ApiError::RateLimitedIp { retry_after })
+            | Err(ApiError::RateLimitedCluster { retry_after }) => retry_after,
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_over_its_quota_is_refused_with_a_wait() {
         let limits = RateLimits::new(None, per_minute(2, None));
         assert!(limits.check_cluster("a").is_ok());
         assert!(limits.check_cluster("a").is_ok());
-        match limits.check_cluster("a") {
-            Err(ApiError::RateLimitedCluster { retry_after }) => {
-                assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(30));
-            }
-            other => panic!("expected a rate limit, got {other:?}"),
-        }
+        let refused = limits.check_cluster("a");
+        assert!(matches!(refused, Err(ApiError::RateLimitedCluster { .. })));
+        // Two a minute: one more every 30 s.
+        assert_eq!(wait(refused), Duration::from_secs(30));
         assert!(
             limits.check_cluster("b").is_ok(),
             "another cluster has its own allowance"
@@ -146,24 +175,58 @@ mod tests {
             limits.check_ip("127.0.0.1".parse().unwrap()).is_ok(),
             "per-IP limit is off"
         );
+
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(
+            wait(limits.check_cluster("a")),
+            Duration::from_secs(1),
+            "a wait counts down"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(limits.check_cluster("a").is_ok(), "the wait was enough");
+        assert_eq!(wait(limits.check_cluster("a")), Duration::from_secs(30));
     }
 
-    #[test]
-    fn a_burst_lets_many_through_at_once_then_the_rate_paces() {
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_lets_many_through_at_once_then_the_rate_paces() {
         let limits = RateLimits::new(per_minute(1, Some(3)), None);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
             assert!(limits.check_ip(ip).is_ok());
         }
-        match limits.check_ip(ip) {
-            Err(ApiError::RateLimitedIp { retry_after }) => {
-                assert!(
-                    retry_after > Duration::from_secs(50) && retry_after <= Duration::from_secs(60)
-                );
-            }
-            other => panic!("expected a rate limit, got {other:?}"),
+        let refused = limits.check_ip(ip);
+        assert!(matches!(refused, Err(ApiError::RateLimitedIp { .. })));
+        assert_eq!(wait(refused), Duration::from_secs(60));
+        // After the burst, one a minute.
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            assert!(limits.check_ip(ip).is_ok());
+            assert_eq!(wait(limits.check_ip(ip)), Duration::from_secs(60));
         }
+        // Three quiet minutes fill the burst again.
+        tokio::time::advance(Duration::from_secs(180)).await;
+        for _ in 0..3 {
+            assert!(limits.check_ip(ip).is_ok());
+        }
+        assert!(limits.check_ip(ip).is_err());
         assert_eq!(per_minute(0, Some(3)), None, "a rate of 0 is off");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_address_is_forgotten() {
+        let limits = RateLimits::new(per_minute(1, Some(2)), None);
+        let remembered = |limits: &RateLimits| limits.per_ip.as_ref().map_or(0, |l| l.len());
+        assert!(limits.check_ip("192.0.2.1".parse().unwrap()).is_ok());
+        limits.forget_idle();
+        assert_eq!(remembered(&limits), 1, "its allowance is not full yet");
+        // A minute refills the one request it took; governor keeps a key one interval (here a
+        // minute) past that before it counts as fresh.
+        tokio::time::advance(Duration::from_secs(119)).await;
+        limits.forget_idle();
+        assert_eq!(remembered(&limits), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        limits.forget_idle();
+        assert_eq!(remembered(&limits), 0, "still remembered when idle");
     }
 
     fn forwarded(lines: &[&'static str]) -> HeaderMap {
