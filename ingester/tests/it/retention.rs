@@ -4,12 +4,10 @@
 //! envelopes with an old `receivedAt`, published straight to JetStream.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ingester::config::{Credentials, TableRef};
 use ingester::row::Row;
 use ingester::sink::Sink;

@@ -14,19 +14,17 @@
 //! view prunes the table's partitions.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::*;
 use ingester::config::{Credentials, TableRef};
 use ingester::sink::bigquery::{BigQuerySink, Limits};
 use ingester::sink::{Outcome, Sink};

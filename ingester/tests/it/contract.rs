@@ -6,8 +6,6 @@
 //! cluster's, a v1 report, or one received after the request.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +18,7 @@ use ingester::sink::{Erased, Outcome, Sink};
 use report::erasure::{Erasure, QueuedErasure};
 
 fn rows(n: usize) -> Vec<Row> {
-    common::envelopes(n)
+    crate::common::envelopes(n)
         .into_iter()
         .map(|(_, e)| ingester::row::from_envelope(report::Envelope::decode(&e).unwrap()))
         .collect()
@@ -282,7 +280,7 @@ impl Observe for BigQueryObserver {
     // column and does not answer insertErrors); tests/bigquery.rs injects insertErrors instead.
     const REJECTS_OVERSIZED: bool = false;
     async fn stored(&self) -> HashMap<String, usize> {
-        let rows = common::bigquery_query(
+        let rows = crate::common::bigquery_query(
             &self.endpoint,
             &self.project,
             "SELECT reportID, COUNT(*) FROM contract.reports GROUP BY reportID",

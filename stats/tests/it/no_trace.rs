@@ -9,13 +9,10 @@
 //! differencing) are in `systests/tests/attacks.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// The distinctive cluster's values in open-domain metrics (and the node metrics that follow
 /// them).
@@ -78,8 +75,8 @@ fn distinctive(i: usize, nodes: usize) -> ClusterSpec {
 }
 
 /// Runs `stats --once` for the fixtures' Sunday and returns the output folder's files.
-fn run_stats(db: &Path, out: &Path) -> Vec<(String, String)> {
-    let status = Command::new(env!("CARGO_BIN_EXE_stats"))
+async fn run_stats(db: &Path, out: &Path) -> Vec<(String, String)> {
+    let run = testenv::Launch::stats()
         .args([
             "--once",
             "--new-ledger",
@@ -91,9 +88,15 @@ fn run_stats(db: &Path, out: &Path) -> Vec<(String, String)> {
             &day().to_string(),
         ])
         .env("RUST_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(status.success(), "stats --once failed: {status}");
+        .run(std::time::Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        run.status.success(),
+        "stats --once failed: {}: {}",
+        run.status,
+        run.stderr
+    );
     let mut files = Vec::new();
     let mut stack = vec![out.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -187,7 +190,7 @@ async fn one_distinctive_cluster_leaves_no_trace_and_two_hundred_show() {
     let envs = envelopes(&one);
     let db = sqlite_fixture(&envs).await;
     let out = db.dir.path().join("out");
-    let files = run_stats(&db.path, &out);
+    let files = run_stats(&db.path, &out).await;
     never_in_output(&files, &envs);
     let seen = labels(&files);
     for value in DISTINCTIVE {
@@ -217,7 +220,7 @@ async fn one_distinctive_cluster_leaves_no_trace_and_two_hundred_show() {
     let envs = envelopes(&many);
     let db = sqlite_fixture(&envs).await;
     let out = db.dir.path().join("out");
-    let files = run_stats(&db.path, &out);
+    let files = run_stats(&db.path, &out).await;
     never_in_output(&files, &envs);
     let seen = labels(&files);
     for shown in [

@@ -4,13 +4,11 @@
 //! written — a replacement ingester then stores every report exactly once.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ingester::consume::ConsumeError;
 use ingester::error::SinkError;
 use ingester::row::Row;
@@ -102,7 +100,7 @@ async fn dies_and_loses_nothing(death: Death) -> ingester::Error {
     );
 
     // A healthy replacement takes over; the handed-back reports come back at once.
-    let healthy = InProcess::start(common::config(
+    let healthy = InProcess::start(crate::common::config(
         &nats.url(),
         &format!("sqlite:{}", db.display()),
         &["--batch-size", "50", "--ack-wait", "2s"],

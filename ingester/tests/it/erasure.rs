@@ -4,12 +4,10 @@
 //! beside its fault-injecting proxy.)
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use report::Envelope;
 
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -224,8 +224,8 @@ proptest! {
     #[test]
     fn decode_never_panics_on_mutated_golden_files(edits in mutations()) {
         for body in [
-            &include_bytes!("../testdata/v1-seed.json")[..],
-            &include_bytes!("../testdata/v2-full.json")[..],
+            &include_bytes!("../../testdata/v1-seed.json")[..],
+            &include_bytes!("../../testdata/v2-full.json")[..],
         ] {
             decodes_stably(&mutate(body.to_vec(), &edits));
         }

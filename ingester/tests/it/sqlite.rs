@@ -1,11 +1,9 @@
 //! The ingester against a real nats-server and a real SQLite file.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ingester::sink::Sink;
 use ingester::sink::sqlite::SqliteSink;
 use rusqlite::Connection;
@@ -24,7 +22,7 @@ async fn wait_rows(db: &std::path::Path, n: i64) {
 }
 
 /// Checks the seed report's rows field by field.
-pub fn assert_seed_rows(db: &std::path::Path, report_id: &str) {
+pub(crate) fn assert_seed_rows(db: &std::path::Path, report_id: &str) {
     let conn = Connection::open(db).unwrap();
     let (version, timestamp, cluster, master, minor, received): (
         String,
@@ -143,7 +141,7 @@ pub fn assert_seed_rows(db: &std::path::Path, report_id: &str) {
 }
 
 /// Checks the v2 statistics of `report/testdata/v2-full.json` field by field.
-pub fn assert_v2_rows(db: &std::path::Path, report_id: &str) {
+pub(crate) fn assert_v2_rows(db: &std::path::Path, report_id: &str) {
     let conn = Connection::open(db).unwrap();
     let report: serde_json::Value = serde_json::from_str(V2_FULL).unwrap();
     let (schema_version, namespaces, id): (i64, i64, i64) = conn

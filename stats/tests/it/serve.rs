@@ -6,8 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::{
@@ -16,24 +14,9 @@ use reqwest::header::{
 };
 
 struct Stats {
-    child: Child,
+    _service: testenv::Service,
     base: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Stats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `stats --listen` over an empty store, once `/readyz` says the page is published.
@@ -43,36 +26,18 @@ async fn start() -> Stats {
     let mut conn = rusqlite::Connection::open(&db).unwrap();
     stored::sqlite::migrate(&mut conn).unwrap();
     drop(conn);
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = testenv::watched(&testenv::workspace_bin("stats").expect("stats is built"))
+    let service = testenv::Launch::stats()
         .args(["--store", &format!("sqlite:{}", db.display())])
         .args(["--out", dir.path().join("out").to_str().unwrap()])
-        .args(["--listen", &addr, "--log-format", "json", "--new-ledger"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stats = Stats {
-        child,
-        base: format!("http://{addr}"),
+        .args(["--log-format", "json", "--new-ledger"])
+        .serving("--listen", "/readyz")
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("stats --listen never became ready: {e}"));
+    Stats {
+        base: service.url(),
+        _service: service,
         _dir: dir,
-    };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = http
-            .get(format!("{}/readyz", stats.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK);
-        if ready {
-            return stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stats --listen never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -2,19 +2,22 @@
 //! exits non-zero; a run with nothing due publishes nothing and succeeds.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::time::Duration;
 
-fn stats(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stats"))
+use testenv::{Finished, Launch};
+
+async fn stats(args: &[&str]) -> Finished {
+    Launch::stats()
         .args(args)
         .env("RUST_LOG", "warn")
         .env_remove("SPARTAKUS_STORE")
-        .output()
-        .unwrap()
+        .run(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
-fn bad_flags_exit_64_with_a_line_naming_the_flag() {
+#[tokio::test]
+async fn bad_flags_exit_64_with_a_line_naming_the_flag() {
     for (args, names) in [
         (&["--min-clusters", "1"][..], "--min-clusters"),
         (&["--store", "postgres://db"][..], "--store"),
@@ -23,15 +26,15 @@ fn bad_flags_exit_64_with_a_line_naming_the_flag() {
         (&["--date", "2026-13-01"][..], "--date"),
         (&["--store", "bigquery://p/d"][..], "--store"),
     ] {
-        let out = stats(args);
+        let out = stats(args).await;
         assert_eq!(out.status.code(), Some(64), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = &out.stderr;
         assert!(stderr.contains(names), "{args:?}: {stderr}");
     }
 }
 
-#[test]
-fn a_day_that_is_not_over_is_refused_as_bad_configuration() {
+#[tokio::test]
+async fn a_day_that_is_not_over_is_refused_as_bad_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let out = stats(&[
         "--once",
@@ -40,15 +43,15 @@ fn a_day_that_is_not_over_is_refused_as_bad_configuration() {
         "2999-01-04",
         "--out",
         dir.path().to_str().unwrap(),
-    ]);
+    ]).await;
     assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &out.stderr;
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not over yet"), "{stderr}");
 }
 
-#[test]
-fn a_store_that_is_not_there_fails_the_run() {
+#[tokio::test]
+async fn a_store_that_is_not_there_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.sqlite");
     let out = stats(&[
@@ -60,12 +63,12 @@ fn a_store_that_is_not_there_fails_the_run() {
         &format!("sqlite:{}", missing.display()),
         "--out",
         dir.path().join("out").to_str().unwrap(),
-    ]);
+    ]).await;
     assert_eq!(
         out.status.code(),
         Some(1),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
     assert!(!dir.path().join("out/latest.json").exists());
     assert!(
@@ -74,11 +77,11 @@ fn a_store_that_is_not_there_fails_the_run() {
     );
 }
 
-#[test]
-fn help_documents_every_flag_with_its_environment_variable() {
-    let out = stats(&["--help"]);
+#[tokio::test]
+async fn help_documents_every_flag_with_its_environment_variable() {
+    let out = stats(&["--help"]).await;
     assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
+    let help = out.stdout_text();
     let flags = help
         .lines()
         .filter(|l| l.trim_start().starts_with("--"))

@@ -13,7 +13,6 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -30,8 +29,6 @@ use serde_json::{Value, json};
 use stats::store::bigquery::{BigQueryStore, Credentials, TableRef};
 use tempfile::TempDir;
 
-pub const STREAM: &str = "SPARTAKUS_REPORTS";
-pub const SUBJECT: &str = "spartakus.reports";
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Waits until `check` is true, polling every 50 ms, or panics after `deadline`.
@@ -292,14 +289,6 @@ pub struct SqliteFixture {
     pub path: PathBuf,
 }
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Publishes `envs` to a fresh nats-server and lets the ingester binary write them to SQLite.
 pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
@@ -308,9 +297,11 @@ pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
     let nats = testenv::Nats::start().await.expect("nats-server starts");
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
+    // The reports stream as the gateway creates it, on the ingester's default queue.
+    let queue = report::queue::Topology::default();
     js.get_or_create_stream(stream::Config {
-        name: STREAM.into(),
-        subjects: vec![SUBJECT.into()],
+        name: queue.reports.name.clone(),
+        subjects: vec![queue.reports.subject.clone()],
         storage: stream::StorageType::File,
         duplicate_window: Duration::from_secs(7200),
         max_message_size: 16 * 1024 * 1024,
@@ -318,32 +309,17 @@ pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
     })
     .await
     .unwrap();
-    let ingester = testenv::workspace_bin("ingester")
-        .unwrap_or_else(|e| panic!("{e} (cargo build -p ingester --bins)"));
-    let log = std::fs::File::create(dir.path().join("ingester.log")).unwrap();
-    let child = Command::new(ingester)
-        .args([
-            "--nats-url",
-            &nats.url(),
-            "--sink",
-            &format!("sqlite:{}", path.display()),
-            "--listen",
-            "127.0.0.1:0",
-            "--batch-wait",
-            "50ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _ingester = KillOnDrop(child);
+    let ingester = testenv::Launch::ingester(&nats.url(), &format!("sqlite:{}", path.display()))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for chunk in envs.chunks(200) {
         let mut acks = Vec::new();
         for e in chunk {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", e.id.to_string().as_str());
             acks.push(
-                js.publish_with_headers(SUBJECT, headers, e.bytes.clone().into())
+                js.publish_with_headers(queue.reports.subject.clone(), headers, e.bytes.clone().into())
                     .await
                     .unwrap(),
             );
@@ -353,7 +329,6 @@ pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
         }
     }
     let n = envs.len() as i64;
-    let log_path = dir.path().join("ingester.log");
     let end = tokio::time::Instant::now() + DEADLINE;
     loop {
         let stored = count_reports(&path);
@@ -362,11 +337,9 @@ pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
             break;
         }
         if tokio::time::Instant::now() > end {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
             panic!(
                 "timed out after {DEADLINE:?}: {stored} of {n} reports in SQLite; ingester log:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ingester.log_tail(20)
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

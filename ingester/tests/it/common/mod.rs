@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub fn queue() -> report::queue::Topology {
     report::queue::Topology::default()
 }
-pub const SEED: &str = include_str!("../../../report/testdata/v1-seed.json");
-pub const V2_FULL: &str = include_str!("../../../report/testdata/v2-full.json");
+pub const SEED: &str = include_str!("../../../../report/testdata/v1-seed.json");
+pub const V2_FULL: &str = include_str!("../../../../report/testdata/v2-full.json");
 
 pub use testenv::eventually;
 

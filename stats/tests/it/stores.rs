@@ -3,11 +3,9 @@
 //! compute the same cells and the same snapshot documents.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use stats::disclose::{Raw, disclose};

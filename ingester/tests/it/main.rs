@@ -1,0 +1,11 @@
+//! The ingester's integration tests against real servers (nats-server, the BigQuery emulator) and the real binaries.
+//!
+//! One integration-test binary per crate: each extra binary links the world again.
+
+mod bigquery;
+mod common;
+mod contract;
+mod erasure;
+mod failures;
+mod retention;
+mod sqlite;

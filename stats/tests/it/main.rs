@@ -1,0 +1,13 @@
+//! Stats' integration tests: the real binary, both stores (SQLite written by the real ingester, the BigQuery emulator), the published formats and the privacy guarantees.
+//!
+//! One integration-test binary per crate: each extra binary links the world again.
+
+mod common;
+mod cli;
+mod dashboard;
+mod formats;
+mod no_trace;
+mod periodic;
+mod privacy;
+mod serve;
+mod stores;
