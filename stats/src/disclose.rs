@@ -92,7 +92,7 @@ pub struct NoiseInfo {
     /// The noisy count an open-domain value had to reach to be released.
     pub threshold: Option<u64>,
     /// The finer metric whose noisy cells this one adds up.
-    pub derived_from: Option<&'static str>,
+    pub(crate) derived_from: Option<&'static str>,
     /// The smallest count a cell is published with on its own (`other` aside).
     pub floor: u64,
 }
@@ -141,7 +141,7 @@ pub struct Disclosure {
     /// What the snapshot guarantees.
     pub guarantee: Guarantee,
     /// The budget it was computed under.
-    pub budget: Budget,
+    pub(crate) budget: Budget,
     /// The totals.
     pub totals: Totals,
     /// Every metric of [`METRICS`], in that order.
@@ -481,7 +481,7 @@ fn fit_partition(
 
 /// The non-negative integers closest (least squares, then largest remainder) to `estimates`
 /// that add up to `total`.
-pub fn fit_to_total(estimates: &[f64], total: u64) -> Vec<u64> {
+pub(crate) fn fit_to_total(estimates: &[f64], total: u64) -> Vec<u64> {
     if estimates.is_empty() || total == 0 {
         return vec![0; estimates.len()];
     }

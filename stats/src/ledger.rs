@@ -18,22 +18,22 @@ use crate::privacy::Guarantee;
 use crate::snapshot::to_json;
 
 /// The ledger's file name in the published folder.
-pub const FILE: &str = "ledger.json";
+pub(crate) const FILE: &str = "ledger.json";
 /// Its `format`.
-pub const FORMAT: &str = "spartakus-stats-ledger";
+pub(crate) const FORMAT: &str = "spartakus-stats-ledger";
 /// Its `formatVersion`.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// `ledger.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Ledger {
     /// [`FORMAT`].
-    pub format: String,
+    pub(crate) format: String,
     /// [`FORMAT_VERSION`].
-    pub format_version: u32,
+    pub(crate) format_version: u32,
     /// Every release, oldest first.
-    pub releases: Vec<Release>,
+    pub(crate) releases: Vec<Release>,
     /// What every release together guarantees a cluster present in all of them.
     pub cumulative: Cumulative,
 }
@@ -41,19 +41,19 @@ pub struct Ledger {
 /// One release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Release {
+pub(crate) struct Release {
     /// The snapshot's date.
-    pub date: Date,
+    pub(crate) date: Date,
     /// The UTC day it was computed (no time of day: nothing published is finer than a day).
-    pub released_on: Date,
+    pub(crate) released_on: Date,
     /// ρ spent.
-    pub rho: f64,
+    pub(crate) rho: f64,
     /// ε at `delta`.
-    pub epsilon: f64,
+    pub(crate) epsilon: f64,
     /// δ.
-    pub delta: f64,
+    pub(crate) delta: f64,
     /// Whether it released a date again (`--allow-rerelease`).
-    pub rerelease: bool,
+    pub(crate) rerelease: bool,
 }
 
 /// The composition of every release.
@@ -61,13 +61,13 @@ pub struct Release {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cumulative {
     /// Releases.
-    pub releases: usize,
+    pub(crate) releases: usize,
     /// The sum of their ρ.
-    pub rho: f64,
+    pub(crate) rho: f64,
     /// ε at `delta`.
     pub epsilon: f64,
     /// The sum of their δ.
-    pub delta: f64,
+    pub(crate) delta: f64,
 }
 
 impl Ledger {
@@ -97,7 +97,7 @@ impl Ledger {
     }
 
     /// The release of `date`, if any (the latest one).
-    pub fn released(&self, date: Date) -> Option<&Release> {
+    pub(crate) fn released(&self, date: Date) -> Option<&Release> {
         self.releases.iter().rev().find(|r| r.date == date)
     }
 
@@ -135,7 +135,7 @@ fn round6(v: f64) -> f64 {
 }
 
 /// Why the folder has no usable ledger, for the operator.
-pub fn missing(root: &Path, has_snapshots: bool) -> String {
+pub(crate) fn missing(root: &Path, has_snapshots: bool) -> String {
     if has_snapshots {
         format!(
             "{}: snapshots but no {FILE}: a release is final, and without the ledger the job cannot tell which dates were released. Restore {FILE} from the published copy (it is served beside the snapshots) before running again",

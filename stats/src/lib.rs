@@ -27,6 +27,6 @@ pub mod normalize;
 pub mod output;
 pub mod privacy;
 pub mod run;
-pub mod serve;
+mod serve;
 pub mod snapshot;
 pub mod store;

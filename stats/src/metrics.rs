@@ -12,7 +12,7 @@
 //! have ([`Domain`]: closed, open, or what another metric published) and how much of the
 //! budget it spends ([`Measure`]). A `grouped` metric is one partition
 //! per value of its first dimension (per workload kind). It also says where the dashboard
-//! shows it ([`Section`], and whether it is drawn over time): [`METRICS`] is the one list of
+//! shows it (`Section`, and whether it is drawn over time): [`METRICS`] is the one list of
 //! metrics, which the snapshot, the dashboard and the tests all read.
 //!
 //! The SQL is one file per metric in `sql/metrics/`, portable between SQLite and BigQuery: it
@@ -36,7 +36,7 @@ pub enum Unit {
 
 impl Unit {
     /// The column name of the count.
-    pub fn column(self) -> &'static str {
+    pub(crate) fn column(self) -> &'static str {
         match self {
             Unit::Clusters => "clusters",
             Unit::Nodes => "nodes",
@@ -46,7 +46,7 @@ impl Unit {
 
 /// How cells are listed (`other` is always last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
+pub(crate) enum Order {
     /// Largest count first.
     Count,
     /// By version number, newest first (e.g. 1.37 before 1.9).
@@ -63,7 +63,7 @@ pub struct Metric {
     /// A heading for people.
     pub title: &'static str,
     /// What is counted, for the schema document and the JSON.
-    pub description: &'static str,
+    pub(crate) description: &'static str,
     /// Clusters or nodes.
     pub unit: Unit,
     /// Column names of the labels, outermost first.
@@ -73,15 +73,15 @@ pub struct Metric {
     /// The metric this one refines.
     pub parent: Option<&'static str>,
     /// Listing order of the cells of the last dimension.
-    pub order: Order,
+    pub(crate) order: Order,
     /// The portable SQL, from `sql/metrics/ID.sql`.
-    pub sql: &'static str,
+    pub(crate) sql: &'static str,
     /// Which values the metric can have, and so how they are released.
     pub domain: Domain,
     /// How it is measured: with its own noise, or by adding up a finer metric's noisy cells.
     pub measure: Measure,
     /// The part of the dashboard it is shown in.
-    pub section: Section,
+    pub(crate) section: Section,
     /// What its curve shows, when the dashboard also draws it over time (an adoption curve of
     /// its shares).
     pub over_time: Option<&'static str>,
@@ -89,7 +89,7 @@ pub struct Metric {
 
 /// The parts of the dashboard, in the page's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
+pub(crate) enum Section {
     /// Versions, distributions and skew.
     Kubernetes,
     /// Operating systems and kernels.
@@ -106,7 +106,7 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the page's order.
-    pub const ALL: [Section; 6] = [
+    pub(crate) const ALL: [Section; 6] = [
         Section::Kubernetes,
         Section::Os,
         Section::Runtimes,
@@ -116,7 +116,7 @@ impl Section {
     ];
 
     /// Its anchor on the page.
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         match self {
             Section::Kubernetes => "kubernetes",
             Section::Os => "os",
@@ -128,7 +128,7 @@ impl Section {
     }
 
     /// Its heading.
-    pub fn heading(self) -> &'static str {
+    pub(crate) fn heading(self) -> &'static str {
         match self {
             Section::Kubernetes => "Kubernetes versions",
             Section::Os => "Operating systems and kernels",
@@ -194,7 +194,7 @@ macro_rules! sql {
 
 /// The window's totals (not a metric: clusters, reports, nodes, clusters with nodes, largest
 /// cluster's nodes).
-pub const WINDOW_SQL: &str = sql!("window");
+pub(crate) const WINDOW_SQL: &str = sql!("window");
 
 // Bucket labels in order, for `Order::Fixed`; the bucket tables themselves live in `normalize`
 // (a test keeps the two in step).
@@ -337,7 +337,7 @@ fn node_skew_labels() -> Vec<&'static str> {
 }
 
 /// The label of a cluster without nodes, in every cluster metric of node values.
-pub const NO_NODES: &str = "no nodes";
+pub(crate) const NO_NODES: &str = "no nodes";
 
 /// Every published metric, parents before the metrics that refine them.
 pub const METRICS: &[Metric] = &[

@@ -32,7 +32,7 @@ use crate::snapshot::{FORMAT, FORMAT_VERSION, Snapshot, csv_table, to_json};
 pub const SCHEMA_MD: &str = include_str!("../SCHEMA.md");
 
 /// The licence notice written into every folder of the published directory.
-pub const LICENSE_TXT: &str =
+pub(crate) const LICENSE_TXT: &str =
     "The data in this folder is published by Spartakus under the Community Data License
 Agreement - Permissive, Version 2.0 (SPDX-License-Identifier: CDLA-Permissive-2.0),
 https://cdla.dev/permissive-2-0/. You may use, modify and share it; the agreement's text says
@@ -90,7 +90,7 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
 /// folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let name = path
@@ -115,45 +115,45 @@ fn sync_dir(dir: &Path) -> Result<(), OutputError> {
 /// `latest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Latest {
+pub(crate) struct Latest {
     /// [`FORMAT`].
-    pub format: String,
+    pub(crate) format: String,
     /// [`FORMAT_VERSION`].
-    pub format_version: u32,
+    pub(crate) format_version: u32,
     /// The newest snapshot's date.
-    pub date: Date,
+    pub(crate) date: Date,
     /// Its document, relative to the directory.
-    pub snapshot: String,
+    pub(crate) snapshot: String,
 }
 
 /// `index.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Index {
+pub(crate) struct Index {
     /// [`FORMAT`].
-    pub format: String,
+    pub(crate) format: String,
     /// [`FORMAT_VERSION`].
-    pub format_version: u32,
+    pub(crate) format_version: u32,
     /// Every kept snapshot, oldest first.
-    pub snapshots: Vec<IndexEntry>,
+    pub(crate) snapshots: Vec<IndexEntry>,
 }
 
 /// One kept snapshot in `index.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IndexEntry {
+pub(crate) struct IndexEntry {
     /// Its date.
-    pub date: Date,
+    pub(crate) date: Date,
     /// Its document, relative to the directory.
-    pub snapshot: String,
+    pub(crate) snapshot: String,
     /// Its window's clusters (`null`: withheld).
-    pub clusters: Option<u64>,
+    pub(crate) clusters: Option<u64>,
     /// Its window's reports (`null`: withheld).
-    pub reports: Option<u64>,
+    pub(crate) reports: Option<u64>,
     /// Its window's nodes (`null`: withheld).
-    pub nodes: Option<u64>,
+    pub(crate) nodes: Option<u64>,
     /// Whether synthetic reports were counted.
-    pub synthetic_included: bool,
+    pub(crate) synthetic_included: bool,
 }
 
 /// The published directory.
@@ -169,7 +169,7 @@ impl Output {
     }
 
     /// The directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -178,7 +178,7 @@ impl Output {
     }
 
     /// Dates of the kept snapshots, oldest first.
-    pub fn dates(&self) -> Result<Vec<Date>, OutputError> {
+    pub(crate) fn dates(&self) -> Result<Vec<Date>, OutputError> {
         let dir = self.root.join("snapshots");
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -200,7 +200,7 @@ impl Output {
     }
 
     /// A published JSON document at `rel` (e.g. `latest.json`); `None` when it does not exist.
-    pub fn read_json<T: serde::de::DeserializeOwned>(
+    pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         rel: &str,
     ) -> Result<Option<T>, OutputError> {
@@ -363,23 +363,23 @@ impl Output {
 /// `series/ID.json`: one metric over every kept snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Series {
+pub(crate) struct Series {
     /// [`FORMAT`].
-    pub format: String,
+    pub(crate) format: String,
     /// [`FORMAT_VERSION`].
-    pub format_version: u32,
+    pub(crate) format_version: u32,
     /// The metric's id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its title.
-    pub title: String,
+    pub(crate) title: String,
     /// `clusters` or `nodes`.
-    pub unit: String,
+    pub(crate) unit: String,
     /// The kept snapshots' dates, oldest first.
-    pub dates: Vec<Date>,
+    pub(crate) dates: Vec<Date>,
     /// `date`, then the metric's columns.
-    pub columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
     /// One row per published cell per snapshot, oldest first.
-    pub rows: Vec<Vec<Value>>,
+    pub(crate) rows: Vec<Vec<Value>>,
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub const MEASUREMENTS: &[(Total, u32)] =
 
 impl Total {
     /// Its name in the published documents.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Total::Clusters => "clusters",
             Total::Reports => "reports",
@@ -95,7 +95,7 @@ pub struct Noise {
 
 impl Noise {
     /// Noise for a measurement of `sensitivity` that may spend `rho`.
-    pub fn for_budget(sensitivity: f64, rho: f64) -> Self {
+    pub(crate) fn for_budget(sensitivity: f64, rho: f64) -> Self {
         let sigma = sensitivity / (2.0 * rho).sqrt();
         // Rounding σ up spends at most `rho`. Saturating: a zero budget gives enormous noise.
         let sigma_milli = (sigma * 1000.0).ceil().clamp(1.0, 1e15) as u64;
@@ -123,7 +123,7 @@ impl Noise {
     }
 
     /// The ρ this noise costs: Δ²/(2σ²).
-    pub fn rho(&self) -> f64 {
+    pub(crate) fn rho(&self) -> f64 {
         self.sensitivity * self.sensitivity / (2.0 * self.sigma() * self.sigma())
     }
 
@@ -135,7 +135,7 @@ impl Noise {
     }
 
     /// `count` plus one draw.
-    pub fn add<R: CryptoRng + ?Sized>(&self, count: u64, rng: &mut R) -> i64 {
+    pub(crate) fn add<R: CryptoRng + ?Sized>(&self, count: u64, rng: &mut R) -> i64 {
         i64::try_from(count)
             .unwrap_or(i64::MAX)
             .saturating_add(self.sample(rng))
@@ -143,7 +143,7 @@ impl Noise {
 }
 
 /// The sensitivity (L2) of one measurement of `metric` under `budget`.
-pub fn sensitivity(metric: &Metric, budget: &Budget) -> f64 {
+pub(crate) fn sensitivity(metric: &Metric, budget: &Budget) -> f64 {
     match metric.unit {
         // One cell per partition; a grouped metric has one partition per group.
         Unit::Clusters if metric.grouped => (report::Kind::ALL.len() as f64).sqrt(),
@@ -157,14 +157,14 @@ pub fn sensitivity(metric: &Metric, budget: &Budget) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The budget.
-    pub budget: Budget,
+    pub(crate) budget: Budget,
     /// Noise of each total, in [`MEASUREMENTS`] order.
-    pub totals: Vec<(Total, Noise)>,
+    pub(crate) totals: Vec<(Total, Noise)>,
     /// Noise of each measured metric (`None` for one derived from another), in [`METRICS`]
     /// order.
-    pub metrics: Vec<Option<Noise>>,
+    pub(crate) metrics: Vec<Option<Noise>>,
     /// δ of each open-domain metric's partition selection.
-    pub selection_delta: f64,
+    pub(crate) selection_delta: f64,
 }
 
 impl Plan {
@@ -223,7 +223,7 @@ impl Plan {
     /// The noisy count a value of an open-domain metric measured with `noise` must reach to be
     /// released: a value only one cluster has reaches it with probability at most
     /// [`Plan::selection_delta`]. Never below the floor.
-    pub fn threshold(&self, noise: &Noise) -> u64 {
+    pub(crate) fn threshold(&self, noise: &Noise) -> u64 {
         selection_threshold(noise.sigma(), self.selection_delta).max(self.budget.min_clusters)
     }
 
@@ -259,7 +259,7 @@ impl Guarantee {
 }
 
 /// The smallest τ with P(1 + Z ≥ τ) ≤ `delta` for Z discrete Gaussian of scale `sigma`.
-pub fn selection_threshold(sigma: f64, delta: f64) -> u64 {
+pub(crate) fn selection_threshold(sigma: f64, delta: f64) -> u64 {
     // Weights e^(−z²/2σ²) for z = 0..=M; beyond M = 40σ + 40 they are below 1e-300.
     let m = (40.0 * sigma + 40.0).ceil() as usize;
     let w: Vec<f64> = (0..=m)

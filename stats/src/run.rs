@@ -64,7 +64,7 @@ pub struct Done {
     /// Clusters in its window, when published.
     pub clusters: Option<u64>,
     /// Bytes the warehouse read, when it says.
-    pub bytes_processed: Option<u64>,
+    pub(crate) bytes_processed: Option<u64>,
 }
 
 /// The last day that is over at `now` (UTC).
@@ -74,7 +74,7 @@ pub fn last_complete_day(now: Timestamp) -> Date {
 }
 
 /// Publication days in `from..=to`.
-pub fn publication_days(cadence: Cadence, from: Date, to: Date) -> Vec<Date> {
+pub(crate) fn publication_days(cadence: Cadence, from: Date, to: Date) -> Vec<Date> {
     let mut days = Vec::new();
     let mut d = from;
     // Bounded by the dates: at most a few thousand days.
@@ -91,7 +91,7 @@ pub fn publication_days(cadence: Cadence, from: Date, to: Date) -> Vec<Date> {
 }
 
 /// The days to compute now; dates the ledger lists are refused unless `--allow-rerelease`.
-pub fn due(
+pub(crate) fn due(
     config: &Config,
     kept: &[Date],
     ledger: &Ledger,
@@ -187,7 +187,7 @@ pub async fn compute<S: Store, R: rand::CryptoRng + ?Sized>(
 }
 
 /// The folder's ledger: created with `--new-ledger` in a folder without one, else required.
-pub fn open_ledger(config: &Config, output: &Output) -> Result<Ledger, RunError> {
+pub(crate) fn open_ledger(config: &Config, output: &Output) -> Result<Ledger, RunError> {
     match (Ledger::load(output)?, config.new_ledger) {
         (Some(_), true) => Err(RunError::Config(format!(
             "--new-ledger: {} already has a {}; remove the flag",
@@ -204,14 +204,6 @@ pub fn open_ledger(config: &Config, output: &Output) -> Result<Ledger, RunError>
 }
 
 /// Computes what is due now, oldest first, then renders the dashboard of what is published.
-pub async fn once<S: Store>(
-    config: &Config,
-    store: &S,
-    now: Timestamp,
-) -> Result<Vec<Done>, RunError> {
-    once_counted(config, store, now, &Metrics::new()).await
-}
-
 async fn once_counted<S: Store>(
     config: &Config,
     store: &S,

@@ -37,17 +37,17 @@ use tower_http::services::ServeDir;
 use crate::dashboard;
 
 /// Where the published directory is served.
-pub const PREFIX: &str = "/stats/";
+pub(crate) const PREFIX: &str = "/stats/";
 
 /// The Content-Security-Policy of every answer: the page's own stylesheet, nothing else.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// `Cache-Control` of a dated snapshot's files.
-pub const CACHE_DATED: &str = "public, max-age=604800, immutable";
+pub(crate) const CACHE_DATED: &str = "public, max-age=604800, immutable";
 /// `Cache-Control` of the page and every file that changes with a publication.
-pub const CACHE_LATEST: &str = "public, max-age=300";
+pub(crate) const CACHE_LATEST: &str = "public, max-age=300";
 /// `Cache-Control` of the probe routes.
-pub const CACHE_NONE: &str = "no-store";
+pub(crate) const CACHE_NONE: &str = "no-store";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabels {
@@ -56,7 +56,7 @@ struct ClassLabels {
 
 /// The job's metrics: what it published, and what it served.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     published: Counter,
     failed_rounds: Counter,
@@ -72,7 +72,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Registers every metric under the `spartakus_stats` prefix.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("spartakus_stats");
         let published = Counter::default();
         registry.register(
@@ -108,13 +108,13 @@ impl Metrics {
     }
 
     /// Counts a published snapshot of `date`.
-    pub fn published(&self, date: jiff::civil::Date) {
+    pub(crate) fn published(&self, date: jiff::civil::Date) {
         self.published.inc();
         self.latest(date);
     }
 
     /// Notes that a snapshot of `date` is published.
-    pub fn latest(&self, date: jiff::civil::Date) {
+    pub(crate) fn latest(&self, date: jiff::civil::Date) {
         let seconds = date
             .to_zoned(jiff::tz::TimeZone::UTC)
             .map(|z| z.timestamp().as_second())
@@ -125,7 +125,7 @@ impl Metrics {
     }
 
     /// Counts a failed periodic check.
-    pub fn failed_round(&self) {
+    pub(crate) fn failed_round(&self) {
         self.failed_rounds.inc();
     }
 
@@ -140,7 +140,7 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // The text encoder fails only when its writer does, which a String never does, or on a
         // native histogram without buckets: the registry holds counters and a gauge only (see
@@ -171,7 +171,7 @@ impl plumbing::probe::Probe for Probe {
 }
 
 /// The router: the directory `out` under [`PREFIX`], and the probe routes.
-pub fn router(out: &Path, metrics: Arc<Metrics>) -> Router {
+pub(crate) fn router(out: &Path, metrics: Arc<Metrics>) -> Router {
     let files = ServeDir::new(out).append_index_html_on_directories(true);
     let probe = Arc::new(Probe {
         out: out.to_owned(),
@@ -241,7 +241,7 @@ async fn guard(metrics: Arc<Metrics>, request: Request, next: Next) -> Response 
 }
 
 /// The `Cache-Control` of `path`.
-pub fn cache_control(path: &str) -> &'static str {
+pub(crate) fn cache_control(path: &str) -> &'static str {
     match path.strip_prefix(PREFIX) {
         Some(rest) if rest.starts_with("snapshots/") => CACHE_DATED,
         Some(_) => CACHE_LATEST,
@@ -250,7 +250,7 @@ pub fn cache_control(path: &str) -> &'static str {
 }
 
 /// Serves `out` on `listener` until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     out: PathBuf,
     metrics: Arc<Metrics>,

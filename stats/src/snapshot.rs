@@ -14,42 +14,42 @@ use crate::metrics::{METRICS, Metric, Section, Unit};
 use crate::store::Window;
 
 /// The `format` of every document.
-pub const FORMAT: &str = "spartakus-stats";
+pub(crate) const FORMAT: &str = "spartakus-stats";
 /// The `formatVersion` this code writes; a reader must check it. Version 2: differentially
 /// private counts, with the guarantee and each metric's noise.
-pub const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 /// The licence of the published data (SPDX identifier).
 pub const LICENSE: &str = "CDLA-Permissive-2.0";
 /// Where its text is.
 pub const LICENSE_URL: &str = "https://cdla.dev/permissive-2-0/";
 /// The sampler behind every published number.
-pub const NOISE_SOURCE: &str = "discrete Gaussian, exact sampler of the prio crate 0.18 (dp module; Canonne, Kamath and Steinke 2020), randomness from the operating system";
+pub(crate) const NOISE_SOURCE: &str = "discrete Gaussian, exact sampler of the prio crate 0.18 (dp module; Canonne, Kamath and Steinke 2020), randomness from the operating system";
 
 /// Where the number of dead-lettered reports is, since the store does not have them.
-pub const DEAD_LETTERS_SOURCE: &str = "not in the store: reports the ingester could not store are in the NATS stream SPARTAKUS_DEADLETTER (reason in the Spartakus-Dead-Letter-Reason header) and counted by the ingester's metric spartakus_ingester_dead_lettered_total{reason}";
+pub(crate) const DEAD_LETTERS_SOURCE: &str = "not in the store: reports the ingester could not store are in the NATS stream SPARTAKUS_DEADLETTER (reason in the Spartakus-Dead-Letter-Reason header) and counted by the ingester's metric spartakus_ingester_dead_lettered_total{reason}";
 
 /// One snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Snapshot {
     /// Always [`FORMAT`].
-    pub format: String,
+    pub(crate) format: String,
     /// [`FORMAT_VERSION`].
-    pub format_version: u32,
+    pub(crate) format_version: u32,
     /// The snapshot's date: the window's last day.
-    pub date: Date,
+    pub(crate) date: Date,
     /// The window.
-    pub window: WindowDoc,
+    pub(crate) window: WindowDoc,
     /// The guarantee, and the noise behind the totals.
     pub privacy: PrivacyDoc,
     /// The licence of the data (SPDX identifier).
-    pub license: String,
+    pub(crate) license: String,
     /// Whether reports marked synthetic were counted.
-    pub synthetic_included: bool,
+    pub(crate) synthetic_included: bool,
     /// The window's totals (`null`: withheld).
     pub totals: TotalsDoc,
     /// Where the data-quality numbers are.
-    pub data_quality: DataQuality,
+    pub(crate) data_quality: DataQuality,
     /// Every metric, in a fixed order.
     pub metrics: Vec<MetricDoc>,
 }
@@ -57,13 +57,13 @@ pub struct Snapshot {
 /// The window of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WindowDoc {
+pub(crate) struct WindowDoc {
     /// First day (UTC), inclusive.
-    pub first: Date,
+    pub(crate) first: Date,
     /// Last day (UTC), inclusive.
-    pub last: Date,
+    pub(crate) last: Date,
     /// Number of days.
-    pub days: u16,
+    pub(crate) days: u16,
 }
 
 /// The guarantee of one snapshot.
@@ -71,7 +71,7 @@ pub struct WindowDoc {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrivacyDoc {
     /// Whom it protects: adding or removing one cluster's whole contribution.
-    pub unit: String,
+    pub(crate) unit: String,
     /// ρ of zero-concentrated differential privacy, for the whole snapshot.
     pub rho: f64,
     /// ε of the (ε, δ)-differential privacy it implies.
@@ -81,11 +81,11 @@ pub struct PrivacyDoc {
     /// The floor a noisy count cleared to be published as a cell of its own.
     pub min_clusters: u64,
     /// The most nodes one cluster counts for.
-    pub node_clip: u64,
+    pub(crate) node_clip: u64,
     /// The most reports one cluster counts for.
-    pub report_clip: u64,
+    pub(crate) report_clip: u64,
     /// Where the noise comes from.
-    pub noise: String,
+    pub(crate) noise: String,
     /// The noise of each total.
     pub totals: Vec<TotalNoiseDoc>,
 }
@@ -105,7 +105,7 @@ pub struct TotalNoiseDoc {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NoiseDoc {
     /// σ of the discrete Gaussian noise on each measured count.
-    pub sigma: f64,
+    pub(crate) sigma: f64,
     /// ± this much covers 95 % of the noise on one count (1.96 σ, rounded).
     pub typical_error: u64,
     /// ρ spent (0 for a metric added up from a finer one).
@@ -145,29 +145,29 @@ pub struct TotalsDoc {
     /// Distinct clusters, each counted once by its latest report.
     pub clusters: Option<u64>,
     /// Reports received in the window.
-    pub reports: Option<u64>,
+    pub(crate) reports: Option<u64>,
     /// Nodes in the clusters' latest reports.
-    pub nodes: Option<u64>,
+    pub(crate) nodes: Option<u64>,
 }
 
 /// Data quality: what is in the metrics, and what is elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DataQuality {
+pub(crate) struct DataQuality {
     /// Metrics about the reports themselves (schema and volunteer versions).
-    pub metrics: Vec<String>,
+    pub(crate) metrics: Vec<String>,
     /// Reports the ingester could not store.
-    pub dead_letters: DeadLetters,
+    pub(crate) dead_letters: DeadLetters,
 }
 
 /// Dead letters are not in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     /// Always false: the store holds only stored reports.
-    pub in_store: bool,
+    pub(crate) in_store: bool,
     /// Where the number is.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// One metric of a snapshot.
@@ -177,25 +177,25 @@ pub struct MetricDoc {
     /// Identifier, also the file names `ID.csv` and `ID.json`.
     pub id: String,
     /// Heading.
-    pub title: String,
+    pub(crate) title: String,
     /// What is counted.
-    pub description: String,
+    pub(crate) description: String,
     /// `clusters` or `nodes`.
     pub unit: String,
     /// Label columns.
     pub dimensions: Vec<String>,
     /// Whether the first dimension splits the metric into partitions of all units.
-    pub grouped: bool,
+    pub(crate) grouped: bool,
     /// The metric this one refines.
-    pub parent: Option<String>,
+    pub(crate) parent: Option<String>,
     /// `published` or `withheld`.
     pub status: String,
     /// The noise behind the counts.
     pub noise: NoiseDoc,
     /// Units counted (in each group, if grouped); `null` when withheld.
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
     /// Column names of `rows`: the dimensions, the unit, `share`.
-    pub columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
     /// The cells: labels, count, share of the total (4 decimals).
     pub rows: Vec<Vec<Value>>,
 }
@@ -242,7 +242,7 @@ impl MetricDoc {
 
     /// The metric as CSV: a header row, then one row per cell (a withheld metric has only
     /// the header). Fails on a row of another length than `columns`.
-    pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
+    pub(crate) fn csv(&self) -> Result<Vec<u8>, csv::Error> {
         csv_table(
             &self.columns,
             self.rows.iter().map(|row| row.iter().map(csv_field)),
@@ -351,7 +351,7 @@ impl Snapshot {
     }
 
     /// One metric's own JSON file: the metric with the snapshot's context.
-    pub fn metric_json(&self, metric: &MetricDoc) -> Vec<u8> {
+    pub(crate) fn metric_json(&self, metric: &MetricDoc) -> Vec<u8> {
         to_json(&MetricFile {
             format: &self.format,
             format_version: self.format_version,

@@ -15,7 +15,7 @@ const YEAR_OF_WEEKS: u32 = 52;
 
 /// The methodology page: how the numbers of the newest snapshot are made, with its parameters
 /// and its noise as the published files state them.
-pub fn render_methodology(published: &Published, options: &Options) -> String {
+pub(crate) fn render_methodology(published: &Published, options: &Options) -> String {
     let s = &published.snapshot;
     let pr = &s.privacy;
     let k = pr.min_clusters;

@@ -5,7 +5,7 @@
 //! one) to HTML. It decides nothing about privacy: it shows exactly the cells the files hold,
 //! `other`, `unknown` and withheld metrics included, and states the guarantee and the noise the
 //! files state (`disclose` alone decides what is published, `privacy` what it costs).
-//! [`render_methodology`] explains how the numbers are made, with this snapshot's parameters.
+//! `render_methodology` explains how the numbers are made, with this snapshot's parameters.
 //! Markup comes from maud's templates, which escape every value; charts are inline SVG written
 //! the same way; the pages need no JavaScript and load nothing but their own stylesheet, so
 //! they work under a Content-Security-Policy that forbids every other origin.
@@ -35,7 +35,7 @@ use crate::snapshot::Snapshot;
 
 pub use files::{publish, read};
 pub use format::thousands;
-pub use methodology::render_methodology;
+pub(crate) use methodology::render_methodology;
 pub use page::render;
 
 /// The page's file name in the published directory.
@@ -51,14 +51,14 @@ pub const CSS: &str = include_str!("dashboard.css");
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
     /// The newest snapshot (the one `latest.json` names).
-    pub snapshot: Snapshot,
+    pub(crate) snapshot: Snapshot,
     /// Every kept snapshot.
-    pub index: Index,
+    pub(crate) index: Index,
     /// The series of the metrics drawn over time (`Metric::over_time`) that exist, in the order
     /// of `METRICS`.
-    pub series: Vec<Series>,
+    pub(crate) series: Vec<Series>,
     /// Every release and what all of them cost, when the folder has a `ledger.json`.
-    pub ledger: Option<Ledger>,
+    pub(crate) ledger: Option<Ledger>,
 }
 
 /// What the page says beyond the files.
