@@ -11,6 +11,12 @@
 //! Normalization happens in SQL, before distinct counting: "Ubuntu 24.04.1 LTS" and
 //! "Ubuntu 24.04.2 LTS" are one cell, counted once per cluster.
 //!
+//! Three rules are the wire contract's, not ours, so that the collector and the statistics read
+//! a report alike: a Kubernetes version ([`report::version`]), a quantity ([`report::quantity`])
+//! and the vendors whose resource names a volunteer sends ([`report::vocabulary`]). Rust
+//! evaluates them by calling `report`; the BigQuery functions are their translation into
+//! patterns, which tests run against `report` over the same inputs.
+//!
 //! What a label can be is closed: a fixed family name from these tables, digits and dots
 //! captured by a pattern (a version), `other` (recognised as present but not on a list), or
 //! `unknown` (the report did not say). No input text is ever copied out beyond those captures.
@@ -19,6 +25,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
+use report::quantity::{Quantity, SUFFIXES, Scale};
+use report::version::GitVersion;
 
 /// Label of a value that is present but not on the allowlist.
 pub const OTHER: &str = "other";
@@ -113,7 +121,9 @@ pub const DISTRIBUTION_RULES: &[FamilyRule] = &[
 ];
 
 /// Vendors of accelerators, from the extended resource names in `nodes[].capacity[]`. Other
-/// resources are not accelerators (NULL).
+/// resources are not accelerators (NULL). Every name a rule matches is one a volunteer sends
+/// verbatim ([`report::vocabulary::RESOURCE_VENDORS`], tested): a rule for any other name
+/// would never match, as the volunteer sums such resources under `other`.
 pub const ACCELERATOR_RULES: &[FamilyRule] = &[
     rule("nvidia", r"^nvidia\.com/"),
     rule("nvidia", r"^alpha\.kubernetes\.io/nvidia-gpu$"),
@@ -134,32 +144,32 @@ pub const ARCHITECTURES: &[&str] = &[
 /// same list the volunteer sends by name (a name outside it is published as `other`).
 pub const CLOUD_PROVIDERS: &[&str] = report::vocabulary::CLOUD_PROVIDERS;
 
-/// Kubernetes quantity suffixes and how they scale the number before them.
-const QUANTITY_SUFFIXES: &[(&str, Scale)] = &[
-    ("", Scale::Mul(1.0)),
-    ("m", Scale::Div(1000.0)),
-    ("k", Scale::Mul(1e3)),
-    ("M", Scale::Mul(1e6)),
-    ("G", Scale::Mul(1e9)),
-    ("T", Scale::Mul(1e12)),
-    ("P", Scale::Mul(1e15)),
-    ("E", Scale::Mul(1e18)),
-    ("Ki", Scale::Mul(1024.0)),
-    ("Mi", Scale::Mul(1048576.0)),
-    ("Gi", Scale::Mul(1073741824.0)),
-    ("Ti", Scale::Mul(1099511627776.0)),
-    ("Pi", Scale::Mul(1125899906842624.0)),
-    ("Ei", Scale::Mul(1152921504606846976.0)),
-];
+/// The number of a quantity ([`report::quantity`]) with its exponent, for BigQuery.
+const QUANTITY_NUMBER: &str = r"^(\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)";
 
-#[derive(Debug, Clone, Copy)]
-enum Scale {
-    Mul(f64),
-    Div(f64),
+/// A whole non-negative quantity, for BigQuery: the number, then an exponent or a suffix of
+/// [`report::quantity::SUFFIXES`].
+fn quantity_grammar() -> String {
+    format!(
+        r"^\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+|{})?$",
+        suffix_alternatives()
+    )
 }
 
-const QUANTITY_NUMBER: &str = r"^([0-9]+(?:\.[0-9]+)?)(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
-const QUANTITY_SUFFIX: &str = r"^[0-9]+(?:\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
+/// The suffix of a quantity that [`quantity_grammar`] matched (none for an exponent), for
+/// BigQuery.
+fn quantity_suffix() -> String {
+    format!(r"^[+.0-9]*({})$", suffix_alternatives())
+}
+
+fn suffix_alternatives() -> String {
+    SUFFIXES
+        .iter()
+        .map(|(suffix, _)| *suffix)
+        .filter(|suffix| !suffix.is_empty())
+        .collect::<Vec<_>>()
+        .join("|")
+}
 
 /// Upper bounds (inclusive) and labels of ordered buckets; a value above the last bound gets
 /// the `over` label, a NULL `unknown`.
@@ -301,11 +311,71 @@ pub enum Definition {
     Integer(&'static str),
     /// The input itself when it is on the list; NULL gives `unknown`, anything else `other`.
     Allow(&'static [&'static str]),
-    /// A Kubernetes quantity as a number (`3500m` → 3.5, `16Gi` → 17179869184); NULL when it
-    /// is not one.
+    /// A capacity as a number: a Kubernetes quantity by the report's grammar
+    /// ([`report::quantity`]; `3500m` → 3.5, `16Gi` → 17179869184, `1e9` → 1e9); NULL when it
+    /// is not one, is negative (a capacity never is) or is beyond an f64.
     Quantity,
+    /// A part of a Kubernetes version string, by the report's rule ([`report::version`]).
+    Kube(KubePart),
     /// The bucket label of a number; NULL gives `unknown`.
     Buckets(Buckets),
+}
+
+/// What a [`Definition::Kube`] function reads from a `gitVersion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubePart {
+    /// `MAJOR.MINOR`; NULL gives `unknown`, a string outside the rule `other`.
+    Minor,
+    /// `MAJOR.MINOR.PATCH`; NULL gives `unknown`, a string outside the rule or without a patch
+    /// `other`.
+    Patch,
+    /// The major number as an integer; NULL otherwise.
+    Major,
+    /// The minor number as an integer; NULL otherwise. A skew in minors is a difference of
+    /// two of these within one major only (the window SQL compares [`KubePart::Major`] first).
+    MinorNumber,
+}
+
+impl KubePart {
+    /// The same part as a pattern: what BigQuery evaluates. One group each (the part);
+    /// [`report::version`]'s rule is `v?MAJOR.MINOR[.PATCH]` then the end, `-` or `+`, numbers
+    /// without leading zeros of at most 3, 3 and 4 digits. A test holds the two to one answer.
+    pub fn pattern(self) -> &'static str {
+        match self {
+            KubePart::Minor => {
+                r"^v?((?:0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,2}))(?:\.(?:0|[1-9][0-9]{0,3}))?(?:[-+]|$)"
+            }
+            KubePart::Patch => {
+                r"^v?((?:0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,3}))(?:[-+]|$)"
+            }
+            KubePart::Major => {
+                r"^v?(0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,3}))?(?:[-+]|$)"
+            }
+            KubePart::MinorNumber => {
+                r"^v?(?:0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,3}))?(?:[-+]|$)"
+            }
+        }
+    }
+
+    /// The pattern's definition: a capture for the labels, an integer for the numbers.
+    pub fn as_pattern(self) -> Definition {
+        match self {
+            KubePart::Minor | KubePart::Patch => Definition::Capture(self.pattern()),
+            KubePart::Major | KubePart::MinorNumber => Definition::Integer(self.pattern()),
+        }
+    }
+
+    fn eval(self, version: Option<GitVersion>) -> Value {
+        let label = |label: Option<String>| Value::Text(label.unwrap_or_else(|| OTHER.to_owned()));
+        match self {
+            KubePart::Minor => label(version.map(|v| v.minor().to_string())),
+            KubePart::Patch => label(version.filter(|v| v.patch.is_some()).map(|v| v.to_string())),
+            KubePart::Major => version.map_or(Value::Null, |v| Value::Integer(v.major.into())),
+            KubePart::MinorNumber => {
+                version.map_or(Value::Null, |v| Value::Integer(v.minor.into()))
+            }
+        }
+    }
 }
 
 /// SQL types of arguments and results.
@@ -414,15 +484,19 @@ pub const FUNCTIONS: &[Function] = &[
     },
     Function {
         name: "kube_minor",
-        definition: Definition::Capture(r"^v?(1\.[0-9]{1,3})(?:[^0-9]|$)"),
+        definition: Definition::Kube(KubePart::Minor),
     },
     Function {
         name: "kube_patch",
-        definition: Definition::Capture(r"^v?(1\.[0-9]{1,3}\.[0-9]{1,4})(?:[^0-9]|$)"),
+        definition: Definition::Kube(KubePart::Patch),
+    },
+    Function {
+        name: "kube_major",
+        definition: Definition::Kube(KubePart::Major),
     },
     Function {
         name: "kube_minor_number",
-        definition: Definition::Integer(r"^v?1\.([0-9]{1,3})(?:[^0-9]|$)"),
+        definition: Definition::Kube(KubePart::MinorNumber),
     },
     Function {
         name: "volunteer_version",
@@ -505,7 +579,9 @@ impl Function {
     /// The SQL type of the result.
     pub fn output(&self) -> SqlType {
         match self.definition {
-            Definition::Integer(_) => SqlType::Integer,
+            Definition::Integer(_)
+            | Definition::Kube(KubePart::Major)
+            | Definition::Kube(KubePart::MinorNumber) => SqlType::Integer,
             Definition::Quantity => SqlType::Real,
             _ => SqlType::Text,
         }
@@ -557,7 +633,14 @@ impl Function {
                 Some(s) if list.contains(&s) => Value::Text(s.to_owned()),
                 Some(_) => Value::text(Some(OTHER)),
             },
-            Definition::Quantity => text.and_then(quantity).map_or(Value::Null, Value::Real),
+            Definition::Quantity => text.and_then(capacity).map_or(Value::Null, Value::Real),
+            Definition::Kube(part) => match text {
+                None if matches!(part, KubePart::Minor | KubePart::Patch) => {
+                    Value::text(Some(UNKNOWN))
+                }
+                None => Value::Null,
+                Some(s) => part.eval(GitVersion::parse(s)),
+            },
             Definition::Buckets(buckets) => {
                 if null {
                     return Value::text(Some(UNKNOWN));
@@ -631,19 +714,31 @@ impl Function {
             Definition::Quantity => {
                 let number =
                     format!("SAFE_CAST(REGEXP_EXTRACT({x}, r'{QUANTITY_NUMBER}') AS FLOAT64)");
-                let mut sql =
-                    format!("CASE COALESCE(REGEXP_EXTRACT({x}, r'{QUANTITY_SUFFIX}'), '')");
-                for (suffix, scale) in QUANTITY_SUFFIXES {
+                let mut value = format!(
+                    "CASE COALESCE(REGEXP_EXTRACT({x}, r'{}'), '')",
+                    quantity_suffix()
+                );
+                for (suffix, scale) in SUFFIXES {
                     let scaled = match scale {
-                        Scale::Mul(m) => format!("{number} * {}", float(*m)),
-                        Scale::Div(d) => format!("{number} / {}", float(*d)),
+                        Scale::Times(m) => format!("{number} * {}", float(*m)),
+                        Scale::Over(d) => format!("{number} / {}", float(*d)),
                     };
-                    sql.push_str(&format!(" WHEN '{suffix}' THEN {scaled}"));
+                    value.push_str(&format!(" WHEN '{suffix}' THEN {scaled}"));
                 }
-                sql.push_str(" END");
-                // Not a quantity at all: the number does not parse, so the product is NULL.
-                sql
+                value.push_str(" END");
+                // The value once, checked for infinity (`1e999`): Rust reads it as infinite,
+                // BigQuery's cast may too. A minus sign is left out by the grammar.
+                format!(
+                    "CASE WHEN REGEXP_CONTAINS({x}, r'{}') THEN \
+                     (SELECT IF(IS_INF(v), NULL, v) FROM UNNEST([{value}]) AS v) END",
+                    quantity_grammar()
+                )
             }
+            Definition::Kube(part) => Function {
+                name: self.name,
+                definition: part.as_pattern(),
+            }
+            .bigquery_expression(x),
             Definition::Buckets(buckets) => {
                 let mut sql = format!("CASE WHEN {x} IS NULL THEN '{UNKNOWN}'");
                 for (upper, label) in buckets.bounds {
@@ -671,23 +766,13 @@ impl Function {
     }
 }
 
-/// A Kubernetes quantity as a number, for the suffixes Spartakus publishes buckets of.
-pub fn quantity(s: &str) -> Option<f64> {
-    let number: f64 = compiled(QUANTITY_NUMBER)
-        .captures(s)?
-        .get(1)?
-        .as_str()
-        .parse()
-        .ok()?;
-    let suffix = compiled(QUANTITY_SUFFIX)
-        .captures(s)?
-        .get(1)
-        .map_or("", |m| m.as_str());
-    let (_, scale) = QUANTITY_SUFFIXES.iter().find(|(x, _)| *x == suffix)?;
-    Some(match scale {
-        Scale::Mul(m) => number * m,
-        Scale::Div(d) => number / d,
-    })
+/// A capacity as a number ([`Definition::Quantity`]): the report's quantity, unless it is
+/// negative (a minus sign, `-0` included) or beyond an f64.
+pub fn capacity(s: &str) -> Option<f64> {
+    Quantity::parse(s)
+        .filter(|q| !q.number.is_sign_negative())
+        .map(|q| q.value())
+        .filter(|v| v.is_finite())
 }
 
 /// A string literal; labels and patterns are constants without quotes (tested).
@@ -731,7 +816,8 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles_and_fits_in_a_bigquery_raw_string() {
-        let mut patterns: Vec<&str> = vec![QUANTITY_NUMBER, QUANTITY_SUFFIX];
+        let (grammar, suffix) = (quantity_grammar(), quantity_suffix());
+        let mut patterns: Vec<&str> = vec![QUANTITY_NUMBER, &grammar, &suffix];
         for f in FUNCTIONS {
             match f.definition {
                 Definition::Family { rules, .. } | Definition::Version(rules) => {
@@ -741,6 +827,7 @@ mod tests {
                     }
                 }
                 Definition::Capture(p) | Definition::Integer(p) => patterns.push(p),
+                Definition::Kube(part) => patterns.push(part.pattern()),
                 _ => {}
             }
         }
@@ -810,7 +897,10 @@ mod tests {
             text("kube_minor_number", "v1.29.8+k3s1"),
             Value::Integer(29)
         );
-        assert_eq!(text("kube_minor_number", "v2.0.0"), Value::Null);
+        assert_eq!(text("kube_minor", "v2.0.1"), t("2.0"), "a future major");
+        assert_eq!(text("kube_major", "v2.0.1"), Value::Integer(2));
+        assert_eq!(text("kube_minor_number", "v2.0.1"), Value::Integer(0));
+        assert_eq!(text("kube_minor", "v01.2"), t(OTHER));
         assert_eq!(text("volunteer_version", "v1.0.0"), t("v1.0.0"));
         assert_eq!(text("volunteer_version", "v1.0.0-dirty"), t(OTHER));
     }
@@ -832,12 +922,15 @@ mod tests {
 
     #[test]
     fn quantities_scale_by_their_suffix() {
-        assert_eq!(quantity("4"), Some(4.0));
-        assert_eq!(quantity("3500m"), Some(3.5));
-        assert_eq!(quantity("15437428Ki"), Some(15437428.0 * 1024.0));
-        assert_eq!(quantity("16Gi"), Some(16.0 * GIB));
-        assert_eq!(quantity("1e3"), None);
-        assert_eq!(quantity("-1"), None);
+        assert_eq!(capacity("4"), Some(4.0));
+        assert_eq!(capacity("3500m"), Some(3.5));
+        assert_eq!(capacity("15437428Ki"), Some(15437428.0 * 1024.0));
+        assert_eq!(capacity("16Gi"), Some(16.0 * GIB));
+        assert_eq!(capacity("1e3"), Some(1000.0));
+        assert_eq!(capacity("-1"), None, "a capacity is never negative");
+        assert_eq!(capacity("-0"), None);
+        assert_eq!(capacity("1e999"), None, "beyond an f64");
+        assert_eq!(capacity("1.5.5"), None);
         let cpu = Function::named("cpu_bucket").unwrap();
         assert_eq!(cpu.eval(&Value::Real(4.0)), t("3-4"));
         assert_eq!(cpu.eval(&Value::Real(0.5)), t("1"));
@@ -848,6 +941,12 @@ mod tests {
             memory.eval(&Value::Real(15437428.0 * 1024.0)),
             t("8-16 GiB")
         );
+        let quantity = Function::named("quantity").unwrap();
+        let bucket = |value: &str| memory.eval(&quantity.eval(&t(value)));
+        assert_eq!(bucket("1e9"), t("0-2 GiB"), "1e9 bytes, not unknown");
+        assert_eq!(bucket("16e9"), t("8-16 GiB"));
+        assert_eq!(bucket("17179869184"), bucket("16Gi"));
+        assert_eq!(bucket("sixteen"), t(UNKNOWN));
         let skew = Function::named("skew_bucket").unwrap();
         assert_eq!(skew.eval(&Value::Integer(-7)), t("-4 or less"));
         assert_eq!(skew.eval(&Value::Integer(0)), t("0"));
@@ -904,5 +1003,170 @@ mod tests {
             );
         }
         assert!(float(1.0) == "1.0" && float(0.5) == "0.5" && float(-4.0) == "-4.0");
+    }
+
+    /// Every string over an alphabet that reaches each branch of the version rule, up to
+    /// `len` characters.
+    fn strings(alphabet: &[char], len: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    /// Inputs of the version rule worth naming, on top of the generated ones.
+    const TRICKY_VERSIONS: &[&str] = &[
+        "v2.0.1",
+        "v1.37.2-gke.1",
+        "1.29",
+        "v1.28+k3s1",
+        "v1",
+        "v01.2",
+        "garbage",
+        "v1.37.2",
+        "v1.30.4-eks-a737599",
+        "v1.27.6+b49f9d1",
+        "v0.21.4",
+        "v1.999.9999",
+        "v1.1000.0",
+        "v1000.0.0",
+        "v1.2.10000",
+        "v1.02.3",
+        "v1.2.03",
+        "v1.37.2.1",
+        "v1.37.2foo",
+        "v1.37.",
+        "V1.2.3",
+        " v1.2.3",
+        "",
+    ];
+
+    #[test]
+    fn the_bigquery_version_patterns_answer_as_the_report_rule_does() {
+        let mut inputs = strings(&['v', '0', '1', '2', '.', '-', '+', 'x'], 6);
+        inputs.extend(strings(&['1', '0', '.'], 9));
+        inputs.extend(TRICKY_VERSIONS.iter().map(|s| (*s).to_owned()));
+        for part in [
+            KubePart::Minor,
+            KubePart::Patch,
+            KubePart::Major,
+            KubePart::MinorNumber,
+        ] {
+            let rule = Function {
+                name: "rule",
+                definition: Definition::Kube(part),
+            };
+            let pattern = Function {
+                name: "pattern",
+                definition: part.as_pattern(),
+            };
+            assert_eq!(rule.eval(&Value::Null), pattern.eval(&Value::Null));
+            for input in &inputs {
+                let input = Value::Text(input.clone());
+                assert_eq!(
+                    rule.eval(&input),
+                    pattern.eval(&input),
+                    "{part:?} of {input:?}"
+                );
+            }
+        }
+    }
+
+    /// What the BigQuery expression of `quantity` computes, with Rust's regex (RE2's syntax).
+    struct AsBigQuery {
+        grammar: Regex,
+        number: Regex,
+        suffix: Regex,
+    }
+
+    impl AsBigQuery {
+        fn new() -> Self {
+            AsBigQuery {
+                grammar: Regex::new(&quantity_grammar()).unwrap(),
+                number: Regex::new(QUANTITY_NUMBER).unwrap(),
+                suffix: Regex::new(&quantity_suffix()).unwrap(),
+            }
+        }
+
+        fn quantity(&self, s: &str) -> Option<f64> {
+            if !self.grammar.is_match(s) {
+                return None;
+            }
+            let number: f64 = self.number.captures(s)?[1].parse().ok()?;
+            let suffix = self
+                .suffix
+                .captures(s)
+                .map_or("", |c| c.get(1).map_or("", |m| m.as_str()));
+            let (_, scale) = SUFFIXES.iter().find(|(x, _)| *x == suffix)?;
+            Some(scale.apply(number)).filter(|v| !v.is_infinite())
+        }
+    }
+
+    #[test]
+    fn the_bigquery_quantity_expression_reads_the_report_grammar() {
+        let mut inputs = strings(&['1', '0', '.', '+', '-', 'e', 'E', 'm', 'i', 'K'], 5);
+        inputs.extend(
+            [
+                "1e9",
+                "1E3",
+                "7E",
+                "7Ei",
+                "7E3Ki",
+                "100n",
+                "3u",
+                "1.5e+10",
+                "1E-3",
+                "15437428Ki",
+                "1e999",
+                "1e400",
+                "-1",
+                "-0",
+                "+0",
+                ".5",
+                "5.",
+                "1k",
+                "1M",
+                "16Gi",
+                "2Pi",
+            ]
+            .map(str::to_owned),
+        );
+        let bigquery = AsBigQuery::new();
+        for input in &inputs {
+            assert_eq!(capacity(input), bigquery.quantity(input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn every_accelerator_name_is_one_the_volunteer_sends_verbatim() {
+        // A rule names a domain, and the volunteer sends a resource of that domain by name
+        // only when it is a listed vendor's; anything else arrives summed as `other`.
+        for rule in ACCELERATOR_RULES {
+            let domain = rule
+                .pattern
+                .strip_prefix('^')
+                .and_then(|p| p.split_once('/'))
+                .map(|(domain, _)| domain.replace(r"\.", "."))
+                .unwrap_or_default();
+            assert!(
+                !domain.is_empty() && !domain.contains(['\\', '[', '(', '*', '+', '?', '|']),
+                "{}: a rule starts with a literal domain",
+                rule.pattern
+            );
+            assert!(
+                report::vocabulary::is_vendor_domain(&domain),
+                "{} ({}): {domain} is not in report::vocabulary::RESOURCE_VENDORS",
+                rule.family,
+                rule.pattern
+            );
+        }
+        let vendor = Function::named("accelerator_vendor").unwrap();
+        assert_eq!(vendor.eval(&t("other")), Value::Null);
     }
 }

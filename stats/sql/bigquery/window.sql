@@ -51,7 +51,10 @@ win_nodes AS (
            runtime_version(n.containerRuntimeVersion) AS runtime_version,
            architecture(n.architecture) AS architecture,
            cloud_provider(n.cloudProvider) AS cloud_provider,
-           kube_minor_number(n.kubeletVersion) - kube_minor_number(r.masterVersion) AS skew,
+           -- In minors, within one major only (report::version): unknown across two.
+           CASE WHEN kube_major(n.kubeletVersion) = kube_major(r.masterVersion)
+                THEN kube_minor_number(n.kubeletVersion) - kube_minor_number(r.masterVersion)
+           END AS skew,
            (SELECT MAX(quantity(c.value)) FROM UNNEST(n.capacity) AS c WHERE c.resource = 'cpu') AS cpu,
            (SELECT MAX(quantity(c.value)) FROM UNNEST(n.capacity) AS c WHERE c.resource = 'memory') AS memory
     FROM win_rows AS r, UNNEST(r.nodes) AS n

@@ -70,7 +70,10 @@ SELECT n.report,
        runtime_version(n.container_runtime_version) AS runtime_version,
        architecture(n.architecture) AS architecture,
        cloud_provider(n.cloud_provider) AS cloud_provider,
-       kube_minor_number(n.kubelet_version) - kube_minor_number(w.master_version) AS skew,
+       -- In minors, within one major only (report::version): unknown across two.
+       CASE WHEN kube_major(n.kubelet_version) = kube_major(w.master_version)
+            THEN kube_minor_number(n.kubelet_version) - kube_minor_number(w.master_version)
+       END AS skew,
        (SELECT MAX(quantity(c.value)) FROM main.capacity AS c
         WHERE c.report = n.report AND c.node = n.idx AND c.resource = 'cpu') AS cpu,
        (SELECT MAX(quantity(c.value)) FROM main.capacity AS c

@@ -9,5 +9,6 @@ mod formats;
 mod no_trace;
 mod periodic;
 mod privacy;
+mod rules;
 mod serve;
 mod stores;
