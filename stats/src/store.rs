@@ -5,6 +5,10 @@
 //! against the BigQuery table (`stored/schema/bigquery.json`). Both run the same metric SQL
 //! (`sql/metrics/*.sql`) over their own dialect's window (`sql/<dialect>/window.sql`) and return
 //! aggregated cells only: the job never reads report rows.
+//!
+//! The value a cluster takes from its nodes (the OS most of them run, and so on) is one rule
+//! for every such column, [`MAJORITIES`]: its SELECT is generated, the same text in both
+//! dialects, and [`Query::bind`] puts it in each window.
 
 pub mod bigquery;
 pub mod sqlite;
@@ -70,10 +74,98 @@ pub struct Query {
 }
 
 impl Query {
-    /// `sql` with this query's bounds filled in.
+    /// `sql` with its placeholders filled in: this query's bounds, and each of
+    /// [`MAJORITIES`] where its table's name stands in braces.
     pub fn bind(&self, sql: &str) -> String {
-        sql.replace("{node_clip}", &self.node_clip.to_string())
-            .replace("{report_clip}", &self.report_clip.to_string())
+        let mut sql = sql
+            .replace("{node_clip}", &self.node_clip.to_string())
+            .replace("{report_clip}", &self.report_clip.to_string());
+        for majority in MAJORITIES {
+            sql = sql.replace(&majority.placeholder(), &majority.select());
+        }
+        sql
+    }
+}
+
+/// A value each cluster takes from its nodes: the one most of them have, ties going to the
+/// smaller (byte order). With several columns, each is chosen among the nodes that have the
+/// values chosen before it: an OS family, then the version most of the nodes running that
+/// family have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Majority {
+    /// The window's table: one row per cluster that has nodes, `report` and the columns.
+    pub table: &'static str,
+    /// Columns of `win_nodes`, the outermost first; the table's columns keep their names.
+    pub columns: &'static [&'static str],
+}
+
+/// Every majority the metrics read (`win_cluster_*`).
+pub const MAJORITIES: &[Majority] = &[
+    Majority {
+        table: "win_cluster_os",
+        columns: &["os_family", "os_version"],
+    },
+    Majority {
+        table: "win_cluster_runtime",
+        columns: &["runtime", "runtime_version"],
+    },
+    Majority {
+        table: "win_cluster_kernel",
+        columns: &["kernel"],
+    },
+    Majority {
+        table: "win_cluster_cloud",
+        columns: &["cloud_provider"],
+    },
+];
+
+impl Majority {
+    /// Where a window's SQL wants the SELECT: the table's name in braces.
+    pub fn placeholder(&self) -> String {
+        format!("{{{}}}", self.table)
+    }
+
+    /// The SELECT, in SQL that SQLite and BigQuery read alike. Nodes are counted per
+    /// combination of the columns (`n`), and per value of each outer column (`n0`, `n1`, …, by
+    /// window sums over those counts); the cluster's row is the first when ordered by each
+    /// column's count, largest first, then by its value.
+    pub fn select(&self) -> String {
+        let columns = self.columns.join(", ");
+        let outer = self.columns.len().saturating_sub(1);
+        let sums: String = (0..outer)
+            .map(|i| {
+                format!(
+                    ", SUM(n) OVER (PARTITION BY report, {}) AS n{i}",
+                    self.columns[..=i].join(", ")
+                )
+            })
+            .collect();
+        let order: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| {
+                let count = if i < outer {
+                    format!("n{i}")
+                } else {
+                    "n".to_owned()
+                };
+                format!("{count} DESC, {column}")
+            })
+            .collect();
+        format!(
+            "SELECT report, {columns} FROM (
+    SELECT report, {columns},
+           ROW_NUMBER() OVER (PARTITION BY report ORDER BY {order}) AS rn
+    FROM (
+        SELECT report, {columns}, n{sums}
+        FROM (SELECT report, {columns}, COUNT(*) AS n FROM win_nodes
+              GROUP BY report, {columns}) AS counts
+    ) AS sums
+) AS ranked
+WHERE rn = 1",
+            order = order.join(", ")
+        )
     }
 }
 
@@ -225,6 +317,52 @@ mod tests {
         assert_eq!(w.first_day().to_string(), "2026-11-02");
         assert_eq!(w.start().to_string(), "2026-11-02T00:00:00Z");
         assert_eq!(w.end().to_string(), "2026-11-30T00:00:00Z");
+    }
+
+    #[test]
+    fn each_dialect_takes_every_majority_once_from_the_generator() {
+        let query = Query {
+            window: Window {
+                date: "2026-11-29".parse().unwrap(),
+                days: 28,
+            },
+            include_synthetic: false,
+            node_clip: 20,
+            report_clip: 28,
+        };
+        for sql in [sqlite::WINDOW_SQL, bigquery::WINDOW_SQL] {
+            for majority in MAJORITIES {
+                assert_eq!(
+                    sql.matches(&majority.placeholder()).count(),
+                    1,
+                    "{majority:?}"
+                );
+                assert!(query.bind(sql).contains(&majority.select()));
+            }
+            // No hand-written copy is left: the one ranking of node values is generated.
+            assert_eq!(
+                query
+                    .bind(sql)
+                    .matches("ROW_NUMBER() OVER (PARTITION BY report ORDER BY n")
+                    .count(),
+                MAJORITIES.len(),
+            );
+        }
+    }
+
+    #[test]
+    fn a_majority_ranks_the_outer_column_by_its_nodes_then_the_inner_within_it() {
+        let os = MAJORITIES[0].select();
+        assert!(
+            os.contains("SUM(n) OVER (PARTITION BY report, os_family) AS n0")
+                && os.contains("ORDER BY n0 DESC, os_family, n DESC, os_version"),
+            "{os}"
+        );
+        let kernel = MAJORITIES[2].select();
+        assert!(
+            kernel.contains("ORDER BY n DESC, kernel") && !kernel.contains("SUM("),
+            "{kernel}"
+        );
     }
 
     #[test]

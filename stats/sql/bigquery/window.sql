@@ -9,6 +9,8 @@
 --   {synthetic}  TRUE to keep reports marked spartakus.dev/synthetic=true
 --   {kinds}      the workload kinds, from report::Kind::ALL
 --   {report_clip}  the most reports one cluster counts for
+--   the majorities (win_cluster_os and the like, the table's name in braces): SELECTs
+--                generated from stats::store::MAJORITIES, the same in both dialects
 -- A cluster's key is the reportID of its latest report in the window.
 win_candidates AS (
     SELECT r.reportID, r.receivedAt, r.clusterID, r.version, r.masterVersion, r.schemaVersion,
@@ -71,52 +73,19 @@ win_workloads AS (
 win_kinds AS (
     {kinds}
 ),
-win_os_fv AS (
-    SELECT report, os_family AS family, os_version AS version, COUNT(*) AS n
-    FROM win_nodes GROUP BY report, os_family, os_version
-),
-win_os_top AS (
-    SELECT report, family FROM (
-        SELECT report, family, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, family) AS rn
-        FROM (SELECT report, family, SUM(n) AS n FROM win_os_fv GROUP BY report, family) AS f) AS ranked
-    WHERE rn = 1
-),
+-- One value per cluster from its nodes: generated SELECTs (stats::store::MAJORITIES), the same
+-- in both dialects.
 win_cluster_os AS (
-    SELECT report, family AS os_family, version AS os_version FROM (
-        SELECT fv.report, fv.family, fv.version,
-               ROW_NUMBER() OVER (PARTITION BY fv.report ORDER BY fv.n DESC, fv.version) AS rn
-        FROM win_os_fv AS fv JOIN win_os_top AS t ON t.report = fv.report AND t.family = fv.family) AS ranked
-    WHERE rn = 1
-),
-win_runtime_fv AS (
-    SELECT report, runtime AS family, runtime_version AS version, COUNT(*) AS n
-    FROM win_nodes GROUP BY report, runtime, runtime_version
-),
-win_runtime_top AS (
-    SELECT report, family FROM (
-        SELECT report, family, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, family) AS rn
-        FROM (SELECT report, family, SUM(n) AS n FROM win_runtime_fv GROUP BY report, family) AS f) AS ranked
-    WHERE rn = 1
+{win_cluster_os}
 ),
 win_cluster_runtime AS (
-    SELECT report, family AS runtime, version AS runtime_version FROM (
-        SELECT fv.report, fv.family, fv.version,
-               ROW_NUMBER() OVER (PARTITION BY fv.report ORDER BY fv.n DESC, fv.version) AS rn
-        FROM win_runtime_fv AS fv JOIN win_runtime_top AS t ON t.report = fv.report AND t.family = fv.family) AS ranked
-    WHERE rn = 1
+{win_cluster_runtime}
 ),
 win_cluster_kernel AS (
-    SELECT report, value AS kernel FROM (
-        SELECT report, value, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, value) AS rn
-        FROM (SELECT report, kernel AS value, COUNT(*) AS n FROM win_nodes GROUP BY report, kernel) AS c) AS ranked
-    WHERE rn = 1
+{win_cluster_kernel}
 ),
 win_cluster_cloud AS (
-    SELECT report, value AS cloud_provider FROM (
-        SELECT report, value, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, value) AS rn
-        FROM (SELECT report, cloud_provider AS value, COUNT(*) AS n FROM win_nodes
-              GROUP BY report, cloud_provider) AS c) AS ranked
-    WHERE rn = 1
+{win_cluster_cloud}
 ),
 win_cluster_arch AS (
     SELECT report, STRING_AGG(architecture, '+' ORDER BY architecture) AS architectures

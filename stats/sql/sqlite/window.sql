@@ -9,7 +9,9 @@
 --   win_accel           (report, vendor) of accelerators with a non-zero capacity
 --   win_workloads       workload statistics of those reports
 --   win_kinds           the workload kinds ({kinds}: the store puts report::Kind::ALL there)
---   win_cluster_*       one value per cluster for the cluster-unit metrics
+--   win_cluster_*       one value per cluster for the cluster-unit metrics (the majorities:
+--                       SELECTs generated from stats::store::MAJORITIES, which Query::bind puts
+--                       where the table's name stands in braces)
 -- Statements are separated by a semicolon at the end of a line.
 
 DROP TABLE IF EXISTS temp.win_candidates;
@@ -92,57 +94,20 @@ SELECT wl.report, wl.kind, wl.total, wl.age_median_hours
 FROM temp.win_reports AS w
 JOIN main.workloads AS wl ON wl.report = w.report;
 
--- Majority family (ties: the smaller name), then the majority version within it.
+-- One value per cluster from its nodes: the one most of them have (ties: the smaller), and an
+-- OS or runtime version the one most of the nodes of that family have. Each SELECT is generated
+-- from stats::store::MAJORITIES, the same in both dialects.
 CREATE TEMP TABLE win_cluster_os AS
-WITH fv AS (
-    SELECT report, os_family AS family, os_version AS version, COUNT(*) AS n
-    FROM temp.win_nodes GROUP BY report, os_family, os_version
-), f AS (
-    SELECT report, family, SUM(n) AS n FROM fv GROUP BY report, family
-), top_f AS (
-    SELECT report, family FROM (
-        SELECT report, family, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, family) AS rn
-        FROM f) AS ranked
-    WHERE rn = 1
-)
-SELECT report, family AS os_family, version AS os_version FROM (
-    SELECT fv.report, fv.family, fv.version,
-           ROW_NUMBER() OVER (PARTITION BY fv.report ORDER BY fv.n DESC, fv.version) AS rn
-    FROM fv JOIN top_f ON top_f.report = fv.report AND top_f.family = fv.family) AS ranked
-WHERE rn = 1;
+{win_cluster_os};
 
 CREATE TEMP TABLE win_cluster_runtime AS
-WITH fv AS (
-    SELECT report, runtime AS family, runtime_version AS version, COUNT(*) AS n
-    FROM temp.win_nodes GROUP BY report, runtime, runtime_version
-), f AS (
-    SELECT report, family, SUM(n) AS n FROM fv GROUP BY report, family
-), top_f AS (
-    SELECT report, family FROM (
-        SELECT report, family, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, family) AS rn
-        FROM f) AS ranked
-    WHERE rn = 1
-)
-SELECT report, family AS runtime, version AS runtime_version FROM (
-    SELECT fv.report, fv.family, fv.version,
-           ROW_NUMBER() OVER (PARTITION BY fv.report ORDER BY fv.n DESC, fv.version) AS rn
-    FROM fv JOIN top_f ON top_f.report = fv.report AND top_f.family = fv.family) AS ranked
-WHERE rn = 1;
+{win_cluster_runtime};
 
 CREATE TEMP TABLE win_cluster_kernel AS
-SELECT report, value AS kernel FROM (
-    SELECT report, value, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, value) AS rn
-    FROM (SELECT report, kernel AS value, COUNT(*) AS n FROM temp.win_nodes GROUP BY report, kernel) AS c
-) AS ranked
-WHERE rn = 1;
+{win_cluster_kernel};
 
 CREATE TEMP TABLE win_cluster_cloud AS
-SELECT report, value AS cloud_provider FROM (
-    SELECT report, value, ROW_NUMBER() OVER (PARTITION BY report ORDER BY n DESC, value) AS rn
-    FROM (SELECT report, cloud_provider AS value, COUNT(*) AS n FROM temp.win_nodes
-          GROUP BY report, cloud_provider) AS c
-) AS ranked
-WHERE rn = 1;
+{win_cluster_cloud};
 
 -- Sets, as names joined by '+' in byte order; 'unknown' architectures are left out.
 CREATE TEMP TABLE win_cluster_arch AS
