@@ -1,19 +1,16 @@
-//! Overload, long run: the harness of `tests/overload.rs` on a release build, measuring
+//! Overload, long run: the harness of `tests/it/overload.rs` on a release build, measuring
 //! capacity for 10 s and then offering twice that for 60 s.
 //!
 //! `cargo bench -p gateway --bench overload` (needs the testenv binaries, as the tests do).
 
-#[path = "../tests/child/mod.rs"]
-mod child;
-#[path = "../tests/load/mod.rs"]
+#[path = "../tests/it/load.rs"]
 mod load;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use child::GatewayProcess;
-
+/// The gateway's queue prefix.
+const QUEUE: &str = "overload-bench";
 const MAX_IN_FLIGHT: usize = 32;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -25,15 +22,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut gateway = GatewayProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_gateway")),
-        &nats.url(),
-        "OVERLOAD_BENCH",
-        &["--max-in-flight", &MAX_IN_FLIGHT.to_string()],
-    );
-    gateway
-        .wait_for_ok(&reqwest::Client::new(), "/readyz")
+    let started = testenv::Launch::gateway(&nats.url())
+        .args(["--queue", QUEUE])
+        .args(["--max-in-flight", &MAX_IN_FLIGHT.to_string()])
+        .start()
         .await;
+    let mut gateway = match started {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("cannot start the gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let settings = load::Settings {
         measure_for: Duration::from_secs(10),
         measure_clients: MAX_IN_FLIGHT,

@@ -1,7 +1,8 @@
 //! Throughput of the gateway against raw JetStream publishes, same payloads, same concurrency.
 //!
-//! `cargo bench -p gateway --bench throughput` starts a nats-server (testenv) and the release
-//! gateway binary as a child process (so its peak RSS is its own), then drives
+//! `cargo bench -p gateway --bench throughput` starts a nats-server and the release gateway
+//! binary (both by testenv; the gateway a process of its own, so its peak RSS is its own), then
+//! drives
 //! `SPARTAKUS_BENCH_CLIENTS` (default 64) concurrent clients over loopback:
 //!
 //! 1. seed-size reports (~2 KB) through `POST /api/v1`, each with a unique reportID;
@@ -10,8 +11,6 @@
 //!
 //! Each phase stops after `SPARTAKUS_BENCH_SECONDS` (default 15) or its report count.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream;
 use bytes::Bytes;
 use report::ReportId;
-use testenv::Nats;
+use testenv::{Launch, Nats};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -160,58 +159,6 @@ fn with_id(template: &str, id: ReportId) -> String {
     template.replacen("{ID}", &id.to_string(), 1)
 }
 
-/// Reads a `/proc/PID/status` field, in MiB.
-fn status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_gateway(nats_url: &str, http: &reqwest::Client) -> Result<Gateway, BoxError> {
-    // A free port: bound, read, released; the gateway binds it right after.
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .env("SPARTAKUS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SPARTAKUS_NATS_URL", nats_url)
-        .env("SPARTAKUS_QUEUE", QUEUE)
-        .env("SPARTAKUS_LOG_FORMAT", "pretty")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let gateway = Gateway {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let started = Instant::now();
-    loop {
-        let ready = http.get(format!("{}/readyz", gateway.url)).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
-            return Ok(gateway);
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err("gateway not ready after 30s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     // `cargo bench` passes `--bench`; nothing else to parse.
@@ -224,8 +171,12 @@ async fn main() -> Result<(), BoxError> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
-    let gateway = start_gateway(&nats.url(), &http).await?;
-    let pid = gateway.child.id();
+    let gateway = Launch::gateway(&nats.url())
+        .args(["--queue", QUEUE])
+        .env("RUST_LOG", "warn")
+        .start()
+        .await?;
+    let pid = gateway.pid()?;
 
     let small = Arc::new(report_template(4));
     let large = Arc::new(report_template(500));
@@ -238,7 +189,7 @@ async fn main() -> Result<(), BoxError> {
 
     let post = |template: Arc<String>| {
         let http = http.clone();
-        let url = format!("{}/api/v1", gateway.url);
+        let url = format!("{}/api/v1", gateway.url());
         move |_i: usize| {
             let body = with_id(&template, ReportId::random());
             let request = http
@@ -253,7 +204,7 @@ async fn main() -> Result<(), BoxError> {
     gw_small.print("gateway, seed-size", small_len);
     let gw_large = drive(clients, large_count, time, post(large.clone())).await;
     gw_large.print("gateway, 500 nodes", large_len);
-    let gateway_rss = status_mib(pid, "VmHWM:");
+    let (gateway_peak, _) = gateway.memory()?;
 
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     let subject = report::queue::Topology::new(QUEUE)?.reports.subject;
@@ -279,7 +230,10 @@ async fn main() -> Result<(), BoxError> {
     let raw_large = drive(clients, large_count, time, publish(large.clone())).await;
     raw_large.print("raw JetStream, 500 nodes", large_len);
 
-    println!("gateway peak RSS (VmHWM): {gateway_rss:.1} MiB");
+    println!(
+        "gateway peak RSS (VmHWM): {:.1} MiB",
+        gateway_peak as f64 / (1024.0 * 1024.0)
+    );
     println!(
         "ratio gateway/raw: seed-size {:.2}, 500 nodes {:.2}",
         gw_small.rate() / raw_small.rate(),

@@ -3,10 +3,9 @@
 //! an IPv6 client as its /64. A client that puts addresses of its own in front, or sends a
 //! header line of its own, still gets its own allowance and no other.
 
-mod common;
-
-use common::{Gateway, TestResult, seed_at};
 use testenv::Nats;
+
+use crate::helpers::{Gateway, TestResult, seed_at};
 
 /// POSTs a report with one `X-Forwarded-For` line per entry of `forwarded`; the status.
 async fn post_forwarded(gateway: &Gateway, report: String, forwarded: &[&str]) -> u16 {
@@ -96,6 +95,7 @@ async fn a_burst_lets_a_shared_address_report_at_once_then_the_rate_paces_it() -
     }
     let response = gateway.post_v1(seed_at(BURST)).await;
     assert_eq!(response.status(), 429);
+    // A range: a real server's limiter, on the wall clock (see `api.rs`).
     let retry_after: u64 = response.headers()["retry-after"].to_str()?.parse()?;
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     Ok(())

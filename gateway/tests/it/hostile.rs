@@ -1,30 +1,27 @@
 //! Hostile requests against the gateway binary and a real nats-server: every case of the corpus
-//! in `tests/hostile/cases.json` gets its expected status and an RFC 9457 problem naming the
-//! problem, never a 5xx; the gateway keeps answering; its memory stays bounded although the
+//! in `tests/it/hostile/cases.json` gets its expected status and an RFC 9457 problem naming
+//! the problem, never a 5xx; the gateway keeps answering; its memory stays bounded although the
 //! corpus has a 1 GiB gzip bomb, 10 MB strings and a million-node array. Slow-loris bodies are
 //! cut off by the request timeout while other clients are served.
 //!
-//! Cases are data: a body file in `tests/hostile/`, or the name of a generator below for bodies
-//! too large to commit (the bomb is compressed on the fly and never touches the disk).
+//! Cases are data: a body file in `tests/it/hostile/`, or the name of a generator below for
+//! bodies too large to commit (the bomb is compressed on the fly and never touches the disk).
+//!
+//! The request timeout is measured on the wall clock: it runs in the gateway process, on its
+//! own clock, which tokio's paused clock in this one cannot move.
 
-mod child;
-
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use child::{GatewayProcess, mib};
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use serde::Deserialize;
-use testenv::Nats;
+use testenv::{Nats, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+use crate::helpers::{SEED, TestResult, exclusive, gzip, gzip_bomb, launch, post_raw};
+use crate::load::mib;
 
-const SEED: &str = include_str!("../../report/testdata/v1-seed.json");
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hostile");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/hostile");
 
 /// How much the gateway's peak resident set may grow over the whole corpus. Each request holds
 /// at most `--max-decoded-bytes` (16 MiB) of body plus what decoding it costs; the bound leaves
@@ -61,22 +58,6 @@ struct Case {
     /// defect is fixed the test fails until the mark is removed.
     #[serde(default)]
     known_issue: Option<String>,
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(data).expect("gzip in memory");
-    encoder.finish().expect("gzip in memory")
-}
-
-/// 1 GiB of zeros, gzipped as it is produced (about 1 MB compressed).
-fn gzip_bomb() -> Vec<u8> {
-    let zeros = vec![0u8; 1 << 20];
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-    for _ in 0..1024 {
-        encoder.write_all(&zeros).expect("gzip in memory");
-    }
-    encoder.finish().expect("gzip in memory")
 }
 
 /// `n` bytes that do not compress (xorshift; no need for a real random source).
@@ -183,118 +164,6 @@ fn body_of(case: &Case) -> Vec<u8> {
     }
 }
 
-/// An HTTP answer as read off the socket.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// How long one hostile request may take, from connecting to the end of the answer.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
-
-/// POSTs `body` over a fresh connection, writing and reading at once: a gateway that refuses
-/// a body early (413) answers while the client is still sending, and an HTTP client that waits
-/// for its write to finish would see only the broken pipe, not the answer.
-async fn post_raw(
-    addr: &str,
-    route: &str,
-    headers: &[(String, String)],
-    body: Vec<u8>,
-) -> Result<Answer, String> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut reader, mut writer) = stream.into_split();
-    let mut head = format!(
-        "POST {route} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    // Dropping the write half would half-close the connection, which the server takes for a
-    // client gone away: the writer is kept until the answer is read.
-    let (done, until_done) = tokio::sync::oneshot::channel::<()>();
-    let send = tokio::spawn(async move {
-        let written = async {
-            writer.write_all(head.as_bytes()).await?;
-            for chunk in body.chunks(64 << 10) {
-                writer.write_all(chunk).await?;
-            }
-            writer.flush().await
-        }
-        .await;
-        let _ = until_done.await;
-        written
-    });
-    let mut raw = Vec::new();
-    let read = tokio::time::timeout(REQUEST_DEADLINE, async {
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-                Err(e) => return Err(e),
-            }
-            if complete(&raw) {
-                return Ok(());
-            }
-        }
-    })
-    .await;
-    let _ = done.send(());
-    send.abort();
-    match read {
-        Err(_) => return Err(format!("no complete answer within {REQUEST_DEADLINE:?}")),
-        Ok(Err(e)) => return Err(format!("reading the answer: {e}")),
-        Ok(Ok(())) => {}
-    }
-    parse_answer(&raw)
-        .ok_or_else(|| format!("not an HTTP answer: {:?}", String::from_utf8_lossy(&raw)))
-}
-
-/// Splits the head from the body: the index just past the blank line.
-fn head_end(raw: &[u8]) -> Option<usize> {
-    raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-/// Whether `raw` holds a whole answer (the gateway's answers all carry content-length).
-fn complete(raw: &[u8]) -> bool {
-    parse_answer(raw).is_some()
-}
-
-fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let end = head_end(raw)?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(Some(0), |(_, v)| v.parse().ok())?;
-    let body = raw.get(end..end + length)?.to_vec();
-    Some(Answer {
-        status,
-        headers,
-        body,
-    })
-}
-
 /// Sends `case` and returns what is wrong with the answer, if anything.
 async fn check(addr: &str, case: &Case) -> Result<(), String> {
     let route = case.route.as_deref().unwrap_or("/api/v1");
@@ -356,15 +225,6 @@ async fn check(addr: &str, case: &Case) -> Result<(), String> {
     Ok(())
 }
 
-fn start_gateway(nats: &Nats, stream: &str, args: &[&str]) -> GatewayProcess {
-    GatewayProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_gateway")),
-        &nats.url(),
-        stream,
-        args,
-    )
-}
-
 #[tokio::test]
 async fn every_hostile_request_gets_its_status_and_a_problem_naming_it_in_bounded_memory()
 -> TestResult {
@@ -372,12 +232,12 @@ async fn every_hostile_request_gets_its_status_and_a_problem_naming_it_in_bounde
         serde_json::from_str(&std::fs::read_to_string(format!("{CORPUS}/cases.json"))?)?;
     assert!(cases.len() >= 50, "the corpus lost cases: {}", cases.len());
 
+    let _alone = exclusive().await;
     let nats = Nats::start().await?;
-    let mut gateway = start_gateway(&nats, "HOSTILE", &[]);
+    let mut gateway = launch(&nats.url(), "HOSTILE").start().await?;
     let http = reqwest::Client::new();
-    gateway.wait_for_ok(&http, "/readyz").await;
-    let addr = gateway.url.trim_start_matches("http://").to_owned();
-    let (peak_before, _) = gateway.memory();
+    let addr = gateway.addr().to_string();
+    let (peak_before, _) = gateway.memory()?;
 
     let (bounded, known): (Vec<&Case>, Vec<&Case>) =
         cases.iter().partition(|c| c.known_issue.is_none());
@@ -387,28 +247,31 @@ async fn every_hostile_request_gets_its_status_and_a_problem_naming_it_in_bounde
             failures.push(format!("{}: {e}", case.name));
         }
     }
-    let (peak_bounded, _) = gateway.memory();
+    let (peak_bounded, _) = gateway.memory()?;
     for case in &known {
         if let Err(e) = run_case(&mut gateway, &addr, case).await {
             failures.push(format!("{}: {e}", case.name));
         }
     }
 
-    let healthz = http.get(format!("{}/healthz", gateway.url)).send().await?;
+    let healthz = http
+        .get(format!("{}/healthz", gateway.url()))
+        .send()
+        .await?;
     assert_eq!(
         healthz.status(),
         200,
         "the gateway answers after the corpus"
     );
     let accepted = http
-        .post(format!("{}/api/v1", gateway.url))
+        .post(format!("{}/api/v1", gateway.url()))
         .header("content-type", "application/json")
         .body(generate("seed"))
         .send()
         .await?;
     assert_eq!(accepted.status(), 204, "the gateway still accepts reports");
 
-    let (peak_after, rss_after) = gateway.memory();
+    let (peak_after, rss_after) = gateway.memory()?;
     let growth = peak_bounded.saturating_sub(peak_before);
     println!(
         "peak RSS {:.1} MiB before the corpus, {:.1} MiB after it (growth {:.1} MiB, bound {:.0} MiB), \
@@ -450,10 +313,11 @@ async fn every_hostile_request_gets_its_status_and_a_problem_naming_it_in_bounde
 }
 
 /// Sends one case, prints how it went and the gateway's memory, and checks it is still alive.
-async fn run_case(gateway: &mut GatewayProcess, addr: &str, case: &Case) -> Result<(), String> {
+async fn run_case(gateway: &mut Service, addr: &str, case: &Case) -> Result<(), String> {
     let started = Instant::now();
     let outcome = check(addr, case).await;
-    let (peak, rss) = gateway.memory();
+    assert!(gateway.is_running(), "the gateway died at {:?}", case.name);
+    let (peak, rss) = gateway.memory().expect("the gateway's memory");
     println!(
         "{:<48} {:>6.2}s peak {:>6.1} MiB rss {:>6.1} MiB {}",
         case.name,
@@ -464,7 +328,6 @@ async fn run_case(gateway: &mut GatewayProcess, addr: &str, case: &Case) -> Resu
             .as_ref()
             .map_or_else(|e| format!("FAIL: {e}"), |()| "ok".into())
     );
-    assert!(gateway.is_running(), "the gateway died at {:?}", case.name);
     outcome
 }
 
@@ -521,12 +384,15 @@ async fn slow_loris(addr: &str, length: usize, every: Duration) -> (Option<Strin
 #[tokio::test]
 async fn slow_loris_bodies_are_cut_off_by_the_request_timeout_while_others_are_served() -> TestResult
 {
+    let _alone = exclusive().await;
     let timeout = Duration::from_secs(2);
     let nats = Nats::start().await?;
-    let mut gateway = start_gateway(&nats, "LORIS", &["--request-timeout", "2s"]);
+    let mut gateway = launch(&nats.url(), "LORIS")
+        .args(["--request-timeout", "2s"])
+        .start()
+        .await?;
     let http = reqwest::Client::new();
-    gateway.wait_for_ok(&http, "/readyz").await;
-    let addr = gateway.url.trim_start_matches("http://").to_owned();
+    let addr = gateway.addr().to_string();
 
     // Eight clients each sending one byte every 250 ms of a 10,000-byte body: without a
     // timeout they would hold their connection (and an in-flight slot) for 40 minutes.
@@ -543,7 +409,7 @@ async fn slow_loris_bodies_are_cut_off_by_the_request_timeout_while_others_are_s
     while Instant::now() < honest_until {
         let started = Instant::now();
         let response = http
-            .post(format!("{}/api/v1", gateway.url))
+            .post(format!("{}/api/v1", gateway.url()))
             .header("content-type", "application/json")
             .body(SEED)
             .send()
@@ -574,7 +440,10 @@ async fn slow_loris_bodies_are_cut_off_by_the_request_timeout_while_others_are_s
         );
     }
     assert!(gateway.is_running());
-    let healthz = http.get(format!("{}/healthz", gateway.url)).send().await?;
+    let healthz = http
+        .get(format!("{}/healthz", gateway.url()))
+        .send()
+        .await?;
     assert_eq!(healthz.status(), 200);
     Ok(())
 }

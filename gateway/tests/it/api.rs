@@ -1,15 +1,16 @@
 //! The gateway's HTTP contract, against a real nats-server.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use async_nats::header::NATS_MESSAGE_ID;
-use common::*;
 use futures::StreamExt;
 use report::{Envelope, ReportId};
 use testenv::Nats;
 use tokio::sync::mpsc;
+
+use crate::helpers::{
+    DEADLINE, Gateway, SEED, TestResult, gzip, jetstream, messages, problem, queue, seed_at,
+};
 
 #[tokio::test]
 async fn the_seed_report_with_the_original_headers_gets_204_and_is_stored_once() -> TestResult {
@@ -265,6 +266,9 @@ async fn a_cluster_over_its_rate_limit_gets_429_with_retry_after() -> TestResult
     assert_eq!(gateway.post_v1(seed_at(2)).await.status(), 204);
     let response = gateway.post_v1(seed_at(3)).await;
     assert_eq!(response.status(), 429);
+    // A range, not the exact wait: this gateway's limiter runs on the wall clock, as a paused
+    // clock would jump over the waits for NATS and fire the gateway's timeouts. The exact waits
+    // are `src/limit.rs`'s tests, under a paused clock.
     let retry_after: u64 = response.headers()["retry-after"].to_str()?.parse()?;
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(
@@ -342,6 +346,7 @@ async fn beyond_max_in_flight_requests_are_shed_with_503_at_once() -> TestResult
         .wait_for_metric("spartakus_gateway_reports_in_flight 1")
         .await;
 
+    // The wall clock: how long a real server takes to answer.
     let started = Instant::now();
     let response = gateway.post_v1(seed_at(2)).await;
     assert_eq!(response.status(), 503);
@@ -464,7 +469,7 @@ async fn requests_in_flight_at_shutdown_all_finish_and_are_stored() -> TestResul
         .await;
 
     gateway.shutdown.cancel();
-    gateway.wait_for_status_refused().await;
+    wait_until_refused(&gateway).await;
     let mut statuses = Vec::new();
     for request in held {
         statuses.push(request.finish().await.status().as_u16());
@@ -477,25 +482,13 @@ async fn requests_in_flight_at_shutdown_all_finish_and_are_stored() -> TestResul
     Ok(())
 }
 
-trait RefusesNewConnections {
-    async fn wait_for_status_refused(&self);
-}
-
-impl RefusesNewConnections for Gateway {
-    /// Waits until the listener is closed: shutdown has begun.
-    async fn wait_for_status_refused(&self) {
-        let start = Instant::now();
-        let fresh = reqwest::Client::new();
-        while fresh
-            .get(format!("{}/healthz", self.url))
-            .send()
-            .await
-            .is_ok()
-        {
-            assert!(start.elapsed() < DEADLINE, "still accepting connections");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+/// Waits until the gateway's listener is closed: shutdown has begun.
+async fn wait_until_refused(gateway: &Gateway) {
+    let (fresh, url) = (&reqwest::Client::new(), &format!("{}/healthz", gateway.url));
+    testenv::eventually(DEADLINE, "the listener to close", || async move {
+        fresh.get(url).send().await.is_err()
+    })
+    .await;
 }
 
 #[tokio::test]

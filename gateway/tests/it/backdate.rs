@@ -2,11 +2,10 @@
 //! is queued with its own `timestamp` as `receivedAt`, clamped to the last 120 days; every other
 //! report, and every report without the flag, gets the time it arrived.
 
-mod common;
-
-use common::*;
 use report::Envelope;
 use testenv::Nats;
+
+use crate::helpers::{Gateway, SEED, TestResult, jetstream, messages};
 
 const DAY: i64 = 86_400;
 

@@ -3,14 +3,13 @@
 //! Golden files: `report/testdata/erasure/` (`SPARTAKUS_BLESS=1` rewrites the `.expected.json`).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use async_nats::header::NATS_MESSAGE_ID;
-use common::*;
 use report::erasure::QueuedErasure;
 use testenv::Nats;
+
+use crate::helpers::{Gateway, SEED, TestResult, erasures, jetstream, messages, problem, queue};
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,7 +107,8 @@ async fn a_retry_within_the_minute_is_queued_once() -> TestResult {
     let nats = Nats::start().await?;
     let gateway = Gateway::ready(&nats.url(), "RETRY", |_| {}).await;
     // Two attempts straddle a minute boundary at most once in a while; a third attempt then
-    // still shares a minute with the second.
+    // still shares a minute with the second. (The minute is the gateway's wall-clock time of
+    // arrival, which no paused clock in the test moves.)
     for _ in 0..3 {
         assert_eq!(post(&gateway, read("request.json")).await.status(), 202);
     }
@@ -225,7 +225,7 @@ async fn erasure_requests_share_the_per_address_rate_limit_of_reports() -> TestR
 
 #[tokio::test]
 async fn the_openapi_document_lists_the_endpoint_and_every_field_of_a_full_report() {
-    let openapi = include_str!("../openapi.yaml");
+    let openapi = include_str!("../../openapi.yaml");
     assert!(
         openapi.contains("\n  /api/v2/erasure:\n    post:"),
         "the endpoint"
@@ -252,7 +252,7 @@ async fn the_openapi_document_lists_the_endpoint_and_every_field_of_a_full_repor
     };
     let report = section("Report");
     let full: serde_json::Value =
-        serde_json::from_str(include_str!("../../report/testdata/v2-full.json")).unwrap();
+        serde_json::from_str(include_str!("../../../report/testdata/v2-full.json")).unwrap();
     for key in full.as_object().unwrap().keys() {
         assert!(
             report.contains(&format!("\n        {key}:")),

@@ -3,15 +3,15 @@
 //! must shed the excess politely (503 or 429 with Retry-After), keep accepted requests fast,
 //! keep its memory bounded, survive, and accept reports again as soon as the load is gone.
 //! `cargo bench -p gateway --bench overload` runs the same harness longer on a release build.
+//!
+//! The wall clock throughout: the latencies are the gateway binary's, on its own clock.
 
-mod child;
-mod load;
-
-use std::path::Path;
 use std::time::Duration;
 
-use child::{GatewayProcess, mib};
 use testenv::Nats;
+
+use crate::helpers::{TestResult, exclusive, launch};
+use crate::load::{self, mib};
 
 /// The gateway's `--max-in-flight` for the run: small, so that overload is reached quickly.
 const MAX_IN_FLIGHT: usize = 32;
@@ -25,18 +25,14 @@ const P99_BOUND: Duration = Duration::from_secs(2);
 const PEAK_RSS_BOUND: u64 = 128 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twice_the_capacity_is_shed_with_retry_after_and_accepted_requests_stay_fast()
--> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn twice_the_capacity_is_shed_with_retry_after_and_accepted_requests_stay_fast() -> TestResult
+{
+    let _alone = exclusive().await;
     let nats = Nats::start().await?;
-    let mut gateway = GatewayProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_gateway")),
-        &nats.url(),
-        "OVERLOAD",
-        &["--max-in-flight", &MAX_IN_FLIGHT.to_string()],
-    );
-    gateway
-        .wait_for_ok(&reqwest::Client::new(), "/readyz")
-        .await;
+    let mut gateway = launch(&nats.url(), "OVERLOAD")
+        .args(["--max-in-flight", &MAX_IN_FLIGHT.to_string()])
+        .start()
+        .await?;
 
     let settings = load::Settings {
         measure_for: Duration::from_secs(3),

@@ -6,37 +6,31 @@
 //! knowledge gets the connection closed.
 //!
 //! What the kernel holds for the gateway's port (accepted connections, the backlog) is read
-//! from `/proc/net/tcp`, so that the tests wait on the real state rather than on time.
-
-mod child;
+//! from `/proc/net/tcp`, so that the tests wait on the real state rather than on time. The
+//! timeouts themselves are measured on the wall clock: they run in the gateway process, on its
+//! own clock, which tokio's paused clock in this one cannot move.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use child::{GatewayProcess, mib};
 use testenv::Nats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-const SEED: &str = include_str!("../../report/testdata/v1-seed.json");
-
-/// How long any awaited condition may take before a test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::helpers::{DEADLINE, SEED, TestResult, exclusive, launch, seed_at};
+use crate::load::mib;
 
 /// Slack on a timeout before a connection counts as outliving it: the machine running the
 /// tests has two cores, and a thousand connections are being served at once.
 const SLACK: Duration = Duration::from_secs(3);
 
-fn start_gateway(nats: &Nats, stream: &str, args: &[&str]) -> GatewayProcess {
-    GatewayProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_gateway")),
-        &nats.url(),
-        stream,
-        args,
-    )
+/// The gateway binary with `args`, ready.
+async fn start_gateway(nats: &Nats, name: &str, args: &[&str]) -> testenv::Service {
+    launch(&nats.url(), name)
+        .args(args)
+        .start()
+        .await
+        .expect("the gateway starts")
 }
 
 /// An HTTP client that opens a new connection for every request, so that no idle pooled
@@ -47,21 +41,6 @@ fn fresh_connections() -> reqwest::Client {
         .timeout(DEADLINE)
         .build()
         .expect("HTTP client")
-}
-
-fn addr_of(gateway: &GatewayProcess) -> SocketAddr {
-    gateway
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the gateway's address")
-}
-
-/// The seed report with another timestamp, so that each one is stored as a new report.
-fn seed_at(timestamp: u64) -> String {
-    let mut value: serde_json::Value = serde_json::from_str(SEED).expect("seed is JSON");
-    value["timestamp"] = serde_json::Value::String(timestamp.to_string());
-    value.to_string()
 }
 
 /// Sockets of a listening port, as the kernel lists them.
@@ -113,20 +92,20 @@ async fn wait_for_sockets(
     what: &str,
     condition: impl Fn(PortSockets) -> bool,
 ) -> PortSockets {
-    let start = Instant::now();
-    let mut most = 0;
-    loop {
+    let seen = std::cell::Cell::new((port_sockets(port), 0));
+    let (seen, condition) = (&seen, &condition);
+    let held = testenv::try_eventually(DEADLINE, || async move {
         let sockets = port_sockets(port);
-        if condition(sockets) {
-            return sockets;
-        }
-        most = most.max(sockets.accepted);
-        assert!(
-            start.elapsed() < DEADLINE,
-            "never {what}: last seen {sockets:?}, at most {most} accepted at once"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let most = seen.get().1.max(sockets.accepted);
+        seen.set((sockets, most));
+        condition(sockets)
+    })
+    .await;
+    let (sockets, most) = seen.get();
+    if held.is_err() {
+        panic!("never {what}: last seen {sockets:?}, at most {most} accepted at once");
     }
+    sockets
 }
 
 /// How a slow-head connection ended.
@@ -204,6 +183,7 @@ const MEMORY_PER_CONNECTION: u64 = 64 << 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_are_closed_by_the_header_timeout_while_reports_get_204_in_bounded_memory()
 -> TestResult {
+    let _alone = exclusive().await;
     // Long enough that every slow head is open at once although a thousand connect together
     // (a dropped SYN is sent again after a second).
     let header_timeout = Duration::from_secs(5);
@@ -213,11 +193,11 @@ async fn slow_heads_are_closed_by_the_header_timeout_while_reports_get_204_in_bo
         &nats,
         "SLOWHEAD",
         &["--header-timeout", "5s", "--max-connections", "4096"],
-    );
+    )
+    .await;
     let http = fresh_connections();
-    gateway.wait_for_ok(&http, "/readyz").await;
-    let addr = addr_of(&gateway);
-    let (peak_before, _) = gateway.memory();
+    let addr = gateway.addr();
+    let (peak_before, _) = gateway.memory()?;
 
     let heads: Vec<_> = (0..count)
         .map(|_| {
@@ -240,7 +220,7 @@ async fn slow_heads_are_closed_by_the_header_timeout_while_reports_get_204_in_bo
         pace.tick().await;
         let started = Instant::now();
         let response = http
-            .post(format!("{}/api/v1", gateway.url))
+            .post(format!("{}/api/v1", gateway.url()))
             .header("content-type", "application/json")
             .body(seed_at(served))
             .send()
@@ -259,7 +239,7 @@ async fn slow_heads_are_closed_by_the_header_timeout_while_reports_get_204_in_bo
         lasted.push(took);
     }
     lasted.sort();
-    let (peak_after, rss_after) = gateway.memory();
+    let (peak_after, rss_after) = gateway.memory()?;
     let growth = peak_after.saturating_sub(peak_before);
     let bound = MEMORY_PER_CONNECTION * count as u64;
     println!(
@@ -312,6 +292,7 @@ fn post_report(
 #[tokio::test]
 async fn at_the_connection_cap_a_new_connection_closes_the_oldest_slow_head_and_is_served_at_once()
 -> TestResult {
+    let _alone = exclusive().await;
     const CAP: usize = 16;
     let nats = Nats::start().await?;
     // A header timeout far beyond the test: only making room can close a slow head here.
@@ -319,10 +300,10 @@ async fn at_the_connection_cap_a_new_connection_closes_the_oldest_slow_head_and_
         &nats,
         "CAP",
         &["--header-timeout", "60s", "--max-connections", "16"],
-    );
+    )
+    .await;
     let http = fresh_connections();
-    gateway.wait_for_ok(&http, "/readyz").await;
-    let addr = addr_of(&gateway);
+    let addr = gateway.addr();
     wait_for_sockets(addr.port(), "closed the readiness checks", |s| {
         s.accepted == 0
     })
@@ -343,7 +324,7 @@ async fn at_the_connection_cap_a_new_connection_closes_the_oldest_slow_head_and_
         .await;
     }
 
-    let (status, took) = post_report(&http, gateway.url.clone(), seed_at(1)).await?;
+    let (status, took) = post_report(&http, gateway.url(), seed_at(1)).await?;
     assert_eq!(status?, 204);
     println!("cap {CAP}, every slot a slow head: a report was answered in {took:?}");
     assert!(
@@ -412,10 +393,10 @@ async fn at_the_connection_cap_with_every_connection_busy_new_ones_wait_until_on
         &nats,
         "BUSY",
         &["--max-connections", "4", "--request-timeout", "60s"],
-    );
+    )
+    .await;
     let http = fresh_connections();
-    gateway.wait_for_ok(&http, "/readyz").await;
-    let addr = addr_of(&gateway);
+    let addr = gateway.addr();
     wait_for_sockets(addr.port(), "closed the readiness checks", |s| {
         s.accepted == 0
     })
@@ -427,12 +408,12 @@ async fn at_the_connection_cap_with_every_connection_busy_new_ones_wait_until_on
     }
     // Two more reports. No connection can make room: the first is accepted and waits for a
     // slot, the second waits in the listen backlog.
-    let first = post_report(&http, gateway.url.clone(), seed_at(1));
+    let first = post_report(&http, gateway.url(), seed_at(1));
     wait_for_sockets(addr.port(), "accepted the first waiting report", |s| {
         s.accepted == CAP + 1
     })
     .await;
-    let second = post_report(&http, gateway.url.clone(), seed_at(2));
+    let second = post_report(&http, gateway.url(), seed_at(2));
     let waiting =
         wait_for_sockets(addr.port(), "queued the second report", |s| s.backlog == 1).await;
     assert_eq!(waiting.accepted, CAP + 1, "{waiting:?}");
@@ -510,15 +491,16 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> TestResult {
+    let _alone = exclusive().await;
     let idle_timeout = Duration::from_secs(1);
     let nats = Nats::start().await?;
     let mut gateway = start_gateway(
         &nats,
         "IDLE",
         &["--idle-timeout", "1s", "--header-timeout", "20s"],
-    );
-    gateway.wait_for_ok(&fresh_connections(), "/readyz").await;
-    let mut stream = TcpStream::connect(addr_of(&gateway)).await?;
+    )
+    .await;
+    let mut stream = TcpStream::connect(gateway.addr()).await?;
     let report = seed_at(7);
     let request = format!(
         "POST /api/v1 HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
@@ -550,15 +532,16 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> Tes
 #[tokio::test]
 async fn a_head_begun_on_a_kept_alive_connection_has_the_header_timeout_from_its_first_byte()
 -> TestResult {
+    let _alone = exclusive().await;
     let header_timeout = Duration::from_secs(1);
     let nats = Nats::start().await?;
     let mut gateway = start_gateway(
         &nats,
         "HEAD",
         &["--header-timeout", "1s", "--idle-timeout", "20s"],
-    );
-    gateway.wait_for_ok(&fresh_connections(), "/readyz").await;
-    let mut stream = TcpStream::connect(addr_of(&gateway)).await?;
+    )
+    .await;
+    let mut stream = TcpStream::connect(gateway.addr()).await?;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
         .await?;
@@ -593,11 +576,11 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00
 #[tokio::test]
 async fn http2_is_not_served_prior_knowledge_is_closed_and_an_h2c_upgrade_is_answered_in_http1()
 -> TestResult {
+    let _alone = exclusive().await;
     let nats = Nats::start().await?;
-    let mut gateway = start_gateway(&nats, "HTTP2", &["--header-timeout", "20s"]);
+    let mut gateway = start_gateway(&nats, "HTTP2", &["--header-timeout", "20s"]).await;
     let http = fresh_connections();
-    gateway.wait_for_ok(&http, "/readyz").await;
-    let addr = addr_of(&gateway);
+    let addr = gateway.addr();
 
     // Prior knowledge: no SETTINGS back, no HTTP/1.1 answer, the connection closed at once
     // (long before the header timeout).
@@ -632,7 +615,7 @@ async fn http2_is_not_served_prior_knowledge_is_closed_and_an_h2c_upgrade_is_ans
     assert_eq!(body, b"ok\n");
 
     let response = http
-        .post(format!("{}/api/v1", gateway.url))
+        .post(format!("{}/api/v1", gateway.url()))
         .header("content-type", "application/json")
         .body(SEED)
         .send()

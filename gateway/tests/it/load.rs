@@ -1,72 +1,75 @@
-//! The overload harness shared by `tests/overload.rs` (CI size) and `benches/overload.rs` (long
-//! run): measure what the gateway accepts per second, then offer a multiple of that, open loop,
-//! and record every answer.
-#![allow(dead_code, unreachable_pub)]
+//! The overload harness shared by `tests/it/overload.rs` (CI size) and `benches/overload.rs`
+//! (long run): measure what the gateway accepts per second, then offer a multiple of that, open
+//! loop, and record every answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use testenv::Service;
 use tokio::task::JoinSet;
 
-use crate::child::{GatewayProcess, mib};
-
 /// The seed README's example payload.
-pub const SEED: &str = include_str!("../../../report/testdata/v1-seed.json");
+const SEED: &str = include_str!("../../../report/testdata/v1-seed.json");
 const SEED_TIMESTAMP: &str = "\"867530909031976\"";
+
+/// Bytes as MiB, for printing.
+pub(crate) fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
 
 /// How a run is shaped.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// How long the capacity is measured.
-    pub measure_for: Duration,
+    pub(crate) measure_for: Duration,
     /// Concurrent closed-loop clients while measuring (the gateway's `--max-in-flight`).
-    pub measure_clients: usize,
+    pub(crate) measure_clients: usize,
     /// How long the overload lasts.
-    pub overload_for: Duration,
+    pub(crate) overload_for: Duration,
     /// Offered rate as a multiple of the measured capacity.
-    pub factor: f64,
+    pub(crate) factor: f64,
     /// Most requests offered during the overload, whatever the rate.
-    pub max_requests: u64,
+    pub(crate) max_requests: u64,
     /// Most requests outstanding at the client; beyond it the client skips a send (counted).
-    pub max_outstanding: usize,
+    pub(crate) max_outstanding: usize,
     /// How long the gateway has to accept a report again once the load is gone.
-    pub recovery_deadline: Duration,
+    pub(crate) recovery_deadline: Duration,
 }
 
 /// What one overload run measured.
 #[derive(Debug, Default)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Reports accepted per second by closed-loop clients.
-    pub capacity: f64,
+    pub(crate) capacity: f64,
     /// Rate the overload aimed at.
-    pub target_rate: f64,
+    pub(crate) target_rate: f64,
     /// Requests sent during the overload, and the rate that was.
-    pub offered: u64,
-    pub offered_rate: f64,
+    pub(crate) offered: u64,
+    pub(crate) offered_rate: f64,
     /// Sends skipped because `max_outstanding` requests were already waiting.
-    pub skipped: u64,
+    pub(crate) skipped: u64,
     /// 2xx answers, and per second of the overload.
-    pub accepted: u64,
-    pub accepted_rate: f64,
+    pub(crate) accepted: u64,
+    pub(crate) accepted_rate: f64,
     /// 503 and 429 answers with a Retry-After header.
-    pub shed: u64,
+    pub(crate) shed: u64,
     /// Any other answer: status, or the transport error, with how many times.
-    pub unexpected: Vec<(String, u64)>,
+    pub(crate) unexpected: Vec<(String, u64)>,
     /// Latency of accepted requests.
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) max: Duration,
     /// Latency of shed requests (p99).
-    pub shed_p99: Duration,
+    pub(crate) shed_p99: Duration,
     /// The gateway's peak resident set (VmHWM) after the run.
-    pub peak_rss: u64,
+    pub(crate) peak_rss: u64,
     /// How long after the load a report was accepted again.
-    pub recovered_after: Option<Duration>,
+    pub(crate) recovered_after: Option<Duration>,
 }
 
 impl Figures {
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         println!(
             "capacity {:.0} reports/s; offered {} requests at {:.0}/s (target {:.0}/s, {} sends skipped); \
              accepted {} ({:.0}/s), shed {} (503/429 + Retry-After), unexpected {:?}; \
@@ -161,8 +164,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Measures capacity, offers `settings.factor` times it open loop, then checks recovery.
-pub async fn run(gateway: &GatewayProcess, settings: &Settings) -> Figures {
-    let url = format!("{}/api/v1", gateway.url);
+pub(crate) async fn run(gateway: &Service, settings: &Settings) -> Figures {
+    let url = format!("{}/api/v1", gateway.url());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(settings.max_outstanding)
         .build()
@@ -237,7 +240,7 @@ pub async fn run(gateway: &GatewayProcess, settings: &Settings) -> Figures {
     figures.p99 = percentile(&accepted_latency, 0.99);
     figures.max = accepted_latency.last().copied().unwrap_or_default();
     figures.shed_p99 = percentile(&shed_latency, 0.99);
-    figures.peak_rss = gateway.memory().0;
+    figures.peak_rss = gateway.memory().expect("the gateway's memory").0;
 
     // The load is gone: a report must be accepted again without restarting anything.
     let load_ended = Instant::now();

@@ -1,0 +1,32 @@
+//! The gateway's integration tests, in one binary (each extra test binary links the world again,
+//! on a CI machine of two cores): gateways in-process (`gateway::run` on a bound listener) and
+//! the gateway binary (started by `testenv::Launch`), in front of a real nats-server.
+//!
+//! - `api`: the HTTP contract (v1 and v2 intake, refusals, limits, shedding, NATS outages,
+//!   draining at shutdown, health, metrics).
+//! - `backdate`: `--backdate-synthetic`.
+//! - `bomb`: a gzip bomb cut off at the decoded cap in bounded memory.
+//! - `client_address`: what the per-IP rate limit keys on, behind a proxy or not.
+//! - `connections`: every connection bounded (head and idle timeouts, the connection cap,
+//!   HTTP/2).
+//! - `erasure`: `POST /api/v2/erasure`.
+//! - `hostile`: the hostile corpus and slow-loris bodies.
+//! - `overload`: twice the capacity, shed politely.
+//! - `helpers`: an in-process gateway, launching the binary, reading the streams.
+//! - `load`: the overload harness, shared with `benches/overload.rs`.
+//!
+//! Time: the rate limiters' waits are tested under tokio's paused clock beside their code
+//! (`src/limit.rs`). Here every timeout and latency belongs to a real server (an in-process
+//! gateway talking to a real nats-server, or the gateway binary), so the wall clock measures
+//! them: a paused clock would jump over the network waits and fire the timeouts under test.
+
+mod api;
+mod backdate;
+mod bomb;
+mod client_address;
+mod connections;
+mod erasure;
+mod helpers;
+mod hostile;
+mod load;
+mod overload;
