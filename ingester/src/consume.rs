@@ -14,8 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::pull;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind, Message};
 use futures::StreamExt;
 use report::ReportId;
@@ -23,40 +22,25 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::deadletter::{self, DeadReason};
+use crate::durable::{Durable, REBIND_DELAY};
 use crate::error::SinkError;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::row::{self, Row};
 use crate::sink::{Outcome, Sink};
 
-/// Pause between attempts to reach NATS, the stream or the consumer.
-const REBIND_DELAY: Duration = Duration::from_secs(1);
 /// The delay of the nak that hands back the messages of a batch whose sink failed for good.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 
 /// Consumer settings, from the flags.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The reports stream (created by the gateway).
-    pub stream: String,
-    /// Filter subject of the consumer.
-    pub subject: String,
-    /// Durable consumer name.
-    pub consumer: String,
-    /// Redelivery timeout.
-    pub ack_wait: Duration,
-    /// Deliveries before giving up.
-    pub max_deliver: i64,
-    /// Unacknowledged messages allowed across replicas.
-    pub max_ack_pending: i64,
+    /// The durable consumer on the reports stream.
+    pub(crate) durable: Durable,
     /// Messages per batch.
     pub batch_size: usize,
     /// Longest wait for a batch to fill.
     pub batch_wait: Duration,
-    /// Dead-letter subject.
-    pub dead_letter_subject: String,
-    /// Dead-letter stream name.
-    pub dead_letter_stream: String,
     /// Reports received longer ago than this are acknowledged without being stored.
     pub retention: Option<Duration>,
 }
@@ -96,7 +80,7 @@ pub async fn run<S: Sink>(
         metrics,
     };
     loop {
-        let Some(consumer) = worker.bind(&shutdown).await else {
+        let Some(consumer) = worker.settings.durable.bind(&worker.js, &shutdown).await else {
             return Ok(());
         };
         health.set_consumer_bound(true);
@@ -129,11 +113,25 @@ struct Worker<S> {
 }
 
 /// A batch decoded and ready for the sink: the messages with their delivery counts and report
-/// IDs, and their rows.
+/// IDs, and their rows; and the messages that will not be written.
 struct Decoded {
     messages: Vec<Pending>,
     rows: Vec<Row>,
+    aside: Vec<Aside>,
     started: Instant,
+}
+
+/// A delivered message that will not be written, and what should happen to it.
+enum Aside {
+    /// Received before the retention's cutoff: acknowledged unstored.
+    Expired(Message, ReportId),
+    /// Not an envelope, or not a valid report: dead-lettered.
+    Dead {
+        message: Message,
+        delivered: i64,
+        reason: DeadReason,
+        detail: String,
+    },
 }
 
 /// A delivered message whose row is being written.
@@ -152,64 +150,6 @@ struct Writing {
 }
 
 impl<S: Sink> Worker<S> {
-    /// Waits for the reports stream, creates the dead-letter stream and binds the durable
-    /// consumer (creating it, or updating its settings). `None` on shutdown.
-    async fn bind(&self, shutdown: &CancellationToken) -> Option<PullConsumer> {
-        let mut waiting_logged = false;
-        loop {
-            match self.try_bind().await {
-                Ok(consumer) => {
-                    tracing::info!(
-                        stream = %self.settings.stream,
-                        consumer = %self.settings.consumer,
-                        "consumer bound"
-                    );
-                    return Some(consumer);
-                }
-                Err(e) => {
-                    let error = plumbing::Chain(&*e);
-                    if !waiting_logged {
-                        tracing::warn!(%error, stream = %self.settings.stream, "waiting for NATS and the reports stream");
-                        waiting_logged = true;
-                    } else {
-                        tracing::debug!(%error, "still waiting");
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(REBIND_DELAY) => {}
-            }
-        }
-    }
-
-    async fn try_bind(&self) -> Result<PullConsumer, async_nats::Error> {
-        let s = &self.settings;
-        let stream = self.js.get_stream(&s.stream).await?;
-        let num_replicas = stream.cached_info().config.num_replicas;
-        self.js
-            .get_or_create_stream(deadletter::stream_config(
-                &s.dead_letter_stream,
-                &s.dead_letter_subject,
-                num_replicas,
-            ))
-            .await?;
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(s.consumer.clone()),
-                description: Some("Spartakus ingester: reports into the sink".into()),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: s.ack_wait,
-                max_deliver: s.max_deliver,
-                max_ack_pending: s.max_ack_pending,
-                filter_subject: s.subject.clone(),
-                ..Default::default()
-            })
-            .await?;
-        Ok(consumer)
-    }
-
     /// Pulls batches until shutdown, as a three-stage pipeline: while batch N is written,
     /// batch N+1 is decoded and batch N+2 requested. Writes stay in order, one at a time, and
     /// every message is settled only after the sink answered for its batch. On shutdown no new
@@ -236,7 +176,7 @@ impl<S: Sink> Worker<S> {
             if !shutdown.is_cancelled() {
                 in_flight = Some(self.request(&consumer));
             }
-            let decoded = self.decode(batch).await;
+            let decoded = self.take(batch).await;
             if let Some(previous) = writing.take()
                 && let Err(e) = self.settle(previous).await
             {
@@ -254,7 +194,7 @@ impl<S: Sink> Worker<S> {
         if let Some(request) = in_flight {
             // Rebinding or failing: settle what the last request brought.
             if let Ok(Ok(batch)) = request.await {
-                let decoded = self.decode(batch).await;
+                let decoded = self.take(batch).await;
                 if matches!(ended, Ended::Failed(_)) {
                     self.hand_back(decoded.messages).await;
                 } else if let Some(w) = self.start_write(decoded)
@@ -297,14 +237,15 @@ impl<S: Sink> Worker<S> {
         })
     }
 
-    /// Decodes a batch; poison messages are dead-lettered here, and reports older than the
-    /// retention acknowledged unstored.
-    async fn decode(&self, batch: Vec<Message>) -> Decoded {
+    /// Decodes a batch and decides what becomes of each message, without I/O: a row to
+    /// write, or a message put aside (poison to dead-letter, a report older than the
+    /// retention to acknowledge unstored), which [`Worker::put_aside`] then carries out.
+    fn decode(&self, batch: Vec<Message>) -> Decoded {
         let started = Instant::now();
         let mut rows = Vec::with_capacity(batch.len());
         let mut messages = Vec::with_capacity(batch.len());
+        let mut aside = Vec::new();
         let cutoff = crate::retention::cutoff(self.settings.retention, jiff::Timestamp::now());
-        let mut expired = 0;
         for message in batch {
             let delivered = match message.info() {
                 Ok(info) => {
@@ -321,10 +262,7 @@ impl<S: Sink> Worker<S> {
                     let row = row::from_envelope(envelope);
                     if cutoff.is_some_and(|c| row.received_at.as_second() < c.as_second()) {
                         // Retention would delete it at once; its tombstone may be gone already.
-                        expired += 1;
-                        if let Err(e) = message.ack().await {
-                            tracing::warn!(report_id = %row.report_id, error = %plumbing::Chain(&*e), "ack failed");
-                        }
+                        aside.push(Aside::Expired(message, row.report_id));
                         continue;
                     }
                     messages.push(Pending {
@@ -339,17 +277,50 @@ impl<S: Sink> Worker<S> {
                         report::DecodeError::Syntax(_) => DeadReason::Syntax,
                         report::DecodeError::Invalid(_) => DeadReason::Invalid,
                     };
-                    self.dead_letter(&message, delivered, reason, &e.to_string())
-                        .await;
+                    aside.push(Aside::Dead {
+                        message,
+                        delivered,
+                        reason,
+                        detail: e.to_string(),
+                    });
                 }
             }
         }
-        self.metrics.rows(self.sink.name(), "expired", expired);
         Decoded {
             messages,
             rows,
+            aside,
             started,
         }
+    }
+
+    /// Carries out what [`Worker::decode`] decided for the messages it put aside.
+    async fn put_aside(&self, aside: Vec<Aside>) {
+        let mut expired = 0;
+        for a in aside {
+            match a {
+                Aside::Expired(message, id) => {
+                    expired += 1;
+                    if let Err(e) = message.ack().await {
+                        tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "ack failed");
+                    }
+                }
+                Aside::Dead {
+                    message,
+                    delivered,
+                    reason,
+                    detail,
+                } => self.dead_letter(&message, delivered, reason, &detail).await,
+            }
+        }
+        self.metrics.rows(self.sink.name(), "expired", expired);
+    }
+
+    /// [`Worker::decode`] and [`Worker::put_aside`]: the batch's rows and their messages.
+    async fn take(&self, batch: Vec<Message>) -> Decoded {
+        let mut decoded = self.decode(batch);
+        self.put_aside(std::mem::take(&mut decoded.aside)).await;
+        decoded
     }
 
     /// Hands a decoded batch's rows to the sink in a task of its own; `None` when it has none.
@@ -464,7 +435,7 @@ impl<S: Sink> Worker<S> {
         id: ReportId,
         error: &SinkError,
     ) {
-        if delivered >= self.settings.max_deliver {
+        if delivered >= self.settings.durable.max_deliver {
             tracing::error!(report_id = %id, delivered, error = %plumbing::Chain(error), "giving up on a report: dead-lettering it");
             let detail = plumbing::Chain(error).to_string();
             self.dead_letter(message, delivered, DeadReason::RetriesExhausted, &detail)
@@ -490,8 +461,8 @@ impl<S: Sink> Worker<S> {
         let s = &self.settings;
         let sent = deadletter::send(
             &self.js,
-            &s.dead_letter_subject,
-            &s.stream,
+            &s.durable.dead_letters.subject,
+            &s.durable.stream.name,
             message,
             reason,
             detail,

@@ -12,8 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, Message};
 use futures::StreamExt;
 use report::erasure::QueuedErasure;
@@ -21,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consume::{ConsumeError, nak_delay};
 use crate::deadletter::{self, DeadReason};
+use crate::durable::{Durable, REBIND_DELAY};
 use crate::metrics::Metrics;
 use crate::sink::{Erased, Sink};
 
@@ -31,8 +30,6 @@ const ACK_WAIT: Duration = Duration::from_secs(120);
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// How long one pull request waits for an erasure.
 const PULL_WAIT: Duration = Duration::from_secs(5);
-/// Pause between attempts to reach NATS or the stream.
-const REBIND_DELAY: Duration = Duration::from_secs(1);
 /// Deliveries after which a still failing erasure is logged as an error (an operator should
 /// look); it is retried all the same.
 const LOUD_AFTER: i64 = 10;
@@ -40,14 +37,27 @@ const LOUD_AFTER: i64 = 10;
 /// The erasures consumer's settings, from the flags.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The erasures stream (created by the gateway).
-    pub stream: String,
-    /// Filter subject.
-    pub subject: String,
-    /// Durable consumer name (the reports consumer's: names are per stream).
-    pub consumer: String,
-    /// Dead-letter subject, for erasures that cannot be decoded.
-    pub dead_letter_subject: String,
+    /// The durable consumer on the erasures stream (named as the reports consumer: names are
+    /// per stream).
+    pub(crate) durable: Durable,
+}
+
+impl Settings {
+    /// The erasures consumer of `queue`, named `name`: never given up on (redelivered, with a
+    /// growing delay, until the sink is done).
+    pub(crate) fn new(queue: &report::queue::Topology, name: &str) -> Self {
+        Settings {
+            durable: Durable {
+                stream: queue.erasures.clone(),
+                dead_letters: queue.dead_letters.clone(),
+                name: name.to_owned(),
+                description: "erasures carried out in the sink",
+                ack_wait: ACK_WAIT,
+                max_deliver: -1,
+                max_ack_pending: None,
+            },
+        }
+    }
 }
 
 /// Consumes erasures until `shutdown` (the erasure in hand is finished first). `Err` when the
@@ -59,31 +69,9 @@ pub async fn run<S: Sink>(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let mut waiting_logged = false;
     loop {
-        let consumer = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Ok(()),
-            bound = bind(&js, &settings) => bound,
-        };
-        let consumer = match consumer {
-            Ok(consumer) => {
-                tracing::info!(stream = %settings.stream, consumer = %settings.consumer, "erasures consumer bound");
-                waiting_logged = false;
-                consumer
-            }
-            Err(e) => {
-                // An older gateway never creates the stream: not a fault, so only info.
-                if !waiting_logged {
-                    tracing::info!(error = %plumbing::Chain(&*e), stream = %settings.stream, "waiting for the erasures stream");
-                    waiting_logged = true;
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(REBIND_DELAY) => {}
-                }
-                continue;
-            }
+        let Some(consumer) = settings.durable.bind(&js, &shutdown).await else {
+            return Ok(());
         };
         loop {
             let batch = tokio::select! {
@@ -116,27 +104,6 @@ pub async fn run<S: Sink>(
     }
 }
 
-async fn bind(
-    js: &jetstream::Context,
-    settings: &Settings,
-) -> Result<PullConsumer, async_nats::Error> {
-    let stream = js.get_stream(&settings.stream).await?;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(settings.consumer.clone()),
-            description: Some("Spartakus ingester: erasures carried out in the sink".into()),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: ACK_WAIT,
-            // Never given up on: redelivered, with a growing delay, until the sink is done.
-            max_deliver: -1,
-            filter_subject: settings.subject.clone(),
-            ..Default::default()
-        })
-        .await?;
-    Ok(consumer)
-}
-
 /// Carries out one delivered erasure and settles its message.
 async fn handle<S: Sink>(
     js: &jetstream::Context,
@@ -159,8 +126,8 @@ async fn handle<S: Sink>(
             tracing::warn!(sequence, error = %e, "an erasure that cannot be decoded: dead-lettering it");
             let sent = deadletter::send(
                 js,
-                &settings.dead_letter_subject,
-                &settings.stream,
+                &settings.durable.dead_letters.subject,
+                &settings.durable.stream.name,
                 &message,
                 reason,
                 &e.to_string(),

@@ -7,6 +7,7 @@
 //!   sink until it is done.
 //! - [`retention`]: deleting reports older than `--retention`, in small batches.
 //! - [`deadletter`]: the dead-letter subject for reports that can never be stored.
+//! - `durable`: binding a durable pull consumer, the one way both consumers do it.
 //! - [`row`]: a validated envelope as one row (pure).
 //! - [`sink`]: the [`sink::Sink`] trait and its SQLite, BigQuery and stdout implementations.
 //! - [`error`]: sink errors and their retry policy.
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod consume;
 pub mod deadletter;
+mod durable;
 pub mod erasure;
 pub mod error;
 pub mod health;
@@ -72,6 +74,17 @@ pub enum Error {
     /// The erasures consumer or the retention task panicked.
     #[error("a background task panicked")]
     TaskPanicked(#[source] JoinError),
+    /// A task returned although no shutdown was requested: nothing consumes any more, so the
+    /// process must not go on looking healthy.
+    #[error("the {0} ended without a shutdown request")]
+    Ended(&'static str),
+}
+
+impl Error {
+    /// Whether the configuration is at fault (exit 64): the sink it names cannot be opened.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::Sink(_))
+    }
 }
 
 /// Runs the ingester with the sink `--sink` names until `shutdown` is cancelled, then finishes
@@ -177,16 +190,17 @@ async fn consume_until_shutdown<S: Sink>(
         .map_err(Error::Nats)?;
     let js = async_nats::jetstream::new(client.clone());
     let settings = consume::Settings {
-        stream: config.queue.reports.name.clone(),
-        subject: config.queue.reports.subject.clone(),
-        consumer: config.consumer.clone(),
-        ack_wait: config.ack_wait,
-        max_deliver: config.max_deliver,
-        max_ack_pending: config.max_ack_pending,
+        durable: durable::Durable {
+            stream: config.queue.reports.clone(),
+            dead_letters: config.queue.dead_letters.clone(),
+            name: config.consumer.clone(),
+            description: "reports into the sink",
+            ack_wait: config.ack_wait,
+            max_deliver: config.max_deliver,
+            max_ack_pending: Some(config.max_ack_pending),
+        },
         batch_size: usize::try_from(config.batch_size).unwrap_or(500),
         batch_wait: config.batch_wait,
-        dead_letter_subject: config.queue.dead_letters.subject.clone(),
-        dead_letter_stream: config.queue.dead_letters.name.clone(),
         retention: config.retention.0,
     };
     // The reports consumer, the erasures consumer and retention stop together: on shutdown, or
@@ -203,12 +217,7 @@ async fn consume_until_shutdown<S: Sink>(
         ))),
         erasures: Some(tokio::spawn(erasure::run(
             js,
-            erasure::Settings {
-                stream: config.queue.erasures.name.clone(),
-                subject: config.queue.erasures.subject.clone(),
-                consumer: config.consumer.clone(),
-                dead_letter_subject: config.queue.dead_letters.subject.clone(),
-            },
+            erasure::Settings::new(&config.queue, &config.consumer),
             sink.clone(),
             metrics.clone(),
             stop.clone(),
@@ -220,6 +229,7 @@ async fn consume_until_shutdown<S: Sink>(
     };
 
     let first = tokio::select! {
+        biased;
         _ = shutdown.cancelled() => None,
         ended = tasks.next() => Some(ended),
     };
@@ -229,11 +239,10 @@ async fn consume_until_shutdown<S: Sink>(
             tracing::info!(deadline = ?config.shutdown_timeout, "shutting down: finishing the batch in hand");
             Ok(())
         }
-        Some(Ok(())) => {
-            // Each task returns `Ok` only after a stop was requested.
-            tracing::warn!("a consumer returned without a shutdown request");
-            Ok(())
-        }
+        // A task that saw the shutdown first may end before this select did.
+        Some(Ok(_)) if shutdown.is_cancelled() => Ok(()),
+        // Each task returns `Ok` only after a stop was requested: one that did not is a fault.
+        Some(Ok(ended)) => Err(Error::Ended(ended)),
         Some(Err(e)) => Err(e),
     };
     // Let the others finish what they hold within the deadline.
@@ -288,8 +297,9 @@ impl Tasks {
         self.consumer.is_some() || self.erasures.is_some() || self.retention.is_some()
     }
 
-    /// Waits for the next task to end and says how; pending for ever when none runs.
-    async fn next(&mut self) -> Result<(), Error> {
+    /// Waits for the next task to end and says which ended or how it failed; pending for ever
+    /// when none runs.
+    async fn next(&mut self) -> Result<&'static str, Error> {
         async fn wait<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
             match task {
                 Some(handle) => handle.await,
@@ -300,7 +310,7 @@ impl Tasks {
             ended = wait(&mut self.consumer) => {
                 self.consumer = None;
                 match ended {
-                    Ok(Ok(())) => Ok(()),
+                    Ok(Ok(())) => Ok("reports consumer"),
                     Ok(Err(e)) => Err(Error::Consumer(e)),
                     Err(e) => Err(Error::ConsumerPanicked(e)),
                 }
@@ -308,7 +318,7 @@ impl Tasks {
             ended = wait(&mut self.erasures) => {
                 self.erasures = None;
                 match ended {
-                    Ok(Ok(())) => Ok(()),
+                    Ok(Ok(())) => Ok("erasures consumer"),
                     Ok(Err(e)) => Err(Error::Erasures(e)),
                     Err(e) => Err(Error::TaskPanicked(e)),
                 }
@@ -316,7 +326,7 @@ impl Tasks {
             ended = wait(&mut self.retention) => {
                 self.retention = None;
                 match ended {
-                    Ok(Ok(())) => Ok(()),
+                    Ok(Ok(())) => Ok("retention task"),
                     Ok(Err(e)) => Err(Error::Retention(e)),
                     Err(e) => Err(Error::TaskPanicked(e)),
                 }

@@ -33,6 +33,10 @@ async fn main() -> ExitCode {
     };
     match ingester::run(config, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            tracing::error!(error = %Chain(&e), "ingester failed: the configuration is at fault");
+            ExitCode::from(plumbing::cli::EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!(error = %Chain(&e), "ingester failed");
             ExitCode::FAILURE

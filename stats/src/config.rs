@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn stores_are_sqlite_or_bigquery() {
-        let c = parse(&["--store", "bigquery://p/d/t"]).unwrap();
+        let c = parse(&["--store", "bigquery://my-project/d/t"]).unwrap();
         assert!(matches!(c.store, StoreSpec::BigQuery(t) if t.table == "t"));
         assert!(parse(&["--store", "postgres://x"]).is_err());
         assert!(parse(&["--store", "sqlite:"]).is_err());

@@ -208,3 +208,22 @@ async fn the_binary_exits_non_zero_when_its_database_is_migrated_under_it() {
         n as i64
     );
 }
+
+/// A sink that cannot be opened is the operator's configuration at fault: one error, exit 64,
+/// as for a bad flag (it was a plain failure, exit 1, before).
+#[tokio::test]
+async fn an_unopenable_sink_is_a_configuration_error_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("no-such-folder").join("spartakus.sqlite");
+    let run = testenv::Launch::ingester("nats://127.0.0.1:9", &format!("sqlite:{}", db.display()))
+        .args(["--listen", "127.0.0.1:0"])
+        .run(DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status.code(), Some(64), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("opening the sink") && run.stderr.contains("configuration"),
+        "{}",
+        run.stderr
+    );
+}

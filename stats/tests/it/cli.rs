@@ -43,7 +43,8 @@ async fn a_day_that_is_not_over_is_refused_as_bad_configuration() {
         "2999-01-04",
         "--out",
         dir.path().to_str().unwrap(),
-    ]).await;
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(64));
     let stderr = &out.stderr;
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -63,13 +64,9 @@ async fn a_store_that_is_not_there_fails_the_run() {
         &format!("sqlite:{}", missing.display()),
         "--out",
         dir.path().join("out").to_str().unwrap(),
-    ]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        out.stderr
-    );
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(!dir.path().join("out/latest.json").exists());
     assert!(
         !dir.path().join("out/ledger.json").exists(),

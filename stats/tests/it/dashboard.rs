@@ -278,7 +278,11 @@ fn every_metric_has_a_section_with_a_chart_its_noise_and_its_numbers() {
         thresholds > 0 && derived > 0 && nodes > 0,
         "the fixture has open-domain, derived and node metrics"
     );
-    for id in METRICS.iter().filter(|m| m.over_time.is_some()).map(|m| m.id) {
+    for id in METRICS
+        .iter()
+        .filter(|m| m.over_time.is_some())
+        .map(|m| m.id)
+    {
         let start = html
             .find(&format!("id=\"over-time-{id}\""))
             .unwrap_or_else(|| panic!("no series of {id}"));

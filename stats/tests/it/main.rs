@@ -2,8 +2,8 @@
 //!
 //! One integration-test binary per crate: each extra binary links the world again.
 
-mod common;
 mod cli;
+mod common;
 mod dashboard;
 mod formats;
 mod no_trace;

@@ -289,7 +289,6 @@ pub struct SqliteFixture {
     pub path: PathBuf,
 }
 
-
 /// Publishes `envs` to a fresh nats-server and lets the ingester binary write them to SQLite.
 pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
     let dir = TempDir::with_prefix("spartakus-stats-").unwrap();
@@ -319,9 +318,13 @@ pub async fn sqlite_fixture(envs: &[Env]) -> SqliteFixture {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", e.id.to_string().as_str());
             acks.push(
-                js.publish_with_headers(queue.reports.subject.clone(), headers, e.bytes.clone().into())
-                    .await
-                    .unwrap(),
+                js.publish_with_headers(
+                    queue.reports.subject.clone(),
+                    headers,
+                    e.bytes.clone().into(),
+                )
+                .await
+                .unwrap(),
             );
         }
         for ack in acks {
