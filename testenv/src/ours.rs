@@ -66,6 +66,11 @@ impl Launch {
         Self::new("volunteer")
     }
 
+    /// Any of our binaries by name, with no flags yet.
+    pub fn named(name: &'static str) -> Self {
+        Self::new(name)
+    }
+
     fn new(name: &'static str) -> Self {
         Launch {
             name,
@@ -191,6 +196,13 @@ impl Launch {
     /// Runs the command to its end (at most `timeout`, then it is killed and this fails),
     /// stdout kept apart from the log.
     pub async fn run(self, timeout: Duration) -> Result<Finished, Error> {
+        tokio::task::spawn_blocking(move || self.run_blocking(timeout))
+            .await
+            .map_err(|e| Error::io("waiting for a command", std::io::Error::other(e)))?
+    }
+
+    /// As [`Launch::run`], blocking the calling thread (for tests without a runtime).
+    pub fn run_blocking(self, timeout: Duration) -> Result<Finished, Error> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("spartakus-{}-", self.name))
             .tempdir()
@@ -230,7 +242,7 @@ impl Launch {
                     log,
                 });
             }
-            tokio::time::sleep(POLL).await;
+            std::thread::sleep(POLL);
         };
         let stdout = std::fs::read(&out_path)
             .map_err(|e| Error::io(format!("reading {}", out_path.display()), e))?;

@@ -7,15 +7,9 @@
 //! the full nested schema correctly. The last test pins that limit down, so that it fails, and
 //! says so, on the day an emulator upgrade fixes it.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use gcp_bigquery_client::Client;
-use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::client_builder::ClientBuilder;
-use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table::Table;
@@ -27,23 +21,6 @@ use serde_json::{Value, json};
 use testenv::BigQuery;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-/// The emulator accepts any bearer token; this stands in for Google's OAuth, which cannot run here.
-#[derive(Clone)]
-struct NoAuth;
-
-impl Authenticator for NoAuth {
-    // Spelled out instead of `#[async_trait]`, to need no extra crate for one method.
-    fn access_token<'a, 'b>(
-        &'a self,
-    ) -> Pin<Box<dyn Future<Output = Result<String, BQError>> + Send + 'b>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(async { Ok("emulator".to_owned()) })
-    }
-}
 
 fn required(mut field: TableFieldSchema) -> TableFieldSchema {
     field.mode = Some("REQUIRED".into());
@@ -59,10 +36,9 @@ fn repeated(mut field: TableFieldSchema) -> TableFieldSchema {
 async fn client_with_dataset(
     bq: &BigQuery,
 ) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
-    let client = ClientBuilder::new()
-        .with_v2_base_url(bq.endpoint())
-        .build_from_authenticator(Arc::new(NoAuth))
-        .await?;
+    let client =
+        stored::bigquery::client(Some(&bq.endpoint()), &stored::bigquery::Credentials::None)
+            .await?;
     client
         .dataset()
         .create(Dataset::new(bq.project(), "spartakus"))

@@ -202,3 +202,34 @@ fn the_cycle_finder_finds_a_cycle() {
         ["anonymize", "omit", "config"]
     );
 }
+
+/// One integration-test binary per crate (`tests/it/main.rs` and its modules): each extra
+/// binary links tokio, axum and kube again on a 2-core CI. Cargo makes a binary of every
+/// `tests/*.rs` and of every `tests/*/main.rs`.
+#[test]
+fn each_crate_has_at_most_one_integration_test_binary() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut extra = Vec::new();
+    for krate in CRATES {
+        let Ok(entries) = std::fs::read_dir(root.join(krate).join("tests")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let is_binary = (path.is_file() && name.ends_with(".rs"))
+                || (path.is_dir() && name != "it" && path.join("main.rs").is_file());
+            if is_binary {
+                extra.push(format!("{krate}/tests/{name}"));
+            }
+        }
+    }
+    assert!(
+        extra.is_empty(),
+        "integration-test binaries besides tests/it: {extra:?}"
+    );
+}

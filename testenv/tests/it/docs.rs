@@ -6,7 +6,6 @@
 //! instead. The binaries must be built first (`cargo build --workspace --bins`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const BINARIES: [&str; 4] = ["volunteer", "gateway", "ingester", "stats"];
 
@@ -128,11 +127,13 @@ fn table_range(text: &str, bin: &str, file: &Path) -> Option<std::ops::Range<usi
     Some(start..stop)
 }
 
-fn help_table(bin: &str) -> String {
-    let exe = testenv::workspace_bin(bin).expect("the workspace's binaries are built");
-    let out = Command::new(&exe).arg("--help").output().expect("runs");
-    assert!(out.status.success(), "{bin} --help failed");
-    let flags = parse_help(&String::from_utf8_lossy(&out.stdout));
+fn help_table(bin: &'static str) -> String {
+    let out = testenv::Launch::named(bin)
+        .arg("--help")
+        .run_blocking(std::time::Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{bin} --help: {e}"));
+    assert!(out.status.success(), "{bin} --help failed: {}", out.stderr);
+    let flags = parse_help(&out.stdout_text());
     assert!(
         flags.len() >= 3 && flags.iter().all(|f| !f.env.is_empty()),
         "{bin}: every flag has an environment variable: {flags:?}"

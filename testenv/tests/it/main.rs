@@ -1,0 +1,11 @@
+//! testenv's own tests: each real server starts, answers and stops as the other tests rely on; the quickstart as a user runs it; the workspace's shape and the docs' flag tables.
+//!
+//! One integration-test binary per crate: each extra binary links the world again.
+
+mod bigquery;
+mod docs;
+mod k8s_manifests;
+mod kube;
+mod nats;
+mod quickstart;
+mod shape;
