@@ -768,7 +768,7 @@ impl Function {
 
 /// A capacity as a number ([`Definition::Quantity`]): the report's quantity, unless it is
 /// negative (a minus sign, `-0` included) or beyond an f64.
-pub fn capacity(s: &str) -> Option<f64> {
+pub(crate) fn capacity(s: &str) -> Option<f64> {
     Quantity::parse(s)
         .filter(|q| !q.number.is_sign_negative())
         .map(|q| q.value())

@@ -7,7 +7,7 @@
 //! aggregated cells only: the job never reads report rows.
 //!
 //! The value a cluster takes from its nodes (the OS most of them run, and so on) is one rule
-//! for every such column, [`MAJORITIES`]: its SELECT is generated, the same text in both
+//! for every such column, `MAJORITIES`: its SELECT is generated, the same text in both
 //! dialects, and [`Query::bind`] puts it in each window.
 
 pub mod bigquery;
@@ -75,7 +75,7 @@ pub struct Query {
 
 impl Query {
     /// `sql` with its placeholders filled in: this query's bounds, and each of
-    /// [`MAJORITIES`] where its table's name stands in braces.
+    /// `MAJORITIES` where its table's name stands in braces.
     pub fn bind(&self, sql: &str) -> String {
         let mut sql = sql
             .replace("{node_clip}", &self.node_clip.to_string())
@@ -92,15 +92,15 @@ impl Query {
 /// values chosen before it: an OS family, then the version most of the nodes running that
 /// family have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Majority {
+pub(crate) struct Majority {
     /// The window's table: one row per cluster that has nodes, `report` and the columns.
-    pub table: &'static str,
+    pub(crate) table: &'static str,
     /// Columns of `win_nodes`, the outermost first; the table's columns keep their names.
-    pub columns: &'static [&'static str],
+    pub(crate) columns: &'static [&'static str],
 }
 
 /// Every majority the metrics read (`win_cluster_*`).
-pub const MAJORITIES: &[Majority] = &[
+pub(crate) const MAJORITIES: &[Majority] = &[
     Majority {
         table: "win_cluster_os",
         columns: &["os_family", "os_version"],
@@ -121,7 +121,7 @@ pub const MAJORITIES: &[Majority] = &[
 
 impl Majority {
     /// Where a window's SQL wants the SELECT: the table's name in braces.
-    pub fn placeholder(&self) -> String {
+    pub(crate) fn placeholder(&self) -> String {
         format!("{{{}}}", self.table)
     }
 
@@ -129,7 +129,7 @@ impl Majority {
     /// combination of the columns (`n`), and per value of each outer column (`n0`, `n1`, …, by
     /// window sums over those counts); the cluster's row is the first when ordered by each
     /// column's count, largest first, then by its value.
-    pub fn select(&self) -> String {
+    pub(crate) fn select(&self) -> String {
         let columns = self.columns.join(", ");
         let outer = self.columns.len().saturating_sub(1);
         let sums: String = (0..outer)
