@@ -98,7 +98,7 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_LISTEN", conflicts_with = "once")]
     pub listen: Option<SocketAddr>,
 
-    /// Where the dashboard's privacy summary links to: the README section "Statistics: what is published, and what cannot be" in your copy of the source. Unset: the published SCHEMA.md
+    /// Where the dashboard's privacy summary links to: the manual's page "Privacy and the published statistics" (docs/statistics.md) in your copy of the source. Unset: the published SCHEMA.md
     #[arg(long, env = "SPARTAKUS_PRIVACY_URL")]
     pub privacy_url: Option<String>,
 

@@ -26,7 +26,7 @@ pub const LICENSE_URL: &str = "https://cdla.dev/permissive-2-0/";
 pub(crate) const NOISE_SOURCE: &str = "discrete Gaussian, exact sampler of the prio crate 0.18 (dp module; Canonne, Kamath and Steinke 2020), randomness from the operating system";
 
 /// Where the number of dead-lettered reports is, since the store does not have them.
-pub(crate) const DEAD_LETTERS_SOURCE: &str = "not in the store: reports the ingester could not store are in the NATS stream SPARTAKUS_DEADLETTER (reason in the Spartakus-Dead-Letter-Reason header) and counted by the ingester's metric spartakus_ingester_dead_lettered_total{reason}";
+pub(crate) const DEAD_LETTERS_SOURCE: &str = "not in the store: reports the ingester could not store are in the NATS dead-letter stream (SPARTAKUS_DEADLETTER for the default --queue; report::queue names it; reason in the Spartakus-Dead-Letter-Reason header) and counted by the ingester's metric spartakus_ingester_dead_lettered_total{reason}";
 
 /// One snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

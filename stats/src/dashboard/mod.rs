@@ -64,8 +64,7 @@ pub struct Published {
 /// What the page says beyond the files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Where the privacy summary links to (the README section "Statistics: what is published,
-    /// and what cannot be" of the operator's copy of the source); `None`: the published
-    /// `SCHEMA.md`.
+    /// Where the privacy summary links to (the manual's page "Privacy and the published
+    /// statistics" in the operator's copy of the source); `None`: the published `SCHEMA.md`.
     pub privacy_url: Option<String>,
 }
