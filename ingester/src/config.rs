@@ -27,50 +27,50 @@ pub struct Config {
         env = "SPARTAKUS_NATS_URL",
         default_value = "nats://127.0.0.1:4222"
     )]
-    pub nats_url: String,
+    pub(crate) nats_url: String,
 
     /// Prefix of every JetStream stream and subject, as given to the gateway: reports are
     /// consumed from `PREFIX_REPORTS`, erasure requests from `PREFIX_ERASURES` (the ingester
     /// waits for both to exist), and dead letters go to `PREFIX_DEADLETTER`, which the ingester
     /// creates.
     #[arg(long, env = "SPARTAKUS_QUEUE", default_value = report::queue::DEFAULT_PREFIX)]
-    pub queue: Topology,
+    pub(crate) queue: Topology,
 
     /// Name of the durable pull consumers (one on the reports stream, one on the erasures
     /// stream); replicas with the same name share the work.
     #[arg(long, env = "SPARTAKUS_CONSUMER", default_value = "spartakus-ingester")]
-    pub consumer: String,
+    pub(crate) consumer: String,
 
     /// How long raw reports are kept, by the gateway's receipt time: older ones are deleted from
     /// SQLite every 10 minutes in small batches, expire with their BigQuery partition (set on
     /// the table at start), and are not stored when they arrive late. `none` (or `0`) keeps
     /// them forever. The default serves the statistics' 28-day window with a week to spare.
     #[arg(long, env = "SPARTAKUS_RETENTION", default_value = "35d")]
-    pub retention: Retention,
+    pub(crate) retention: Retention,
 
     /// Time a delivered report may stay unacknowledged before JetStream redelivers it.
     #[arg(long, env = "SPARTAKUS_ACK_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub ack_wait: Duration,
+    pub(crate) ack_wait: Duration,
 
     /// Deliveries of one report before giving up; the last one that still fails sends the
     /// report to the dead-letter subject, so nothing is dropped silently.
     #[arg(long, env = "SPARTAKUS_MAX_DELIVER", default_value_t = 20,
           value_parser = clap::value_parser!(i64).range(2..))]
-    pub max_deliver: i64,
+    pub(crate) max_deliver: i64,
 
     /// Most reports delivered and not yet acknowledged, across all replicas.
     #[arg(long, env = "SPARTAKUS_MAX_ACK_PENDING", default_value_t = 10_000,
           value_parser = clap::value_parser!(i64).range(1..))]
-    pub max_ack_pending: i64,
+    pub(crate) max_ack_pending: i64,
 
     /// Most reports written to the sink in one batch.
     #[arg(long, env = "SPARTAKUS_BATCH_SIZE", default_value_t = 500,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub batch_size: u32,
+    pub(crate) batch_size: u32,
 
     /// Longest wait for a batch to fill once its first report arrived.
     #[arg(long, env = "SPARTAKUS_BATCH_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub batch_wait: Duration,
+    pub(crate) batch_wait: Duration,
 
     /// Where rows go: `sqlite:PATH`, `bigquery://PROJECT/DATASET/TABLE`, or `stdout` (JSON lines).
     #[arg(
@@ -78,33 +78,33 @@ pub struct Config {
         env = "SPARTAKUS_SINK",
         default_value = "sqlite:spartakus.sqlite"
     )]
-    pub sink: SinkSpec,
+    pub(crate) sink: SinkSpec,
 
     /// Base URL of the BigQuery v2 API, to use an emulator or a private endpoint, e.g.
     /// `http://127.0.0.1:9050/bigquery/v2`.
     #[arg(long, env = "SPARTAKUS_BIGQUERY_ENDPOINT")]
-    pub bigquery_endpoint: Option<String>,
+    pub(crate) bigquery_endpoint: Option<String>,
 
     /// Service-account key file for BigQuery. Unset: Application Default Credentials
     /// (GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the metadata server / workload identity).
     /// `none`: send no credentials (only for an emulator).
     #[arg(long, env = "SPARTAKUS_BIGQUERY_CREDENTIALS")]
-    pub bigquery_credentials: Option<Credentials>,
+    pub(crate) bigquery_credentials: Option<Credentials>,
 
     /// Most rows in one BigQuery insertAll request.
     #[arg(long, env = "SPARTAKUS_BIGQUERY_MAX_ROWS", default_value_t = 500,
           value_parser = clap::value_parser!(u32).range(1..=50_000))]
-    pub bigquery_max_rows: u32,
+    pub(crate) bigquery_max_rows: u32,
 
     /// Most bytes of JSON rows in one BigQuery insertAll request (BigQuery's limit is 10 MB).
     #[arg(long, env = "SPARTAKUS_BIGQUERY_MAX_BYTES", default_value_t = 5_000_000,
           value_parser = clap::value_parser!(u64).range(1024..=10_000_000))]
-    pub bigquery_max_bytes: u64,
+    pub(crate) bigquery_max_bytes: u64,
 
     /// On SIGTERM, time to finish and acknowledge the batch in hand before exiting anyway.
     #[arg(long, env = "SPARTAKUS_SHUTDOWN_TIMEOUT", default_value = "20s",
           value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
 
     /// Log format: `json` (one object per line, for clusters) or `pretty` (for a terminal).
     /// Filter with RUST_LOG.
@@ -114,7 +114,7 @@ pub struct Config {
 
 /// How long raw reports are kept: `None` for ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention(pub Option<Duration>);
+pub(crate) struct Retention(pub(crate) Option<Duration>);
 
 impl FromStr for Retention {
     type Err = String;
@@ -137,7 +137,7 @@ impl FromStr for Retention {
 
 /// Which sink rows are written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkSpec {
+pub(crate) enum SinkSpec {
     /// A local SQLite file.
     Sqlite(PathBuf),
     /// A BigQuery table.

@@ -5,7 +5,7 @@
 //! a report its cluster asked to erase ([`Outcome::Erased`]), or one received longer ago than
 //! `--retention` (it would be deleted at once). A message that can never be
 //! stored (undecodable, invalid under the current rules, or refused by the sink) goes to the
-//! dead-letter subject ([`crate::deadletter`]). A transient failure naks with a delay that
+//! dead-letter subject (`crate::deadletter`). A transient failure naks with a delay that
 //! grows with the delivery count; on the last allowed delivery the message is dead-lettered
 //! instead, so nothing is dropped silently. A sink that can never write again (or a write task
 //! that panicked) naks what is in hand and ends the consumer with an error, so that the process
@@ -34,21 +34,21 @@ const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 
 /// Consumer settings, from the flags.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The durable consumer on the reports stream.
     pub(crate) durable: Durable,
     /// Messages per batch.
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// Longest wait for a batch to fill.
-    pub batch_wait: Duration,
+    pub(crate) batch_wait: Duration,
     /// Reports received longer ago than this are acknowledged without being stored.
-    pub retention: Option<Duration>,
+    pub(crate) retention: Option<Duration>,
 }
 
 /// Why the consumer stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    /// The sink can never write again in this process (see [`SinkError::is_fatal`]).
+    /// The sink can never write again in this process (see `SinkError::is_fatal`).
     #[error("the sink failed for good")]
     Sink(#[source] SinkError),
     /// A task writing a batch to the sink panicked.
@@ -57,7 +57,7 @@ pub enum ConsumeError {
 }
 
 /// The delay before a nakked message is redelivered: 1 s, doubling per delivery, at most 5 min.
-pub fn nak_delay(delivered: i64) -> Duration {
+pub(crate) fn nak_delay(delivered: i64) -> Duration {
     let exp = u32::try_from(delivered.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
     Duration::from_secs(1u64 << exp).min(Duration::from_secs(300))
 }
@@ -65,7 +65,7 @@ pub fn nak_delay(delivered: i64) -> Duration {
 /// Consumes until `shutdown`, rebinding after stream errors. Returns `Ok` once the batches in
 /// hand are settled after cancellation, `Err` when the sink failed for good (every message in
 /// hand is nakked first).
-pub async fn run<S: Sink>(
+pub(crate) async fn run<S: Sink>(
     js: jetstream::Context,
     settings: Settings,
     sink: Arc<S>,

@@ -19,7 +19,7 @@ const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Why a message goes to the dead-letter subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadReason {
+pub(crate) enum DeadReason {
     /// Not JSON or not an envelope.
     Syntax,
     /// Breaks a validation rule.
@@ -32,7 +32,7 @@ pub enum DeadReason {
 
 impl DeadReason {
     /// The header value and metric label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeadReason::Syntax => "syntax",
             DeadReason::Invalid => "invalid",
@@ -45,7 +45,7 @@ impl DeadReason {
 /// The dead-letter stream's configuration: as many copies as the reports stream (a dead
 /// letter is a report too, and with one copy a single NATS node down would keep every
 /// restarting ingester from binding).
-pub fn stream_config(name: &str, subject: &str, num_replicas: usize) -> stream::Config {
+pub(crate) fn stream_config(name: &str, subject: &str, num_replicas: usize) -> stream::Config {
     stream::Config {
         name: name.to_owned(),
         subjects: vec![subject.to_owned()],
@@ -59,7 +59,7 @@ pub fn stream_config(name: &str, subject: &str, num_replicas: usize) -> stream::
 
 /// What became of a message sent to the dead-letter subject.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Sent {
+pub(crate) enum Sent {
     /// Stored in the dead-letter stream and terminated in the reports stream.
     Stored,
     /// The dead-letter publish failed; the message was nakked to be tried again.
@@ -68,7 +68,7 @@ pub enum Sent {
 
 /// Publishes `message` to `subject` with the reason and, once JetStream stored it, terminates
 /// it. If the publish fails, the message is nakked with `retry_delay` instead.
-pub async fn send(
+pub(crate) async fn send(
     js: &jetstream::Context,
     subject: &str,
     reports_stream: &str,

@@ -36,7 +36,7 @@ const LOUD_AFTER: i64 = 10;
 
 /// The erasures consumer's settings, from the flags.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The durable consumer on the erasures stream (named as the reports consumer: names are
     /// per stream).
     pub(crate) durable: Durable,
@@ -62,7 +62,7 @@ impl Settings {
 
 /// Consumes erasures until `shutdown` (the erasure in hand is finished first). `Err` when the
 /// sink failed for good.
-pub async fn run<S: Sink>(
+pub(crate) async fn run<S: Sink>(
     js: jetstream::Context,
     settings: Settings,
     sink: Arc<S>,

@@ -1,4 +1,4 @@
-//! Errors at the ingester's boundaries. Retry policy lives in the error: [`SinkError::is_retryable`]
+//! Errors at the ingester's boundaries. Retry policy lives in the error: `SinkError::is_retryable`
 //! decides between a nak with a delay and giving up on a row.
 
 /// Why a sink could not write (a whole batch, or one row).
@@ -55,7 +55,7 @@ impl From<stored::sqlite::SchemaError> for SinkError {
 impl SinkError {
     /// Whether trying again later may succeed. A retryable failure naks the reports with a
     /// growing delay; one that is not sends them to the dead-letter subject.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             SinkError::Sqlite(e) => sqlite_retryable(e),
             // Retried by another replica, or by this one once restarted (see `is_fatal`).
@@ -76,7 +76,7 @@ impl SinkError {
     /// Whether this sink can never write again in this process: the consumer naks what it
     /// holds and stops, and the ingester exits non-zero so that it is restarted, instead of
     /// nakking every report forever.
-    pub fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         matches!(
             self,
             SinkError::WriterGone | SinkError::SchemaVersion { .. }

@@ -8,24 +8,24 @@ use crate::metrics::Metrics;
 
 /// Readiness, updated by the consumer and the sink probe.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     consumer_bound: AtomicBool,
     sink_ready: AtomicBool,
 }
 
 impl Health {
     /// Records whether the durable consumer is bound to the stream.
-    pub fn set_consumer_bound(&self, bound: bool) {
+    pub(crate) fn set_consumer_bound(&self, bound: bool) {
         self.consumer_bound.store(bound, Ordering::Relaxed);
     }
 
     /// Records whether the sink answered its last probe.
-    pub fn set_sink_ready(&self, ready: bool) {
+    pub(crate) fn set_sink_ready(&self, ready: bool) {
         self.sink_ready.store(ready, Ordering::Relaxed);
     }
 
     /// Why the ingester is not ready, or `None` when it is.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    pub(crate) fn not_ready(&self) -> Option<&'static str> {
         match (
             self.consumer_bound.load(Ordering::Relaxed),
             self.sink_ready.load(Ordering::Relaxed),
@@ -39,11 +39,11 @@ impl Health {
 
 /// The ingester as its probes see it.
 #[derive(Debug, Clone)]
-pub struct Probes {
+pub(crate) struct Probes {
     /// Readiness.
-    pub health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     /// The metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl plumbing::probe::Probe for Probes {

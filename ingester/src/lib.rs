@@ -3,26 +3,26 @@
 //!
 //! - [`config`]: the flags, parsed into typed values.
 //! - [`consume`]: the pull consumer, batches, ack after commit, nak with growing delay.
-//! - [`erasure`]: the erasures consumer: each erasure a cluster asked for, carried out in the
+//! - `erasure`: the erasures consumer: each erasure a cluster asked for, carried out in the
 //!   sink until it is done.
-//! - [`retention`]: deleting reports older than `--retention`, in small batches.
-//! - [`deadletter`]: the dead-letter subject for reports that can never be stored.
+//! - `retention`: deleting reports older than `--retention`, in small batches.
+//! - `deadletter`: the dead-letter subject for reports that can never be stored.
 //! - `durable`: binding a durable pull consumer, the one way both consumers do it.
 //! - [`row`]: a validated envelope as one row (pure).
 //! - [`sink`]: the [`sink::Sink`] trait and its SQLite, BigQuery and stdout implementations.
 //! - [`error`]: sink errors and their retry policy.
-//! - [`health`]: what `/readyz` and `/metrics` say (the routes are `plumbing::probe`'s).
-//! - [`metrics`]: the Prometheus metrics.
+//! - `health`: what `/readyz` and `/metrics` say (the routes are `plumbing::probe`'s).
+//! - `metrics`: the Prometheus metrics.
 
 pub mod config;
 pub mod consume;
-pub mod deadletter;
+mod deadletter;
 mod durable;
-pub mod erasure;
+mod erasure;
 pub mod error;
-pub mod health;
-pub mod metrics;
-pub mod retention;
+mod health;
+mod metrics;
+mod retention;
 pub mod row;
 pub mod sink;
 

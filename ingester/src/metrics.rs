@@ -11,7 +11,7 @@ type Labels = Vec<(&'static str, &'static str)>;
 
 /// Every metric the ingester exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     rows: Family<Labels, Counter>,
     batches: Family<Labels, Counter>,
@@ -33,7 +33,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Registers every metric under the `spartakus_ingester` prefix.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("spartakus_ingester");
         let rows = Family::<Labels, Counter>::default();
         registry.register(
@@ -107,7 +107,7 @@ impl Metrics {
     }
 
     /// Counts `n` rows with `result` in `sink`.
-    pub fn rows(&self, sink: &'static str, result: &'static str, n: u64) {
+    pub(crate) fn rows(&self, sink: &'static str, result: &'static str, n: u64) {
         if n > 0 {
             self.rows
                 .get_or_create(&vec![("sink", sink), ("result", result)])
@@ -116,51 +116,51 @@ impl Metrics {
     }
 
     /// Counts one batch and how long it took.
-    pub fn batch(&self, ok: bool, seconds: f64) {
+    pub(crate) fn batch(&self, ok: bool, seconds: f64) {
         let result = if ok { "ok" } else { "error" };
         self.batches.get_or_create(&vec![("result", result)]).inc();
         self.batch_seconds.observe(seconds);
     }
 
     /// Counts a redelivered message.
-    pub fn redelivered(&self) {
+    pub(crate) fn redelivered(&self) {
         self.redeliveries.inc();
     }
 
     /// Counts a nakked message.
-    pub fn nakked(&self) {
+    pub(crate) fn nakked(&self) {
         self.naks.inc();
     }
 
     /// Counts a dead-lettered message.
-    pub fn dead_lettered(&self, reason: &'static str) {
+    pub(crate) fn dead_lettered(&self, reason: &'static str) {
         self.dead_lettered
             .get_or_create(&vec![("reason", reason)])
             .inc();
     }
 
     /// Counts an erasure attempt with `result`.
-    pub fn erasure(&self, result: &'static str) {
+    pub(crate) fn erasure(&self, result: &'static str) {
         self.erasures.get_or_create(&vec![("result", result)]).inc();
     }
 
     /// Counts reports deleted by an erasure.
-    pub fn erased_reports(&self, n: u64) {
+    pub(crate) fn erased_reports(&self, n: u64) {
         self.erased_reports.inc_by(n);
     }
 
     /// Counts reports deleted by retention.
-    pub fn retention_deleted(&self, n: u64) {
+    pub(crate) fn retention_deleted(&self, n: u64) {
         self.retention_deleted.inc_by(n);
     }
 
     /// Records the consumer's pending count as last reported by JetStream.
-    pub fn pending(&self, n: u64) {
+    pub(crate) fn pending(&self, n: u64) {
         self.pending.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The text exposition format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::sink::Sink;
 
 /// Time between passes; the first runs at start.
-pub const EVERY: Duration = Duration::from_secs(10 * 60);
+pub(crate) const EVERY: Duration = Duration::from_secs(10 * 60);
 
 /// Reports per batch at first, and the bounds the size adapts within.
 const FIRST_BATCH: usize = 100;
@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 1_000;
 const TARGET: Duration = Duration::from_millis(50);
 
 /// The oldest receipt time kept at `now`, or `None` when everything is kept.
-pub fn cutoff(retention: Option<Duration>, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+pub(crate) fn cutoff(retention: Option<Duration>, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
     let retention = jiff::SignedDuration::try_from(retention?).ok()?;
     now.checked_sub(retention).ok()
 }
@@ -35,7 +35,7 @@ pub fn cutoff(retention: Option<Duration>, now: jiff::Timestamp) -> Option<jiff:
 /// Runs a pass now and every [`EVERY`] until `shutdown`. Returns an error only when the sink
 /// can never write again ([`SinkError::is_fatal`]); other failures are logged and the next pass
 /// tries again.
-pub async fn run<S: Sink>(
+pub(crate) async fn run<S: Sink>(
     sink: Arc<S>,
     retention: Duration,
     metrics: Arc<Metrics>,

@@ -72,7 +72,7 @@ pub fn from_envelope(envelope: ValidEnvelope) -> Row {
 /// The `master_minor` column: the Kubernetes minor release of the API server's `gitVersion`,
 /// e.g. `1.37` for `v1.37.2-gke.1200`, by the rule the published statistics count clusters by
 /// ([`report::version`]); `None` when the string does not follow it.
-pub fn kubernetes_minor(git_version: &str) -> Option<String> {
+pub(crate) fn kubernetes_minor(git_version: &str) -> Option<String> {
     report::version::minor(git_version).map(|m| m.to_string())
 }
 

@@ -106,7 +106,7 @@ pub trait Sink: Send + Sync + 'static {
 /// the rule is the same in each). A row without a check (v1) is never covered. The one rule
 /// every sink applies: here in Rust, in `schema/sqlite-2.sql`'s terms in the SQLite sink, and
 /// in the BigQuery view and DELETE.
-pub fn covered(
+pub(crate) fn covered(
     row: &Row,
     cluster_id: &str,
     erasure_check: &str,

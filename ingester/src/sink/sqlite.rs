@@ -85,7 +85,7 @@ pub fn open_connection(path: &Path) -> Result<Connection, SinkError> {
 }
 
 /// Applies the migrations the file has not seen yet ([`stored::sqlite::migrate`]).
-pub fn migrate(conn: &mut Connection) -> Result<(), SinkError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), SinkError> {
     stored::sqlite::migrate(conn).map_err(SinkError::from)
 }
 
@@ -152,7 +152,7 @@ pub fn write_batch(conn: &mut Connection, rows: &[Row]) -> Result<Vec<Outcome>, 
 
 /// Carries out an erasure in one transaction: the tombstone (the latest request per cluster and
 /// check), then the covered reports with their child rows. How many reports it deleted.
-pub fn erase(conn: &mut Connection, erasure: &QueuedErasure) -> Result<u64, SinkError> {
+pub(crate) fn erase(conn: &mut Connection, erasure: &QueuedErasure) -> Result<u64, SinkError> {
     let tx = begin(conn)?;
     let cluster = &erasure.erasure.cluster_id;
     let check = &erasure.erasure.erasure_check;
@@ -174,7 +174,7 @@ pub fn erase(conn: &mut Connection, erasure: &QueuedErasure) -> Result<u64, Sink
 /// Retention, one step: deletes the `limit` oldest reports received before `before` (UNIX
 /// seconds) with their child rows, and the tombstones requested before it, in one transaction.
 /// How many reports it deleted.
-pub fn expire(conn: &mut Connection, before: i64, limit: usize) -> Result<usize, SinkError> {
+pub(crate) fn expire(conn: &mut Connection, before: i64, limit: usize) -> Result<usize, SinkError> {
     let tx = begin(conn)?;
     let oldest = "SELECT id FROM reports WHERE received_at < ?1 ORDER BY received_at, id LIMIT ?2";
     let deleted = delete_reports(&tx, oldest, params![before, limit])?;

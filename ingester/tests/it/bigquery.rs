@@ -25,9 +25,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use ingester::config::{Credentials, TableRef};
 use ingester::sink::bigquery::{BigQuerySink, Limits};
 use ingester::sink::{Outcome, Sink};
+use stored::TableRef;
+use stored::bigquery::Credentials;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -641,8 +642,7 @@ async fn a_new_table_is_partitioned_clustered_requires_a_partition_filter_and_ha
         table["clustering"]["fields"],
         serde_json::json!(["clusterID"])
     );
-    let committed: serde_json::Value =
-        serde_json::from_str(ingester::sink::bigquery::SCHEMA_JSON).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(stored::bigquery::SCHEMA_JSON).unwrap();
     assert_eq!(names(&table["schema"]["fields"]), names(&committed));
 
     let view = metadata(&bq, "fresh", "reports_deduplicated").await;
@@ -652,7 +652,7 @@ async fn a_new_table_is_partitioned_clustered_requires_a_partition_filter_and_ha
         dataset: "fresh".into(),
         table: "reports".into(),
     };
-    let query_text = ingester::sink::bigquery::view_query(&reports);
+    let query_text = stored::bigquery::view_query(&reports);
     assert_eq!(view["view"]["query"], query_text.as_str());
     assert!(
         query_text.contains(&format!("FROM `{}.fresh.reports`", bq.project()))
@@ -697,8 +697,7 @@ async fn a_table_an_earlier_ingester_created_keeps_its_partition_filter_setting_
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
     let http = reqwest::Client::new();
     let base = format!("{}/bigquery/v2/projects/{}", bq.endpoint(), bq.project());
-    let committed: serde_json::Value =
-        serde_json::from_str(ingester::sink::bigquery::SCHEMA_JSON).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(stored::bigquery::SCHEMA_JSON).unwrap();
     // As the ingester created it before the partition filter and the view.
     http.post(format!("{base}/datasets"))
         .json(&serde_json::json!({"datasetReference": {"projectId": bq.project(), "datasetId": "earlier"}}))
@@ -770,8 +769,7 @@ async fn an_original_table_only_gains_columns_and_keeps_its_partition_filter_set
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
     let http = reqwest::Client::new();
     let base = format!("{}/bigquery/v2/projects/{}", bq.endpoint(), bq.project());
-    let committed: serde_json::Value =
-        serde_json::from_str(ingester::sink::bigquery::SCHEMA_JSON).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(stored::bigquery::SCHEMA_JSON).unwrap();
 
     // An existing table with the original 2016 schema, not partitioned, no filter required.
     http.post(format!("{base}/datasets"))
@@ -867,7 +865,7 @@ async fn a_view_with_other_sql_is_replaced_and_a_table_in_the_views_place_is_ref
     };
     assert_eq!(
         metadata(&bq, "views", "reports_deduplicated").await["view"]["query"],
-        ingester::sink::bigquery::view_query(&reports).as_str()
+        stored::bigquery::view_query(&reports).as_str()
     );
 
     // A table where the view belongs is someone's data: refused with a reason, not replaced.

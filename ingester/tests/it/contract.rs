@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ingester::config::{Credentials, TableRef};
 use ingester::row::Row;
 use ingester::sink::bigquery::{BigQuerySink, Limits};
 use ingester::sink::sqlite::SqliteSink;
 use ingester::sink::stdout::StdoutSink;
 use ingester::sink::{Erased, Outcome, Sink};
 use report::erasure::{Erasure, QueuedErasure};
+use stored::TableRef;
+use stored::bigquery::Credentials;
 
 fn rows(n: usize) -> Vec<Row> {
     crate::common::envelopes(n)

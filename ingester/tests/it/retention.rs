@@ -8,12 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::*;
-use ingester::config::{Credentials, TableRef};
 use ingester::row::Row;
 use ingester::sink::Sink;
 use ingester::sink::bigquery::{BigQuerySink, Limits};
 use ingester::sink::sqlite::SqliteSink;
 use report::erasure::{Erasure, QueuedErasure};
+use stored::TableRef;
+use stored::bigquery::Credentials;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const DAY: i64 = 86_400;

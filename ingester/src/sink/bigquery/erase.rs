@@ -44,7 +44,7 @@ pub(super) const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long after a tombstone was recorded a DELETE must run for the erasure to be done: more
 /// than the tombstones' refresh (`REFRESH`, 1 min) plus the longest write of a batch (insertAll with its retries, under 1 min).
-pub const ERASURE_GRACE: Duration = Duration::from_secs(10 * 60);
+pub(crate) const ERASURE_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// Longest wait for one query job to complete before the attempt counts as failed.
 const JOB_DEADLINE: Duration = Duration::from_secs(5 * 60);

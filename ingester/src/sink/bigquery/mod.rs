@@ -23,10 +23,7 @@ use std::time::Duration;
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::error::BQError;
 
-pub use erase::ERASURE_GRACE;
-pub use schema::{merge_schema, schema, tombstones_schema};
-pub use stored::bigquery::{SCHEMA_JSON, TOMBSTONES_JSON, VIEW_SQL, view_query};
-pub use stored::{TOMBSTONES_SUFFIX, VIEW_SUFFIX};
+pub(crate) use erase::ERASURE_GRACE;
 
 use report::erasure::QueuedErasure;
 
@@ -97,7 +94,7 @@ impl BigQuerySink {
     }
 
     /// How long after its tombstone an erasure deletes once more before it is done
-    /// ([`ERASURE_GRACE`] by default; tests shorten it).
+    /// (`ERASURE_GRACE` by default; tests shorten it).
     pub fn with_erasure_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self

@@ -31,13 +31,13 @@ use stored::bigquery::view_query;
 use stored::{TOMBSTONES_SUFFIX, TableRef, VIEW_SUFFIX};
 
 /// The committed schema, parsed.
-pub fn schema() -> Result<Vec<TableFieldSchema>, SinkError> {
+pub(crate) fn schema() -> Result<Vec<TableFieldSchema>, SinkError> {
     stored::bigquery::schema()
         .map_err(|e| SinkError::Schema(format!("stored/schema/bigquery.json: {e}")))
 }
 
 /// The committed schema of the tombstones table, parsed.
-pub fn tombstones_schema() -> Result<Vec<TableFieldSchema>, SinkError> {
+pub(crate) fn tombstones_schema() -> Result<Vec<TableFieldSchema>, SinkError> {
     stored::bigquery::tombstones_schema()
         .map_err(|e| SinkError::Schema(format!("stored/schema/bigquery-tombstones.json: {e}")))
 }
@@ -343,7 +343,7 @@ fn mode(f: &TableFieldSchema) -> &str {
 /// The schema `existing` must become to hold `desired` rows: `existing` plus the columns (and
 /// nested fields) it lacks, or `None` when it lacks nothing. A column present with another type
 /// or mode is an error: BigQuery only allows additive changes, and we make no others.
-pub fn merge_schema(
+pub(crate) fn merge_schema(
     existing: &[TableFieldSchema],
     desired: &[TableFieldSchema],
 ) -> Result<Option<Vec<TableFieldSchema>>, String> {
