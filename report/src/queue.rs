@@ -108,6 +108,7 @@ impl fmt::Display for Topology {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
