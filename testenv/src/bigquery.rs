@@ -23,6 +23,7 @@ pub struct BigQuery {
     process: Process,
     port: u16,
     grpc_port: u16,
+    http: reqwest::Client,
     _dir: TempDir,
 }
 
@@ -71,6 +72,7 @@ impl BigQuery {
                         process,
                         port,
                         grpc_port,
+                        http,
                         _dir: dir,
                     });
                 }
@@ -95,6 +97,48 @@ impl BigQuery {
     /// The project the emulator serves.
     pub fn project(&self) -> &str {
         PROJECT
+    }
+
+    /// Runs one standard-SQL statement (`jobs.query`) and returns each row's cells, each cell's
+    /// `v` as the REST API gives it (a string, or null; a DML statement has no rows), or the
+    /// emulator's error when it refused the statement or could not be reached.
+    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<serde_json::Value>>, String> {
+        let url = format!("{}/bigquery/v2/projects/{PROJECT}/queries", self.endpoint());
+        let response = self
+            .http
+            .post(&url)
+            .json(&serde_json::json!({"query": sql, "useLegacySql": false}))
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("POST {url}: reading the answer: {e}"))?;
+        let answer: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| format!("POST {url}: {status}: not JSON ({e}): {body}"))?;
+        if let Some(error) = answer.get("error") {
+            let message = error["message"]
+                .as_str()
+                .map_or_else(|| error.to_string(), str::to_owned);
+            return Err(format!("{status}: {message}"));
+        }
+        if !status.is_success() {
+            return Err(format!("{status}: {body}"));
+        }
+        if answer["jobComplete"] == false {
+            return Err(format!("the query did not complete at once: {body}"));
+        }
+        let Some(rows) = answer["rows"].as_array() else {
+            return Ok(Vec::new());
+        };
+        rows.iter()
+            .map(|row| match row["f"].as_array() {
+                Some(cells) => Ok(cells.iter().map(|cell| cell["v"].clone()).collect()),
+                None => Err(format!("a row without cells: {row}")),
+            })
+            .collect()
     }
 
     /// The end of the emulator's log, for diagnosing a failed test.

@@ -255,21 +255,16 @@ fn testenv_project() -> &'static str {
     "spartakus-test"
 }
 
-async fn count_by_report(bq: &testenv::BigQuery, table: &str) -> HashMap<String, usize> {
-    bigquery_query(
-        &bq.endpoint(),
-        bq.project(),
-        &format!("SELECT reportID, COUNT(*) FROM {table} GROUP BY reportID"),
-    )
+/// Copies per report ID in `table`, or the emulator's error (e.g. before the table exists).
+async fn count_by_report(
+    bq: &testenv::BigQuery,
+    table: &str,
+) -> Result<HashMap<String, usize>, String> {
+    bq.query(&format!(
+        "SELECT reportID, COUNT(*) FROM {table} GROUP BY reportID"
+    ))
     .await
-    .into_iter()
-    .map(|r| {
-        (
-            r[0].as_str().unwrap_or_default().to_owned(),
-            r[1].as_str().unwrap().parse().unwrap(),
-        )
-    })
-    .collect()
+    .map(copies)
 }
 
 #[tokio::test]
@@ -291,10 +286,12 @@ async fn sink_faults_are_retried_with_the_same_insert_id_and_nothing_is_lost() {
     .await;
 
     eventually(DEADLINE, "30 reports in the emulator", || async {
-        count_by_report(&bq, "faults.reports").await.len() == 30
+        count_by_report(&bq, "faults.reports")
+            .await
+            .is_ok_and(|c| c.len() == 30)
     })
     .await;
-    let stored = count_by_report(&bq, "faults.reports").await;
+    let stored = count_by_report(&bq, "faults.reports").await.unwrap();
     for (id, _) in &all {
         assert_eq!(stored.get(&id.to_string()), Some(&1), "{id} stored once");
     }
@@ -352,12 +349,15 @@ async fn a_row_bigquery_rejects_is_dead_lettered_and_the_rest_are_stored() {
     let dead = nats.dead_letters(1).await;
     assert_eq!(dead[0], ("rejected".to_owned(), bad_payload));
     eventually(DEADLINE, "5 reports in the emulator", || async {
-        count_by_report(&bq, "rejects.reports").await.len() == 5
+        count_by_report(&bq, "rejects.reports")
+            .await
+            .is_ok_and(|c| c.len() == 5)
     })
     .await;
     assert!(
         !count_by_report(&bq, "rejects.reports")
             .await
+            .unwrap()
             .contains_key(&bad_id.to_string())
     );
     ingester.stop().await;
@@ -418,19 +418,17 @@ async fn reports_posted_to_the_real_gateway_land_in_the_emulator_field_by_field(
         .await;
     }
     eventually(DEADLINE, "2 reports in the emulator", || async {
-        count_by_report(&bq, "e2e.reports").await.len() == 2
+        count_by_report(&bq, "e2e.reports")
+            .await
+            .is_ok_and(|c| c.len() == 2)
     })
     .await;
     // The emulator's TO_JSON_STRING leaves TIMESTAMPs unquoted: read receivedAt separately.
-    let rows = bigquery_query(
-        &bq.endpoint(),
-        bq.project(),
-        "SELECT TO_JSON_STRING(STRUCT(version, timestamp, clusterID, masterVersion, nodes, extensions,
+    let sql = "SELECT TO_JSON_STRING(STRUCT(version, timestamp, clusterID, masterVersion, nodes, extensions,
                 reportID, schemaVersion, namespaces, workloads, skipped, erasureCheck)),
                 UNIX_SECONDS(receivedAt)
-         FROM e2e.reports",
-    )
-    .await;
+         FROM e2e.reports";
+    let rows = bq.query(sql).await.unwrap();
     let now = jiff::Timestamp::now().as_second();
     let mut by_cluster = HashMap::new();
     for r in rows {
@@ -495,42 +493,6 @@ async fn metadata(bq: &testenv::BigQuery, dataset: &str, table: &str) -> serde_j
         .unwrap()
 }
 
-/// Runs `sql`: its rows (each cell's `v`), or the error the emulator answered. (The common
-/// helper hides errors; the partition-filter check needs them.)
-async fn query(bq: &testenv::BigQuery, sql: &str) -> Result<Vec<Vec<serde_json::Value>>, String> {
-    let response: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/bigquery/v2/projects/{}/queries",
-            bq.endpoint(),
-            bq.project()
-        ))
-        .json(&serde_json::json!({"query": sql, "useLegacySql": false}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    if let Some(error) = response.get("error") {
-        return Err(error.to_string());
-    }
-    Ok(response["rows"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    r["f"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|c| c["v"].clone())
-                        .collect()
-                })
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 /// Copies per report ID in `sql`'s result (two columns: reportID, count).
 fn copies(rows: Vec<Vec<serde_json::Value>>) -> HashMap<String, usize> {
     rows.into_iter()
@@ -582,18 +544,14 @@ async fn a_request_stored_but_answered_with_an_error_duplicates_rows_in_the_tabl
 
     let window = "receivedAt >= TIMESTAMP '2026-01-01'";
     let in_table = copies(
-        query(
-            &bq,
-            &format!(
-                "SELECT reportID, COUNT(*) FROM dedupe.reports WHERE {window} GROUP BY reportID"
-            ),
-        )
+        bq.query(&format!(
+            "SELECT reportID, COUNT(*) FROM dedupe.reports WHERE {window} GROUP BY reportID"
+        ))
         .await
         .unwrap(),
     );
     let in_view = copies(
-        query(
-            &bq,
+        bq.query(
             &format!("SELECT reportID, COUNT(*) FROM dedupe.reports_deduplicated WHERE {window} GROUP BY reportID"),
         )
         .await
@@ -664,7 +622,9 @@ async fn a_new_table_is_partitioned_clustered_requires_a_partition_filter_and_ha
     // query ("Cannot query over table … without a filter over column(s) 'receivedAt' that can be
     // used for partition elimination"). Pinned, so that this test says so on the day an
     // emulator upgrade enforces it, and the refusal can be asserted instead.
-    let unfiltered = query(&bq, "SELECT COUNT(*) FROM fresh.reports_deduplicated").await;
+    let unfiltered = bq
+        .query("SELECT COUNT(*) FROM fresh.reports_deduplicated")
+        .await;
     assert!(
         unfiltered.is_ok(),
         "the emulator now refuses a query without a partition filter ({unfiltered:?}): assert \
@@ -902,7 +862,8 @@ async fn ids_of(bq: &testenv::BigQuery, relation: &str, cluster: &str) -> Vec<St
         "SELECT reportID FROM {relation} WHERE receivedAt >= TIMESTAMP '2020-01-01' \
          AND clusterID = '{cluster}' ORDER BY reportID"
     );
-    let mut ids: Vec<String> = query(bq, &sql)
+    let mut ids: Vec<String> = bq
+        .query(&sql)
         .await
         .unwrap()
         .into_iter()
@@ -942,7 +903,9 @@ async fn an_erasure_through_the_gateway_hides_the_cluster_at_once_and_deletes_it
     let v1 = v1_report("cluster-a");
     assert_eq!(gateway.report_v1(&v1).await, 204);
     eventually(DEADLINE, "4 reports in the emulator", || async {
-        count_by_report(&bq, "erase.reports").await.len() == 4
+        count_by_report(&bq, "erase.reports")
+            .await
+            .is_ok_and(|c| c.len() == 4)
     })
     .await;
     let all_a = ids_of(&bq, "erase.reports", "cluster-a").await;
@@ -1000,15 +963,13 @@ async fn an_erasure_through_the_gateway_hides_the_cluster_at_once_and_deletes_it
     })
     .await;
     assert_eq!(ids_of(&bq, "erase.reports", "cluster-b").await, [id(&b1)]);
-    let tombstones = query(
-        &bq,
-        &format!(
+    let tombstones = bq
+        .query(&format!(
             "SELECT COUNT(*) FROM erase.reports_tombstones WHERE clusterID = 'cluster-a' \
              AND erasureCheck = '{check_a}'"
-        ),
-    )
-    .await
-    .unwrap();
+        ))
+        .await
+        .unwrap();
     assert_eq!(tombstones[0][0], "1");
 
     // A covered report that arrives late is not written; one sent after the request is.

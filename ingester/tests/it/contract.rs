@@ -267,12 +267,9 @@ async fn the_stdout_sink_keeps_the_contract() {
     assert_eq!(erasures[0]["erasure"]["erasureCheck"], CHECK);
 }
 
-struct BigQueryObserver {
-    endpoint: String,
-    project: String,
-}
+struct BigQueryObserver<'a>(&'a testenv::BigQuery);
 
-impl Observe for BigQueryObserver {
+impl Observe for BigQueryObserver<'_> {
     // BigQuery drops a repeated insertId best-effort and reports nothing; the emulator does
     // not deduplicate at all. What the sink guarantees is the same insertId on every attempt,
     // checked in tests/bigquery.rs through a recording proxy.
@@ -281,12 +278,11 @@ impl Observe for BigQueryObserver {
     // column and does not answer insertErrors); tests/bigquery.rs injects insertErrors instead.
     const REJECTS_OVERSIZED: bool = false;
     async fn stored(&self) -> HashMap<String, usize> {
-        let rows = crate::common::bigquery_query(
-            &self.endpoint,
-            &self.project,
-            "SELECT reportID, COUNT(*) FROM contract.reports GROUP BY reportID",
-        )
-        .await;
+        let rows = self
+            .0
+            .query("SELECT reportID, COUNT(*) FROM contract.reports GROUP BY reportID")
+            .await
+            .unwrap();
         rows.into_iter()
             .map(|r| {
                 (
@@ -321,10 +317,7 @@ async fn the_bigquery_sink_keeps_the_contract_against_the_emulator() {
         },
     )
     .with_erasure_grace(std::time::Duration::ZERO);
-    let observe = BigQueryObserver {
-        endpoint: bq.endpoint(),
-        project: bq.project().to_owned(),
-    };
+    let observe = BigQueryObserver(&bq);
     contract(&sink, &observe).await;
     erasure_contract(&sink, &observe).await;
 }

@@ -276,3 +276,31 @@ async fn the_emulator_still_mangles_insert_all_of_records_nested_in_repeated_rec
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn query_answers_each_rows_cells_or_the_emulators_error() -> TestResult {
+    let bq = BigQuery::start().await?;
+    let rows = bq
+        .query(
+            "SELECT n, s, CAST(NULL AS STRING) AS z \
+             FROM UNNEST([STRUCT(2 AS n, 'b' AS s), STRUCT(1 AS n, 'a' AS s)]) ORDER BY n",
+        )
+        .await?;
+    assert_eq!(
+        rows,
+        [
+            [json!("1"), json!("a"), Value::Null],
+            [json!("2"), json!("b"), Value::Null]
+        ]
+    );
+    assert_eq!(
+        bq.query("SELECT 1 LIMIT 0").await?,
+        Vec::<Vec<Value>>::new()
+    );
+    let refused = bq.query("SELECT x FROM nowhere.nothing").await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("nothing")),
+        "{refused:?}"
+    );
+    Ok(())
+}

@@ -299,38 +299,6 @@ pub fn sqlite_i64(path: &Path, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
 }
 
-/// Runs a standard-SQL query on the emulator; each row's cells as JSON values (strings).
-pub async fn bigquery_query(
-    endpoint: &str,
-    project: &str,
-    sql: &str,
-) -> Vec<Vec<serde_json::Value>> {
-    let response: serde_json::Value = reqwest::Client::new()
-        .post(format!("{endpoint}/bigquery/v2/projects/{project}/queries"))
-        .json(&serde_json::json!({"query": sql, "useLegacySql": false}))
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("query response");
-    response["rows"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    r["f"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|c| c["v"].clone())
-                        .collect()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The gateway binary (through testenv) in front of `nats_url`; killed on drop.
 pub struct Gateway {
     pub service: testenv::Service,
