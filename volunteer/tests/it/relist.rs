@@ -10,8 +10,6 @@
 //! This test binary owns its API server (one per process), creates one fixture, and only
 //! reads after that, so cluster-wide counts are exact.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use common::{
+use crate::common::{
     BoxError, TestResult, create_namespaces, create_pods, decode, dry_run, reference_counts,
 };
 use futures::{StreamExt, TryStreamExt};
@@ -446,7 +444,7 @@ async fn report_with(
     let kubeconfig = proxy.kubeconfig(dir.path())?;
     proxy.arm(fault);
     let kc = kubeconfig.display().to_string();
-    let out = common::volunteer(
+    let out = crate::common::volunteer(
         &[
             "--dry-run",
             "--gateway",

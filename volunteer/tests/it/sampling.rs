@@ -5,9 +5,7 @@
 //! This test binary owns its API server (one per process), creates one fixture, and only
 //! reads after that, so cluster-wide counts are exact.
 
-mod common;
-
-use common::{BoxError, TestResult, create_namespaces, create_pods, decode, dry_run};
+use crate::common::{BoxError, TestResult, create_namespaces, create_pods, decode, dry_run};
 use report::{BUCKETS, Kind, bucket_index};
 use testenv::KubeApi;
 use tokio::sync::OnceCell;

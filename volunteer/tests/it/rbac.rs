@@ -1,12 +1,10 @@
 //! The volunteer running as its ServiceAccount with exactly the RBAC objects `k8s/` ships
 //! (applied from the kustomizations themselves, so the test cannot drift from them).
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Fixture, TestResult, decode, dry_run, wait_until};
+use crate::common::{Fixture, TestResult, decode, dry_run, wait_until};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -38,7 +36,7 @@ fn apply(kube: &KubeApi, variant: &str) -> TestResult {
     Ok(())
 }
 
-async fn client_for(kubeconfig: &std::path::Path) -> Result<kube::Client, common::BoxError> {
+async fn client_for(kubeconfig: &std::path::Path) -> Result<kube::Client, crate::common::BoxError> {
     let config = kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(kubeconfig)?,
         &KubeConfigOptions::default(),

@@ -6,14 +6,12 @@
 //! `spartakus-status`), so the tests that use them take turns ([`SPARTAKUS`]); each starts
 //! from the applied manifests and no status, whatever ran before it.
 
-mod common;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::{BoxError, Fixture, TestResult, wait_until};
+use crate::common::{BoxError, Fixture, TestResult, wait_until};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -215,7 +213,7 @@ async fn report_to(shipped: &Shipped, gateway: &str, extra: &[&str]) -> Result<O
         "5s",
     ];
     args.extend_from_slice(extra);
-    common::volunteer(&args, &[]).await
+    crate::common::volunteer(&args, &[]).await
 }
 
 fn data(cm: &ConfigMap) -> std::collections::BTreeMap<String, String> {
@@ -265,7 +263,7 @@ async fn a_delivered_report_is_recorded_and_volunteer_status_prints_it() -> Test
     assert_eq!(d[key::BODY_BYTES], body.len().to_string());
     assert_eq!(d[key::LAST_DELIVERED_SHA256], d[key::BODY_SHA256]);
     assert_eq!(d[key::LAST_DELIVERED_REPORT_ID], d[key::REPORT_ID]);
-    let kept = common::decode(&body)?;
+    let kept = crate::common::decode(&body)?;
     assert_eq!(&kept, sent[0].report.report());
     assert!(
         kept.erasure_check.is_some(),
@@ -274,7 +272,7 @@ async fn a_delivered_report_is_recorded_and_volunteer_status_prints_it() -> Test
 
     // `volunteer status`, as the ServiceAccount (it may read its own status).
     let kc = shipped.kc();
-    let out = common::volunteer(&["status", "--kubeconfig", &kc], &[]).await?;
+    let out = crate::common::volunteer(&["status", "--kubeconfig", &kc], &[]).await?;
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8(out.stdout)?;
     eprintln!("volunteer status:\n{printed}");
@@ -387,7 +385,7 @@ async fn diff_prints_what_changed_since_the_last_delivered_report_and_sends_noth
     let (_gateway, url) = start_gateway(&nats).await?;
     let kc = shipped.kc();
     let args = ["--diff", "--gateway", &url, "--kubeconfig", &kc];
-    let diff = || common::volunteer(&args, &[]);
+    let diff = || crate::common::volunteer(&args, &[]);
 
     // Before any report: nothing to compare with, said plainly.
     let out = diff().await?;
@@ -568,7 +566,7 @@ async fn a_periodic_volunteer_records_when_its_next_report_is_due() -> TestResul
     let shipped = Shipped::new().await?;
     let nats = Nats::start().await?;
     let (_gateway, url) = start_gateway(&nats).await?;
-    let mut volunteer = Command::new(common::volunteer_bin()?)
+    let mut volunteer = Command::new(crate::common::volunteer_bin()?)
         .args([
             "--period",
             "1h",
@@ -609,7 +607,7 @@ async fn a_periodic_volunteer_records_when_its_next_report_is_due() -> TestResul
 async fn volunteer_status_without_a_status_says_so_and_fails() -> TestResult {
     let kube = KubeApi::shared().await?;
     let kc = kube.kubeconfig_path().display().to_string();
-    let out = common::volunteer(
+    let out = crate::common::volunteer(
         &[
             "status",
             "--kubeconfig",

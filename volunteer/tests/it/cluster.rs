@@ -4,11 +4,9 @@
 //! This test binary owns its API server (one per process), creates one fixture, and
 //! only reads after that, so cluster-wide counts are exact.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Fixture, TestResult, decode, dry_run, reference_counts, volunteer};
+use crate::common::{Fixture, TestResult, decode, dry_run, reference_counts, volunteer};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -20,7 +18,7 @@ use volunteer::anonymize::Key;
 
 static FIXTURE: OnceCell<Fixture> = OnceCell::const_new();
 
-async fn setup() -> Result<(&'static KubeApi, &'static Fixture), common::BoxError> {
+async fn setup() -> Result<(&'static KubeApi, &'static Fixture), crate::common::BoxError> {
     let kube = KubeApi::shared().await?;
     let fixture = FIXTURE
         .get_or_try_init(|| async {
@@ -31,7 +29,7 @@ async fn setup() -> Result<(&'static KubeApi, &'static Fixture), common::BoxErro
     Ok((kube, fixture))
 }
 
-async fn default_key(kube: &KubeApi) -> Result<Key, common::BoxError> {
+async fn default_key(kube: &KubeApi) -> Result<Key, crate::common::BoxError> {
     let ns: Api<Namespace> = Api::all(kube.client().await?);
     let uid = ns.get("kube-system").await?.metadata.uid.ok_or("no uid")?;
     Ok(Key::from_kube_system_uid(&uid))
@@ -127,9 +125,9 @@ async fn counts_and_histograms_match_the_cluster() -> TestResult {
         (Kind::CronJob, reference_counts::<CronJob>(&client).await?),
     ]);
     // The reference agrees with what the fixture made (plus default/kubernetes).
-    let pods: u64 = common::PODS_PER_NAMESPACE.iter().sum::<usize>() as u64;
+    let pods: u64 = crate::common::PODS_PER_NAMESPACE.iter().sum::<usize>() as u64;
     assert_eq!(reference[&Kind::Pod].values().sum::<u64>(), pods);
-    let services: u64 = common::SERVICES_PER_NAMESPACE.iter().sum::<usize>() as u64 + 1;
+    let services: u64 = crate::common::SERVICES_PER_NAMESPACE.iter().sum::<usize>() as u64 + 1;
     assert_eq!(reference[&Kind::Service].values().sum::<u64>(), services);
 
     let workloads = report.workloads.as_ref().ok_or("no workloads")?;
@@ -198,7 +196,7 @@ async fn nothing_identifying_is_in_the_sent_bytes() -> TestResult {
 #[tokio::test]
 async fn ids_are_stable_across_runs_and_change_with_the_key_and_the_collector() -> TestResult {
     let (kube, _fixture) = setup().await?;
-    let ids = |body: &[u8]| -> Result<(String, BTreeSet<String>), common::BoxError> {
+    let ids = |body: &[u8]| -> Result<(String, BTreeSet<String>), crate::common::BoxError> {
         let r = decode(body)?;
         let nodes = r
             .nodes

@@ -1,0 +1,13 @@
+//! The volunteer's integration tests: one binary, one module per subject.
+//!
+//! One integration-test binary per crate: each extra binary links the world again.
+
+mod cluster;
+mod common;
+mod forget;
+mod rbac;
+mod relist;
+mod sampling;
+mod send;
+mod startup;
+mod status;
