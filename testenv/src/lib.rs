@@ -9,7 +9,10 @@
 //! - `nats`: [`Nats`], a JetStream server, and [`NatsCluster`], a JetStream cluster.
 //! - `kube_api`: [`KubeApi`], etcd + kube-apiserver with RBAC, an admin kubeconfig and
 //!   ServiceAccount tokens.
-//! - `bigquery`: [`BigQuery`], the BigQuery emulator.
+//! - `bigquery`: [`BigQuery`], the BigQuery emulator, and its query helper.
+//! - `bigquery_proxy`: [`BigQueryProxy`], a proxy in front of the emulator that records requests
+//!   and injects the failures the emulator never answers (failed or rejected insertAll, a DML
+//!   DELETE refused over the streaming buffer).
 //! - `ours`: this workspace's binaries (gateway, ingester, stats, volunteer) as test processes:
 //!   [`Launch`] to [`Service`] (a server, ready by its readiness route) or [`Finished`] (a command
 //!   run to its end).
@@ -17,6 +20,7 @@
 //! - `cli`: `testenv up [nats|kube|bigquery|all]` ([`cli::run`]).
 
 mod bigquery;
+mod bigquery_proxy;
 mod binaries;
 pub mod cli;
 mod eventually;
@@ -29,6 +33,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 
 pub use bigquery::BigQuery;
+pub use bigquery_proxy::{BigQueryProxy, InsertAll};
 pub use binaries::{bin_dir, workspace_bin};
 pub use eventually::{eventually, try_eventually};
 pub use kube_api::KubeApi;

@@ -1,5 +1,6 @@
-//! The BigQuery sink against the real emulator, through a small fault-injecting proxy of our own
-//! that records every request and can fail or reject insertAll calls on demand.
+//! The BigQuery sink against the real emulator, through testenv's fault-injecting
+//! `BigQueryProxy`, which records every request and can fail or reject insertAll calls and refuse
+//! DML DELETEs on command.
 //!
 //! What the emulator cannot show, and is therefore injected by the proxy: 429/503 answers
 //! (including one sent after the rows were stored, the way a timeout leaves a duplicate),
@@ -14,216 +15,24 @@
 //! view prunes the table's partitions.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{HashMap, VecDeque};
-use std::io::Read;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::*;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use ingester::sink::bigquery::{BigQuerySink, Limits};
 use ingester::sink::{Outcome, Sink};
+use reqwest::Method;
 use stored::TableRef;
 use stored::bigquery::Credentials;
+use testenv::BigQueryProxy;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-/// One insertAll request as the proxy saw it: (insertId, the row's reportID) per row, and the
-/// status the proxy answered.
-#[derive(Debug, Clone)]
-struct Seen {
-    rows: Vec<(Option<String>, Option<String>)>,
-    status: u16,
-}
-
-#[derive(Default)]
-struct Faults {
-    /// Statuses to answer the next insertAll requests with, instead of forwarding them.
-    fail_next: VecDeque<u16>,
-    /// Statuses to answer the next insertAll requests with after forwarding them: the rows are
-    /// stored, the sink is told they failed.
-    fail_after_storing: VecDeque<u16>,
-    /// Every request: method and path.
-    requests: Vec<(Method, String)>,
-    /// Rows with this clusterID are removed from the request and reported as invalid.
-    reject_cluster: Option<String>,
-    seen: Vec<Seen>,
-    /// Refuse every DML DELETE as BigQuery does while the rows are in its streaming buffer.
-    refuse_deletes: bool,
-    /// Every DELETE statement, with whether it was refused.
-    deletes: Vec<bool>,
-}
-
-#[derive(Clone)]
-struct Proxy {
-    upstream: String,
-    http: reqwest::Client,
-    faults: Arc<Mutex<Faults>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> (SocketAddr, Arc<Mutex<Faults>>) {
-        let faults = Arc::new(Mutex::new(Faults::default()));
-        let proxy = Proxy {
-            upstream,
-            http: reqwest::Client::new(),
-            faults: faults.clone(),
-        };
-        let app = axum::Router::new().fallback(forward).with_state(proxy);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (addr, faults)
-    }
-}
-
-/// An error answer as BigQuery gives it.
-fn injected(status: u16) -> Response {
-    let error = serde_json::json!({"error": {"code": status, "message": "injected by the test proxy",
-        "errors": [{"reason": "backendError", "message": "injected"}], "status": "UNAVAILABLE"}});
-    (StatusCode::from_u16(status).unwrap(), axum::Json(error)).into_response()
-}
-
-/// BigQuery's answer to DML over rows still in the streaming buffer (up to about 90 minutes
-/// after insertAll). The emulator has no streaming buffer, so the proxy gives this answer.
-fn streaming_buffer(query: &serde_json::Value) -> Response {
-    let table = query
-        .as_str()
-        .and_then(|q| q.split('`').nth(1))
-        .unwrap_or("the table");
-    let message = format!(
-        "UPDATE or DELETE statement over table {table} would affect rows in the streaming buffer, which is not supported"
-    );
-    let error = serde_json::json!({"error": {"code": 400, "message": message,
-        "errors": [{"reason": "invalidQuery", "location": "q", "message": message}],
-        "status": "INVALID_ARGUMENT"}});
-    (StatusCode::BAD_REQUEST, axum::Json(error)).into_response()
-}
-
-async fn forward(
-    State(proxy): State<Proxy>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
-    let mut body = body.to_vec();
-    let mut content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_owned();
-    let mut rejected: Vec<usize> = Vec::new();
-    let mut fail_after_storing = None;
-    proxy
-        .faults
-        .lock()
-        .unwrap()
-        .requests
-        .push((method.clone(), path.clone()));
-    if path.ends_with("/queries")
-        && let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body)
-        && request["query"]
-            .as_str()
-            .is_some_and(|q| q.trim_start().starts_with("DELETE"))
-    {
-        let mut faults = proxy.faults.lock().unwrap();
-        let refuse = faults.refuse_deletes;
-        faults.deletes.push(refuse);
-        if refuse {
-            return streaming_buffer(&request["query"]);
-        }
-    }
-    if path.contains("/insertAll") {
-        if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-            let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut plain)
-                .unwrap();
-            body = plain;
-            content_type = "application/json".into();
-        }
-        let mut request: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let rows: Vec<(Option<String>, Option<String>)> = request["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["insertId"].as_str().map(str::to_owned),
-                    r["json"]["reportID"].as_str().map(str::to_owned),
-                )
-            })
-            .collect();
-        let mut faults = proxy.faults.lock().unwrap();
-        if let Some(status) = faults.fail_next.pop_front() {
-            faults.seen.push(Seen { rows, status });
-            return injected(status);
-        }
-        fail_after_storing = faults.fail_after_storing.pop_front();
-        faults.seen.push(Seen {
-            rows,
-            status: fail_after_storing.unwrap_or(200),
-        });
-        if let Some(marker) = faults.reject_cluster.clone() {
-            let all = request["rows"].as_array().unwrap().clone();
-            let kept: Vec<serde_json::Value> = all
-                .iter()
-                .enumerate()
-                .filter(|(i, r)| {
-                    let bad = r["json"]["clusterID"] == marker.as_str();
-                    if bad {
-                        rejected.push(*i);
-                    }
-                    !bad
-                })
-                .map(|(_, r)| r.clone())
-                .collect();
-            request["rows"] = kept.into();
-            body = serde_json::to_vec(&request).unwrap();
-        }
-    }
-    let response = proxy
-        .http
-        .request(method, format!("{}{path}", proxy.upstream))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
+/// A proxy in front of the emulator `bq`.
+async fn proxy_to(bq: &testenv::BigQuery) -> BigQueryProxy {
+    BigQueryProxy::start(&bq.endpoint())
         .await
-        .unwrap();
-    let status = response.status();
-    let mut bytes = response.bytes().await.unwrap().to_vec();
-    if let Some(status) = fail_after_storing {
-        return injected(status);
-    }
-    if !rejected.is_empty() && status.is_success() {
-        // As BigQuery answers with skipInvalidRows: the invalid rows by their index in the request.
-        let errors: Vec<serde_json::Value> = rejected
-            .iter()
-            .map(|i| serde_json::json!({"index": i, "errors": [{"reason": "invalid", "location": "clusterID",
-                "message": "injected: no such field"}]}))
-            .collect();
-        bytes = serde_json::to_vec(
-            &serde_json::json!({"kind": "bigquery#tableDataInsertAllResponse",
-            "insertErrors": errors}),
-        )
-        .unwrap();
-    }
-    (
-        StatusCode::from_u16(status.as_u16()).unwrap(),
-        [("content-type", "application/json")],
-        bytes,
-    )
-        .into_response()
+        .expect("the BigQuery proxy starts")
 }
 
 fn bigquery_flags(endpoint: &str) -> Vec<String> {
@@ -270,17 +79,17 @@ async fn count_by_report(
 #[tokio::test]
 async fn sink_faults_are_retried_with_the_same_insert_id_and_nothing_is_lost() {
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
-    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
+    let proxy = proxy_to(&bq).await;
     // More failures than one write retries (1 + 5 attempts): the batch is nakked, redelivered
     // and then stored.
-    faults.lock().unwrap().fail_next = [503, 429, 503, 503, 429, 503, 503, 429].into();
+    proxy.fail_next([503, 429, 503, 503, 429, 503, 503, 429]);
     let nats = Nats::with_stream().await;
     let all = envelopes(30);
     nats.publish_all(&all).await;
     let ingester = InProcess::start(ingester_config(
         &nats,
         "faults/reports",
-        &format!("http://{proxy}"),
+        &proxy.endpoint(),
         &[],
     ))
     .await;
@@ -295,7 +104,7 @@ async fn sink_faults_are_retried_with_the_same_insert_id_and_nothing_is_lost() {
     for (id, _) in &all {
         assert_eq!(stored.get(&id.to_string()), Some(&1), "{id} stored once");
     }
-    let seen = faults.lock().unwrap().seen.clone();
+    let seen = proxy.inserts();
     assert!(
         seen.iter().filter(|s| s.status != 200).count() == 8,
         "every fault was hit"
@@ -328,8 +137,8 @@ async fn sink_faults_are_retried_with_the_same_insert_id_and_nothing_is_lost() {
 #[tokio::test]
 async fn a_row_bigquery_rejects_is_dead_lettered_and_the_rest_are_stored() {
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
-    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
-    faults.lock().unwrap().reject_cluster = Some("reject-me".into());
+    let proxy = proxy_to(&bq).await;
+    proxy.reject_cluster(Some("reject-me"));
     let nats = Nats::with_stream().await;
     let good = envelopes(5);
     nats.publish_all(&good).await;
@@ -342,7 +151,7 @@ async fn a_row_bigquery_rejects_is_dead_lettered_and_the_rest_are_stored() {
     let ingester = InProcess::start(ingester_config(
         &nats,
         "rejects/reports",
-        &format!("http://{proxy}"),
+        &proxy.endpoint(),
         &[],
     ))
     .await;
@@ -516,14 +325,14 @@ fn test_rows(n: usize) -> Vec<ingester::row::Row> {
 async fn a_request_stored_but_answered_with_an_error_duplicates_rows_in_the_table_and_the_view_shows_each_report_once()
  {
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
-    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
-    let sink = sink_at(&format!("http://{proxy}"), bq.project(), "dedupe").await;
+    let proxy = proxy_to(&bq).await;
+    let sink = sink_at(&proxy.endpoint(), bq.project(), "dedupe").await;
     sink.ensure_table().await.unwrap();
 
     // The first insertAll is stored, then answered 503 (as a timeout after the commit would
     // leave it): the sink sends the same rows again and they are stored twice. A redelivered
     // batch (the ack lost) is written again as a whole.
-    faults.lock().unwrap().fail_after_storing = [503].into();
+    proxy.fail_after_storing([503]);
     let rows = test_rows(10);
     let outcomes = sink.write(rows.clone()).await.unwrap();
     assert!(
@@ -535,7 +344,7 @@ async fn a_request_stored_but_answered_with_an_error_duplicates_rows_in_the_tabl
         outcomes.iter().all(|o| matches!(o, Outcome::Written)),
         "{outcomes:?}"
     );
-    let seen = faults.lock().unwrap().seen.clone();
+    let seen = proxy.inserts();
     assert_eq!(
         seen.iter().map(|s| s.status).collect::<Vec<_>>(),
         [503, 200, 200],
@@ -632,18 +441,18 @@ async fn a_new_table_is_partitioned_clustered_requires_a_partition_filter_and_ha
     );
 
     // A second start reads and changes nothing.
-    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
-    sink_at(&format!("http://{proxy}"), bq.project(), "fresh")
+    let proxy = proxy_to(&bq).await;
+    sink_at(&proxy.endpoint(), bq.project(), "fresh")
         .await
         .ensure_table()
         .await
         .unwrap();
-    assert_only_reads(&faults);
+    assert_only_reads(&proxy);
 }
 
 /// Every request the proxy saw was a GET, and there was one.
-fn assert_only_reads(faults: &Mutex<Faults>) {
-    let requests = faults.lock().unwrap().requests.clone();
+fn assert_only_reads(proxy: &BigQueryProxy) {
+    let requests = proxy.requests();
     assert!(!requests.is_empty());
     assert!(
         requests.iter().all(|(method, _)| method == Method::GET),
@@ -674,14 +483,14 @@ async fn a_table_an_earlier_ingester_created_keeps_its_partition_filter_setting_
         .unwrap();
     assert!(created.status().is_success());
 
-    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
-    let through_proxy = format!("http://{proxy}");
+    let proxy = proxy_to(&bq).await;
+    let through_proxy = proxy.endpoint();
     sink_at(&through_proxy, bq.project(), "earlier")
         .await
         .ensure_table()
         .await
         .unwrap();
-    let requests = faults.lock().unwrap().requests.clone();
+    let requests = proxy.requests();
     let writes: Vec<&(Method, String)> = requests
         .iter()
         .filter(|(method, _)| method != Method::GET)
@@ -706,13 +515,13 @@ async fn a_table_an_earlier_ingester_created_keeps_its_partition_filter_setting_
     assert_eq!(names(&view["schema"]["fields"]), names(&committed));
 
     // A second start reads and changes nothing.
-    faults.lock().unwrap().requests.clear();
+    proxy.clear_requests();
     sink_at(&through_proxy, bq.project(), "earlier")
         .await
         .ensure_table()
         .await
         .unwrap();
-    assert_only_reads(&faults);
+    assert_only_reads(&proxy);
 }
 
 fn names(fields: &serde_json::Value) -> Vec<String> {
@@ -746,8 +555,8 @@ async fn an_original_table_only_gains_columns_and_keeps_its_partition_filter_set
         .await
         .unwrap();
     assert!(created.status().is_success());
-    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
-    let through_proxy = format!("http://{proxy}");
+    let proxy = proxy_to(&bq).await;
+    let through_proxy = proxy.endpoint();
     let prepared = sink_at(&through_proxy, bq.project(), "legacy")
         .await
         .ensure_table()
@@ -781,12 +590,12 @@ async fn an_original_table_only_gains_columns_and_keeps_its_partition_filter_set
     );
 
     // A second start does not change the table again.
-    faults.lock().unwrap().requests.clear();
+    proxy.clear_requests();
     let _ = sink_at(&through_proxy, bq.project(), "legacy")
         .await
         .ensure_table()
         .await;
-    let requests = faults.lock().unwrap().requests.clone();
+    let requests = proxy.requests();
     assert!(
         !requests
             .iter()
@@ -882,13 +691,13 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
 async fn an_erasure_through_the_gateway_hides_the_cluster_at_once_and_deletes_it_once_bigquery_allows()
  {
     let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
-    let (proxy, faults) = Proxy::start(bq.endpoint()).await;
+    let proxy = proxy_to(&bq).await;
     let nats = Nats::start().await;
     let gateway = Gateway::start(&nats.url()).await;
     let ingester = InProcess::start(ingester_config(
         &nats,
         "erase/reports",
-        &format!("http://{proxy}"),
+        &proxy.endpoint(),
         &[],
     ))
     .await;
@@ -930,17 +739,10 @@ async fn an_erasure_through_the_gateway_hides_the_cluster_at_once_and_deletes_it
 
     // The right secret while BigQuery still refuses DML on the rows: the tombstone hides them
     // from the view at once, and the DELETE is tried again.
-    faults.lock().unwrap().refuse_deletes = true;
+    proxy.refuse_deletes(true);
     assert_eq!(gateway.erase("cluster-a", &secret_a).await.0, 202);
     eventually(DEADLINE, "two refused DELETEs", || async {
-        faults
-            .lock()
-            .unwrap()
-            .deletes
-            .iter()
-            .filter(|refused| **refused)
-            .count()
-            >= 2
+        proxy.deletes().iter().filter(|refused| **refused).count() >= 2
     })
     .await;
     assert_eq!(
@@ -957,7 +759,7 @@ async fn an_erasure_through_the_gateway_hides_the_cluster_at_once_and_deletes_it
         ids_of(&bq, "erase.reports_deduplicated", "cluster-b").await,
         [id(&b1)]
     );
-    faults.lock().unwrap().refuse_deletes = false;
+    proxy.refuse_deletes(false);
     eventually(DEADLINE, "the covered rows deleted", || async {
         ids_of(&bq, "erase.reports", "cluster-a").await == v1_id
     })

@@ -18,7 +18,7 @@ use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::tabledata::ListQueryParameters;
 use serde_json::{Value, json};
-use testenv::BigQuery;
+use testenv::{BigQuery, BigQueryProxy, InsertAll};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -36,9 +36,17 @@ fn repeated(mut field: TableFieldSchema) -> TableFieldSchema {
 async fn client_with_dataset(
     bq: &BigQuery,
 ) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+    client_at(&bq.endpoint(), bq).await
+}
+
+/// A client for `endpoint` (the emulator `bq`, or a proxy before it), and the dataset
+/// `spartakus` created through it.
+async fn client_at(
+    endpoint: &str,
+    bq: &BigQuery,
+) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
     let client =
-        stored::bigquery::client(Some(&bq.endpoint()), &stored::bigquery::Credentials::None)
-            .await?;
+        stored::bigquery::client(Some(endpoint), &stored::bigquery::Credentials::None).await?;
     client
         .dataset()
         .create(Dataset::new(bq.project(), "spartakus"))
@@ -302,5 +310,86 @@ async fn query_answers_each_rows_cells_or_the_emulators_error() -> TestResult {
         refused.as_ref().is_err_and(|e| e.contains("nothing")),
         "{refused:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_proxy_forwards_and_records_and_fails_what_it_is_told_to() -> TestResult {
+    let bq = BigQuery::start().await?;
+    let proxy = BigQueryProxy::start(&bq.endpoint()).await?;
+    let client = client_at(&proxy.endpoint(), &bq).await?;
+    let project = bq.project();
+    let table = Table::new(project, "spartakus", "reports", report_schema(false));
+    client.table().create(table).await?;
+    let insert = |rows: &[(&str, &str)]| {
+        let mut request = TableDataInsertAllRequest::new();
+        for (insert_id, cluster) in rows {
+            request.add_row(Some((*insert_id).into()), json!({"clusterID": cluster}))?;
+        }
+        Ok::<_, gcp_bigquery_client::error::BQError>(client.tabledata().insert_all(
+            project,
+            "spartakus",
+            "reports",
+            request,
+        ))
+    };
+    let clusters = || bq.query("SELECT clusterID FROM spartakus.reports ORDER BY clusterID");
+
+    // Failed before storing, stored then failed, stored with one row rejected.
+    proxy.fail_next([503]);
+    assert!(insert(&[("r1", "c1")])?.await.is_err());
+    proxy.fail_after_storing([429]);
+    assert!(insert(&[("r2", "c2")])?.await.is_err());
+    proxy.reject_cluster(Some("c4"));
+    let answer = insert(&[("r3", "c3"), ("r4", "c4")])?.await?;
+    let errors = answer.insert_errors.unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].index, Some(1));
+    assert_eq!(clusters().await?, [[json!("c2")], [json!("c3")]]);
+    let seen = |ids: &[&str], status| InsertAll {
+        rows: ids
+            .iter()
+            .map(|id| (Some((*id).to_owned()), None))
+            .collect(),
+        status,
+    };
+    assert_eq!(
+        proxy.inserts(),
+        [
+            seen(&["r1"], 503),
+            seen(&["r2"], 429),
+            seen(&["r3", "r4"], 200)
+        ]
+    );
+
+    // A DELETE refused as over the streaming buffer, then allowed.
+    let delete = || {
+        client.job().query(
+            project,
+            QueryRequest::new("DELETE FROM spartakus.reports WHERE clusterID = 'c2'"),
+        )
+    };
+    proxy.refuse_deletes(true);
+    let refused = delete().await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("streaming buffer")),
+        "{refused:?}"
+    );
+    proxy.refuse_deletes(false);
+    delete().await?;
+    assert_eq!(proxy.deletes(), [true, false]);
+    assert_eq!(clusters().await?, [[json!("c3")]]);
+
+    let requests = proxy.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|(method, path)| method == "POST" && path.ends_with("/reports/insertAll")),
+        "{requests:?}"
+    );
+    proxy.clear_requests();
+    assert!(proxy.requests().is_empty());
     Ok(())
 }
