@@ -9,6 +9,11 @@
 //! - `nats`: [`Nats`], a JetStream server, and [`NatsCluster`], a JetStream cluster.
 //! - `kube_api`: [`KubeApi`], etcd + kube-apiserver with RBAC, an admin kubeconfig and
 //!   ServiceAccount tokens.
+//! - `kube_proxy`: [`KubeProxy`], a proxy in front of kube-apiserver that records requests and
+//!   injects the answers the real server cannot be made to give (an expired continue token's
+//!   410, no `remainingItemCount`, no Tables, Tables without an AGE column).
+//! - `cluster_fixture`: [`ClusterFixture`], a realistic cluster to create in a [`KubeApi`], with
+//!   the identifying strings that must never leave it and what a report says about its nodes.
 //! - `bigquery`: [`BigQuery`], the BigQuery emulator, and its query helper.
 //! - `bigquery_proxy`: [`BigQueryProxy`], a proxy in front of the emulator that records requests
 //!   and injects the failures the emulator never answers (failed or rejected insertAll, a DML
@@ -23,8 +28,10 @@ mod bigquery;
 mod bigquery_proxy;
 mod binaries;
 pub mod cli;
+mod cluster_fixture;
 mod eventually;
 mod kube_api;
+mod kube_proxy;
 mod nats;
 mod ours;
 mod process;
@@ -35,8 +42,10 @@ use std::process::ExitStatus;
 pub use bigquery::BigQuery;
 pub use bigquery_proxy::{BigQueryProxy, InsertAll};
 pub use binaries::{bin_dir, workspace_bin};
+pub use cluster_fixture::{ClusterFixture, ExpectedNode};
 pub use eventually::{eventually, try_eventually};
 pub use kube_api::KubeApi;
+pub use kube_proxy::{KubeFault, KubeProxy, KubeRequest};
 pub use nats::{Nats, NatsCluster};
 pub use ours::{Finished, Launch, READY_TIMEOUT, Service};
 pub use process::watched;

@@ -32,7 +32,9 @@ pub struct Launch {
     args: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
     listen: Option<&'static str>,
+    port: Option<u16>,
     ready: Option<String>,
+    ready_timeout: Duration,
 }
 
 impl Launch {
@@ -77,7 +79,9 @@ impl Launch {
             args: Vec::new(),
             env: vec![("RUST_LOG".into(), Some("info".into()))],
             listen: None,
+            port: None,
             ready: None,
+            ready_timeout: READY_TIMEOUT,
         }
     }
 
@@ -129,6 +133,21 @@ impl Launch {
         self
     }
 
+    /// Waits up to `timeout` for the readiness route instead of [`READY_TIMEOUT`] (for a server
+    /// that does work before it serves, e.g. `stats` backfilling snapshots).
+    pub fn ready_within(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Listens on this port of 127.0.0.1 rather than a free one chosen at start: for a test
+    /// that held the port itself until now (e.g. refusing connections on it first), so that no
+    /// other server could take it meanwhile. A port taken anyway fails the start.
+    pub fn on_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Starts without waiting for any route: the process only has to be running (for a server
     /// whose readiness the test itself observes, e.g. a gateway without NATS).
     pub fn ready_when_started(mut self) -> Self {
@@ -136,10 +155,11 @@ impl Launch {
         self
     }
 
-    /// Starts the server on a free loopback port and waits up to [`READY_TIMEOUT`] for its
-    /// readiness route. A start whose port was taken meanwhile is retried on another.
+    /// Starts the server on a free loopback port and waits up to [`READY_TIMEOUT`] (or
+    /// [`Launch::ready_within`]) for its readiness route. A start whose port was taken meanwhile
+    /// is retried on another.
     pub async fn start(self) -> Result<Service, Error> {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix(&format!("spartakus-{}-", self.name))
             .tempdir()
             .map_err(|e| Error::io("creating a temporary folder", e))?;
@@ -147,7 +167,10 @@ impl Launch {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let port = free_ports(1)?[0];
+            let port = match self.port {
+                Some(port) => port,
+                None => free_ports(1)?[0],
+            };
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let mut args = self.args.clone();
             if let Some(flag) = self.listen {
@@ -155,39 +178,26 @@ impl Launch {
                 args.push(addr.to_string().into());
             }
             let log = dir.path().join(format!("{}-{attempt}.log", self.name));
-            let mut process = Process::spawn_with_env(self.name, &bin, &args, &self.env, &log)?;
-            let http = reqwest::Client::new();
-            let ready = match &self.ready {
-                Some(path) => {
-                    let url = format!("http://{addr}{path}");
-                    process
-                        .wait_until(READY_TIMEOUT, || {
-                            let (http, url) = (http.clone(), url.clone());
-                            async move { http_get(&http, &url).await.map(drop) }
-                        })
-                        .await
-                }
-                None => match process.exited() {
-                    Some(status) => Err(Error::Exited {
-                        server: self.name,
-                        status,
-                        log: log.clone(),
-                        tail: log_tail(&log, 30),
-                    }),
-                    None => Ok(()),
-                },
+            let process = Process::spawn_with_env(self.name, &bin, &args, &self.env, &log)?;
+            let mut service = Service {
+                name: self.name,
+                process,
+                addr,
+                log,
+                bin: bin.clone(),
+                args,
+                env: self.env.clone(),
+                ready: self.ready.clone(),
+                _dir: dir,
             };
-            match ready {
-                Ok(()) => {
-                    return Ok(Service {
-                        name: self.name,
-                        process,
-                        addr,
-                        log,
-                        _dir: dir,
-                    });
+            match service.wait_ready(self.ready_timeout).await {
+                Ok(()) => return Ok(service),
+                Err(e)
+                    if is_port_conflict(&e) && self.port.is_none() && attempt < START_ATTEMPTS =>
+                {
+                    // The folder goes on to the next attempt; the failed process dies here.
+                    dir = service.into_dir();
                 }
-                Err(e) if is_port_conflict(&e) && attempt < START_ATTEMPTS => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -281,6 +291,11 @@ pub struct Service {
     process: Process,
     addr: SocketAddr,
     log: PathBuf,
+    // What `relaunch` starts again: the arguments include the listening address.
+    bin: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, Option<OsString>)>,
+    ready: Option<String>,
     _dir: TempDir,
 }
 
@@ -372,6 +387,56 @@ impl Service {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Waits up to `timeout` for the readiness route to answer 200 (at once for a server
+    /// started [`Launch::ready_when_started`]); fails with the end of the log if the program
+    /// exits first or the deadline passes. For a server brought back by [`Service::relaunch`],
+    /// or to check that one is still serving.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), Error> {
+        match &self.ready {
+            Some(path) => {
+                let http = reqwest::Client::new();
+                let url = format!("http://{}{path}", self.addr);
+                self.process
+                    .wait_until(timeout, || {
+                        let (http, url) = (http.clone(), url.clone());
+                        async move { http_get(&http, &url).await.map(drop) }
+                    })
+                    .await
+            }
+            None => match self.process.exited() {
+                Some(status) => Err(Error::Exited {
+                    server: self.name,
+                    status,
+                    log: self.log.clone(),
+                    tail: self.log_tail(30),
+                }),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Starts the program again once it has exited or been killed ([`Service::kill`]): the
+    /// same binary, flags, environment and port, its output appended to the same log (so
+    /// [`Service::log`] covers every run). Returns without waiting, so that several servers can
+    /// be brought back while a dependency is still down; [`Service::wait_ready`] waits. Does
+    /// nothing while the program runs. The port is not held while the program is down: if
+    /// another process took it, the new run exits and `wait_ready` says so.
+    pub fn relaunch(&mut self) -> Result<(), Error> {
+        if self.is_running() {
+            return Ok(());
+        }
+        self.process =
+            Process::spawn_with_env(self.name, &self.bin, &self.args, &self.env, &self.log)?;
+        Ok(())
+    }
+
+    /// The folder, for another attempt at starting; the process is killed.
+    fn into_dir(self) -> TempDir {
+        let Service { process, _dir, .. } = self;
+        drop(process);
+        _dir
     }
 
     /// SIGTERM, then [`Service::wait`] up to `timeout`: a graceful stop and its exit status.
