@@ -221,3 +221,84 @@ fn help_parsing_reads_name_env_default_and_doc() {
     assert_eq!(flags[0].default, "0.0.0.0:8080");
     assert_eq!(flags[0].doc, "Address to listen on");
 }
+
+/// The repository paths the docs name: the top-level folders a path may start with.
+const TOP: [&str; 14] = [
+    "report",
+    "stored",
+    "plumbing",
+    "gateway",
+    "ingester",
+    "volunteer",
+    "stats",
+    "testenv",
+    "systests",
+    "fuzz",
+    "k8s",
+    "nix",
+    "docs",
+    ".ci",
+];
+
+/// Every repository path the README and the manual name (`ingester/src/consume.rs`,
+/// `stored/schema/`) as a path, not a pattern (no `*`, `{`, `…`).
+fn named_paths(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for top in TOP {
+        let needle = format!("{top}/");
+        let mut from = 0;
+        while let Some(i) = text[from..].find(&needle) {
+            let start = from + i;
+            from = start + needle.len();
+            // A path starts the word: not `src/gateway/` or `https://…/docs/`.
+            let before = text[..start].chars().next_back();
+            if before
+                .is_some_and(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':'))
+            {
+                continue;
+            }
+            let rest = &text[start..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')))
+                .unwrap_or(rest.len());
+            let path = rest[..end].trim_end_matches('.');
+            let next = rest[end..].chars().next();
+            if next.is_some_and(|c| matches!(c, '*' | '{' | '…' | '<')) {
+                continue;
+            }
+            out.push(path.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_repository_path_the_docs_name_exists() {
+    let root = workspace();
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for doc in documents() {
+        let text = std::fs::read_to_string(&doc).expect("readable");
+        for path in named_paths(&text) {
+            checked += 1;
+            if !root.join(&path).exists() {
+                missing.push(format!("{}: {path}", doc.display()));
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} paths found");
+    assert!(
+        missing.is_empty(),
+        "named but not in the repository:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn named_paths_are_found_where_a_path_starts_and_patterns_are_left_out() {
+    let mut found = named_paths(
+        "see `stats/src/store.rs`, stored/schema/. and docs/x.md, not a/docs/y.md or stats/sql/*.sql",
+    );
+    found.sort();
+    assert_eq!(found, ["docs/x.md", "stats/src/store.rs", "stored/schema/"]);
+}
