@@ -11,7 +11,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code, unreachable_pub)]
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,25 +29,6 @@ use stats::store::bigquery::{BigQueryStore, Credentials, TableRef};
 use tempfile::TempDir;
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Waits until `check` is true, polling every 50 ms, or panics after `deadline`.
-pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 // ---- Populations ----
 
