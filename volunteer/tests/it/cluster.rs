@@ -1,35 +1,38 @@
 //! The volunteer against a real kube-apiserver holding a realistic cluster: what it
 //! reports matches the cluster, and nothing identifying leaves it.
 //!
-//! This test binary owns its API server (one per process), creates one fixture, and
-//! only reads after that, so cluster-wide counts are exact.
+//! This module owns its API server, creates one fixture, and only reads after that, so
+//! cluster-wide counts are exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::common::{Fixture, TestResult, decode, dry_run, reference_counts, volunteer};
+use crate::common::{
+    BoxError, TestResult, decode, dry_run, own_api_server, reference_counts, volunteer,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, ListParams};
 use report::{BUCKETS, Kind, SkipReason, bucket_index};
-use testenv::KubeApi;
+use testenv::{ClusterFixture, KubeApi};
 use tokio::sync::OnceCell;
 use volunteer::anonymize::Key;
 
-static FIXTURE: OnceCell<Fixture> = OnceCell::const_new();
+static KUBE: OnceCell<KubeApi> = OnceCell::const_new();
+static FIXTURE: OnceCell<ClusterFixture> = OnceCell::const_new();
 
-async fn setup() -> Result<(&'static KubeApi, &'static Fixture), crate::common::BoxError> {
-    let kube = KubeApi::shared().await?;
+async fn setup() -> Result<(&'static KubeApi, &'static ClusterFixture), BoxError> {
+    let kube = own_api_server(&KUBE).await?;
     let fixture = FIXTURE
         .get_or_try_init(|| async {
             let client = kube.client().await?;
-            Fixture::create(&client, "rpt").await
+            Ok::<_, BoxError>(ClusterFixture::create(&client, "rpt").await?)
         })
         .await?;
     Ok((kube, fixture))
 }
 
-async fn default_key(kube: &KubeApi) -> Result<Key, crate::common::BoxError> {
+async fn default_key(kube: &KubeApi) -> Result<Key, BoxError> {
     let ns: Api<Namespace> = Api::all(kube.client().await?);
     let uid = ns.get("kube-system").await?.metadata.uid.ok_or("no uid")?;
     Ok(Key::from_kube_system_uid(&uid))
@@ -125,9 +128,14 @@ async fn counts_and_histograms_match_the_cluster() -> TestResult {
         (Kind::CronJob, reference_counts::<CronJob>(&client).await?),
     ]);
     // The reference agrees with what the fixture made (plus default/kubernetes).
-    let pods: u64 = crate::common::PODS_PER_NAMESPACE.iter().sum::<usize>() as u64;
+    let pods: u64 = ClusterFixture::PODS_PER_NAMESPACE
+        .iter()
+        .sum::<usize>() as u64;
     assert_eq!(reference[&Kind::Pod].values().sum::<u64>(), pods);
-    let services: u64 = crate::common::SERVICES_PER_NAMESPACE.iter().sum::<usize>() as u64 + 1;
+    let services: u64 = ClusterFixture::SERVICES_PER_NAMESPACE
+        .iter()
+        .sum::<usize>() as u64
+        + 1;
     assert_eq!(reference[&Kind::Service].values().sum::<u64>(), services);
 
     let workloads = report.workloads.as_ref().ok_or("no workloads")?;
@@ -196,7 +204,7 @@ async fn nothing_identifying_is_in_the_sent_bytes() -> TestResult {
 #[tokio::test]
 async fn ids_are_stable_across_runs_and_change_with_the_key_and_the_collector() -> TestResult {
     let (kube, _fixture) = setup().await?;
-    let ids = |body: &[u8]| -> Result<(String, BTreeSet<String>), crate::common::BoxError> {
+    let ids = |body: &[u8]| -> Result<(String, BTreeSet<String>), BoxError> {
         let r = decode(body)?;
         let nodes = r
             .nodes
@@ -224,16 +232,13 @@ async fn ids_are_stable_across_runs_and_change_with_the_key_and_the_collector() 
 
     // Another collector sees another cluster ID (same node IDs: the key is the same).
     let kc = kube.kubeconfig_path().display().to_string();
-    let out = volunteer(
-        &[
-            "--dry-run",
-            "--gateway",
-            "https://other-collector.example.net",
-            "--kubeconfig",
-            &kc,
-        ],
-        &[],
-    )
+    let out = volunteer(&[
+        "--dry-run",
+        "--gateway",
+        "https://other-collector.example.net",
+        "--kubeconfig",
+        &kc,
+    ])
     .await?;
     let other = ids(out.stdout.trim_ascii_end())?;
     assert_ne!(other.0, first.0);
@@ -368,9 +373,9 @@ async fn bad_configuration_is_one_line_and_exit_64() -> TestResult {
         ],
         vec![],
     ] {
-        let out = volunteer(&args, &[]).await?;
+        let out = volunteer(&args).await?;
         assert_eq!(out.status.code(), Some(64), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = &out.stderr;
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(out.stdout.is_empty());
     }

@@ -6,9 +6,7 @@
 //! 202 to every well-formed request). The last test goes through the real gateway binary to
 //! a real nats-server.
 
-use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,8 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use sha2::{Digest, Sha256};
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::common::{BoxError, TestResult, text, volunteer};
 
 #[derive(Default)]
 struct Peer {
@@ -50,15 +47,6 @@ async fn peer(script: Vec<u16>) -> Result<(String, Arc<Mutex<Peer>>), BoxError> 
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok((url, state))
-}
-
-async fn volunteer(args: &[&str]) -> Result<Output, BoxError> {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_volunteer"))
-        .args(args)
-        .env("RUST_LOG", "debug")
-        .kill_on_drop(true)
-        .output();
-    Ok(tokio::time::timeout(Duration::from_secs(60), run).await??)
 }
 
 /// A key file, and a kubeconfig whose API server refuses connections: `forget` needs no
@@ -121,21 +109,8 @@ async fn report_for(
     ];
     args.extend_from_slice(extra);
     let out = volunteer(&args).await?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", out.stderr);
     Ok(report::decode(out.stdout.trim_ascii_end())?.into_report())
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[tokio::test]
@@ -177,7 +152,7 @@ async fn forget_sends_the_secret_whose_check_the_reports_carry_and_retries_like_
     // The secret is in the request body and nowhere else.
     let printed = text(&out);
     assert!(!printed.contains(secret), "{printed}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = out.stdout_text();
     assert!(
         stdout.contains(&format!("cluster ID {}", report.cluster_id)),
         "{stdout}"
@@ -239,7 +214,7 @@ async fn a_refused_request_fails_once_and_stdout_is_no_collector() -> TestResult
         "a 400 is final"
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("collector answered 400"),
+        out.stderr.contains("collector answered 400"),
         "{}",
         text(&out)
     );
@@ -267,35 +242,8 @@ async fn through_the_real_gateway_the_queued_erasure_names_the_reports_cluster_a
 -> TestResult {
     let o = offline()?;
     let nats = testenv::Nats::start().await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let _gateway = tokio::process::Command::new(testenv::workspace_bin("gateway")?)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--nats-url",
-            &nats.url(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{url}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway never got ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let gateway = testenv::Launch::gateway(&nats.url()).start().await?;
+    let url = gateway.url();
 
     let common = [
         "--gateway",
@@ -313,11 +261,7 @@ async fn through_the_real_gateway_the_queued_erasure_names_the_reports_cluster_a
     args.extend_from_slice(&common);
     let out = volunteer(&args).await?;
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("202 Accepted"),
-        "{}",
-        text(&out)
-    );
+    assert!(out.stdout_text().contains("202 Accepted"), "{}", text(&out));
 
     let reports = messages(&nats, "SPARTAKUS_REPORTS").await?;
     assert_eq!(reports.len(), 1);

@@ -1,57 +1,16 @@
 //! The volunteer running as its ServiceAccount with exactly the RBAC objects `k8s/` ships
 //! (applied from the kustomizations themselves, so the test cannot drift from them).
+//!
+//! It shares [`KubeApi::shared`] with the status tests, taking turns with them
+//! ([`shipped_turn`]): both apply the shipped objects.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::common::{Fixture, TestResult, decode, dry_run, wait_until};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use crate::common::{TestResult, apply, client_for, code, decode, dry_run, shipped_turn};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use report::{Kind, SkipReason};
-use testenv::KubeApi;
-
-fn k8s_dir(variant: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../k8s")
-        .join(variant)
-}
-
-/// `kubectl apply -k DIR` as the admin.
-fn apply(kube: &KubeApi, variant: &str) -> TestResult {
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kube.kubeconfig_path())
-        .arg("apply")
-        .arg("-k")
-        .arg(k8s_dir(variant))
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "kubectl apply -k {variant}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(())
-}
-
-async fn client_for(kubeconfig: &std::path::Path) -> Result<kube::Client, crate::common::BoxError> {
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
-fn status_code<T>(r: Result<T, kube::Error>) -> Option<u16> {
-    match r {
-        Err(kube::Error::Api(s)) => Some(s.code),
-        Ok(_) => Some(200),
-        Err(_) => None,
-    }
-}
+use testenv::{ClusterFixture, KubeApi, eventually};
 
 /// Secrets and ConfigMaps stay out of reach, cluster-wide and in kube-system.
 async fn assert_no_secrets_or_configmaps(sa: &kube::Client) -> TestResult {
@@ -60,24 +19,32 @@ async fn assert_no_secrets_or_configmaps(sa: &kube::Client) -> TestResult {
     let all_cms: Api<ConfigMap> = Api::all(sa.clone());
     let sys_secrets: Api<Secret> = Api::namespaced(sa.clone(), "kube-system");
     let sys_cms: Api<ConfigMap> = Api::namespaced(sa.clone(), "kube-system");
-    assert_eq!(status_code(all_secrets.list(&lp).await), Some(403));
-    assert_eq!(status_code(all_cms.list(&lp).await), Some(403));
-    assert_eq!(status_code(sys_secrets.list(&lp).await), Some(403));
-    assert_eq!(status_code(sys_cms.list(&lp).await), Some(403));
-    assert_eq!(status_code(sys_secrets.get("rbac-probe").await), Some(403));
-    assert_eq!(status_code(sys_cms.get("rbac-probe").await), Some(403));
+    assert_eq!(code(&all_secrets.list(&lp).await), Some(403));
+    assert_eq!(code(&all_cms.list(&lp).await), Some(403));
+    assert_eq!(code(&sys_secrets.list(&lp).await), Some(403));
+    assert_eq!(code(&sys_cms.list(&lp).await), Some(403));
+    assert_eq!(code(&sys_secrets.get("rbac-probe").await), Some(403));
+    assert_eq!(code(&sys_cms.get("rbac-probe").await), Some(403));
     Ok(())
 }
 
 #[tokio::test]
 async fn the_shipped_roles_allow_what_they_promise_and_nothing_more() -> TestResult {
+    let _turn = shipped_turn().await;
     let kube = KubeApi::shared().await?;
     let admin = kube.client().await?;
-    let mut fixture = Fixture {
+    let mut fixture = ClusterFixture {
         prefix: "rbac".into(),
         ..Default::default()
     };
     fixture.create_nodes(&admin).await?;
+    // Other tests in this API server made nodes too: the volunteer must see every one.
+    let nodes = Api::<Node>::all(admin.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .len();
+    assert!(nodes >= fixture.nodes.len());
     // Something to be denied: a Secret and a ConfigMap in kube-system.
     let pp = kube::api::PostParams::default();
     Api::<Secret>::namespaced(admin.clone(), "kube-system")
@@ -102,10 +69,7 @@ async fn the_shipped_roles_allow_what_they_promise_and_nothing_more() -> TestRes
     let sa = client_for(&kubeconfig).await?;
     let report = decode(&dry_run(&kubeconfig, &[]).await?)?;
     assert_eq!(report.master_version.as_deref(), Some("v1.37.2"));
-    assert_eq!(
-        report.nodes.as_ref().map(Vec::len),
-        Some(fixture.nodes.len())
-    );
+    assert_eq!(report.nodes.as_ref().map(Vec::len), Some(nodes));
     assert_eq!(report.namespaces, None);
     assert_eq!(report.workloads, Some(vec![]));
     let mut want = vec![("namespaces".to_owned(), SkipReason::Forbidden)];
@@ -129,9 +93,9 @@ async fn the_shipped_roles_allow_what_they_promise_and_nothing_more() -> TestRes
     apply(kube, "volunteer/workloads")?;
     // RBAC changes reach the authorizer through a watch: wait for it, with a deadline.
     let pods: Api<Pod> = Api::all(sa.clone());
-    wait_until(
-        "the opt-in role to take effect",
+    eventually(
         Duration::from_secs(30),
+        "the opt-in role to take effect",
         || {
             let pods = pods.clone();
             async move {
@@ -141,13 +105,10 @@ async fn the_shipped_roles_allow_what_they_promise_and_nothing_more() -> TestRes
             }
         },
     )
-    .await?;
+    .await;
     let report = decode(&dry_run(&kubeconfig, &[]).await?)?;
     assert_eq!(report.skipped, None);
-    assert_eq!(
-        report.nodes.as_ref().map(Vec::len),
-        Some(fixture.nodes.len())
-    );
+    assert_eq!(report.nodes.as_ref().map(Vec::len), Some(nodes));
     assert!(report.namespaces.is_some_and(|n| n >= 5));
     let kinds: Vec<Kind> = report.workloads.iter().flatten().map(|w| w.kind).collect();
     assert_eq!(kinds, Kind::ALL.to_vec());

@@ -1,26 +1,19 @@
 //! A paged list whose continue token expires part-way (410 Gone) is restarted once from
 //! the beginning, and counts nothing twice; a second 410 skips only that section.
 //!
-//! The 410s come from a fault-injecting proxy in front of the real kube-apiserver,
-//! because the real server cannot be made to send one here: an earlier session compacted
-//! etcd past a list's continue token and kube-apiserver v1.37.2 still served the next
-//! page from its watch cache. Everything else the volunteer reads is the real server's
-//! answer, forwarded unchanged.
+//! The 410s come from testenv's fault-injecting [`KubeProxy`] in front of the real
+//! kube-apiserver, because the real server cannot be made to send one here (the proxy's
+//! module says why). Everything else the volunteer reads is the real server's answer,
+//! forwarded unchanged.
 //!
-//! This test binary owns its API server (one per process), creates one fixture, and only
-//! reads after that, so cluster-wide counts are exact.
+//! This module owns its API server, creates one fixture, and only reads after that, so
+//! cluster-wide counts are exact.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
 use crate::common::{
-    BoxError, TestResult, create_namespaces, create_pods, decode, dry_run, reference_counts,
+    BoxError, TestResult, create_namespaces, create_pods, decode, dry_run, own_api_server,
+    reference_counts,
 };
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -29,7 +22,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
 use report::{Kind, SkipReason};
 use serde_json::json;
-use testenv::KubeApi;
+use testenv::{KubeApi, KubeFault, KubeProxy, KubeRequest};
 use tokio::sync::OnceCell;
 use volunteer::collect::{self, Cost, NODE_PAGE, Plan, TABLE_PAGE};
 use volunteer::snapshot::{KindCounts, NamespaceCounts, Section, Snapshot};
@@ -47,306 +40,15 @@ const CONCURRENT_CREATES: usize = 8;
 const TAKEN_AT: i64 = 1_800_000_000;
 
 // ---------------------------------------------------------------------------------------
-// The proxy
-
-/// Which requests get a 410 instead of the real answer. Only requests carrying a
-/// `continue=` parameter match: that is when a token can have expired.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// No faults: every request is forwarded.
-    None,
-    /// The first continued request for this path.
-    Once(&'static str),
-    /// Every continued request for this path.
-    Always(&'static str),
-    /// No 410s, but every `limit=1` answer loses its `remainingItemCount`, as a server that
-    /// does not count what remains would send it.
-    NoRemainingCount,
-    /// Every request for a Table is answered 406 Not Acceptable, as by a server that cannot
-    /// print that kind.
-    NoTables,
-    /// Tables come without their AGE column (renamed), as from a server printing a kind
-    /// without `creationTimestamp`.
-    NoAgeColumn,
-}
-
-/// One request the proxy saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    path: String,
-    continued: bool,
-    gone: bool,
-}
-
-#[derive(Debug)]
-struct ProxyState {
-    upstream: String,
-    http: reqwest::Client,
-    fault: Mutex<(Fault, bool)>,
-    seen: Mutex<Vec<Seen>>,
-}
-
-/// A plain-HTTP proxy on loopback that forwards every request to the API server with the
-/// admin's client certificate, except the requests its [`Fault`] picks, which get a
-/// `410 Gone` `Status` shaped like kube-apiserver's for an expired continue token.
-struct FaultProxy {
-    addr: SocketAddr,
-    state: Arc<ProxyState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FaultProxy {
-    async fn start(kube: &KubeApi) -> Result<Self, BoxError> {
-        // The admin credential, read from the kubeconfig testenv wrote.
-        let config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(kube.kubeconfig_path())?)?;
-        let user = &config["users"][0]["user"];
-        let file = |key: &str| -> Result<Vec<u8>, BoxError> {
-            Ok(std::fs::read(
-                user[key]
-                    .as_str()
-                    .ok_or_else(|| format!("no {key} in the kubeconfig"))?,
-            )?)
-        };
-        let mut identity = file("client-certificate")?;
-        identity.extend(file("client-key")?);
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(kube.ca_pem().as_bytes())?)
-            .identity(reqwest::Identity::from_pem(&identity)?)
-            // Pass bodies through as the server encoded them.
-            .no_gzip()
-            .build()?;
-        let state = Arc::new(ProxyState {
-            upstream: kube.server_url().to_owned(),
-            http,
-            fault: Mutex::new((Fault::None, false)),
-            seen: Mutex::new(Vec::new()),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(state.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
-    }
-
-    /// Sets the fault for what follows and forgets the requests seen so far.
-    fn arm(&self, fault: Fault) {
-        *lock(&self.state.fault) = (fault, false);
-        lock(&self.state.seen).clear();
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        lock(&self.state.seen).clone()
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A kube client that talks to the proxy (which adds the credentials).
-    fn client(&self) -> Result<kube::Client, BoxError> {
-        let config = kube::Config::new(self.url().parse()?);
-        Ok(kube::Client::try_from(config)?)
-    }
-
-    /// A kubeconfig for the volunteer binary that points at the proxy.
-    fn kubeconfig(&self, dir: &Path) -> Result<PathBuf, BoxError> {
-        let path = dir.join("proxy.kubeconfig");
-        let config = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "proxy", "cluster": {"server": self.url()}}],
-            "users": [{"name": "proxy", "user": {}}],
-            "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}],
-            "current-context": "proxy",
-        });
-        std::fs::write(&path, config.to_string())?;
-        Ok(path)
-    }
-}
-
-/// A poisoned lock only means another request's handler panicked; the data is still whole.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// kube-apiserver's answer to an expired continue token (apiserver's storage errors).
-fn gone() -> Response {
-    failure(
-        StatusCode::GONE,
-        "Expired",
-        "The provided continue parameter is too old to display a consistent list result. \
-         You can start a new list without the continue parameter, or use the continue token \
-         in this response to retrieve the remainder of the results. Continuing with the \
-         provided token results in an inconsistent list - objects that were created, \
-         modified, or deleted between the time the first chunk was returned and now may \
-         show up in the list.",
-    )
-}
-
-/// kube-apiserver's answer to an `Accept` it cannot serve.
-fn not_acceptable() -> Response {
-    failure(
-        StatusCode::NOT_ACCEPTABLE,
-        "NotAcceptable",
-        "only the following media types are accepted: application/json",
-    )
-}
-
-/// A `Status` of kind Failure, as kube-apiserver sends it.
-fn failure(code: StatusCode, reason: &str, message: &str) -> Response {
-    let status = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code.as_u16(),
-    });
-    let mut response = Response::new(Body::from(status.to_string()));
-    *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
-    match try_forward(&state, request).await {
-        Ok(response) => response,
-        Err(e) => {
-            let mut response = Response::new(Body::from(format!("fault proxy: {e}")));
-            *response.status_mut() = StatusCode::BAD_GATEWAY;
-            response
-        }
-    }
-}
-
-async fn try_forward(state: &ProxyState, request: Request) -> Result<Response, BoxError> {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    let continued = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p.starts_with("continue=")));
-    let gone_now = {
-        let mut fault = lock(&state.fault);
-        let hit = match fault.0 {
-            Fault::None => false,
-            Fault::Once(p) => continued && p == path && !fault.1,
-            Fault::Always(p) => continued && p == path,
-            Fault::NoRemainingCount | Fault::NoTables | Fault::NoAgeColumn => false,
-        };
-        fault.1 |= hit;
-        hit
-    };
-    lock(&state.seen).push(Seen {
-        path: path.clone(),
-        continued,
-        gone: gone_now,
-    });
-    if gone_now {
-        return Ok(gone());
-    }
-    let wants_table = parts
-        .headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("as=Table"));
-    if matches!(lock(&state.fault).0, Fault::NoTables) && wants_table {
-        return Ok(not_acceptable());
-    }
-
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or(path.as_str(), |pq| pq.as_str());
-    let no_age = matches!(lock(&state.fault).0, Fault::NoAgeColumn) && wants_table;
-    let mut headers = parts.headers;
-    if no_age {
-        // An uncompressed answer, so the proxy can rewrite it.
-        headers.remove(header::ACCEPT_ENCODING);
-    }
-    for h in [
-        header::HOST,
-        header::CONTENT_LENGTH,
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-    ] {
-        headers.remove(h);
-    }
-    let body = axum::body::to_bytes(body, 64 << 20).await?;
-    let upstream = state
-        .http
-        .request(parts.method, format!("{}{path_and_query}", state.upstream))
-        .headers(headers)
-        .body(body)
-        .send()
-        .await?;
-    let status = upstream.status();
-    let mut headers = upstream.headers().clone();
-    for h in [
-        header::CONTENT_LENGTH,
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-    ] {
-        headers.remove(h);
-    }
-    let mut body = upstream.bytes().await?;
-    let first_of_one = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "limit=1"));
-    if matches!(lock(&state.fault).0, Fault::NoRemainingCount)
-        && first_of_one
-        && !headers.contains_key(header::CONTENT_ENCODING)
-    {
-        let mut list: serde_json::Value = serde_json::from_slice(&body)?;
-        if let Some(meta) = list["metadata"].as_object_mut() {
-            meta.remove("remainingItemCount");
-        }
-        body = serde_json::to_vec(&list)?.into();
-    }
-    if no_age && status.is_success() {
-        let mut table: serde_json::Value = serde_json::from_slice(&body)?;
-        for column in table["columnDefinitions"]
-            .as_array_mut()
-            .into_iter()
-            .flatten()
-        {
-            if column["name"] == "Age" {
-                column["name"] = "Created".into();
-            }
-        }
-        body = serde_json::to_vec(&table)?.into();
-    }
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    Ok(response)
-}
-
-// ---------------------------------------------------------------------------------------
 // The fixture and the runs
 
+static KUBE: OnceCell<KubeApi> = OnceCell::const_new();
 static FIXTURE: OnceCell<()> = OnceCell::const_new();
 
 /// More pods than one Table page and more nodes than one node page, plus a few other
 /// workloads so "the rest of the report" has something in it.
 async fn setup() -> Result<&'static KubeApi, BoxError> {
-    let kube = KubeApi::shared().await?;
+    let kube = own_api_server(&KUBE).await?;
     FIXTURE
         .get_or_try_init(|| async {
             let client = kube.client().await?;
@@ -422,9 +124,9 @@ fn everything() -> Plan {
 /// One collection through the proxy with `fault` armed: the snapshot, what it says it
 /// cost, and the requests the proxy saw.
 async fn collect_with(
-    proxy: &FaultProxy,
-    fault: Fault,
-) -> Result<(Snapshot, Cost, Vec<Seen>), BoxError> {
+    proxy: &KubeProxy,
+    fault: KubeFault,
+) -> Result<(Snapshot, Cost, Vec<KubeRequest>), BoxError> {
     proxy.arm(fault);
     let client = proxy.client()?;
     let (snapshot, cost) = collect::collect(&client, &everything(), TAKEN_AT).await;
@@ -437,25 +139,22 @@ async fn collect_with(
 /// The volunteer binary through the proxy with `fault` armed: the report it would send
 /// and its log.
 async fn report_with(
-    proxy: &FaultProxy,
-    fault: Fault,
+    proxy: &KubeProxy,
+    fault: KubeFault,
 ) -> Result<(report::Report, String), BoxError> {
     let dir = tempfile::tempdir()?;
     let kubeconfig = proxy.kubeconfig(dir.path())?;
     proxy.arm(fault);
     let kc = kubeconfig.display().to_string();
-    let out = crate::common::volunteer(
-        &[
-            "--dry-run",
-            "--gateway",
-            "https://collector.example.org",
-            "--kubeconfig",
-            &kc,
-        ],
-        &[],
-    )
+    let out = crate::common::volunteer(&[
+        "--dry-run",
+        "--gateway",
+        "https://collector.example.org",
+        "--kubeconfig",
+        &kc,
+    ])
     .await?;
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let log = out.stderr;
     if !out.status.success() {
         return Err(format!("volunteer exited {}: {log}", out.status).into());
     }
@@ -463,7 +162,7 @@ async fn report_with(
 }
 
 /// The requests for `path`, as (continued, answered 410) pairs.
-fn requests_for(seen: &[Seen], path: &str) -> Vec<(bool, bool)> {
+fn requests_for(seen: &[KubeRequest], path: &str) -> Vec<(bool, bool)> {
     seen.iter()
         .filter(|s| s.path == path)
         .map(|s| (s.continued, s.gone))
@@ -471,7 +170,7 @@ fn requests_for(seen: &[Seen], path: &str) -> Vec<(bool, bool)> {
 }
 
 /// The requests for the pods of one namespace whose name starts with `prefix`.
-fn pod_requests_in<'s>(seen: &'s [Seen], prefix: &str) -> Vec<&'s Seen> {
+fn pod_requests_in<'s>(seen: &'s [KubeRequest], prefix: &str) -> Vec<&'s KubeRequest> {
     let start = format!("/api/v1/namespaces/{prefix}");
     seen.iter()
         .filter(|s| s.path.starts_with(&start) && s.path.ends_with("/pods"))
@@ -584,9 +283,9 @@ async fn a_410_part_way_through_the_pods_restarts_the_list_and_counts_each_pod_o
 {
     let kube = setup().await?;
     let admin = kube.client().await?;
-    let proxy = FaultProxy::start(kube).await?;
+    let proxy = KubeProxy::start(kube).await?;
 
-    let (baseline, baseline_cost, seen) = collect_with(&proxy, Fault::None).await?;
+    let (baseline, baseline_cost, seen) = collect_with(&proxy, KubeFault::None).await?;
     assert_eq!(requests_for(&seen, PODS), [(false, false), (true, false)]);
     let reference = reference_counts::<Pod>(&admin).await?;
     let want: u64 = PODS_PER_NAMESPACE.iter().sum::<usize>() as u64;
@@ -604,7 +303,7 @@ async fn a_410_part_way_through_the_pods_restarts_the_list_and_counts_each_pod_o
     assert_eq!(nonzero, reference);
     assert_eq!(counted.total, want);
 
-    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Once(PODS)).await?;
+    let (snapshot, cost, seen) = collect_with(&proxy, KubeFault::Once(PODS)).await?;
     // The first page, the 410 for the second, then the whole list again.
     assert_eq!(
         requests_for(&seen, PODS),
@@ -615,7 +314,7 @@ async fn a_410_part_way_through_the_pods_restarts_the_list_and_counts_each_pod_o
     // Exactly what an undisturbed collection read: nothing counted twice, nothing lost.
     assert_eq!(in_hours(snapshot), in_hours(baseline.clone()));
 
-    let (report, log) = report_with(&proxy, Fault::Once(PODS)).await?;
+    let (report, log) = report_with(&proxy, KubeFault::Once(PODS)).await?;
     assert!(proxy.seen().iter().any(|s| s.gone), "the fault never fired");
     assert_eq!(skipped(&report), []);
     assert_workloads_match(&admin, &report, None).await?;
@@ -640,10 +339,10 @@ async fn a_410_part_way_through_the_pods_restarts_the_list_and_counts_each_pod_o
 async fn a_pod_list_that_expires_again_after_its_restart_is_skipped_as_an_error() -> TestResult {
     let kube = setup().await?;
     let admin = kube.client().await?;
-    let proxy = FaultProxy::start(kube).await?;
+    let proxy = KubeProxy::start(kube).await?;
 
-    let (baseline, baseline_cost, baseline_seen) = collect_with(&proxy, Fault::None).await?;
-    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Always(PODS)).await?;
+    let (baseline, baseline_cost, baseline_seen) = collect_with(&proxy, KubeFault::None).await?;
+    let (snapshot, cost, seen) = collect_with(&proxy, KubeFault::Always(PODS)).await?;
     // One restart, not more.
     assert_eq!(
         requests_for(&seen, PODS),
@@ -670,7 +369,7 @@ async fn a_pod_list_that_expires_again_after_its_restart_is_skipped_as_an_error(
     assert_eq!(snapshot.namespaces, baseline.namespaces);
     assert_eq!(snapshot.master_version, baseline.master_version);
 
-    let (report, log) = report_with(&proxy, Fault::Always(PODS)).await?;
+    let (report, log) = report_with(&proxy, KubeFault::Always(PODS)).await?;
     assert_eq!(skipped(&report), [(pod_section(), SkipReason::Error)]);
     assert_workloads_match(&admin, &report, Some(Kind::Pod)).await?;
     let nodes = report.nodes.as_ref().ok_or("no nodes")?;
@@ -691,11 +390,11 @@ async fn a_pod_list_that_expires_again_after_its_restart_is_skipped_as_an_error(
 async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestResult {
     let kube = setup().await?;
     let admin = kube.client().await?;
-    let proxy = FaultProxy::start(kube).await?;
+    let proxy = KubeProxy::start(kube).await?;
     let uids = admin_node_uids(&admin).await?;
     assert!(uids.len() > NODE_PAGE as usize, "{}", uids.len());
 
-    let (baseline, baseline_cost, seen) = collect_with(&proxy, Fault::None).await?;
+    let (baseline, baseline_cost, seen) = collect_with(&proxy, KubeFault::None).await?;
     assert_eq!(requests_for(&seen, NODES), [(false, false), (true, false)]);
     let Section::Ok(nodes) = &baseline.nodes else {
         return Err("no nodes in the baseline".into());
@@ -705,7 +404,7 @@ async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestR
     assert_eq!(nodes.len(), uids.len());
 
     // Once: restarted, and every node read exactly once.
-    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Once(NODES)).await?;
+    let (snapshot, cost, seen) = collect_with(&proxy, KubeFault::Once(NODES)).await?;
     assert_eq!(
         requests_for(&seen, NODES),
         [(false, false), (true, true), (false, false), (true, false)]
@@ -718,7 +417,7 @@ async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestR
     assert_eq!(in_hours(snapshot), in_hours(baseline.clone()));
 
     // Every time: skipped after one restart; the rest is whole.
-    let (snapshot, cost, seen) = collect_with(&proxy, Fault::Always(NODES)).await?;
+    let (snapshot, cost, seen) = collect_with(&proxy, KubeFault::Always(NODES)).await?;
     assert_eq!(
         requests_for(&seen, NODES),
         [(false, false), (true, true), (false, false), (true, true)]
@@ -731,7 +430,7 @@ async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestR
     );
     assert_eq!(snapshot.namespaces, baseline.namespaces);
 
-    let (report, log) = report_with(&proxy, Fault::Always(NODES)).await?;
+    let (report, log) = report_with(&proxy, KubeFault::Always(NODES)).await?;
     assert_eq!(skipped(&report), [("nodes".to_owned(), SkipReason::Error)]);
     assert!(report.nodes.is_none());
     assert_workloads_match(&admin, &report, None).await?;
@@ -744,7 +443,7 @@ async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestR
     );
     assert_no_object_names(&log);
 
-    let (report, _) = report_with(&proxy, Fault::Once(NODES)).await?;
+    let (report, _) = report_with(&proxy, KubeFault::Once(NODES)).await?;
     assert_eq!(skipped(&report), []);
     assert_eq!(report.nodes.map(|n| n.len()), Some(uids.len()));
     Ok(())
@@ -754,9 +453,9 @@ async fn a_410_in_the_node_list_restarts_it_once_then_skips_the_nodes() -> TestR
 #[tokio::test]
 async fn the_proxy_without_a_fault_answers_as_the_server_does() -> TestResult {
     let kube = setup().await?;
-    let proxy = FaultProxy::start(kube).await?;
+    let proxy = KubeProxy::start(kube).await?;
     let direct = dry_run(kube.kubeconfig_path(), &[]).await?;
-    let (proxied, _) = report_with(&proxy, Fault::None).await?;
+    let (proxied, _) = report_with(&proxy, KubeFault::None).await?;
     let direct = decode(&direct)?;
     assert_eq!(proxied.cluster_id, direct.cluster_id);
     assert_eq!(proxied.nodes, direct.nodes);
@@ -769,10 +468,10 @@ async fn the_proxy_without_a_fault_answers_as_the_server_does() -> TestResult {
 #[tokio::test]
 async fn a_namespace_whose_count_the_server_leaves_out_is_counted_page_by_page() -> TestResult {
     let kube = setup().await?;
-    let proxy = FaultProxy::start(kube).await?;
+    let proxy = KubeProxy::start(kube).await?;
 
-    let (baseline, baseline_cost, _) = collect_with(&proxy, Fault::None).await?;
-    let (snapshot, cost, seen) = collect_with(&proxy, Fault::NoRemainingCount).await?;
+    let (baseline, baseline_cost, _) = collect_with(&proxy, KubeFault::None).await?;
+    let (snapshot, cost, seen) = collect_with(&proxy, KubeFault::NoRemainingCount).await?;
     // The same counts, read page by page in each namespace holding more than one pod.
     assert_eq!(in_hours(snapshot), in_hours(baseline));
     let paged = pod_requests_in(&seen, "relist-");
@@ -786,20 +485,20 @@ async fn a_namespace_whose_count_the_server_leaves_out_is_counted_page_by_page()
 
 #[tokio::test]
 async fn a_server_that_prints_no_tables_is_read_as_metadata() -> TestResult {
-    read_as_metadata(Fault::NoTables, "no Table form").await
+    read_as_metadata(KubeFault::NoTables, "no Table form").await
 }
 
 #[tokio::test]
 async fn tables_without_an_age_column_are_read_as_metadata() -> TestResult {
-    read_as_metadata(Fault::NoAgeColumn, "no AGE column").await
+    read_as_metadata(KubeFault::NoAgeColumn, "no AGE column").await
 }
 
 /// With `fault`, each kind's Table is refused or useless: the kind is read from its metadata,
 /// with exact ages, and `logged` says why.
-async fn read_as_metadata(fault: Fault, logged: &str) -> TestResult {
+async fn read_as_metadata(fault: KubeFault, logged: &str) -> TestResult {
     let kube = setup().await?;
     let admin = kube.client().await?;
-    let proxy = FaultProxy::start(kube).await?;
+    let proxy = KubeProxy::start(kube).await?;
 
     let (snapshot, _, seen) = collect_with(&proxy, fault).await?;
     // One Table request per kind, then the kind's metadata pages.

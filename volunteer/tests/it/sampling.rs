@@ -2,10 +2,12 @@
 //! a random sample of `NAMESPACE_SAMPLE` namespaces, the histogram is scaled to all of them and
 //! says so, and the total and ages stay exact (they come from the whole kind's Table).
 //!
-//! This test binary owns its API server (one per process), creates one fixture, and only
-//! reads after that, so cluster-wide counts are exact.
+//! This module owns its API server, creates one fixture, and only reads after that, so
+//! cluster-wide counts are exact.
 
-use crate::common::{BoxError, TestResult, create_namespaces, create_pods, decode, dry_run};
+use crate::common::{
+    BoxError, TestResult, create_namespaces, create_pods, decode, dry_run, own_api_server,
+};
 use report::{BUCKETS, Kind, bucket_index};
 use testenv::KubeApi;
 use tokio::sync::OnceCell;
@@ -22,10 +24,11 @@ fn pods_in(i: usize) -> usize {
 }
 const CONCURRENT_CREATES: usize = 16;
 
+static KUBE: OnceCell<KubeApi> = OnceCell::const_new();
 static FIXTURE: OnceCell<()> = OnceCell::const_new();
 
 async fn setup() -> Result<&'static KubeApi, BoxError> {
-    let kube = KubeApi::shared().await?;
+    let kube = own_api_server(&KUBE).await?;
     FIXTURE
         .get_or_try_init(|| async { create_fixture(&kube.client().await?).await })
         .await?;

@@ -3,24 +3,12 @@
 //! flag and the rule) before anything is read or sent; and a failure to send is logged with
 //! its whole cause chain.
 
-use std::process::Output;
-use std::time::Duration;
-
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-async fn volunteer(args: &[&str]) -> Result<Output, Box<dyn std::error::Error + Send + Sync>> {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_volunteer"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .kill_on_drop(true)
-        .output();
-    Ok(tokio::time::timeout(Duration::from_secs(60), run).await??)
-}
+use crate::common::{BoxError, TestResult, volunteer};
 
 /// Exit 64 with exactly one line on stderr, which is returned.
-async fn config_error(args: &[&str]) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+async fn config_error(args: &[&str]) -> Result<String, BoxError> {
     let out = volunteer(args).await?;
-    let stderr = String::from_utf8(out.stderr)?;
+    let stderr = out.stderr;
     assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     assert!(out.stdout.is_empty());
@@ -112,7 +100,7 @@ async fn a_collector_that_refuses_connections_is_logged_with_the_cause() -> Test
         "2s",
     ])
     .await?;
-    let stderr = String::from_utf8(out.stderr)?;
+    let stderr = out.stderr;
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let failed = stderr
         .lines()

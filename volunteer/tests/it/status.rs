@@ -3,72 +3,25 @@
 //! real gateway binary in front of a real nats-server.
 //!
 //! The shipped objects have fixed names (namespace `spartakus`, ConfigMap
-//! `spartakus-status`), so the tests that use them take turns ([`SPARTAKUS`]); each starts
-//! from the applied manifests and no status, whatever ran before it.
+//! `spartakus-status`), so the tests that use them take turns ([`shipped_turn`], with the RBAC
+//! test); each starts from the applied manifests and no status, whatever ran before it.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::common::{BoxError, Fixture, TestResult, wait_until};
+use crate::common::{BoxError, TestResult, apply, client_for, code, shipped_turn, text};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use sha2::{Digest, Sha256};
-use testenv::{KubeApi, Nats};
-use tokio::process::{Child, Command};
-use tokio::sync::{Mutex, MutexGuard};
+use testenv::{ClusterFixture, Finished, KubeApi, Launch, Nats, Service, eventually};
+use tokio::sync::MutexGuard;
 use volunteer::status::{BODY_KEY, key};
 
 const NAMESPACE: &str = "spartakus";
 const STATUS: &str = "spartakus-status";
 const STREAM: &str = "SPARTAKUS_REPORTS";
-
-/// Taken by every test that uses the shipped namespace and its status ConfigMap.
-static SPARTAKUS: Mutex<()> = Mutex::const_new(());
-
-fn k8s_dir(variant: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../k8s")
-        .join(variant)
-}
-
-/// `kubectl apply -k k8s/volunteer` as the admin.
-fn apply_shipped(kube: &KubeApi) -> TestResult {
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kube.kubeconfig_path())
-        .args(["apply", "-k"])
-        .arg(k8s_dir("volunteer"))
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "kubectl apply -k k8s/volunteer: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(())
-}
-
-async fn client_for(kubeconfig: &Path) -> Result<kube::Client, BoxError> {
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
-fn code<T>(r: &Result<T, kube::Error>) -> Option<u16> {
-    match r {
-        Ok(_) => Some(200),
-        Err(kube::Error::Api(s)) => Some(s.code),
-        Err(_) => None,
-    }
-}
 
 /// The shipped manifests applied, no status ConfigMap and no Events in the namespace, and
 /// the volunteer's ServiceAccount with a kubeconfig whose context namespace is the
@@ -84,10 +37,10 @@ struct Shipped {
 
 impl Shipped {
     async fn new() -> Result<Shipped, BoxError> {
-        let turn = SPARTAKUS.lock().await;
+        let turn = shipped_turn().await;
         let kube = KubeApi::shared().await?;
         let admin = kube.client().await?;
-        apply_shipped(kube)?;
+        apply(kube, "volunteer")?;
         let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), NAMESPACE);
         match cms.delete(STATUS, &DeleteParams::default()).await {
             Ok(_) | Err(kube::Error::Api(_)) => {}
@@ -107,15 +60,15 @@ impl Shipped {
         // RBAC changes reach the authorizer through a watch: until then the status is
         // forbidden (403) rather than missing (404).
         let sa_cms: Api<ConfigMap> = Api::namespaced(sa.clone(), NAMESPACE);
-        wait_until(
-            "the status Role to take effect",
+        eventually(
             Duration::from_secs(30),
+            "the status Role to take effect",
             || {
                 let sa_cms = sa_cms.clone();
                 async move { code(&sa_cms.get(STATUS).await) == Some(404) }
             },
         )
-        .await?;
+        .await;
         Ok(Shipped {
             _turn: turn,
             kube,
@@ -142,35 +95,12 @@ fn free_port() -> Result<u16, BoxError> {
         .port())
 }
 
-/// The real gateway binary on a free port, publishing to `nats`.
-async fn start_gateway(nats: &Nats) -> Result<(Child, String), BoxError> {
-    let port = free_port()?;
-    let child = Command::new(testenv::workspace_bin("gateway")?)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--nats-url",
-            &nats.url(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}");
-    // Ready, not only alive: the stream exists, so the first report is not answered 503.
-    let health = format!("{url}/readyz");
-    wait_until("the gateway's /readyz", Duration::from_secs(30), || {
-        let (http, health) = (http.clone(), health.clone());
-        async move {
-            http.get(&health)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await?;
-    Ok((child, url))
+/// The real gateway binary, publishing to `nats`, ready (its stream exists, so the first report
+/// is not answered 503).
+async fn start_gateway(nats: &Nats) -> Result<(Service, String), BoxError> {
+    let gateway = Launch::gateway(&nats.url()).start().await?;
+    let url = gateway.url();
+    Ok((gateway, url))
 }
 
 /// The reports queued in the stream.
@@ -190,17 +120,8 @@ async fn queued(nats: &Nats) -> Result<Vec<report::envelope::ValidEnvelope>, Box
     Ok(out)
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// One report to `gateway`, as the ServiceAccount.
-async fn report_to(shipped: &Shipped, gateway: &str, extra: &[&str]) -> Result<Output, BoxError> {
+async fn report_to(shipped: &Shipped, gateway: &str, extra: &[&str]) -> Result<Finished, BoxError> {
     let kc = shipped.kc();
     let mut args = vec![
         "--period",
@@ -213,7 +134,7 @@ async fn report_to(shipped: &Shipped, gateway: &str, extra: &[&str]) -> Result<O
         "5s",
     ];
     args.extend_from_slice(extra);
-    crate::common::volunteer(&args, &[]).await
+    crate::common::volunteer(&args).await
 }
 
 fn data(cm: &ConfigMap) -> std::collections::BTreeMap<String, String> {
@@ -272,7 +193,7 @@ async fn a_delivered_report_is_recorded_and_volunteer_status_prints_it() -> Test
 
     // `volunteer status`, as the ServiceAccount (it may read its own status).
     let kc = shipped.kc();
-    let out = crate::common::volunteer(&["status", "--kubeconfig", &kc], &[]).await?;
+    let out = crate::common::volunteer(&["status", "--kubeconfig", &kc]).await?;
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8(out.stdout)?;
     eprintln!("volunteer status:\n{printed}");
@@ -376,7 +297,7 @@ async fn a_failed_report_is_recorded_with_an_event_and_the_last_delivered_body_i
 async fn diff_prints_what_changed_since_the_last_delivered_report_and_sends_nothing() -> TestResult
 {
     let shipped = Shipped::new().await?;
-    let mut fixture = Fixture {
+    let mut fixture = ClusterFixture {
         prefix: "diff".into(),
         ..Default::default()
     };
@@ -385,7 +306,7 @@ async fn diff_prints_what_changed_since_the_last_delivered_report_and_sends_noth
     let (_gateway, url) = start_gateway(&nats).await?;
     let kc = shipped.kc();
     let args = ["--diff", "--gateway", &url, "--kubeconfig", &kc];
-    let diff = || crate::common::volunteer(&args, &[]);
+    let diff = || crate::common::volunteer(&args);
 
     // Before any report: nothing to compare with, said plainly.
     let out = diff().await?;
@@ -516,22 +437,22 @@ async fn without_its_status_role_the_volunteer_still_delivers_and_warns() -> Tes
         .delete("spartakus-volunteer-status", &DeleteParams::default())
         .await?;
     let cms: Api<ConfigMap> = Api::namespaced(shipped.sa.clone(), NAMESPACE);
-    wait_until(
-        "the status Role to be gone",
+    eventually(
         Duration::from_secs(30),
+        "the status Role to be gone",
         || {
             let cms = cms.clone();
             async move { code(&cms.get(STATUS).await) == Some(403) }
         },
     )
-    .await?;
+    .await;
 
     let nats = Nats::start().await?;
     let (_gateway, url) = start_gateway(&nats).await?;
     let out = report_to(&shipped, &url, &[]).await?;
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(queued(&nats).await?.len(), 1, "the report was delivered");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &out.stderr;
     let warning = stderr
         .lines()
         .find(|l| l.contains("status not recorded"))
@@ -555,7 +476,7 @@ async fn without_its_status_role_the_volunteer_still_delivers_and_warns() -> Tes
     let down = format!("http://127.0.0.1:{}", free_port()?);
     let out = report_to(&shipped, &down, &["--send-deadline", "1s"]).await?;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &out.stderr;
     assert!(stderr.contains("event not emitted"), "{stderr}");
     assert!(stderr.contains("volunteer failed"), "{stderr}");
     Ok(())
@@ -566,28 +487,27 @@ async fn a_periodic_volunteer_records_when_its_next_report_is_due() -> TestResul
     let shipped = Shipped::new().await?;
     let nats = Nats::start().await?;
     let (_gateway, url) = start_gateway(&nats).await?;
-    let mut volunteer = Command::new(crate::common::volunteer_bin()?)
-        .args([
-            "--period",
-            "1h",
-            "--jitter",
-            "1s",
-            "--gateway",
-            &url,
-            "--kubeconfig",
-            &shipped.kc(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let kc = shipped.kc();
+    let mut volunteer = crate::common::launch(&[
+        "--period",
+        "1h",
+        "--jitter",
+        "1s",
+        "--gateway",
+        &url,
+        "--kubeconfig",
+        &kc,
+    ])
+    .ready_when_started()
+    .start()
+    .await?;
     let cms: Api<ConfigMap> = Api::namespaced(shipped.admin.clone(), NAMESPACE);
-    wait_until("the first report's status", Duration::from_secs(60), || {
+    eventually(Duration::from_secs(60), "the first report's status", || {
         let cms = cms.clone();
         async move { cms.get_opt(STATUS).await.ok().flatten().is_some() }
     })
-    .await?;
-    volunteer.kill().await?;
+    .await;
+    volunteer.kill();
     let d = data(&shipped.status().await?);
     assert_eq!(d[key::OUTCOME], "delivered", "{d:?}");
     assert_eq!(d[key::PERIOD], "1h");
@@ -607,20 +527,17 @@ async fn a_periodic_volunteer_records_when_its_next_report_is_due() -> TestResul
 async fn volunteer_status_without_a_status_says_so_and_fails() -> TestResult {
     let kube = KubeApi::shared().await?;
     let kc = kube.kubeconfig_path().display().to_string();
-    let out = crate::common::volunteer(
-        &[
-            "status",
-            "--kubeconfig",
-            &kc,
-            "--status-namespace",
-            "kube-public",
-        ],
-        &[],
-    )
+    let out = crate::common::volunteer(&[
+        "status",
+        "--kubeconfig",
+        &kc,
+        "--status-namespace",
+        "kube-public",
+    ])
     .await?;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("no status yet: ConfigMap kube-public/spartakus-status does not exist"),
         "{stderr}"
