@@ -9,7 +9,9 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 
-use super::Env;
+use testenv::Service;
+
+use super::{Env, named};
 
 /// How long a restarted process may take to be ready again.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -121,18 +123,14 @@ pub async fn inject(
                 .restart()
                 .await
                 .map_err(|e| format!("restarting nats-{i}: {e}"))?,
-            Fault::Gateway(i) => {
-                env.gateways[i].launch()?;
-                env.gateways[i].wait_ready(READY_TIMEOUT).await?;
-            }
-            Fault::Ingester(i) => {
-                env.ingesters[i].launch()?;
-                env.ingesters[i].wait_ready(READY_TIMEOUT).await?;
-            }
+            Fault::Gateway(i) => restart(&mut env.gateways[i], "gateway", i).await?,
+            Fault::Ingester(i) => restart(&mut env.ingesters[i], "ingester", i).await?,
             Fault::Everything => {
                 // Gateways and ingesters first: they must start while NATS is still down.
-                for child in env.gateways.iter_mut().chain(env.ingesters.iter_mut()) {
-                    child.launch()?;
+                for (name, service) in named(&mut env.gateways, &mut env.ingesters) {
+                    service
+                        .relaunch()
+                        .map_err(|e| format!("relaunching {name}: {e}"))?;
                 }
                 // All nodes at once: a lone node of a cluster whose quorum is down never
                 // reports ready.
@@ -145,8 +143,11 @@ pub async fn inject(
                     t(Instant::now()),
                     restarted.elapsed().as_secs_f64()
                 ));
-                for child in env.gateways.iter_mut().chain(env.ingesters.iter_mut()) {
-                    child.wait_ready(READY_TIMEOUT).await?;
+                for (name, service) in named(&mut env.gateways, &mut env.ingesters) {
+                    service
+                        .wait_ready(READY_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("{name}: {e}"))?;
                 }
             }
         }
@@ -159,4 +160,16 @@ pub async fn inject(
         ));
     }
     Ok(log)
+}
+
+/// Starts a killed gateway or ingester again (same port, flags and log) and waits until it is
+/// ready.
+async fn restart(service: &mut Service, kind: &str, i: usize) -> Result<(), String> {
+    service
+        .relaunch()
+        .map_err(|e| format!("relaunching {kind}-{i}: {e}"))?;
+    service
+        .wait_ready(READY_TIMEOUT)
+        .await
+        .map_err(|e| format!("{kind}-{i}: {e}"))
 }

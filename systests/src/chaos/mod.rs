@@ -4,11 +4,11 @@
 //! one gateway, one ingester, and once everything at once are killed with SIGKILL and brought
 //! back. Afterwards every acknowledged report must be in the sink exactly once.
 //!
-//! Shared by the integration test (`tests/chaos.rs`, CI size) and the bench
+//! Shared by the integration test (`tests/it/chaos.rs`, CI size) and the bench
 //! (`benches/chaos.rs`, longer). Both need the gateway and ingester binaries built first, in
-//! the same profile.
+//! the same profile. The gateways and ingesters are testenv [`Service`]s: killed with SIGKILL
+//! and relaunched on the same port with the same flags and log.
 //!
-//! - `child`: the gateway and ingester processes, killable and restartable.
 //! - `load`: the volunteers, sending with [`volunteer::send::send`].
 //! - `faults`: the seeded kill schedule.
 //! - `reconcile`: what the sink holds against what was acknowledged.
@@ -23,7 +23,6 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod child;
 mod faults;
 pub mod load;
 pub mod reconcile;
@@ -34,9 +33,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use tempfile::TempDir;
+use testenv::{Launch, Service};
 use tokio::time::Instant;
 
-use child::{Child, workspace_binary};
 pub use load::LoadSettings;
 pub use reconcile::Stored;
 use volunteer::send::Policy;
@@ -114,8 +113,10 @@ impl Scenario {
 /// The running pipeline.
 pub struct Env {
     // Field order: processes die before their folder goes.
-    pub gateways: Vec<Child>,
-    pub ingesters: Vec<Child>,
+    /// `gateway-0`, `gateway-1`… by index.
+    pub gateways: Vec<Service>,
+    /// `ingester-0`, `ingester-1`… by index.
+    pub ingesters: Vec<Service>,
     pub nats: testenv::NatsCluster,
     bigquery: Option<testenv::BigQuery>,
     sqlite: Option<PathBuf>,
@@ -124,35 +125,21 @@ pub struct Env {
 
 impl Env {
     async fn start(scenario: &Scenario) -> Result<Self, String> {
-        let gateway_bin = workspace_binary("gateway")?;
-        let ingester_bin = workspace_binary("ingester")?;
         let dir = TempDir::with_prefix("spartakus-chaos-").map_err(|e| e.to_string())?;
         let nats = testenv::NatsCluster::start(scenario.nats_nodes)
             .await
             .map_err(|e| format!("NATS cluster: {e}"))?;
         let urls = nats.urls().join(",");
-        let log_env = vec![("RUST_LOG".to_owned(), "info".to_owned())];
 
         let mut gateways = Vec::new();
         for i in 0..scenario.gateways {
-            let args = strings(&[
-                "--nats-url",
-                &urls,
-                "--stream-replicas",
-                &scenario.nats_nodes.min(3).to_string(),
-                "--log-format",
-                "json",
-            ]);
-            gateways.push(Child::start(
-                &format!("gateway-{i}"),
-                &gateway_bin,
-                args,
-                log_env.clone(),
-                dir.path(),
-            )?);
-        }
-        for gateway in &mut gateways {
-            gateway.wait_ready(START_TIMEOUT).await?;
+            let gateway = Launch::gateway(&urls)
+                .args(["--stream-replicas", &scenario.nats_nodes.min(3).to_string()])
+                .ready_within(START_TIMEOUT)
+                .start()
+                .await
+                .map_err(|e| format!("gateway-{i}: {e}"))?;
+            gateways.push(gateway);
         }
 
         let (sink_flags, bigquery, sqlite) = match scenario.sink {
@@ -184,26 +171,18 @@ impl Env {
         };
         let mut ingesters = Vec::new();
         for i in 0..scenario.ingesters {
-            let mut args = strings(&[
-                "--nats-url",
-                &urls,
-                "--ack-wait",
-                ACK_WAIT,
-                "--batch-wait",
-                "100ms",
-                "--log-format",
-                "json",
-            ]);
-            args.extend(sink_flags.iter().cloned());
-            let mut ingester = Child::start(
-                &format!("ingester-{i}"),
-                &ingester_bin,
-                args,
-                log_env.clone(),
-                dir.path(),
-            )?;
-            // One after the other: the first creates the consumer (and the table).
-            ingester.wait_ready(START_TIMEOUT).await?;
+            // Named rather than `Launch::ingester`, whose batches fill within 50 ms: this run's
+            // batches wait up to 100 ms.
+            let ingester = Launch::named("ingester")
+                .args(["--nats-url", &urls, "--ack-wait", ACK_WAIT])
+                .args(["--batch-wait", "100ms", "--log-format", "json"])
+                .args(&sink_flags)
+                .serving("--listen", "/readyz")
+                .ready_within(START_TIMEOUT)
+                // One after the other: the first creates the consumer (and the table).
+                .start()
+                .await
+                .map_err(|e| format!("ingester-{i}: {e}"))?;
             ingesters.push(ingester);
         }
         Ok(Env {
@@ -218,9 +197,12 @@ impl Env {
 
     /// Waits until the ingesters have settled every message of the stream.
     async fn drain(&mut self) -> Result<Drained, String> {
-        for child in self.gateways.iter_mut().chain(self.ingesters.iter_mut()) {
+        for (name, service) in named(&mut self.gateways, &mut self.ingesters) {
             // Each must still be alive and ready after the faults.
-            child.wait_ready(START_TIMEOUT).await?;
+            service
+                .wait_ready(START_TIMEOUT)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
         }
         let client = async_nats::connect(self.nats.urls())
             .await
@@ -251,7 +233,8 @@ impl Env {
                 let tails: Vec<String> = self
                     .ingesters
                     .iter()
-                    .map(|i| format!("{}:\n{}", i.name, i.log_tail(20)))
+                    .enumerate()
+                    .map(|(i, ingester)| format!("ingester-{i}:\n{}", ingester.log_tail(20)))
                     .collect();
                 return Err(format!(
                     "the consumer did not drain within {DRAIN_TIMEOUT:?} ({last})\n{}",
@@ -306,6 +289,31 @@ struct Drained {
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Every gateway and ingester with its name (`gateway-0`, `ingester-1`…).
+pub(crate) fn named<'a>(
+    gateways: &'a mut [Service],
+    ingesters: &'a mut [Service],
+) -> impl Iterator<Item = (String, &'a mut Service)> {
+    let gateways = gateways
+        .iter_mut()
+        .enumerate()
+        .map(|(i, s)| (format!("gateway-{i}"), s));
+    let ingesters = ingesters
+        .iter_mut()
+        .enumerate()
+        .map(|(i, s)| (format!("ingester-{i}"), s));
+    gateways.chain(ingesters)
+}
+
+/// Log lines at ERROR level (the binaries log JSON: `"level":"ERROR"`), over every run.
+fn errors_logged(service: &Service) -> Vec<String> {
+    let text = std::fs::read_to_string(service.log()).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The outcome of a run.
@@ -458,7 +466,11 @@ pub async fn run(scenario: &Scenario) -> Result<Accounting, String> {
     } else {
         Vec::new()
     };
-    let gateway_urls = env.gateways.iter().map(Child::url).collect();
+    let gateway_urls = env
+        .gateways
+        .iter()
+        .map(|g| reqwest::Url::parse(&g.url()).map_err(|e| format!("{}: {e}", g.url())))
+        .collect::<Result<_, _>>()?;
     let start = Instant::now();
     let load = tokio::spawn(load::run(scenario.load.clone(), gateway_urls));
     let events = match faults::inject(&mut env, &schedule, start, scenario.load.seed).await {
@@ -472,11 +484,8 @@ pub async fn run(scenario: &Scenario) -> Result<Accounting, String> {
     let load_time = start.elapsed();
     let drained = env.drain().await?;
     let stored = env.stored().await?;
-    let errors_logged = env
-        .gateways
-        .iter()
-        .chain(&env.ingesters)
-        .map(|c| (c.name.clone(), c.errors_logged()))
+    let errors_logged = named(&mut env.gateways, &mut env.ingesters)
+        .map(|(name, service)| (name, errors_logged(service)))
         .filter(|(_, lines)| !lines.is_empty())
         .collect();
     let mut accounting = reconcile::account(

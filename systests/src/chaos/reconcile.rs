@@ -14,7 +14,7 @@ pub struct Stored {
     pub timestamp: String,
     pub master_version: String,
     /// Node IDs with their capacity entries; `None` where the sink cannot be read back
-    /// (the emulator mangles records nested in repeated records: testenv/tests/bigquery.rs).
+    /// (the emulator mangles records nested in repeated records: testenv/tests/it/bigquery.rs).
     pub nodes: Option<Vec<(String, usize)>>,
 }
 

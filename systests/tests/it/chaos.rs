@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use systests::chaos::{Scenario, SinkKind, run};
 
-/// The two runs share two cores with everything else: one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::pipeline::heavy_turn;
 
 fn seed() -> u64 {
     std::env::var("SPARTAKUS_CHAOS_SEED")
@@ -20,7 +19,8 @@ fn seed() -> u64 {
 }
 
 async fn chaos(scenario: Scenario) {
-    let _one_at_a_time = SERIAL.lock().await;
+    // The runs share two cores with everything else: one heavy test at a time.
+    let _turn = heavy_turn().await;
     let accounting = match run(&scenario).await {
         Ok(accounting) => accounting,
         Err(e) => panic!(

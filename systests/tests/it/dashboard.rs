@@ -32,11 +32,10 @@ use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExcep
 use chromiumoxide::page::{Page, ScreenshotParams};
 use futures::StreamExt;
 use serde_json::Value;
-use systests::chaos::child::{Child, workspace_binary};
 use systests::population::{self, Settings};
-use tokio::time::Instant;
+use testenv::Launch;
 
-const START: Duration = Duration::from_secs(60);
+use crate::pipeline::{Pipeline, heavy_turn};
 
 fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("SPARTAKUS_CHROMIUM") {
@@ -54,22 +53,6 @@ fn chromium() -> PathBuf {
     panic!(
         "chromium not found (apt-get install chromium, or set SPARTAKUS_CHROMIUM): the dashboard's browser test needs it"
     );
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-fn stored(db: &Path) -> usize {
-    let Ok(conn) = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) else {
-        return 0;
-    };
-    conn.query_row("SELECT count(*) FROM reports", [], |r| r.get::<_, i64>(0))
-        .map(|n| n as usize)
-        .unwrap_or(0)
 }
 
 /// What the rendered page says, read by script in the page (after it rendered: the page has
@@ -161,43 +144,8 @@ async fn screenshot(page: &Page, path: &Path) {
 
 #[tokio::test]
 async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_elsewhere() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let nats = testenv::Nats::start().await.expect("nats-server starts");
-    let env = vec![("RUST_LOG".to_owned(), "info".to_owned())];
-    let mut gateway = Child::start(
-        "gateway",
-        &workspace_binary("gateway").expect("built"),
-        strings(&[
-            "--nats-url",
-            &nats.url(),
-            "--backdate-synthetic",
-            "--log-format",
-            "json",
-        ]),
-        env.clone(),
-        dir.path(),
-    )
-    .expect("the gateway starts");
-    gateway.wait_ready(START).await.expect("gateway ready");
-    let db = dir.path().join("spartakus.sqlite");
-    let mut ingester = Child::start(
-        "ingester",
-        &workspace_binary("ingester").expect("built"),
-        strings(&[
-            "--nats-url",
-            &nats.url(),
-            "--sink",
-            &format!("sqlite:{}", db.display()),
-            "--retention",
-            "none",
-            "--log-format",
-            "json",
-        ]),
-        env.clone(),
-        dir.path(),
-    )
-    .expect("the ingester starts");
-    ingester.wait_ready(START).await.expect("ingester ready");
+    let _turn = heavy_turn().await;
+    let mut pipeline = Pipeline::start().await;
 
     // The population, through the real path.
     let now = jiff::Timestamp::now().as_second();
@@ -207,20 +155,8 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
         seed: 12,
         now,
     });
-    let sent = population::send(&gateway.url(), &planned, 16)
-        .await
-        .expect("the gateway takes the population");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while stored(&db) < planned.len() {
-        assert!(
-            Instant::now() < deadline,
-            "the ingester stored {} of {}:\n{}",
-            stored(&db),
-            planned.len(),
-            ingester.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sent = pipeline.deliver(&planned, 16).await;
+    let (dir, db) = (&pipeline.dir, &pipeline.db);
 
     // Weekly snapshots from the first Sunday whose window is all population, then served.
     let first = jiff::Timestamp::from_second(sent.first)
@@ -231,10 +167,8 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
         .checked_add(jiff::Span::new().days(27))
         .expect("a date");
     let out = dir.path().join("stats");
-    let mut stats = Child::start(
-        "stats",
-        &workspace_binary("stats").expect("built"),
-        strings(&[
+    let mut stats = Launch::stats()
+        .args([
             "--store",
             &format!("sqlite:{}", db.display()),
             "--out",
@@ -245,16 +179,13 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
             "--new-ledger",
             "--log-format",
             "json",
-        ]),
-        env,
-        dir.path(),
-    )
-    .expect("stats starts");
-    stats
-        .wait_ready(Duration::from_secs(300))
+        ])
+        .serving("--listen", "/readyz")
+        .ready_within(Duration::from_secs(300))
+        .start()
         .await
         .expect("stats publishes the snapshots and the page");
-    let base = format!("http://{}", stats.addr);
+    let base = stats.url();
     let url = format!("{base}/stats/");
 
     let latest: Value =
@@ -363,18 +294,20 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
     page.goto(url.as_str()).await.expect("the page loads");
     page.wait_for_navigation().await.expect("loaded");
     // The paint entry is recorded once the frame is presented, which may follow the load.
-    let mut fcp = -1.0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while fcp <= 0.0 && Instant::now() < deadline {
-        fcp = eval(
-            &page,
-            "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1",
-        )
-        .await;
-        if fcp <= 0.0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let fcp = std::cell::Cell::new(-1.0);
+    let (painted, tab) = (&fcp, &page);
+    let _ = testenv::try_eventually(Duration::from_secs(20), || async move {
+        painted.set(
+            eval(
+                tab,
+                "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1",
+            )
+            .await,
+        );
+        painted.get() > 0.0
+    })
+    .await;
+    let fcp = fcp.get();
     let load: f64 = eval(
         &page,
         "(() => { const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime; })()",
@@ -668,20 +601,20 @@ async fn the_dashboard_shows_every_metric_as_published_and_loads_nothing_from_el
         "(() => { const i = document.createElement('img'); i.src = 'http://127.0.0.1:9/x.png'; document.body.append(i); return true; })()",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !errors
-        .lock()
-        .expect("lock")
-        .iter()
-        .any(|e| e.contains("Content Security Policy"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a CSP violation was not reported: {:?}",
-            errors.lock().expect("lock")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reported = testenv::try_eventually(Duration::from_secs(10), || {
+        let csp = errors
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|e| e.contains("Content Security Policy"));
+        async move { csp }
+    })
+    .await;
+    assert!(
+        reported.is_ok(),
+        "a CSP violation was not reported: {:?}",
+        errors.lock().expect("lock")
+    );
 
     // The weight of what a visitor downloads: the page and its stylesheet, as served.
     let raw = reqwest::Client::builder()

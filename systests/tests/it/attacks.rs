@@ -25,7 +25,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
@@ -42,10 +42,10 @@ use stats::normalize::OTHER;
 use stats::privacy::{Budget, Plan, Total};
 use stats::store::sqlite::SqliteStore;
 use stats::store::{Query, Store, Window};
-use systests::chaos::child::{Child, workspace_binary};
 use systests::population::{self, Planned, Settings};
-use tempfile::TempDir;
-use tokio::time::Instant;
+use testenv::{Finished, Launch};
+
+use crate::pipeline::{Pipeline, heavy_turn, read_only};
 
 const ORDINARY: usize = 400;
 const FORGED: usize = 99;
@@ -65,9 +65,10 @@ const ALPHA: f64 = 0.001;
 /// Thresholds t of the events {S ≥ t}, spread over the quantiles of S.
 const THRESHOLDS: usize = 200;
 
-const START: Duration = Duration::from_secs(60);
-const STORED: Duration = Duration::from_secs(180);
-const POLL: Duration = Duration::from_millis(100);
+/// How long one run of the stats binary may take.
+const STATS_RUN: Duration = Duration::from_secs(120);
+/// The volunteer's sender posts this many reports at a time.
+const CONCURRENCY: usize = 8;
 
 // The target's values; the forged clusters copy them. None is in the ordinary population.
 const MASTER: &str = "v1.50.9";
@@ -183,134 +184,26 @@ fn per_namespace(total: u64, namespaces: u64) -> Vec<Value> {
         .collect()
 }
 
-// ---- The real path ----
+// ---- The store (the real path to it is `crate::pipeline`) ----
 
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-/// nats-server, the gateway (`--backdate-synthetic`) and the ingester (SQLite), on loopback.
-struct Pipeline {
-    // Field order: the processes stop before their folder is removed.
-    gateway: Child,
-    ingester: Child,
-    _nats: testenv::Nats,
-    db: PathBuf,
-    delivered: usize,
-    dir: TempDir,
-}
-
-impl Pipeline {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let nats = testenv::Nats::start().await.expect("nats-server starts");
-        let env = vec![("RUST_LOG".to_owned(), "info".to_owned())];
-        let mut gateway = Child::start(
-            "gateway",
-            &workspace_binary("gateway").expect("built"),
-            strings(&[
-                "--nats-url",
-                &nats.url(),
-                "--backdate-synthetic",
-                "--log-format",
-                "json",
-            ]),
-            env.clone(),
-            dir.path(),
-        )
-        .expect("the gateway starts");
-        gateway
-            .wait_ready(START)
-            .await
-            .expect("the gateway is ready");
-        let db = dir.path().join("spartakus.sqlite");
-        let mut ingester = Child::start(
-            "ingester",
-            &workspace_binary("ingester").expect("built"),
-            strings(&[
-                "--nats-url",
-                &nats.url(),
-                "--sink",
-                &format!("sqlite:{}", db.display()),
-                "--retention",
-                "none",
-                "--log-format",
-                "json",
-            ]),
-            env,
-            dir.path(),
-        )
-        .expect("the ingester starts");
-        ingester
-            .wait_ready(START)
-            .await
-            .expect("the ingester is ready");
-        Pipeline {
-            gateway,
-            ingester,
-            _nats: nats,
-            db,
-            delivered: 0,
-            dir,
-        }
-    }
-
-    /// Posts `reports` to the gateway (through the volunteer's sender) and waits until the
-    /// ingester has stored every one.
-    async fn deliver(&mut self, reports: &[Planned]) {
-        population::send(&self.gateway.url(), reports, 8)
-            .await
-            .expect("the gateway takes every report");
-        self.delivered += reports.len();
-        let deadline = Instant::now() + STORED;
-        loop {
-            let n = stored(&self.db);
-            if n >= self.delivered {
-                assert_eq!(n, self.delivered, "every report stored once");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the ingester stored {n} of {} reports:\n{}",
-                self.delivered,
-                self.ingester.log_tail(20)
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// The raw cells of `day`'s window: what the stats binary feeds to `disclose`.
-    async fn raw(&self, day: Date) -> Raw {
-        let config = defaults();
-        let budget = config.budget();
-        let query = Query {
-            window: Window {
-                date: day,
-                days: config.window_days,
-            },
-            include_synthetic: true,
-            node_clip: budget.node_clip,
-            report_clip: budget.report_clip,
-        };
-        SqliteStore::new(&self.db)
-            .compute(query)
-            .await
-            .expect("the store computes the cells")
-            .raw
-    }
-}
-
-fn read_only(db: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-}
-
-fn stored(db: &Path) -> usize {
-    read_only(db)
-        .and_then(|c| c.query_row("SELECT count(*) FROM reports", [], |r| r.get::<_, i64>(0)))
-        .map_or(0, |n| n as usize)
+/// The raw cells of `day`'s window in the store `db`: what the stats binary feeds to `disclose`.
+async fn raw(db: &Path, day: Date) -> Raw {
+    let config = defaults();
+    let budget = config.budget();
+    let query = Query {
+        window: Window {
+            date: day,
+            days: config.window_days,
+        },
+        include_synthetic: true,
+        node_clip: budget.node_clip,
+        report_clip: budget.report_clip,
+    };
+    SqliteStore::new(db)
+        .compute(query)
+        .await
+        .expect("the store computes the cells")
+        .raw
 }
 
 /// The stats binary's defaults: the budget every snapshot is released under.
@@ -729,21 +622,17 @@ fn ln_gamma(x: f64) -> f64 {
 
 // ---- The stats binary ----
 
-async fn run_stats(db: &Path, out: &Path, day: Date, extra: &[&str]) -> std::process::Output {
-    let bin = testenv::workspace_bin("stats").expect("the stats binary is built");
-    let run = tokio::process::Command::new(bin)
+async fn run_stats(db: &Path, out: &Path, day: Date, extra: &[&str]) -> Finished {
+    Launch::stats()
         .args(["--once", "--include-synthetic", "--log-format", "json"])
         .args(["--store", &format!("sqlite:{}", db.display())])
         .args(["--out", out.to_str().expect("a UTF-8 path")])
         .args(["--date", &day.to_string()])
         .args(extra)
         .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(120), run)
+        .run(STATS_RUN)
         .await
         .expect("stats finishes within 2 minutes")
-        .expect("stats runs")
 }
 
 fn read_json(path: &Path) -> Value {
@@ -840,12 +729,13 @@ async fn forged_reports_around_one_cluster_learn_no_more_than_the_guarantee_allo
 
     // D' = ordinary + forged, D = D' + the target: one store before and after the target's
     // report, each through the real path.
+    let _turn = heavy_turn().await;
     let mut pipeline = Pipeline::start().await;
-    pipeline.deliver(&ordinary(noon)).await;
-    pipeline.deliver(&forged).await;
-    let without = pipeline.raw(day).await;
-    pipeline.deliver(&[target]).await;
-    let with = pipeline.raw(day).await;
+    pipeline.deliver(&ordinary(noon), CONCURRENCY).await;
+    pipeline.deliver(&forged, CONCURRENCY).await;
+    let without = raw(&pipeline.db, day).await;
+    pipeline.deliver(&[target], CONCURRENCY).await;
+    let with = raw(&pipeline.db, day).await;
     drop(pipeline);
 
     let budget = defaults().budget();
@@ -956,25 +846,22 @@ async fn a_date_is_released_once_and_a_forced_second_release_hides_who_joined() 
     let (day, noon) = the_day();
     let mut rng = StdRng::seed_from_u64(1);
     let target = distinctive(&mut rng, TARGET_NODES, noon);
+    let _turn = heavy_turn().await;
     let mut pipeline = Pipeline::start().await;
-    pipeline.deliver(&ordinary(noon)).await;
-    let before = pipeline.raw(day).await;
+    pipeline.deliver(&ordinary(noon), CONCURRENCY).await;
+    let before = raw(&pipeline.db, day).await;
     let out = pipeline.dir.path().join("stats");
     let snapshot = out.join(format!("snapshots/{day}/snapshot.json"));
 
     let first = run_stats(&pipeline.db, &out, day, &["--new-ledger"]).await;
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", first.stderr);
     let first_release = std::fs::read(&snapshot).expect("the first release");
 
     // The target joins; the same date again is refused, and nothing is rewritten.
-    pipeline.deliver(&[target]).await;
-    let after = pipeline.raw(day).await;
+    pipeline.deliver(&[target], CONCURRENCY).await;
+    let after = raw(&pipeline.db, day).await;
     let again = run_stats(&pipeline.db, &out, day, &[]).await;
-    let stderr = String::from_utf8_lossy(&again.stderr);
+    let stderr = &again.stderr;
     assert_eq!(again.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("already released"), "{stderr}");
     assert_eq!(
@@ -990,11 +877,7 @@ async fn a_date_is_released_once_and_a_forced_second_release_hides_who_joined() 
 
     // Forced, it is released again and the ledger charges both.
     let forced = run_stats(&pipeline.db, &out, day, &["--allow-rerelease"]).await;
-    assert!(
-        forced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&forced.stderr)
-    );
+    assert!(forced.status.success(), "{}", forced.stderr);
     let ledger = read_json(&out.join("ledger.json"));
     let releases = ledger["releases"].as_array().expect("releases");
     assert_eq!(releases.len(), 2, "{ledger}");

@@ -1,0 +1,11 @@
+//! The system tests: one binary, one module per subject (attacks, chaos, contracts, dashboard,
+//! e2e), and `pipeline`, the write path and the turn that the heavy ones share.
+//!
+//! One integration-test binary per crate: each extra binary links the world again.
+
+mod attacks;
+mod chaos;
+mod contracts;
+mod dashboard;
+mod e2e;
+mod pipeline;
