@@ -48,7 +48,6 @@ pub use kube_api::KubeApi;
 pub use kube_proxy::{KubeFault, KubeProxy, KubeRequest};
 pub use nats::{Nats, NatsCluster};
 pub use ours::{Finished, Launch, READY_TIMEOUT, Service};
-pub use process::watched;
 
 /// Why a server could not be started or used.
 #[derive(Debug, thiserror::Error)]

@@ -43,7 +43,7 @@ exit "$status"
 /// to the program, and closing it (dropping the handle, or this process dying however it dies)
 /// SIGKILLs the program. The script runs in its own process group, so a Ctrl-C in the terminal
 /// reaches only the test process.
-pub fn watched(bin: &Path) -> Command {
+pub(crate) fn watched(bin: &Path) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(WATCHDOG)

@@ -6,6 +6,7 @@ mod bigquery;
 mod docs;
 mod k8s_manifests;
 mod kube;
+mod kube_proxy;
 mod nats;
 mod quickstart;
 mod shape;
