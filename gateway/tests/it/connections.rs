@@ -1,9 +1,8 @@
-//! Every connection is bounded, against the gateway binary and a real nats-server: slow request
-//! heads are closed by `--header-timeout` while honest reports get 204 and memory stays
-//! bounded; an idle keep-alive connection is closed by `--idle-timeout`; at
-//! `--max-connections` a new connection closes the oldest slow head and is served at once, or,
-//! when every connection is handling a request, waits until one finishes; HTTP/2 prior
-//! knowledge gets the connection closed.
+//! The gateway's connections are bounded by `plumbing::serve` (whose behaviour is tested in
+//! plumbing, `plumbing/tests/it/serve.rs`). Here, against the gateway binary and a real
+//! nats-server, what is the gateway's own: its flags reach the server (`--header-timeout`,
+//! `--max-connections`, `--idle-timeout`), and under a thousand slow request heads honest
+//! reports get 204 while the gateway's memory stays bounded.
 //!
 //! What the kernel holds for the gateway's port (accepted connections, the backlog) is read
 //! from `/proc/net/tcp`, so that the tests wait on the real state rather than on time. The
@@ -17,7 +16,7 @@ use testenv::Nats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{DEADLINE, SEED, TestResult, exclusive, launch, seed_at};
+use crate::helpers::{DEADLINE, TestResult, exclusive, launch, seed_at};
 use crate::load::mib;
 
 /// Slack on a timeout before a connection counts as outliving it: the machine running the
@@ -270,36 +269,23 @@ async fn slow_heads_are_closed_by_the_header_timeout_while_reports_get_204_in_bo
     Ok(())
 }
 
-/// POSTs `report` to `url` with `http`; the status and how long it took.
-fn post_report(
-    http: &reqwest::Client,
-    url: String,
-    report: String,
-) -> tokio::task::JoinHandle<(reqwest::Result<reqwest::StatusCode>, Duration)> {
-    let http = http.clone();
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let response = http
-            .post(format!("{url}/api/v1"))
-            .header("content-type", "application/json")
-            .body(report)
-            .send()
-            .await;
-        (response.map(|r| r.status()), started.elapsed())
-    })
-}
-
 #[tokio::test]
-async fn at_the_connection_cap_a_new_connection_closes_the_oldest_slow_head_and_is_served_at_once()
--> TestResult {
+async fn the_connection_cap_and_the_idle_timeout_are_the_flags() -> TestResult {
     let _alone = exclusive().await;
-    const CAP: usize = 16;
+    let idle_timeout = Duration::from_secs(1);
     let nats = Nats::start().await?;
-    // A header timeout far beyond the test: only making room can close a slow head here.
+    // A header timeout far beyond the test: only making room can close the slow head here.
     let mut gateway = start_gateway(
         &nats,
-        "CAP",
-        &["--header-timeout", "60s", "--max-connections", "16"],
+        "FLAGS",
+        &[
+            "--max-connections",
+            "1",
+            "--idle-timeout",
+            "1s",
+            "--header-timeout",
+            "60s",
+        ],
     )
     .await;
     let http = fresh_connections();
@@ -309,137 +295,44 @@ async fn at_the_connection_cap_a_new_connection_closes_the_oldest_slow_head_and_
     })
     .await;
 
-    // Fill every slot with a head that never ends, one after the other, so that the first is
-    // the oldest.
-    let mut heads = Vec::new();
-    for opened in 1..=CAP {
-        heads.push(tokio::spawn(slow_head(
-            addr,
-            Duration::from_millis(250),
-            DEADLINE,
-        )));
-        wait_for_sockets(addr.port(), "accepted the slow head", |s| {
-            s.accepted == opened
-        })
-        .await;
-    }
+    // At a cap of one (the default is 1024), a report closes the one slow head and is served.
+    let head = tokio::spawn(slow_head(addr, Duration::from_millis(250), DEADLINE));
+    wait_for_sockets(addr.port(), "accepted the slow head", |s| s.accepted == 1).await;
+    let started = Instant::now();
+    let response = http
+        .post(format!("{}/api/v1", gateway.url()))
+        .header("content-type", "application/json")
+        .body(seed_at(1))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 204);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "the report waited {took:?}");
+    let head = head.await?;
+    assert!(head.lasted.is_some(), "the slow head was not closed");
+    assert_eq!(head.answered, 0);
 
-    let (status, took) = post_report(&http, gateway.url(), seed_at(1)).await?;
-    assert_eq!(status?, 204);
-    println!("cap {CAP}, every slot a slow head: a report was answered in {took:?}");
-    assert!(
-        took < Duration::from_secs(1),
-        "the report waited {took:?} at the cap"
+    // A kept-alive connection is closed after a second idle (the default is 75 s).
+    let mut stream = TcpStream::connect(addr).await?;
+    let report = seed_at(2);
+    let request = format!(
+        "POST /api/v1 HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{report}",
+        report.len()
     );
-
-    // The oldest slow head made room, and only it.
-    let oldest = heads.remove(0).await?;
-    let lasted = oldest.lasted.expect("the oldest slow head was closed");
-    assert!(lasted < Duration::from_secs(60), "{lasted:?}");
-    assert_eq!(oldest.answered, 0);
-    wait_for_sockets(addr.port(), "closed the report's connection", |s| {
-        s.accepted == CAP - 1
-    })
-    .await;
+    stream.write_all(request.as_bytes()).await?;
+    let (head, _) = read_answer(&mut stream).await;
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    let answered = Instant::now();
+    let after = read_until_closed(&mut stream).await;
+    let idle = answered.elapsed();
+    println!("idle connection closed {idle:?} after its answer");
+    assert!(after.is_empty(), "sent {after:?} before closing");
     assert!(
-        heads.iter().all(|h| !h.is_finished()),
-        "more than the oldest slow head was closed"
+        idle >= idle_timeout - Duration::from_millis(50),
+        "closed after {idle:?}"
     );
-    for head in heads {
-        head.abort();
-    }
-    assert!(gateway.is_running());
-    Ok(())
-}
-
-/// A report request whose head has been taken up by a handler (the gateway asked for the
-/// body with `100 Continue`) and whose body is held back until [`Held::finish`].
-struct Held {
-    stream: TcpStream,
-    body: String,
-}
-
-impl Held {
-    async fn start(addr: SocketAddr, body: String) -> Self {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let head = format!(
-            "POST /api/v1 HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nexpect: 100-continue\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.expect("send head");
-        let (interim, _) = read_answer(&mut stream).await;
-        assert!(interim.starts_with("http/1.1 100"), "{interim}");
-        Held { stream, body }
-    }
-
-    /// Sends the body; the head of the answer, and the connection, kept alive.
-    async fn finish(mut self) -> (String, TcpStream) {
-        self.stream
-            .write_all(self.body.as_bytes())
-            .await
-            .expect("send body");
-        let (head, _) = read_answer(&mut self.stream).await;
-        (head, self.stream)
-    }
-}
-
-#[tokio::test]
-async fn at_the_connection_cap_with_every_connection_busy_new_ones_wait_until_one_is_done()
--> TestResult {
-    const CAP: usize = 4;
-    let nats = Nats::start().await?;
-    let mut gateway = start_gateway(
-        &nats,
-        "BUSY",
-        &["--max-connections", "4", "--request-timeout", "60s"],
-    )
-    .await;
-    let http = fresh_connections();
-    let addr = gateway.addr();
-    wait_for_sockets(addr.port(), "closed the readiness checks", |s| {
-        s.accepted == 0
-    })
-    .await;
-
-    let mut held = Vec::new();
-    for i in 0..CAP {
-        held.push(Held::start(addr, seed_at(100 + i as u64)).await);
-    }
-    // Two more reports. No connection can make room: the first is accepted and waits for a
-    // slot, the second waits in the listen backlog.
-    let first = post_report(&http, gateway.url(), seed_at(1));
-    wait_for_sockets(addr.port(), "accepted the first waiting report", |s| {
-        s.accepted == CAP + 1
-    })
-    .await;
-    let second = post_report(&http, gateway.url(), seed_at(2));
-    let waiting =
-        wait_for_sockets(addr.port(), "queued the second report", |s| s.backlog == 1).await;
-    assert_eq!(waiting.accepted, CAP + 1, "{waiting:?}");
-    assert!(
-        !first.is_finished() && !second.is_finished(),
-        "a report was answered while every connection was busy"
-    );
-
-    // One busy request is answered and its connection kept alive: now idle, it makes room for
-    // the waiting reports, which are served in turn.
-    let (status, mut idle) = held.remove(0).finish().await;
-    assert!(status.starts_with("http/1.1 204"), "{status}");
-    assert!(
-        read_until_closed(&mut idle).await.is_empty(),
-        "the idle connection got more than its answer"
-    );
-    for (name, waiting) in [("first", first), ("second", second)] {
-        let (status, took) = waiting.await?;
-        let status =
-            status.map_err(|e| format!("the {name} waiting report after {took:?}: {e:?}"))?;
-        assert_eq!(status, 204, "the {name} waiting report");
-    }
-    for request in held {
-        let (status, _) = request.finish().await;
-        assert!(status.starts_with("http/1.1 204"), "{status}");
-    }
+    assert!(idle < idle_timeout + SLACK, "closed only after {idle:?}");
     assert!(gateway.is_running());
     Ok(())
 }
@@ -487,140 +380,4 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     .await
     .expect("the gateway closed the connection in time");
     raw
-}
-
-#[tokio::test]
-async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> TestResult {
-    let _alone = exclusive().await;
-    let idle_timeout = Duration::from_secs(1);
-    let nats = Nats::start().await?;
-    let mut gateway = start_gateway(
-        &nats,
-        "IDLE",
-        &["--idle-timeout", "1s", "--header-timeout", "20s"],
-    )
-    .await;
-    let mut stream = TcpStream::connect(gateway.addr()).await?;
-    let report = seed_at(7);
-    let request = format!(
-        "POST /api/v1 HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{report}",
-        report.len()
-    );
-    // Two requests on one connection: it is kept alive between them.
-    for _ in 0..2 {
-        stream.write_all(request.as_bytes()).await?;
-        let (head, _) = read_answer(&mut stream).await;
-        assert!(head.starts_with("http/1.1 204"), "{head}");
-    }
-    let answered = Instant::now();
-    let after = read_until_closed(&mut stream).await;
-    let idle = answered.elapsed();
-    println!("idle connection closed {idle:?} after its last answer");
-    assert!(after.is_empty(), "sent {after:?} before closing");
-    // Not before the idle timeout (less what it took to read the answer), and well before the
-    // header timeout: it is the idle clock that closed it.
-    assert!(
-        idle >= idle_timeout - Duration::from_millis(50),
-        "closed after {idle:?}"
-    );
-    assert!(idle < idle_timeout + SLACK, "closed only after {idle:?}");
-    assert!(gateway.is_running());
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_head_begun_on_a_kept_alive_connection_has_the_header_timeout_from_its_first_byte()
--> TestResult {
-    let _alone = exclusive().await;
-    let header_timeout = Duration::from_secs(1);
-    let nats = Nats::start().await?;
-    let mut gateway = start_gateway(
-        &nats,
-        "HEAD",
-        &["--header-timeout", "1s", "--idle-timeout", "20s"],
-    )
-    .await;
-    let mut stream = TcpStream::connect(gateway.addr()).await?;
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
-        .await?;
-    let (head, body) = read_answer(&mut stream).await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert_eq!(body, b"ok\n");
-    // The next request begins but never ends: the idle clock (20 s) stops, the head clock runs.
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: gate")
-        .await?;
-    let started = Instant::now();
-    let after = read_until_closed(&mut stream).await;
-    let lasted = started.elapsed();
-    println!("unfinished head closed after {lasted:?}");
-    assert!(after.is_empty(), "sent {after:?} before closing");
-    assert!(
-        lasted >= header_timeout - Duration::from_millis(50),
-        "closed after {lasted:?}"
-    );
-    assert!(
-        lasted < header_timeout + SLACK,
-        "closed only after {lasted:?}"
-    );
-    assert!(gateway.is_running());
-    Ok(())
-}
-
-/// The HTTP/2 connection preface and an empty SETTINGS frame: what an h2c client with prior
-/// knowledge sends first.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-
-#[tokio::test]
-async fn http2_is_not_served_prior_knowledge_is_closed_and_an_h2c_upgrade_is_answered_in_http1()
--> TestResult {
-    let _alone = exclusive().await;
-    let nats = Nats::start().await?;
-    let mut gateway = start_gateway(&nats, "HTTP2", &["--header-timeout", "20s"]).await;
-    let http = fresh_connections();
-    let addr = gateway.addr();
-
-    // Prior knowledge: no SETTINGS back, no HTTP/1.1 answer, the connection closed at once
-    // (long before the header timeout).
-    let mut stream = TcpStream::connect(addr).await?;
-    let started = Instant::now();
-    stream.write_all(H2_PREFACE).await?;
-    let answer = read_until_closed(&mut stream).await;
-    let closed_after = started.elapsed();
-    println!(
-        "HTTP/2 prior knowledge: {} bytes back, closed after {closed_after:?}",
-        answer.len()
-    );
-    assert!(
-        answer.is_empty(),
-        "answered the HTTP/2 preface with {answer:?}"
-    );
-    assert!(
-        closed_after < Duration::from_secs(5),
-        "closed after {closed_after:?}"
-    );
-
-    // An upgrade request is answered as the HTTP/1.1 request it also is.
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            b"GET /healthz HTTP/1.1\r\nhost: gateway\r\nconnection: Upgrade, HTTP2-Settings\r\n\
-              upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
-        )
-        .await?;
-    let (head, body) = read_answer(&mut stream).await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert_eq!(body, b"ok\n");
-
-    let response = http
-        .post(format!("{}/api/v1", gateway.url()))
-        .header("content-type", "application/json")
-        .body(SEED)
-        .send()
-        .await?;
-    assert_eq!(response.status(), 204);
-    assert!(gateway.is_running());
-    Ok(())
 }

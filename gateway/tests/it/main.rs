@@ -7,8 +7,8 @@
 //! - `backdate`: `--backdate-synthetic`.
 //! - `bomb`: a gzip bomb cut off at the decoded cap in bounded memory.
 //! - `client_address`: what the per-IP rate limit keys on, behind a proxy or not.
-//! - `connections`: every connection bounded (head and idle timeouts, the connection cap,
-//!   HTTP/2).
+//! - `connections`: the connection flags reach `plumbing::serve` (tested in plumbing), and
+//!   slow heads leave honest reports served in bounded memory.
 //! - `erasure`: `POST /api/v2/erasure`.
 //! - `hostile`: the hostile corpus and slow-loris bodies.
 //! - `overload`: twice the capacity, shed politely.
