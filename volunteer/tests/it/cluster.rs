@@ -128,14 +128,9 @@ async fn counts_and_histograms_match_the_cluster() -> TestResult {
         (Kind::CronJob, reference_counts::<CronJob>(&client).await?),
     ]);
     // The reference agrees with what the fixture made (plus default/kubernetes).
-    let pods: u64 = ClusterFixture::PODS_PER_NAMESPACE
-        .iter()
-        .sum::<usize>() as u64;
+    let pods: u64 = ClusterFixture::PODS_PER_NAMESPACE.iter().sum::<usize>() as u64;
     assert_eq!(reference[&Kind::Pod].values().sum::<u64>(), pods);
-    let services: u64 = ClusterFixture::SERVICES_PER_NAMESPACE
-        .iter()
-        .sum::<usize>() as u64
-        + 1;
+    let services: u64 = ClusterFixture::SERVICES_PER_NAMESPACE.iter().sum::<usize>() as u64 + 1;
     assert_eq!(reference[&Kind::Service].values().sum::<u64>(), services);
 
     let workloads = report.workloads.as_ref().ok_or("no workloads")?;
