@@ -124,7 +124,7 @@
               pkgs.sqlite
               pkgs.kubectl
               pkgs.openssl
-              pkgs.chromium # the dashboard's browser test (systests/tests/dashboard.rs)
+              pkgs.chromium # the dashboard's browser test (systests/tests/it/dashboard.rs)
             ];
           };
         }

@@ -6,7 +6,7 @@
 //! Flatcar, are measured whatever the data, so noise alone can publish them: that says nothing
 //! about any cluster, and is not checked here.) Also: no file holds a cluster, node or report
 //! ID, an extension value, or a time finer than a day. The attacks (forged reports,
-//! differencing) are in `systests/tests/attacks.rs`.
+//! differencing) are in `systests/tests/it/attacks.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;

@@ -8,7 +8,7 @@
 //!   of its seed.
 //!
 //! The attacks (forged reports, differencing) run on the real binaries in
-//! `systests/tests/attacks.rs`.
+//! `systests/tests/it/attacks.rs`.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! headers a public static site needs (CSP, caching, Last-Modified and 304, gzip), and the
 //! probe routes. The store is an empty SQLite file with the committed schema, so the snapshot
 //! is all withheld; what is tested here is the serving, not the numbers (the browser test in
-//! systests/tests/dashboard.rs reads a full page).
+//! systests/tests/it/dashboard.rs reads a full page).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
