@@ -144,6 +144,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks what each flag's own parser cannot: settings that are valid alone but that
+    /// JetStream would refuse together. A stream whose duplicate window outlasts its age limit
+    /// is refused by the server, which would leave the gateway unready for ever; this says so
+    /// at start instead (exit 64).
+    pub fn check(&self) -> Result<(), String> {
+        if !self.stream_max_age.is_zero() && self.duplicate_window > self.stream_max_age {
+            return Err(format!(
+                "--duplicate-window ({}) must not be longer than --stream-max-age ({}): JetStream refuses such a stream",
+                humantime::format_duration(self.duplicate_window),
+                humantime::format_duration(self.stream_max_age)
+            ));
+        }
+        Ok(())
+    }
+
     /// The flags' defaults with another NATS URL: what tests and the benchmark start from.
     pub fn for_nats(nats_url: impl Into<String>) -> Self {
         // Parsing an empty command line only fails if a default is malformed, which the unit
@@ -226,6 +241,32 @@ mod tests {
         assert!(
             !config.backdate_synthetic,
             "backdating is off unless asked for"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_window_longer_than_the_age_limit_is_refused_naming_both_flags() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["gateway"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap()
+        };
+        assert_eq!(Config::for_nats("nats://127.0.0.1:1").check(), Ok(()));
+        let e = parse(&["--stream-max-age", "1h", "--duplicate-window", "2h"])
+            .check()
+            .unwrap_err();
+        assert!(
+            e.contains("--duplicate-window (2h)") && e.contains("--stream-max-age (1h)"),
+            "{e}"
+        );
+        assert_eq!(
+            parse(&["--stream-max-age", "2h", "--duplicate-window", "2h"]).check(),
+            Ok(())
+        );
+        // 0 is no age limit.
+        assert_eq!(
+            parse(&["--stream-max-age", "0s", "--duplicate-window", "2h"]).check(),
+            Ok(())
         );
     }
 

@@ -18,6 +18,9 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(exit) => return exit,
     };
+    if let Err(e) = config.check() {
+        return plumbing::cli::config_error(e);
+    }
     plumbing::log::init(config.log_format);
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,

@@ -526,3 +526,22 @@ async fn health_version_metrics_and_openapi_are_served() -> TestResult {
     gateway.stop().await?;
     Ok(())
 }
+
+/// Settings JetStream would refuse together end the gateway at start with exit 64 and the
+/// flags named; they left it unready for ever, with one log line.
+#[tokio::test]
+async fn a_duplicate_window_longer_than_the_stream_age_exits_64_naming_both_flags() {
+    let run = testenv::Launch::gateway("nats://127.0.0.1:9")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--stream-max-age", "1h", "--duplicate-window", "2h"])
+        .run(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status.code(), Some(64), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--duplicate-window (2h)")
+            && run.stderr.contains("--stream-max-age (1h)"),
+        "{}",
+        run.stderr
+    );
+}
