@@ -21,6 +21,7 @@
 //! - `ours`: this workspace's binaries (gateway, ingester, stats, volunteer) as test processes:
 //!   [`Launch`] to [`Service`] (a server, ready by its readiness route) or [`Finished`] (a command
 //!   run to its end).
+//! - `sockets`: [`PortSockets`], a listening port's accepted and queued connections.
 //! - `eventually`: [`eventually()`], polling a condition with a deadline.
 //! - `cli`: `testenv up [nats|kube|bigquery|all]` ([`cli::run`]).
 
@@ -35,6 +36,7 @@ mod kube_proxy;
 mod nats;
 mod ours;
 mod process;
+mod sockets;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -48,6 +50,7 @@ pub use kube_api::KubeApi;
 pub use kube_proxy::{KubeFault, KubeProxy, KubeRequest};
 pub use nats::{Nats, NatsCluster};
 pub use ours::{Finished, Launch, READY_TIMEOUT, Service};
+pub use sockets::PortSockets;
 
 /// Why a server could not be started or used.
 #[derive(Debug, thiserror::Error)]

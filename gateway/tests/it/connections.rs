@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use testenv::Nats;
+use testenv::{Nats, PortSockets};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,47 +42,9 @@ fn fresh_connections() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-/// Sockets of a listening port, as the kernel lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PortSockets {
-    /// Established connections the gateway has accepted (they have an inode: a descriptor).
-    accepted: usize,
-    /// Connections the kernel completed that wait in the listen backlog.
-    backlog: usize,
-}
-
-/// Reads `/proc/net/tcp` for the server side of `port` on 127.0.0.1.
+/// What the kernel says about `port`'s connections.
 fn port_sockets(port: u16) -> PortSockets {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    let mut sockets = PortSockets {
-        accepted: 0,
-        backlog: 0,
-    };
-    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
-    for line in table.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_, local, _, state, queues, _, _, _, _, inode, ..] = fields[..] else {
-            continue;
-        };
-        let local_port = local
-            .rsplit(':')
-            .next()
-            .and_then(|p| u16::from_str_radix(p, 16).ok());
-        if local_port != Some(port) {
-            continue;
-        }
-        match state {
-            // LISTEN: rx_queue is the number of connections waiting to be accepted.
-            "0A" => {
-                let rx = queues.split(':').nth(1).unwrap_or("0");
-                sockets.backlog += usize::from_str_radix(rx, 16).unwrap_or(0);
-            }
-            // ESTABLISHED, owned by a process once accepted.
-            "01" if inode != "0" => sockets.accepted += 1,
-            _ => {}
-        }
-    }
-    sockets
+    PortSockets::of(port).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Polls `port_sockets(port)` until `condition` holds, failing after [`DEADLINE`].

@@ -20,6 +20,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::routing::get;
 use plumbing::serve::Bounds;
+pub(crate) use testenv::PortSockets;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -165,48 +166,9 @@ async fn held(State(gate): State<Arc<Gate>>, Path(id): Path<u32>) -> &'static st
     "done\n"
 }
 
-/// Sockets of a listening port, as the kernel lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PortSockets {
-    /// Established connections the server has accepted (they have an inode: a descriptor).
-    pub(crate) accepted: usize,
-    /// Connections the kernel completed that wait in the listen backlog.
-    pub(crate) backlog: usize,
-}
-
-/// Reads `/proc/net/tcp` for the server side of `port` on 127.0.0.1. The clients' sides, in
-/// this process too, have another local port.
+/// What the kernel says about `port`'s connections.
 fn port_sockets(port: u16) -> PortSockets {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    let mut sockets = PortSockets {
-        accepted: 0,
-        backlog: 0,
-    };
-    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
-    for line in table.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_, local, _, state, queues, _, _, _, _, inode, ..] = fields[..] else {
-            continue;
-        };
-        let local_port = local
-            .rsplit(':')
-            .next()
-            .and_then(|p| u16::from_str_radix(p, 16).ok());
-        if local_port != Some(port) {
-            continue;
-        }
-        match state {
-            // LISTEN: rx_queue is the number of connections waiting to be accepted.
-            "0A" => {
-                let rx = queues.split(':').nth(1).unwrap_or("0");
-                sockets.backlog += usize::from_str_radix(rx, 16).unwrap_or(0);
-            }
-            // ESTABLISHED, owned by a process once accepted.
-            "01" if inode != "0" => sockets.accepted += 1,
-            _ => {}
-        }
-    }
-    sockets
+    PortSockets::of(port).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A `GET path` head that asks the server to close the connection after its answer.
