@@ -71,7 +71,8 @@ cat >"$dir/nats.conf" <<CONF
 listen: "127.0.0.1:$nats_port"
 http: "127.0.0.1:$nats_mon"
 max_payload: 16MB
-jetstream { store_dir: "$dir/nats" }
+# sync_interval: always: an acknowledged report is on disk (see docs/durability.md).
+jetstream { store_dir: "$dir/nats", sync_interval: always }
 CONF
 "$nats_server" -c "$dir/nats.conf" >"$dir/nats.log" 2>&1 &
 nats_pid=$!

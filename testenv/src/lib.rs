@@ -6,7 +6,10 @@
 //! - `binaries`: locating the server binaries ([`bin_dir`]).
 //! - `process`: one server process under a watchdog that kills it when this process dies, its
 //!   log, readiness polling with a deadline, free ports.
-//! - `nats`: [`Nats`], a JetStream server, and [`NatsCluster`], a JetStream cluster.
+//! - `nats`: [`Nats`], a JetStream server, and [`NatsCluster`], a JetStream cluster, both with
+//!   `sync_interval: always` unless [`NatsOptions`] say otherwise.
+//! - `lazyfs`: [`LazyFs`], a FUSE filesystem that keeps unsynced writes in memory and drops
+//!   them on command, as a power loss would.
 //! - `kube_api`: [`KubeApi`], etcd + kube-apiserver with RBAC, an admin kubeconfig and
 //!   ServiceAccount tokens.
 //! - `kube_proxy`: [`KubeProxy`], a proxy in front of kube-apiserver that records requests and
@@ -33,6 +36,7 @@ mod cluster_fixture;
 mod eventually;
 mod kube_api;
 mod kube_proxy;
+mod lazyfs;
 mod nats;
 mod ours;
 mod process;
@@ -48,7 +52,8 @@ pub use cluster_fixture::{ClusterFixture, ExpectedNode};
 pub use eventually::{eventually, try_eventually};
 pub use kube_api::KubeApi;
 pub use kube_proxy::{KubeFault, KubeProxy, KubeRequest};
-pub use nats::{Nats, NatsCluster};
+pub use lazyfs::LazyFs;
+pub use nats::{Nats, NatsCluster, NatsOptions, NatsSync};
 pub use ours::{Finished, Launch, READY_TIMEOUT, Service};
 pub use sockets::PortSockets;
 

@@ -17,7 +17,57 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The cluster name every node of a [`NatsCluster`] shares.
 const CLUSTER_NAME: &str = "spartakus";
 
-/// A `nats-server` with JetStream enabled and its own store folder, on a free loopback port.
+/// How often JetStream fsyncs what it stores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NatsSync {
+    /// `sync_interval: always`, as every configuration this project ships: a message is on disk
+    /// before the server acknowledges it.
+    #[default]
+    Always,
+    /// The server's own default (an fsync every 2 minutes): acknowledged messages live only in
+    /// the page cache until then. Only for tests that show what that loses.
+    ServerDefault,
+}
+
+/// How to start a [`Nats`] or a [`NatsCluster`]: `Nats::options().….start()`.
+#[derive(Clone, Debug, Default)]
+pub struct NatsOptions {
+    sync: NatsSync,
+    store: Option<PathBuf>,
+}
+
+impl NatsOptions {
+    /// How often JetStream fsyncs (default [`NatsSync::Always`]).
+    pub fn sync(mut self, sync: NatsSync) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Keeps the store(s) under `dir` (one sub-folder per server, named after it) instead of a
+    /// temporary folder, e.g. on a [`crate::LazyFs`] mount. `dir` must exist.
+    pub fn store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.store = Some(dir.into());
+        self
+    }
+
+    /// Starts a single server and waits until JetStream is ready.
+    pub async fn start(self) -> Result<Nats, Error> {
+        Nats::start_with(self).await
+    }
+
+    /// Starts a cluster of `size` servers, as [`NatsCluster::start`].
+    pub async fn start_cluster(self, size: usize) -> Result<NatsCluster, Error> {
+        NatsCluster::start_with(size, self).await
+    }
+
+    /// The store folder of server `name`: under [`Self::store_dir`] if set, else under `dir`.
+    fn store(&self, dir: &Path, name: &str) -> PathBuf {
+        self.store.as_deref().unwrap_or(dir).join(name)
+    }
+}
+
+/// A `nats-server` with JetStream enabled and its own store folder, on a free loopback port,
+/// with `sync_interval: always` unless [`NatsOptions::sync`] says otherwise.
 ///
 /// Killed on drop. [`Nats::kill`] simulates a crash; [`Nats::restart`] brings it back on the same
 /// port with the same store.
@@ -43,15 +93,20 @@ impl Node {
     /// Writes the server's config file into `dir`; `routes` are the cluster's route ports.
     fn write(
         dir: &Path,
+        options: &NatsOptions,
         name: String,
         port: u16,
         http_port: u16,
         cluster: Option<(u16, &[u16])>,
     ) -> Result<Self, Error> {
-        let store = dir.join(&name);
+        let store = options.store(dir, &name);
+        let sync = match options.sync {
+            NatsSync::Always => "  sync_interval: always\n",
+            NatsSync::ServerDefault => "",
+        };
         let mut conf = format!(
             "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http_port}\"\n\
-             max_payload: 16MB\njetstream {{\n  store_dir: {store}\n}}\n",
+             max_payload: 16MB\njetstream {{\n  store_dir: {store}\n{sync}}}\n",
             store = quote(&store),
         );
         if let Some((cluster_port, route_ports)) = cluster {
@@ -82,14 +137,24 @@ fn quote(path: &Path) -> String {
 }
 
 impl Nats {
-    /// Starts a single server and waits until JetStream is ready.
+    /// Starts a single server with the default [`NatsOptions`] and waits until JetStream is
+    /// ready.
     pub async fn start() -> Result<Self, Error> {
+        Self::start_with(NatsOptions::default()).await
+    }
+
+    /// Options to start a server or a cluster with other settings.
+    pub fn options() -> NatsOptions {
+        NatsOptions::default()
+    }
+
+    async fn start_with(options: NatsOptions) -> Result<Self, Error> {
         let dir = TempDir::with_prefix("spartakus-nats-")
             .map_err(|e| Error::io("creating a temporary folder", e))?;
         let mut attempt = 1;
         loop {
             let ports = free_ports(2)?;
-            let node = Node::write(dir.path(), "nats-0".into(), ports[0], ports[1], None)?;
+            let node = Node::write(dir.path(), &options, "nats-0".into(), ports[0], ports[1], None)?;
             let mut nats = Self::spawn(node)?;
             match nats.wait_ready().await {
                 Ok(()) => {
@@ -198,6 +263,10 @@ impl NatsCluster {
     /// Starts `size` nodes and waits until every node is ready and the cluster has a JetStream
     /// meta leader, so a replicated stream can be created right away.
     pub async fn start(size: usize) -> Result<Self, Error> {
+        Self::start_with(size, NatsOptions::default()).await
+    }
+
+    async fn start_with(size: usize, options: NatsOptions) -> Result<Self, Error> {
         let dir = TempDir::with_prefix("spartakus-nats-cluster-")
             .map_err(|e| Error::io("creating a temporary folder", e))?;
         let mut attempt = 1;
@@ -208,6 +277,7 @@ impl NatsCluster {
             for i in 0..size {
                 let node = Node::write(
                     dir.path(),
+                    &options,
                     format!("nats-{i}"),
                     ports[i],
                     ports[size + i],

@@ -7,6 +7,7 @@ mod docs;
 mod k8s_manifests;
 mod kube;
 mod kube_proxy;
+mod lazyfs;
 mod nats;
 mod quickstart;
 mod shape;
