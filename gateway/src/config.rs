@@ -67,10 +67,33 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: u32,
 
-    /// Time a client has to send its whole request body (then 408).
+    /// Time a client has to send its whole request body (then 408). The largest report a
+    /// volunteer sends (15,000 nodes, about 340 KB gzipped) needs 12 KB/s for it.
     #[arg(long, env = "SPARTAKUS_REQUEST_TIMEOUT", default_value = "30s",
           value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+
+    /// Slowest a request body may arrive, in bytes per second on average, counted from 2 s
+    /// after the body starts (then 408, and the connection is closed); 0 turns it off. Bodies
+    /// trickled in to hold connections fall behind it long before --request-timeout.
+    #[arg(long, env = "SPARTAKUS_MIN_BODY_RATE", default_value = "1KiB", value_parser = parse_bytes)]
+    pub min_body_rate: u64,
+
+    /// Most requests from one client address (the one rate limits use) whose body is still
+    /// arriving; more are refused at once with 429 and their connection closed. 0 turns the cap
+    /// off. An honest body arrives in a moment, so even many clusters behind one address seldom
+    /// have more than a few arriving together.
+    #[arg(long, env = "SPARTAKUS_MAX_UPLOADS_PER_IP", default_value_t = 16)]
+    pub max_uploads_per_ip: u32,
+
+    /// Bytes that all requests in flight may hold together: bodies as they arrive (and their
+    /// gzip state), then the decoded report and the message until JetStream answers. A
+    /// request that would pass it gets 503 with Retry-After at once. The default keeps a
+    /// 256 MiB pod clear of its limit: 96 MiB here, at most 72 MiB of connections (1,024 at
+    /// about 72 KiB each, their 64 KiB read buffers full) and about 20 MiB of process
+    /// baseline leave 68 MiB for the allocator's slack (docs/collector.md).
+    #[arg(long, env = "SPARTAKUS_MEMORY_BUDGET", default_value = "96MiB", value_parser = parse_bytes)]
+    pub memory_budget: u64,
 
     /// Time JetStream has to acknowledge a report (then 503 with Retry-After).
     #[arg(long, env = "SPARTAKUS_PUBLISH_TIMEOUT", default_value = "5s",
@@ -238,6 +261,9 @@ mod tests {
         assert_eq!(config.header_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(75));
         assert_eq!(config.max_connections, 1024);
+        assert_eq!(config.min_body_rate, 1024);
+        assert_eq!(config.max_uploads_per_ip, 16);
+        assert_eq!(config.memory_budget, 96 << 20);
         assert!(
             !config.backdate_synthetic,
             "backdating is off unless asked for"

@@ -54,6 +54,15 @@ pub enum ApiError {
     /// The client did not send its body in time.
     #[error("request body not received within {0:?}")]
     BodyTimeout(Duration),
+    /// The body arrived slower than the slowest rate the gateway waits for.
+    #[error("request body arriving slower than {min_rate} bytes per second")]
+    BodyTooSlow {
+        /// `--min-body-rate`, in bytes per second.
+        min_rate: u64,
+    },
+    /// The client address already has as many bodies arriving as it may.
+    #[error("too many request bodies arriving from this address at once")]
+    TooManyUploads,
     /// Too many requests from one client IP address.
     #[error("too many requests from this address")]
     RateLimitedIp {
@@ -69,6 +78,9 @@ pub enum ApiError {
     /// Every slot for a report in flight is taken.
     #[error("the gateway is at capacity")]
     Overloaded,
+    /// The bytes of the requests in flight would pass the gateway's memory budget.
+    #[error("the gateway's memory budget is spent")]
+    OverBudget,
     /// JetStream is unreachable, refused the message, or did not acknowledge it in time.
     #[error("the report queue is unavailable")]
     Unavailable,
@@ -109,11 +121,13 @@ impl ApiError {
             | ApiError::QueueMessageTooLarge { .. }
             | ApiError::ErasureTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ContentType | ApiError::ContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimitedIp { .. } | ApiError::RateLimitedCluster { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
+            ApiError::BodyTimeout(_) | ApiError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimitedIp { .. }
+            | ApiError::RateLimitedCluster { .. }
+            | ApiError::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded | ApiError::OverBudget | ApiError::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -130,9 +144,12 @@ impl ApiError {
             ApiError::ContentType => "content-type",
             ApiError::ContentEncoding => "content-encoding",
             ApiError::BodyTimeout(_) => "body-timeout",
+            ApiError::BodyTooSlow { .. } => "body-too-slow",
+            ApiError::TooManyUploads => "too-many-uploads",
             ApiError::RateLimitedIp { .. } => "rate-limited-ip",
             ApiError::RateLimitedCluster { .. } => "rate-limited-cluster",
             ApiError::Overloaded => "overloaded",
+            ApiError::OverBudget => "memory-budget",
             ApiError::Unavailable => "unavailable",
         }
     }
@@ -146,11 +163,13 @@ impl ApiError {
             ApiError::ErasureTooLarge { .. } => "Erasure request too large",
             ApiError::TooLarge { .. } | ApiError::QueueMessageTooLarge { .. } => "Report too large",
             ApiError::ContentType | ApiError::ContentEncoding => "Unsupported media type",
-            ApiError::BodyTimeout(_) => "Request timeout",
-            ApiError::RateLimitedIp { .. } | ApiError::RateLimitedCluster { .. } => {
-                "Too many requests"
+            ApiError::BodyTimeout(_) | ApiError::BodyTooSlow { .. } => "Request timeout",
+            ApiError::RateLimitedIp { .. }
+            | ApiError::RateLimitedCluster { .. }
+            | ApiError::TooManyUploads => "Too many requests",
+            ApiError::Overloaded | ApiError::OverBudget | ApiError::Unavailable => {
+                "Service unavailable"
             }
-            ApiError::Overloaded | ApiError::Unavailable => "Service unavailable",
         }
     }
 
@@ -158,10 +177,24 @@ impl ApiError {
         match self {
             ApiError::RateLimitedIp { retry_after }
             | ApiError::RateLimitedCluster { retry_after } => Some(*retry_after),
-            ApiError::Overloaded => Some(RETRY_AFTER_OVERLOADED),
+            ApiError::Overloaded | ApiError::OverBudget | ApiError::TooManyUploads => {
+                Some(RETRY_AFTER_OVERLOADED)
+            }
             ApiError::Unavailable => Some(RETRY_AFTER_UNAVAILABLE),
             _ => None,
         }
+    }
+
+    /// Refused while the body may still be arriving: the connection is closed after the
+    /// answer rather than kept for a next request behind the unread rest.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ApiError::BodyTimeout(_)
+                | ApiError::BodyTooSlow { .. }
+                | ApiError::TooManyUploads
+                | ApiError::OverBudget
+        )
     }
 
     /// The same refusal for an erasure request: a body problem (its syntax, its rules, its
@@ -228,6 +261,9 @@ impl IntoResponse for ApiError {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
+        if self.closes_connection() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -254,6 +290,8 @@ mod tests {
             ApiError::ContentType,
             ApiError::ContentEncoding,
             ApiError::BodyTimeout(Duration::from_secs(1)),
+            ApiError::BodyTooSlow { min_rate: 1024 },
+            ApiError::TooManyUploads,
             ApiError::RateLimitedIp {
                 retry_after: Duration::from_secs(1),
             },
@@ -317,6 +355,8 @@ mod tests {
             ApiError::RateLimitedIp {
                 retry_after: Duration::from_secs(3),
             },
+            ApiError::TooManyUploads,
+            ApiError::OverBudget,
             ApiError::Unavailable,
         ];
         for e in refusals {

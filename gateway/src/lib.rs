@@ -4,8 +4,10 @@
 //! - [`config`]: the flags, each with a `SPARTAKUS_…` environment variable.
 //! - `routes`: the HTTP API (report intake v1 and v2, erasure requests, health, readiness,
 //!   metrics, version, OpenAPI), the two intakes sharing one `receive` step.
-//! - `body`: reading a body under a wire cap and a decompressed cap, gunzipping as it streams.
-//! - `limit`: rate limits per client IP and per clusterID.
+//! - `body`: reading a body under a wire cap and a decompressed cap, gunzipping as it streams,
+//!   at a minimum rate, into memory reserved from the budget.
+//! - `limit`: rate limits per client IP and per clusterID, bodies arriving per client IP, and
+//!   the memory budget of all requests in flight.
 //! - HTTP/1.1 with every connection bounded (head and idle timeouts, a connection cap) is
 //!   `plumbing::serve`, shared with the stats server.
 //! - [`publish`]: the JetStream publisher, and keeping the stream in place.
@@ -232,11 +234,14 @@ pub async fn read_body_for_fuzzing(
         max_compressed,
         max_decoded,
     };
+    let unbudgeted = limit::Budget::new(u64::MAX, Default::default()).reservation();
     let received = body::read(
         headers,
         axum::body::Body::from_stream(frames),
         encoding,
         limits,
+        body::Pace::NONE,
+        unbudgeted,
     );
     Ok(received.await?.bytes)
 }

@@ -1,12 +1,17 @@
-//! Rate limits per client address and per clusterID (a sustained rate per minute and a burst),
-//! and the client address they are keyed on.
+//! What one client, and all of them together, may hold of the gateway: rate limits per client
+//! address and per clusterID (a sustained rate per minute and a burst), the bodies one address
+//! may have arriving at once ([`Uploads`]), the bytes all requests together may hold in memory
+//! ([`Budget`]), and the client address the per-address limits are keyed on.
 //!
 //! Keys live only in memory, until their allowance is full again (see
-//! [`RateLimits::forget_idle`]): the address is used to limit, never logged or stored.
+//! [`RateLimits::forget_idle`]) or their last body has arrived: the address is used to limit,
+//! never logged or stored.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -14,6 +19,7 @@ use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
+use prometheus_client::metrics::gauge::Gauge;
 
 use crate::error::ApiError;
 
@@ -88,6 +94,158 @@ impl RateLimits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+/// The requests whose body is still arriving, counted per client address (an IPv6 client as
+/// its /64), so that one address cannot hold more than `max` of the gateway's connections with
+/// bodies it sends slowly or never finishes. An honest client's body arrives in a moment, so
+/// even many clients behind one NAT address rarely have more than a few arriving at once.
+#[derive(Debug)]
+pub(crate) struct Uploads {
+    max: u32,
+    arriving: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl Uploads {
+    /// At most `max` bodies arriving at once per address; 0 turns the cap off.
+    pub(crate) fn new(max: u32) -> Self {
+        Uploads {
+            max,
+            arriving: Mutex::default(),
+        }
+    }
+
+    /// One more body arriving from `ip`, counted until the returned guard drops; 429 at once
+    /// when the address already has `max`.
+    pub(crate) fn start(&self, ip: IpAddr) -> Result<Upload<'_>, ApiError> {
+        let key = ip_key(ip);
+        if self.max > 0 {
+            let mut arriving = self.lock();
+            let count = arriving.entry(key).or_insert(0);
+            if *count >= self.max {
+                return Err(ApiError::TooManyUploads);
+            }
+            *count += 1;
+        }
+        Ok(Upload { uploads: self, key })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
+        // One counter changes under the lock; a panic elsewhere leaves the map consistent.
+        self.arriving.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn addresses(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A body arriving, counted in [`Uploads`] until dropped.
+#[derive(Debug)]
+pub(crate) struct Upload<'a> {
+    uploads: &'a Uploads,
+    key: IpAddr,
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        if self.uploads.max == 0 {
+            return;
+        }
+        let mut arriving = self.uploads.lock();
+        if let Some(count) = arriving.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                arriving.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The bytes that all requests in flight together may hold (`--memory-budget`), as the
+/// OpenTelemetry Collector's `memory_limiter` bounds its pipelines: each request reserves its
+/// buffers before it grows them and holds them until its publish is answered; a request that
+/// would pass the budget is refused (503 with Retry-After) instead of growing. The count lives
+/// in the exported gauge itself, so the metric is exactly what is reserved.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: u64,
+    used: Gauge,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes, counted in `used`.
+    pub(crate) fn new(limit: u64, used: Gauge) -> Arc<Self> {
+        Arc::new(Budget { limit, used })
+    }
+
+    /// An empty reservation, to grow as a request's buffers do.
+    pub(crate) fn reservation(self: &Arc<Self>) -> Reservation {
+        Reservation {
+            budget: Arc::clone(self),
+            held: 0,
+        }
+    }
+
+    /// Bytes reserved now.
+    #[cfg(test)]
+    fn used(&self) -> u64 {
+        u64::try_from(self.used.get()).unwrap_or(0)
+    }
+}
+
+/// Bytes one request holds of the [`Budget`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<Budget>,
+    held: u64,
+}
+
+impl Reservation {
+    /// Reserves `more` bytes; [`ApiError::OverBudget`] if that would pass the budget, the
+    /// reservation then unchanged.
+    pub(crate) fn grow(&mut self, more: u64) -> Result<(), ApiError> {
+        let more_i64 = i64::try_from(more).map_err(|_| ApiError::OverBudget)?;
+        let limit = i64::try_from(self.budget.limit).unwrap_or(i64::MAX);
+        self.budget
+            .used
+            .inner()
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(more_i64).filter(|&after| after <= limit)
+            })
+            .map_err(|_| ApiError::OverBudget)?;
+        self.held += more;
+        Ok(())
+    }
+
+    /// Gives back all but `keep` bytes (when a request's buffers shrink).
+    pub(crate) fn shrink_to(&mut self, keep: u64) {
+        if keep < self.held {
+            self.release(self.held - keep);
+        }
+    }
+
+    /// Bytes held.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> u64 {
+        self.held
+    }
+
+    fn release(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.held);
+        self.held -= bytes;
+        // `held` was added as an i64, so it fits in one.
+        self.budget
+            .used
+            .dec_by(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release(self.held);
     }
 }
 
@@ -280,6 +438,86 @@ mod tests {
             client_ip(peer, &forwarded(&["1.2.3.4, [2001:db8::1]:4711"]), true),
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn an_address_may_have_only_so_many_bodies_arriving_and_a_finished_one_makes_room() {
+        let uploads = Uploads::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let first = uploads.start(ip("192.0.2.1")).unwrap();
+        let _second = uploads.start(ip("192.0.2.1")).unwrap();
+        assert!(matches!(
+            uploads.start(ip("192.0.2.1")),
+            Err(ApiError::TooManyUploads)
+        ));
+        assert!(
+            uploads.start(ip("192.0.2.2")).is_ok(),
+            "another address has its own"
+        );
+        let _v6 = uploads.start(ip("2001:db8::1")).unwrap();
+        let _v6_again = uploads.start(ip("2001:db8::2")).unwrap();
+        assert!(
+            uploads.start(ip("2001:db8::ffff")).is_err(),
+            "an IPv6 client counts as its /64"
+        );
+        drop(first);
+        let _third = uploads.start(ip("192.0.2.1")).unwrap();
+        drop((_second, _third, _v6, _v6_again));
+        assert_eq!(
+            uploads.addresses(),
+            0,
+            "an address with nothing arriving is forgotten"
+        );
+        let off = Uploads::new(0);
+        let many: Vec<_> = (0..100)
+            .map(|_| off.start(ip("192.0.2.1")).unwrap())
+            .collect();
+        assert_eq!(many.len(), 100, "0 is no cap");
+    }
+
+    #[test]
+    fn the_budget_refuses_what_would_pass_it_and_takes_back_what_is_dropped() {
+        let gauge = Gauge::default();
+        let budget = Budget::new(100, gauge.clone());
+        let mut a = budget.reservation();
+        let mut b = budget.reservation();
+        a.grow(60).unwrap();
+        assert!(matches!(b.grow(41), Err(ApiError::OverBudget)));
+        assert_eq!(b.held(), 0, "a refused reservation holds nothing");
+        b.grow(40).unwrap();
+        assert_eq!((budget.used(), gauge.get()), (100, 100));
+        assert!(a.grow(1).is_err());
+        a.shrink_to(10);
+        assert_eq!(budget.used(), 50);
+        a.grow(50).unwrap();
+        drop(a);
+        assert_eq!(budget.used(), 40);
+        drop(b);
+        assert_eq!((budget.used(), gauge.get()), (0, 0));
+    }
+
+    #[test]
+    fn concurrent_reservations_never_pass_the_budget() {
+        let gauge = Gauge::default();
+        let budget = Budget::new(1000, gauge.clone());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let budget = Arc::clone(&budget);
+                let gauge = gauge.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        let mut r = budget.reservation();
+                        if r.grow(300).is_ok() {
+                            assert!(gauge.get() <= 1000, "{}", gauge.get());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(gauge.get(), 0);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub struct Metrics {
     bytes_received: Counter,
     reports_accepted: Family<OutcomeLabels, Counter>,
     in_flight: Gauge,
+    memory_budget_used: Gauge,
 }
 
 impl Default for Metrics {
@@ -88,6 +89,12 @@ impl Metrics {
             "Report requests being handled",
             in_flight.clone(),
         );
+        let memory_budget_used = Gauge::default();
+        registry.register(
+            "memory_budget_used_bytes",
+            "Bytes the requests in flight hold of --memory-budget",
+            memory_budget_used.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -96,6 +103,7 @@ impl Metrics {
             bytes_received,
             reports_accepted,
             in_flight,
+            memory_budget_used,
         }
     }
 
@@ -139,6 +147,11 @@ impl Metrics {
     /// The in-flight gauge, raised while a report request is handled.
     pub fn in_flight(&self) -> &Gauge {
         &self.in_flight
+    }
+
+    /// The bytes reserved of the memory budget; the budget counts in it.
+    pub fn memory_budget_used(&self) -> &Gauge {
+        &self.memory_budget_used
     }
 
     /// The OpenMetrics text exposition.

@@ -18,10 +18,10 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{self, Encoding, Limits};
+use crate::body::{self, Encoding, Limits, Pace};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::limit::{RateLimits, client_ip};
+use crate::limit::{Budget, RateLimits, Reservation, Uploads, client_ip};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 
@@ -31,6 +31,15 @@ const OPENAPI: &str = include_str!("../openapi.yaml");
 /// The largest erasure request body: a cluster ID (at most 128 characters) and a secret (64) in
 /// JSON fit ten times over.
 const MAX_ERASURE_BODY: u64 = 4096;
+
+/// Time a body has before `--min-body-rate` counts: a client sends its body right after its
+/// head, but the first bytes may wait a round trip or two behind TCP's slow start.
+const BODY_GRACE: Duration = Duration::from_secs(2);
+
+/// What a decoded report holds in memory, per byte of its JSON, while it is validated and
+/// re-encoded (its strings and vectors, each with its own header and allocation): an estimate
+/// on the safe side, reserved from the memory budget before decoding.
+const DECODED_PER_BYTE: u64 = 2;
 
 /// Everything a handler needs, shared by all requests.
 #[derive(Debug, Clone)]
@@ -42,7 +51,10 @@ struct Shared {
     metrics: Arc<Metrics>,
     limits: RateLimits,
     slots: Arc<Semaphore>,
+    uploads: Uploads,
+    budget: Arc<Budget>,
     body_limits: Limits,
+    pace: Pace,
     request_timeout: Duration,
     trust_forwarded_for: bool,
     backdate_synthetic: bool,
@@ -57,14 +69,21 @@ impl AppState {
         limits: RateLimits,
         shutdown: CancellationToken,
     ) -> Self {
+        let budget = Budget::new(config.memory_budget, metrics.memory_budget_used().clone());
         AppState(Arc::new(Shared {
             publisher,
             metrics,
             limits,
             slots: Arc::new(Semaphore::new(config.max_in_flight as usize)),
+            uploads: Uploads::new(config.max_uploads_per_ip),
+            budget,
             body_limits: Limits {
                 max_compressed: config.max_body_bytes,
                 max_decoded: config.max_decoded_bytes,
+            },
+            pace: Pace {
+                grace: BODY_GRACE,
+                min_rate: config.min_body_rate,
             },
             request_timeout: config.request_timeout,
             trust_forwarded_for: config.trust_forwarded_for,
@@ -168,8 +187,9 @@ async fn post_erasure(
 }
 
 /// The two kinds of request the gateway takes in. Both go through [`receive`]: the same
-/// per-address allowance (erasing costs the collector a deletion), the same slots, media
-/// types, encodings and request timeout; only the body's caps differ.
+/// per-address allowance (erasing costs the collector a deletion), the same caps on bodies
+/// arriving, the same memory budget and slots, media types, encodings, minimum rate and
+/// request timeout; only the body's caps differ.
 #[derive(Debug, Clone, Copy)]
 enum Intake {
     Report,
@@ -196,17 +216,23 @@ impl Intake {
     }
 }
 
-/// A request let in and its body read. The slot stays taken for as long as this lives, so
-/// that the publish that follows counts against `--max-in-flight` too.
+/// A request let in and its body read. The slot and the memory reserved stay taken for as
+/// long as this lives, so that the publish that follows counts against `--max-in-flight` and
+/// `--memory-budget` too.
 struct Admitted {
     /// The decoded body.
     body: Vec<u8>,
+    /// Covers `body`, and grows for what decoding and publishing it hold.
+    reservation: Reservation,
     slot: OwnedSemaphorePermit,
 }
 
-/// The steps every intake shares: the client address's allowance, a slot or an immediate 503
-/// (shedding load instead of queueing it), the media type and encoding, and the body read
-/// under its caps within the request timeout.
+/// The steps every intake shares: the client address's allowance, the media type and
+/// encoding, a place among the address's bodies arriving (or 429 at once), the body read under
+/// its caps, the minimum rate and the request timeout into memory reserved from the budget
+/// (or 503 at once), and only then a slot for the work (or 503 at once: shedding load instead
+/// of queueing it). Reading a body takes no slot, so bodies that arrive slowly or never hold
+/// nothing that complete requests need, but their address's places and their connections.
 async fn receive(
     shared: &Shared,
     intake: Intake,
@@ -214,25 +240,34 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Admitted, ApiError> {
-    shared
-        .limits
-        .check_ip(client_ip(peer, headers, shared.trust_forwarded_for))?;
+    let client = client_ip(peer, headers, shared.trust_forwarded_for);
+    shared.limits.check_ip(client)?;
+    body::check_content_type(headers)?;
+    let encoding = Encoding::from_headers(headers)?;
+    let arriving = shared.uploads.start(client)?;
+    let received = tokio::time::timeout(
+        shared.request_timeout,
+        body::read(
+            headers,
+            body,
+            encoding,
+            intake.limits(shared),
+            shared.pace,
+            shared.budget.reservation(),
+        ),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout(shared.request_timeout))??;
+    drop(arriving);
+    shared.metrics.bytes_received(received.wire_bytes);
     let slot = shared
         .slots
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Overloaded)?;
-    body::check_content_type(headers)?;
-    let encoding = Encoding::from_headers(headers)?;
-    let received = tokio::time::timeout(
-        shared.request_timeout,
-        body::read(headers, body, encoding, intake.limits(shared)),
-    )
-    .await
-    .map_err(|_| ApiError::BodyTimeout(shared.request_timeout))??;
-    shared.metrics.bytes_received(received.wire_bytes);
     Ok(Admitted {
         body: received.bytes,
+        reservation: received.reservation,
         slot,
     })
 }
@@ -264,8 +299,11 @@ async fn queue_erasure(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), ApiError> {
-    let Admitted { body, slot: _slot } =
-        receive(shared, Intake::Erasure, peer, headers, body).await?;
+    let Admitted {
+        body,
+        reservation: _reservation,
+        slot: _slot,
+    } = receive(shared, Intake::Erasure, peer, headers, body).await?;
     // The secret lives only in this body; what is queued is its check.
     let erasure = report::erasure::decode_request(&body)?;
     drop(body);
@@ -321,8 +359,14 @@ async fn receive_and_publish(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(ReportId, bool), ApiError> {
-    let Admitted { body, slot: _slot } =
-        receive(shared, Intake::Report, peer, headers, body).await?;
+    let Admitted {
+        body,
+        mut reservation,
+        slot: _slot,
+    } = receive(shared, Intake::Report, peer, headers, body).await?;
+    // The decoded report, and the message it is re-encoded into, before either exists.
+    let len = body.len() as u64;
+    reservation.grow(len * DECODED_PER_BYTE + len + ENVELOPE_BYTES)?;
     let valid = report::decode(&body)?;
     shared.limits.check_cluster(valid.cluster_id())?;
     let id = valid.report_id().unwrap_or_else(|| {
@@ -333,10 +377,12 @@ async fn receive_and_publish(
         )
     });
     // The re-encoded report is about as long as the body: one allocation, no regrowth.
-    let mut payload = Vec::with_capacity(body.len() + 128);
+    let mut payload = Vec::with_capacity(body.len() + ENVELOPE_BYTES as usize);
     drop(body);
     let received_at = received_at(&valid, jiff::Timestamp::now(), shared.backdate_synthetic);
     Envelope::new(id, received_at, valid).encode_into(&mut payload);
+    // Until JetStream answers, the message is all this request holds.
+    reservation.shrink_to(payload.capacity() as u64);
 
     let started = Instant::now();
     let published = shared.publisher.publish(id, payload).await;
@@ -359,6 +405,9 @@ async fn receive_and_publish(
         }
     }
 }
+
+/// What the envelope adds to a report's JSON (its ID, the time it arrived).
+const ENVELOPE_BYTES: u64 = 128;
 
 /// How far back `--backdate-synthetic` may date a report: a demo's history, a few months.
 const MAX_BACKDATE: jiff::SignedDuration = jiff::SignedDuration::from_hours(120 * 24);
