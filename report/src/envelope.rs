@@ -3,7 +3,7 @@
 use crate::{DecodeError, Report, ReportId, ValidReport};
 use serde::{Deserialize, Serialize};
 
-/// A report as queued: the volunteer's report untouched, plus what the
+/// A report as queued: the volunteer's report as the collector keeps it, plus what the
 /// gateway adds. The `reportID` is also the JetStream `Nats-Msg-Id` and the
 /// BigQuery `insertId`, so one report is stored once however often it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,7 +14,8 @@ pub struct Envelope {
     pub report_id: ReportId,
     /// When the gateway received the report (RFC 3339, UTC). Set by the server.
     pub received_at: jiff::Timestamp,
-    /// The report as the volunteer sent it.
+    /// The report as the volunteer sent it, sanitized ([`crate::sanitize`]) and its node IDs
+    /// re-keyed by the gateway ([`crate::node_id`]).
     pub report: Report,
 }
 
@@ -58,11 +59,11 @@ impl Envelope {
             .expect("an envelope is plain data, which always serializes");
     }
 
-    /// Parses and re-validates a queued message with the current rules. A `reportID` that is
-    /// not canonical is a [`DecodeError::Syntax`] naming the rule.
+    /// Parses and re-validates a queued message with the current rules (sanitizing it again
+    /// changes nothing the gateway already sanitized). A `reportID` that is not canonical is a
+    /// [`DecodeError::Syntax`] naming the rule.
     pub fn decode(bytes: &[u8]) -> Result<ValidEnvelope, DecodeError> {
-        let env: Envelope =
-            serde_json::from_slice(bytes).map_err(|e| DecodeError::Syntax(e.to_string()))?;
+        let env: Envelope = crate::from_json(bytes)?;
         let report = env.report.validate().map_err(DecodeError::Invalid)?;
         Ok(ValidEnvelope {
             report_id: env.report_id,

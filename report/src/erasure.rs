@@ -88,8 +88,7 @@ fn parse_secret(s: &str) -> Option<[u8; 32]> {
 
 /// Parses and checks an erasure request body.
 pub fn decode_request(body: &[u8]) -> Result<Erasure, DecodeError> {
-    let request: ErasureRequest =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Syntax(e.to_string()))?;
+    let request: ErasureRequest = crate::from_json(body)?;
     request.validate().map_err(DecodeError::Invalid)
 }
 
@@ -130,8 +129,7 @@ impl QueuedErasure {
 
     /// Parses a queued erasure and checks its fields again.
     pub fn decode(bytes: &[u8]) -> Result<QueuedErasure, DecodeError> {
-        let queued: QueuedErasure =
-            serde_json::from_slice(bytes).map_err(|e| DecodeError::Syntax(e.to_string()))?;
+        let queued: QueuedErasure = crate::from_json(bytes)?;
         let mut errors = Vec::new();
         if check_cluster_id(&queued.erasure.cluster_id).is_err() {
             errors.push(FieldError::new("clusterID", RULE_CLUSTER_ID));

@@ -2,6 +2,8 @@
 //!
 //! - [`wire`]: the report as JSON on the wire (v1 field for field, plus optional additions).
 //! - [`validate`]: every rule a report must pass, each failure named by field path and rule.
+//! - [`sanitize`]: what may be kept of a report's free text; applied to every valid report.
+//! - [`node_id`]: the collector's re-keying of client-supplied node IDs.
 //! - [`envelope`]: what the gateway queues in JetStream: the report plus `reportID` and `receivedAt`.
 //! - [`erasure`]: a cluster's request to erase its reports, which only the cluster can make.
 //! - [`queue`]: the JetStream streams and subjects between the gateway and the ingester, and
@@ -11,14 +13,16 @@
 //! - [`quantity`]: the grammar of capacity values and their value as a number.
 //! - [`version`]: the rule that reads a Kubernetes `gitVersion` (major, minor, patch).
 //!
-//! Parse, don't validate: [`decode`] turns bytes into a [`ValidReport`], and only
+//! Parse, don't validate: [`decode`] turns bytes into a [`ValidReport`], sanitized, and only
 //! validated values cross a crate boundary.
 #![warn(missing_docs)]
 
 pub mod envelope;
 pub mod erasure;
+pub mod node_id;
 pub mod quantity;
 pub mod queue;
+pub mod sanitize;
 pub mod validate;
 pub mod version;
 pub mod vocabulary;
@@ -27,8 +31,8 @@ pub mod wire;
 pub use envelope::Envelope;
 pub use validate::{
     FieldError, MAX_CAPACITY, MAX_ERRORS, MAX_EXTENSION_VALUE, MAX_EXTENSIONS, MAX_NODES,
-    MAX_STRING, SCHEMA_VERSION, check_cluster_id, check_extensions, is_qualified_name, is_quantity,
-    section,
+    MAX_STRING, SCHEMA_VERSION, check_capacity, check_cluster_id, check_extensions,
+    is_qualified_name, is_quantity, section,
 };
 pub use wire::{
     AgeHours, BUCKETS, Bucket, Extension, Kind, Node, Report, Resource, SkipReason, Skipped,
@@ -137,6 +141,17 @@ impl ValidReport {
         &self.report.cluster_id
     }
 
+    /// The report with every node ID re-keyed under the collector's `key`
+    /// ([`node_id`]): what the gateway queues instead of the IDs the client sent.
+    pub fn rekey_node_ids(mut self, key: &node_id::NodeIdKey) -> Self {
+        if let Some(nodes) = &mut self.report.nodes {
+            for node in nodes {
+                node.id = key.rekey(&self.report.cluster_id, &node.id);
+            }
+        }
+        self
+    }
+
     /// Whether the report carries [`vocabulary::SYNTHETIC_EXTENSION`].
     pub fn is_synthetic(&self) -> bool {
         let (name, value) = vocabulary::SYNTHETIC_EXTENSION;
@@ -167,28 +182,40 @@ fn display_all(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Parses and validates a JSON report body.
+/// Parses, validates and sanitizes a JSON report body.
 ///
 /// A body that is not JSON, or not of the report's shape (unknown or
 /// duplicate field, wrong type, an array where an object belongs), is a
-/// [`DecodeError::Syntax`] with serde_json's message, which names the field and
-/// the line and column. A well-formed body that breaks rules is
-/// [`DecodeError::Invalid`] with every problem, in field order.
+/// [`DecodeError::Syntax`] with serde_json's message, prefixed by the path of
+/// the field where it happened (`nodes[3].capacity: invalid type: …`). A
+/// well-formed body that breaks rules is [`DecodeError::Invalid`] with every
+/// problem, in field order. A valid report comes back with [`sanitize`]'s rules
+/// applied.
 pub fn decode(body: &[u8]) -> Result<ValidReport, DecodeError> {
-    let report: Report =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Syntax(e.to_string()))?;
+    let report: Report = from_json(body)?;
     report.validate().map_err(DecodeError::Invalid)
 }
 
+/// JSON into `T`, an error naming the path of the field where it happened (nothing before the
+/// message when it is the document itself, e.g. trailing data).
+pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| DecodeError::Syntax(e.to_string()))?;
+    de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
+    Ok(value)
+}
+
 impl Report {
-    /// Checks every rule; on failure returns all problems, each with its field path.
+    /// Checks every rule; on failure returns all problems, each with its field path. A report
+    /// that passes comes back with [`sanitize`]'s rules applied.
     pub fn validate(self) -> Result<ValidReport, Vec<FieldError>> {
         let errors = validate::check(&self);
         if errors.is_empty() {
             // `check` refused any reportID that does not parse.
             let report_id = self.report_id.as_deref().and_then(ReportId::parse);
             Ok(ValidReport {
-                report: self,
+                report: sanitize::report(self),
                 report_id,
             })
         } else {
@@ -335,7 +362,11 @@ mod tests {
         );
         let err = decode(br#"{"version":"a","clusterID":"c","nodes":[{"id":"n","id":"m"}]}"#)
             .unwrap_err();
-        assert!(err.to_string().starts_with("duplicate field `id`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("nodes[0]: duplicate field `id`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -454,6 +485,42 @@ mod tests {
                 .contains("not a canonical UUID (lowercase 8-4-4-4-12 hex)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn v1_md5_node_ids_are_re_keyed_into_ids_nobody_without_the_key_can_recompute() {
+        let key = node_id::NodeIdKey::from_secret(&[7u8; 32]).unwrap();
+        let sent = decode(SEED).unwrap();
+        let ids = |r: &ValidReport| -> Vec<String> {
+            r.report()
+                .nodes
+                .iter()
+                .flatten()
+                .map(|n| n.id.clone())
+                .collect()
+        };
+        assert_eq!(
+            ids(&sent),
+            [
+                "c8863d09ecc5be8d9791f72acd275fc2",
+                "5b919a15947b0680277acddf68d4b7aa"
+            ]
+        );
+        let stored = sent.clone().rekey_node_ids(&key);
+        assert_eq!(
+            ids(&stored),
+            [
+                "4ea09d753e665d9fed20b06c9af42109",
+                "f02877cfcf7f92a9b7e1a8fd88bef715"
+            ]
+        );
+        // Everything else as sent; the stored IDs still pass the report's rules.
+        let mut back = stored.clone().into_report();
+        for (node, id) in back.nodes.iter_mut().flatten().zip(ids(&sent)) {
+            node.id = id;
+        }
+        assert_eq!(back, sent.into_report());
+        assert!(stored.into_report().validate().is_ok());
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub const RULE_DUPLICATE_EXTENSION: &str = "duplicate extension name";
 pub const RULE_RESOURCE_NAME: &str = "not a Kubernetes resource name ([DNS-subdomain/]name)";
 /// The rule a malformed capacity value breaks.
 pub const RULE_QUANTITY: &str = "not a Kubernetes quantity";
+/// The rule a negative capacity breaks.
+pub const RULE_NEGATIVE_CAPACITY: &str = "negative: a capacity is zero or more";
+/// The rule a capacity too large for a 64-bit float (`1e400`) breaks.
+pub const RULE_INFINITE_CAPACITY: &str =
+    "not finite: a capacity is at most 1.7e308 base units (cores, bytes)";
 
 /// One broken rule at one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +188,9 @@ pub(crate) fn check(report: &Report) -> Vec<FieldError> {
     let mut e = Errors::new();
 
     e.required(format_args!("version"), &report.version);
+    if !report.version.is_empty() && crate::sanitize::info(&report.version).is_none() {
+        e.push(format_args!("version"), crate::sanitize::RULE_NOTHING_LEFT);
+    }
     if let Some(ts) = &report.timestamp
         && !is_timestamp(ts)
     {
@@ -298,11 +306,8 @@ fn check_node(e: &mut Errors, i: usize, node: &Node) {
                     RULE_RESOURCE_NAME,
                 );
             }
-            if !is_quantity(&r.value) {
-                e.push(
-                    format_args!("nodes[{i}].capacity[{j}].value"),
-                    RULE_QUANTITY,
-                );
+            if let Err(rule) = check_capacity(&r.value) {
+                e.push(format_args!("nodes[{i}].capacity[{j}].value"), rule);
             }
         }
     }
@@ -389,7 +394,8 @@ pub fn is_cluster_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-fn is_node_id(s: &str) -> bool {
+/// A node ID as a report carries it: 1–64 characters of `[A-Za-z0-9_-]`.
+pub fn is_node_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
@@ -518,6 +524,23 @@ fn is_dns_subdomain(s: &str) -> bool {
                 _ => false,
             }
         })
+}
+
+/// Checks a capacity value: a Kubernetes quantity ([`is_quantity`]) whose value is zero or more
+/// and finite; `Err` holds the rule it breaks. No machine has less than nothing of a resource,
+/// and a value beyond an f64 (`1e400`) would be infinite to every reader that sums it.
+pub fn check_capacity(s: &str) -> Result<(), &'static str> {
+    let value = match crate::quantity::Quantity::parse(s) {
+        Some(q) if s.len() <= MAX_STRING => q.value(),
+        _ => return Err(RULE_QUANTITY),
+    };
+    if value < 0.0 {
+        Err(RULE_NEGATIVE_CAPACITY)
+    } else if !value.is_finite() {
+        Err(RULE_INFINITE_CAPACITY)
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether `s` is a Kubernetes quantity: the grammar of [`crate::quantity`], in at most

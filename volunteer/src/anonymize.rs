@@ -3,31 +3,27 @@
 //!
 //! - Identifiers (node UIDs, the collector's host) are replaced by HMAC-SHA256 under a key
 //!   that never leaves the cluster, so the collector cannot reverse or join them.
-//! - Version strings are copied only after `sanitize` cut off what could name a machine.
+//! - Version strings are copied only after the report's sanitizing rules
+//!   ([`report::sanitize`]) cut off what could name a machine; the collector applies the same
+//!   rules to every report it receives.
 //! - Provider IDs become a provider name from an allowlist; extended resources from
-//!   unknown vendors are folded into one name.
+//!   unknown vendors are folded into one name (the same rules).
 //! - Workloads become counts, fixed-bucket histograms (scaled to the namespace count when
 //!   counted in a sample of namespaces) and whole-hour age percentiles.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hmac::{Hmac, KeyInit, Mac};
-use report::vocabulary::{CLOUD_PROVIDERS, OTHER_PROVIDER, is_vendor_domain};
+use report::sanitize;
 use report::{
     AgeHours, BUCKETS, Bucket, Extension, Node, Report, ReportId, Resource, SCHEMA_VERSION,
-    SkipReason, Skipped, WorkloadStats, bucket_index, is_quantity, section,
+    SkipReason, Skipped, WorkloadStats, bucket_index, section,
 };
 use sha2::{Digest, Sha256};
 
 use crate::omit::{NodeField, Omit};
 use crate::snapshot::{KindCounts, NamespaceCounts, NodeSnapshot, Section, Snapshot};
-
-/// Longest node info string sent; longer ones are cut.
-pub(crate) const MAX_INFO_LEN: usize = 64;
-/// The resource name under which extended resources of unlisted vendors are summed.
-pub(crate) const OTHER_RESOURCE: &str = "other";
 
 /// The anonymization key. Deliberately not `Debug`-printable, never serialized.
 #[derive(Clone)]
@@ -153,7 +149,7 @@ pub(crate) fn anonymize(snapshot: &Snapshot, key: &Key, options: &Options) -> Re
         None
     } else {
         match &snapshot.master_version {
-            Section::Ok(v) => sanitize(v),
+            Section::Ok(v) => sanitize::info(v),
             Section::Skipped(r) => {
                 skip(section::MASTER_VERSION, *r);
                 None
@@ -260,25 +256,29 @@ fn node(n: &NodeSnapshot, key: &Key, omit: &BTreeSet<Omit>) -> Node {
     let keep = |f: NodeField| !omit.contains(&Omit::NodeField(f));
     let info = |f: NodeField, v: &Option<String>| {
         if keep(f) {
-            v.as_deref().and_then(sanitize)
+            v.as_deref().and_then(sanitize::info)
+        } else {
+            None
+        }
+    };
+    let token = |f: NodeField, v: &Option<String>| {
+        if keep(f) {
+            v.as_deref().and_then(sanitize::token)
         } else {
             None
         }
     };
     Node {
         id: key.node_id(&n.uid),
-        operating_system: info(NodeField::OperatingSystem, &n.operating_system)
-            .map(|s| first_word(&s)),
+        operating_system: token(NodeField::OperatingSystem, &n.operating_system),
         os_image: info(NodeField::OsImage, &n.os_image),
-        kernel_version: info(NodeField::KernelVersion, &n.kernel_version).map(|s| first_word(&s)),
-        architecture: info(NodeField::Architecture, &n.architecture).map(|s| first_word(&s)),
-        container_runtime_version: info(
+        kernel_version: token(NodeField::KernelVersion, &n.kernel_version),
+        architecture: token(NodeField::Architecture, &n.architecture),
+        container_runtime_version: token(
             NodeField::ContainerRuntimeVersion,
             &n.container_runtime_version,
-        )
-        .map(|s| first_word(&s)),
-        kubelet_version: info(NodeField::KubeletVersion, &n.kubelet_version)
-            .map(|s| first_word(&s)),
+        ),
+        kubelet_version: token(NodeField::KubeletVersion, &n.kubelet_version),
         cloud_provider: if keep(NodeField::CloudProvider) {
             n.provider_id.as_deref().and_then(cloud_provider)
         } else {
@@ -286,81 +286,6 @@ fn node(n: &NodeSnapshot, key: &Key, omit: &BTreeSet<Omit>) -> Node {
         },
         capacity: keep(NodeField::Capacity).then(|| capacity(&n.capacity)),
     }
-}
-
-/// The first whitespace-separated word: kernel releases, runtime and kubelet versions,
-/// OS and architecture names never contain spaces; what follows a space is build detail.
-fn first_word(s: &str) -> String {
-    s.split_whitespace().next().unwrap_or_default().to_owned()
-}
-
-/// Makes a free-text version string safe to send, or drops it.
-///
-/// Custom kernels and OS images can carry build details such as `#1 SMP builder@host`
-/// or an address. The rule:
-/// 1. keep printable ASCII only (anything else counts as whitespace);
-/// 2. drop everything from the first word containing `#` or `@` on (build metadata: build
-///    number, `user@host`), collapse whitespace, cut to [`MAX_INFO_LEN`];
-/// 3. drop the value entirely if what is left still contains an IPv4 or IPv6 literal,
-///    or a URL (`://` followed by a host), or is empty.
-///
-/// Node-level strings that are single tokens in practice (kernel, runtime, kubelet, OS,
-/// architecture) are further cut to their first word.
-pub(crate) fn sanitize(raw: &str) -> Option<String> {
-    let printable: String = raw
-        .chars()
-        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
-        .collect();
-    let mut out = printable
-        .split_whitespace()
-        .take_while(|word| !word.contains(['#', '@']))
-        .collect::<Vec<_>>()
-        .join(" ");
-    if out.len() > MAX_INFO_LEN {
-        out.truncate(MAX_INFO_LEN);
-        out = out.trim_end().to_owned();
-    }
-    if out.is_empty() || contains_ip(&out) || contains_url_host(&out) {
-        return None;
-    }
-    Some(out)
-}
-
-/// Whether `s` contains something that parses as an IPv4 address (four dot-separated
-/// numbers, each at most 255) or an IPv6 address (at least two colons).
-fn contains_ip(s: &str) -> bool {
-    let v4 = s
-        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .any(|token| {
-            let parts: Vec<&str> = token.split('.').collect();
-            parts.windows(4).any(|w| {
-                let candidate = w.join(".");
-                candidate.parse::<Ipv4Addr>().is_ok()
-            })
-        });
-    let v6 = s
-        .split(|c: char| !(c.is_ascii_hexdigit() || c == ':' || c == '.'))
-        .any(|token| {
-            let token = token.trim_matches('.');
-            token.matches(':').count() >= 2 && token.parse::<Ipv6Addr>().is_ok()
-        });
-    v4 || v6
-}
-
-/// Whether `s` contains `scheme://` followed by a non-empty authority (a host), as in
-/// `https://build.example.org`. A container runtime's `containerd://1.7.13` is a scheme
-/// followed by a version, which is allowed; anything with a dot-separated name after
-/// `://` that is not a version is not.
-fn contains_url_host(s: &str) -> bool {
-    s.match_indices("://").any(|(i, _)| {
-        let rest = &s[i + 3..];
-        let authority = rest.split(['/', ' ']).next().unwrap_or_default();
-        // A version starts with a digit or `v` + digit; anything else is a host name.
-        let is_version = authority.starts_with(|c: char| c.is_ascii_digit())
-            || (authority.starts_with('v')
-                && authority[1..].starts_with(|c: char| c.is_ascii_digit()));
-        !authority.is_empty() && !is_version
-    })
 }
 
 /// The provider named by a `spec.providerID` scheme, if it is public; `other` else.
@@ -371,58 +296,16 @@ pub(crate) fn cloud_provider(provider_id: &str) -> Option<String> {
     let scheme = provider_id
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase());
-    Some(match scheme {
-        Some(s) if CLOUD_PROVIDERS.contains(&s.as_str()) => s,
-        _ => OTHER_PROVIDER.to_owned(),
-    })
+    Some(sanitize::cloud_provider(
+        scheme.as_deref().unwrap_or_default(),
+    ))
 }
 
-/// Whether `name` is a standard resource, sent verbatim.
-fn is_standard_resource(name: &str) -> bool {
-    matches!(
-        name,
-        "cpu" | "memory" | "pods" | "ephemeral-storage" | "storage"
-    ) || name
-        .strip_prefix("hugepages-")
-        .is_some_and(|size| !size.is_empty() && size.bytes().all(|b| b.is_ascii_alphanumeric()))
-}
-
-/// Whether an extended resource name's domain is a listed vendor's
-/// ([`report::vocabulary::RESOURCE_VENDORS`]).
-fn is_vendor_resource(name: &str) -> bool {
-    let Some((domain, rest)) = name.split_once('/') else {
-        return false;
-    };
-    let valid_name = !rest.is_empty()
-        && rest.len() <= 63
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    valid_name && is_vendor_domain(domain)
-}
-
-/// Capacity: standard and listed-vendor resources verbatim when their value is a Kubernetes
-/// quantity (the report's rule, [`is_quantity`]; a value that is not is left out), every other
-/// extended resource summed under [`OTHER_RESOURCE`] (extended resources are whole numbers; a
-/// value that is not is left out). Sorted by name.
+/// Capacity by the report's rule ([`sanitize::capacity`]), sorted by name.
 fn capacity(resources: &[(String, String)]) -> Vec<Resource> {
-    let mut out: BTreeMap<String, String> = BTreeMap::new();
-    let mut other: Option<u64> = None;
-    for (name, value) in resources {
-        if is_standard_resource(name) || is_vendor_resource(name) {
-            if is_quantity(value) {
-                out.insert(name.clone(), value.clone());
-            }
-        } else if let Ok(n) = value.parse::<u64>() {
-            other = Some(other.unwrap_or(0).saturating_add(n));
-        }
-    }
-    if let Some(n) = other {
-        out.insert(OTHER_RESOURCE.to_owned(), n.to_string());
-    }
-    out.into_iter()
-        .map(|(resource, value)| Resource { resource, value })
-        .collect()
+    let mut out = sanitize::capacity(resources.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    out.sort_by(|a, b| a.resource.cmp(&b.resource));
+    out
 }
 
 fn workload(
@@ -734,35 +617,6 @@ mod tests {
     }
 
     #[test]
-    fn build_details_are_cut_from_kernel_strings() {
-        let cases = [
-            ("5.15.0-1057-aws", Some("5.15.0-1057-aws")),
-            ("5.15.0-foo #1 SMP builder@buildhost", Some("5.15.0-foo")),
-            ("6.1.0 built by jane@host.corp", Some("6.1.0 built by")),
-            ("5.15.0-foo@buildhost", None),
-            ("Ubuntu 22.04.4 LTS", Some("Ubuntu 22.04.4 LTS")),
-            ("custom 10.1.2.3", None),
-            ("custom-fe80::1", None),
-            ("kernel 2001:db8::17 build", None),
-            ("containerd://1.7.22", Some("containerd://1.7.22")),
-            ("image from https://build.corp.example", None),
-            ("\u{7}\n ", None),
-            (
-                "Windows Server 2022 Datacenter",
-                Some("Windows Server 2022 Datacenter"),
-            ),
-            ("10.0.20348.2340", Some("10.0.20348.2340")),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(sanitize(raw).as_deref(), want, "{raw:?}");
-        }
-        assert_eq!(
-            sanitize(&"x".repeat(200)).map(|s| s.len()),
-            Some(MAX_INFO_LEN)
-        );
-    }
-
-    #[test]
     fn histograms_count_empty_namespaces_only_when_namespaces_are_sent() {
         let key = Key::from_kube_system_uid("k");
         let r = anonymize(&snapshot(vec![]), &key, &options());
@@ -958,19 +812,6 @@ mod tests {
             prop_assert_eq!(&report.nodes.as_ref().unwrap()[0].id, &again.nodes.as_ref().unwrap()[0].id);
         }
 
-        #[test]
-        fn sanitized_strings_never_carry_an_address_or_build_host(
-            version in "[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,3}(-[a-z0-9]{1,8})?",
-            host in "[a-z]{3,12}",
-            a in 1u8..=255, b in any::<u8>(), c in any::<u8>(), d in 1u8..=255,
-        ) {
-            let ip = format!("{a}.{b}.{c}.{d}");
-            let raw = format!("{version} #1 SMP {host}@{host}-build {ip}");
-            let s = sanitize(&raw);
-            prop_assert_eq!(s.as_deref(), Some(version.as_str()));
-            let glued = format!("{version}-{ip}");
-            prop_assert!(sanitize(&glued).is_none());
-        }
     }
 
     fn gke_node_with(uid: &str) -> NodeSnapshot {

@@ -137,14 +137,13 @@ fn bodies_in(dir: &str) -> Vec<PathBuf> {
     bodies
 }
 
-/// v1 leniency: bodies the original collector stored although they carry empty (or null)
-/// optional strings. Each is accepted, and reads as the report in its `.expected.json`: the
-/// same with those fields absent.
-#[test]
-fn lenient_v1_bodies_are_accepted_with_empty_optional_strings_absent() {
-    let bodies = bodies_in("lenient");
-    assert!(bodies.len() >= 2, "only {} lenient bodies", bodies.len());
+/// Decodes every body of `dir` and compares the report it reads as with its `.expected.json`
+/// (`SPARTAKUS_BLESS=1` rewrites them); returns what was read, by file name.
+fn accepted_as_expected(dir: &str, min: usize) -> Vec<(String, String)> {
+    let bodies = bodies_in(dir);
+    assert!(bodies.len() >= min, "only {} bodies in {dir}", bodies.len());
     let mut failures = Vec::new();
+    let mut read = Vec::new();
     for body in &bodies {
         let expected_path = body.with_extension("expected.json");
         let report = decode(&std::fs::read(body).unwrap())
@@ -153,22 +152,56 @@ fn lenient_v1_bodies_are_accepted_with_empty_optional_strings_absent() {
         let actual = serde_json::to_string_pretty(&report).unwrap() + "\n";
         if blessing() {
             std::fs::write(&expected_path, &actual).unwrap();
-            continue;
+        } else {
+            let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+            if actual != expected {
+                failures.push(format!(
+                    "{}:\n--- expected\n{expected}--- actual\n{actual}",
+                    body.display()
+                ));
+            }
         }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if actual != expected {
-            failures.push(format!(
-                "{}:\n--- expected\n{expected}--- actual\n{actual}",
-                body.display()
-            ));
-        }
-        assert!(
-            !actual.contains("\"\""),
-            "{}: an empty string survived",
-            body.display()
-        );
+        read.push((body.display().to_string(), actual));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    read
+}
+
+/// v1 leniency: bodies the original collector stored although they carry empty (or null)
+/// optional strings. Each is accepted, and reads as the report in its `.expected.json`: the
+/// same with those fields absent.
+#[test]
+fn lenient_v1_bodies_are_accepted_with_empty_optional_strings_absent() {
+    for (body, actual) in accepted_as_expected("lenient", 2) {
+        assert!(!actual.contains("\"\""), "{body}: an empty string survived");
+    }
+}
+
+/// Reports from clients that do not sanitize: IP addresses, e-mail addresses, URL hosts and
+/// build hosts in every free-text field, a company's own provider and resource names. Each is
+/// accepted and reads as its `.expected.json`: cut or dropped by the sanitizing rules.
+#[test]
+fn hostile_bodies_are_kept_only_as_sanitized() {
+    for (body, actual) in accepted_as_expected("hostile", 1) {
+        for needle in [
+            "@",
+            "#",
+            "corp",
+            "10.20.30.40",
+            "192.168",
+            "fe80",
+            "://registry",
+            "https",
+            "acme",
+            "secret-team",
+            "buildd",
+        ] {
+            assert!(
+                !actual.contains(needle),
+                "{body}: {needle:?} survived:\n{actual}"
+            );
+        }
+    }
 }
 
 #[test]
