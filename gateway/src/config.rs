@@ -9,6 +9,7 @@ use plumbing::log::LogFormat;
 use report::queue::Topology;
 
 use crate::limit;
+pub use plumbing::cli::parse_bytes;
 
 /// The Spartakus gateway: validates volunteers' reports and publishes each one durably to a NATS
 /// JetStream stream before acknowledging it.
@@ -43,15 +44,32 @@ pub struct Config {
           value_parser = humantime::parse_duration)]
     pub duplicate_window: Duration,
 
-    /// How long the stream keeps a report (consumed or not) before discarding it.
-    #[arg(long, env = "SPARTAKUS_STREAM_MAX_AGE", default_value = "7d",
+    /// Age after which the reports and erasures streams drop a message the ingester has not
+    /// stored yet; `0s` for never. A stored message is deleted at once (work-queue retention),
+    /// so an age limit only ever loses acknowledged reports: keep it `0s` unless the store must
+    /// forget what an ingester left behind for that long.
+    #[arg(long, env = "SPARTAKUS_STREAM_MAX_AGE", default_value = "0s",
           value_parser = humantime::parse_duration)]
     pub stream_max_age: Duration,
 
-    /// Largest size of the stream (e.g. `8GiB`); when full, new reports are refused with 503
-    /// rather than old ones dropped. Unset: bounded only by the server's storage limit.
-    #[arg(long, env = "SPARTAKUS_STREAM_MAX_BYTES", value_parser = parse_bytes)]
-    pub stream_max_bytes: Option<u64>,
+    /// Byte budget of the reports stream in NATS's store (e.g. `6GiB`). When it is full, new
+    /// reports get 503 with Retry-After (none already queued is dropped) until the ingester has
+    /// stored enough to make room. This, --erasures-max-bytes and the ingester's
+    /// --dead-letters-max-bytes must fit together in the server's `max_file_store`.
+    #[arg(long, env = "SPARTAKUS_STREAM_MAX_BYTES", default_value = "6GiB", value_parser = parse_bytes)]
+    pub stream_max_bytes: u64,
+
+    /// Byte budget of the erasures stream, apart from the reports stream's, so that a full
+    /// reports stream never keeps an erasure request out (one takes about 400 bytes).
+    #[arg(long, env = "SPARTAKUS_ERASURES_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub erasures_max_bytes: u64,
+
+    /// Fill of the reports stream, in percent of --stream-max-bytes, at and above which
+    /// `/readyz` answers 503 (reports are refused, or soon will be, until the ingester catches
+    /// up).
+    #[arg(long, env = "SPARTAKUS_STREAM_FULL_PERCENT", default_value_t = 95,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub stream_full_percent: u8,
 
     /// Largest request body as sent on the wire when gzip-compressed (e.g. `4MiB`).
     #[arg(long, env = "SPARTAKUS_MAX_BODY_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
@@ -168,15 +186,29 @@ pub struct Config {
 
 impl Config {
     /// Checks what each flag's own parser cannot: settings that are valid alone but that
-    /// JetStream would refuse together. A stream whose duplicate window outlasts its age limit
-    /// is refused by the server, which would leave the gateway unready for ever; this says so
-    /// at start instead (exit 64).
+    /// JetStream would refuse together, or that would leave a stream unable to hold its
+    /// largest message. A stream whose duplicate window outlasts its age limit is refused by
+    /// the server, which would leave the gateway unready for ever; a reports budget below
+    /// --max-decoded-bytes would refuse the largest reports for ever. This says so at start
+    /// instead (exit 64).
     pub fn check(&self) -> Result<(), String> {
         if !self.stream_max_age.is_zero() && self.duplicate_window > self.stream_max_age {
             return Err(format!(
                 "--duplicate-window ({}) must not be longer than --stream-max-age ({}): JetStream refuses such a stream",
                 humantime::format_duration(self.duplicate_window),
                 humantime::format_duration(self.stream_max_age)
+            ));
+        }
+        if self.stream_max_bytes < self.max_decoded_bytes {
+            return Err(format!(
+                "--stream-max-bytes ({}) must be at least --max-decoded-bytes ({}): the largest report would never fit in the reports stream",
+                self.stream_max_bytes, self.max_decoded_bytes
+            ));
+        }
+        if self.erasures_max_bytes < MIN_ERASURES_BYTES {
+            return Err(format!(
+                "--erasures-max-bytes ({}) must be at least {MIN_ERASURES_BYTES} bytes (room for a few hundred erasure requests)",
+                self.erasures_max_bytes
             ));
         }
         Ok(())
@@ -205,6 +237,9 @@ impl Config {
     }
 }
 
+/// The smallest erasures budget --erasures-max-bytes may set.
+const MIN_ERASURES_BYTES: u64 = 64 << 10;
+
 /// Parses a timeout such as `10s`; zero would close every connection at once.
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
@@ -212,33 +247,6 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Parses a byte size: a whole number with an optional unit, `B`, `KB`/`MB`/`GB` (powers of
-/// 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), e.g. `4MiB`.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte size such as 4194304 or 4MiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1_000,
-        "mb" | "m" => 1_000_000,
-        "gb" | "g" => 1_000_000_000,
-        "kib" | "ki" => 1 << 10,
-        "mib" | "mi" => 1 << 20,
-        "gib" | "gi" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown byte unit {other:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
-            ));
-        }
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -253,9 +261,11 @@ mod tests {
         assert_eq!(config.max_body_bytes, 4 << 20);
         assert_eq!(config.max_decoded_bytes, 16 << 20);
         assert_eq!(config.duplicate_window, Duration::from_secs(7200));
-        assert_eq!(config.stream_max_age, Duration::from_secs(7 * 86400));
+        assert_eq!(config.stream_max_age, Duration::ZERO, "kept until stored");
         assert_eq!(config.shutdown_timeout, Duration::from_secs(20));
-        assert_eq!(config.stream_max_bytes, None);
+        assert_eq!(config.stream_max_bytes, 6 << 30);
+        assert_eq!(config.erasures_max_bytes, 256 << 20);
+        assert_eq!(config.stream_full_percent, 95);
         assert_eq!(config.ip_quota(), None);
         assert_eq!(config.cluster_quota(), None);
         assert_eq!(config.header_timeout, Duration::from_secs(10));
@@ -297,6 +307,31 @@ mod tests {
     }
 
     #[test]
+    fn stream_budgets_that_cannot_hold_their_largest_message_are_refused_naming_the_flags() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["gateway"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap().check()
+        };
+        let e = check(&["--stream-max-bytes", "8MiB"]).unwrap_err();
+        assert!(
+            e.contains("--stream-max-bytes (8388608)") && e.contains("--max-decoded-bytes (16777216)"),
+            "{e}"
+        );
+        assert_eq!(
+            check(&["--stream-max-bytes", "1MiB", "--max-decoded-bytes", "1MiB"]),
+            Ok(())
+        );
+        let e = check(&["--erasures-max-bytes", "4KiB"]).unwrap_err();
+        assert!(e.contains("--erasures-max-bytes (4096)"), "{e}");
+        assert_eq!(check(&["--erasures-max-bytes", "64KiB"]), Ok(()));
+        for bad in ["--stream-full-percent=0", "--stream-full-percent=101"] {
+            let e = Config::try_parse_from(["gateway", bad]).unwrap_err();
+            assert!(e.to_string().contains("--stream-full-percent"), "{e}");
+        }
+    }
+
+    #[test]
     fn a_burst_sizes_the_bucket_and_the_rate_refills_it() {
         let config = Config::try_parse_from([
             "gateway",
@@ -326,17 +361,6 @@ mod tests {
             let name = flag.split('=').next().unwrap();
             assert!(err.to_string().contains(name), "{flag}: {err}");
         }
-    }
-
-    #[test]
-    fn byte_sizes_accept_decimal_and_binary_units() {
-        assert_eq!(parse_bytes("123"), Ok(123));
-        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
-        assert_eq!(parse_bytes("16 MB"), Ok(16_000_000));
-        assert_eq!(parse_bytes("8GiB"), Ok(8 << 30));
-        assert!(parse_bytes("4 parsecs").is_err());
-        assert!(parse_bytes("MiB").is_err());
-        assert!(parse_bytes("99999999999GiB").is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!   the memory budget of all requests in flight.
 //! - HTTP/1.1 with every connection bounded (head and idle timeouts, a connection cap) is
 //!   `plumbing::serve`, shared with the stats server.
-//! - [`publish`]: the JetStream publisher, and keeping the stream in place.
+//! - [`publish`]: the JetStream publisher, and keeping the streams in place and watching their fill.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: [`ApiError`], every refusal as an RFC 9457 problem.
 
@@ -33,7 +33,7 @@ pub use config::Config;
 pub use error::ApiError;
 use limit::RateLimits;
 use metrics::Metrics;
-use publish::{Publisher, StreamSettings};
+use publish::{Publisher, Streams};
 
 /// Why the gateway stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -65,17 +65,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let reports = StreamSettings::from_config(&config);
-    let erasures = reports.erasures(&config.queue);
-    let publisher =
-        Publisher::connect(&config.nats_url, reports, erasures, config.publish_timeout).await?;
+    let metrics = Arc::new(Metrics::new());
+    let publisher = Publisher::connect(
+        &config.nats_url,
+        Streams::from_config(&config),
+        config.publish_timeout,
+        metrics.stream_fill(),
+    )
+    .await?;
     let limits = RateLimits::new(config.ip_quota(), config.cluster_quota());
     // Cancelled by a shutdown request, or by a background task that ended.
     let stop = shutdown.child_token();
     let state = routes::AppState::new(
         &config,
         publisher.clone(),
-        Arc::new(Metrics::new()),
+        metrics,
         limits.clone(),
         stop.clone(),
     );

@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by route and status, rejections by reason, publish latency,
-//! bytes received. Labels are drawn from closed sets, so cardinality stays fixed.
+//! bytes received, each stream's fill. Labels are drawn from closed sets, so cardinality stays fixed.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -27,6 +28,36 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: &'static str,
+}
+
+/// Each stream's bytes and byte budget, as the stream maintenance last read them from
+/// JetStream; labelled `reports`, `erasures` or `dead-letters`.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFill {
+    bytes: Family<StreamLabels, Gauge>,
+    max_bytes: Family<StreamLabels, Gauge>,
+    fill: Family<StreamLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl StreamFill {
+    /// Records that `stream` holds `bytes` of its budget `max_bytes` (-1 or 0: none).
+    pub fn set(&self, stream: &'static str, bytes: u64, max_bytes: i64) {
+        let labels = StreamLabels { stream };
+        self.bytes
+            .get_or_create(&labels)
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.max_bytes.get_or_create(&labels).set(max_bytes);
+        if max_bytes > 0 {
+            self.fill
+                .get_or_create(&labels)
+                .set(bytes as f64 / max_bytes as f64);
+        }
+    }
+}
+
 /// The gateway's metrics and the registry that renders them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +68,7 @@ pub struct Metrics {
     bytes_received: Counter,
     reports_accepted: Family<OutcomeLabels, Counter>,
     in_flight: Gauge,
+    streams: StreamFill,
     memory_budget_used: Gauge,
 }
 
@@ -95,7 +127,24 @@ impl Metrics {
             "Bytes the requests in flight hold of --memory-budget",
             memory_budget_used.clone(),
         );
+        let streams = StreamFill::default();
+        registry.register(
+            "stream_bytes",
+            "Bytes a JetStream stream holds, by stream",
+            streams.bytes.clone(),
+        );
+        registry.register(
+            "stream_max_bytes",
+            "A JetStream stream's byte budget, by stream",
+            streams.max_bytes.clone(),
+        );
+        registry.register(
+            "stream_fill_ratio",
+            "A JetStream stream's bytes over its budget (1 is full), by stream",
+            streams.fill.clone(),
+        );
         Metrics {
+            streams,
             registry,
             requests,
             rejections,
@@ -154,6 +203,11 @@ impl Metrics {
         &self.memory_budget_used
     }
 
+    /// The stream gauges, for the stream maintenance to set.
+    pub fn stream_fill(&self) -> StreamFill {
+        self.streams.clone()
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -179,7 +233,14 @@ mod tests {
         metrics.publish("ok", Duration::from_millis(2));
         metrics.bytes_received(1234);
         metrics.accepted(true);
+        metrics.stream_fill().set("reports", 768, 1024);
         let text = metrics.render();
+        assert!(
+            text.contains(r#"spartakus_gateway_stream_fill_ratio{stream="reports"} 0.75"#)
+                && text.contains(r#"spartakus_gateway_stream_max_bytes{stream="reports"} 1024"#)
+                && text.contains(r#"spartakus_gateway_stream_bytes{stream="reports"} 768"#),
+            "{text}"
+        );
         assert!(
             text.contains(
                 r#"spartakus_gateway_http_requests_total{route="/api/v1",status="204"} 1"#

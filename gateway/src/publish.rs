@@ -2,16 +2,19 @@
 //!
 //! The NATS client connects in the background and reconnects on its own, so the gateway starts
 //! and answers `/healthz` while NATS is away; [`Publisher::maintain`] creates or verifies the
-//! streams whenever it is connected, and [`Publisher::is_ready`] says whether a publish can
-//! succeed right now.
+//! streams whenever it is connected, reads how full they are, and [`Publisher::is_ready`] says
+//! whether a publish can succeed right now.
 //!
 //! The streams' names come from [`report::queue::Topology`], which the ingester reads too.
-//! Erasure requests go to a stream of their own, with the reports stream's replicas, duplicate window, age and size limits: the ingester
-//! consumes them with a consumer of their own, and a backlog of reports never delays an
-//! erasure. Only the check is queued ([`QueuedErasure`]), never the secret.
+//! Erasure requests go to a stream of their own, with its own byte budget: the ingester
+//! consumes them with a consumer of their own, a backlog of reports never delays an erasure,
+//! and a full reports stream never keeps one out. Only the check is queued
+//! ([`QueuedErasure`]), never the secret. Both streams keep a message until the ingester has
+//! stored it (work-queue retention). The dead-letter stream is the ingester's; the gateway
+//! only reports its fill.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -21,17 +24,20 @@ use async_nats::{HeaderMap, header::NATS_MESSAGE_ID};
 use bytes::Bytes;
 use report::ReportId;
 use report::erasure::QueuedErasure;
-use report::queue::Topology;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::StreamFill;
 
-/// How often the stream is checked (and created if missing), which bounds how stale
-/// `/readyz` can be.
+/// How often the streams are checked (and created if missing) and their fill read, which
+/// bounds how stale `/readyz` and the stream gauges can be.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// The stream as the gateway wants it.
+/// Where docs/collector.md tells how to move a stream made by an earlier gateway.
+const MIGRATION_DOC: &str = "docs/collector.md#streams-made-by-an-earlier-gateway";
+
+/// One stream as the gateway wants it.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
     /// Stream name.
@@ -42,54 +48,79 @@ pub struct StreamSettings {
     pub replicas: usize,
     /// Deduplication window for `Nats-Msg-Id`.
     pub duplicate_window: Duration,
-    /// Age limit.
+    /// Age limit; zero for none.
     pub max_age: Duration,
-    /// Size limit; -1 for none.
+    /// Byte budget.
     pub max_bytes: i64,
     /// What the stream holds, for its description.
     pub holds: &'static str,
+    /// Its label in the stream gauges.
+    pub label: &'static str,
 }
 
-impl StreamSettings {
-    /// The settings the flags ask for.
+/// Every stream the gateway publishes to or watches.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    /// Reports.
+    pub reports: StreamSettings,
+    /// Erasure requests: the reports' replicas, duplicate window and age limit, a budget of
+    /// their own.
+    pub erasures: StreamSettings,
+    /// The dead-letter stream's name: the ingester creates it, the gateway reads its fill.
+    pub dead_letters: String,
+    /// Fill of the reports stream, in percent of its budget, from which the gateway is not
+    /// ready.
+    pub full_percent: u8,
+}
+
+impl Streams {
+    /// The streams the flags ask for.
     pub fn from_config(config: &Config) -> Self {
-        StreamSettings {
+        let budget = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+        let reports = StreamSettings {
             name: config.queue.reports.name.clone(),
             subject: config.queue.reports.subject.clone(),
             replicas: usize::from(config.stream_replicas),
             duplicate_window: config.duplicate_window,
             max_age: config.stream_max_age,
-            max_bytes: config
-                .stream_max_bytes
-                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            max_bytes: budget(config.stream_max_bytes),
             holds: "reports",
-        }
-    }
-
-    /// The erasures stream of `queue` beside these reports: its own name and subject, the
-    /// same limits.
-    pub fn erasures(&self, queue: &Topology) -> Self {
-        StreamSettings {
-            name: queue.erasures.name.clone(),
-            subject: queue.erasures.subject.clone(),
+            label: "reports",
+        };
+        let erasures = StreamSettings {
+            name: config.queue.erasures.name.clone(),
+            subject: config.queue.erasures.subject.clone(),
+            max_bytes: budget(config.erasures_max_bytes),
             holds: "erasure requests (checks, never secrets)",
-            ..self.clone()
+            label: "erasures",
+            ..reports.clone()
+        };
+        Streams {
+            reports,
+            erasures,
+            dead_letters: config.queue.dead_letters.name.clone(),
+            full_percent: config.stream_full_percent,
         }
     }
+}
 
+impl StreamSettings {
     /// The JetStream stream configuration.
     ///
-    /// File storage, `Limits` retention (messages stay for `max_age` after the ingester has
-    /// consumed them, so a bad load can be replayed), and `DiscardPolicy::New`: when the stream
-    /// is full, a new publish fails and the volunteer gets a 503 and retries later. `Old` would
-    /// instead silently delete the oldest reports, which may not have been ingested yet: losing
-    /// reports already acknowledged with 204 is worse than refusing new ones honestly.
+    /// File storage and work-queue retention: a message stays until the ingester acknowledges
+    /// it, which it does once the sink has committed it, and is deleted then, so the budget
+    /// holds only what is not stored yet. (Interest retention would do the same with a
+    /// consumer bound, but with none yet JetStream acknowledges a publish without storing it.)
+    /// `DiscardPolicy::New`: when the budget is full, a new publish fails and the volunteer
+    /// gets a 503 and retries later. `Old` would instead silently delete the oldest reports,
+    /// which have not been stored yet: losing reports already acknowledged with 204 is worse
+    /// than refusing new ones honestly.
     pub fn stream_config(&self) -> stream::Config {
         stream::Config {
             name: self.name.clone(),
             subjects: vec![self.subject.clone()],
             storage: stream::StorageType::File,
-            retention: stream::RetentionPolicy::Limits,
+            retention: stream::RetentionPolicy::WorkQueue,
             discard: stream::DiscardPolicy::New,
             num_replicas: self.replicas,
             duplicate_window: self.duplicate_window,
@@ -179,24 +210,33 @@ pub fn erasure_message_id(queued: &QueuedErasure) -> String {
     )
 }
 
-/// Publishes reports to one stream's subject.
+/// Publishes reports and erasure requests, each to its stream's subject.
 #[derive(Debug, Clone)]
 pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
-    settings: Arc<StreamSettings>,
-    erasures: Arc<StreamSettings>,
+    streams: Arc<Streams>,
     stream_ok: Arc<AtomicBool>,
+    reports_fill: Arc<Fill>,
+    gauges: StreamFill,
     timeout: Duration,
 }
 
+/// The reports stream's bytes and budget at the last check.
+#[derive(Debug, Default)]
+struct Fill {
+    bytes: AtomicU64,
+    max_bytes: AtomicI64,
+}
+
 impl Publisher {
-    /// Starts connecting to NATS in the background and returns at once.
+    /// Starts connecting to NATS in the background and returns at once. `gauges` receive
+    /// each stream's fill.
     pub async fn connect(
         url: &str,
-        settings: StreamSettings,
-        erasures: StreamSettings,
+        streams: Streams,
         publish_timeout: Duration,
+        gauges: StreamFill,
     ) -> Result<Self, async_nats::ConnectError> {
         let client = plumbing::nats::connect("spartakus-gateway", url).await?;
         let js = jetstream::ContextBuilder::new()
@@ -205,9 +245,10 @@ impl Publisher {
         Ok(Publisher {
             client,
             js,
-            erasures: Arc::new(erasures),
-            settings: Arc::new(settings),
+            streams: Arc::new(streams),
             stream_ok: Arc::new(AtomicBool::new(false)),
+            reports_fill: Arc::default(),
+            gauges,
             timeout: publish_timeout,
         })
     }
@@ -217,10 +258,24 @@ impl Publisher {
         self.client.connection_state() == State::Connected && self.stream_ok.load(Ordering::Relaxed)
     }
 
+    /// Why the reports stream counts as full (at or above `--stream-full-percent` of its
+    /// budget at the last check), or `None`.
+    pub fn reports_full(&self) -> Option<String> {
+        let bytes = self.reports_fill.bytes.load(Ordering::Relaxed);
+        let max_bytes = self.reports_fill.max_bytes.load(Ordering::Relaxed);
+        let max = u128::try_from(max_bytes).ok().filter(|&m| m > 0)?;
+        let percent = u128::from(bytes) * 100 / max;
+        (percent >= u128::from(self.streams.full_percent)).then(|| {
+            format!(
+                "reports stream {percent}% full ({bytes} of {max} bytes): reports are refused until the ingester has stored enough of them"
+            )
+        })
+    }
+
     /// Publishes a report's envelope with `Nats-Msg-Id: id` and waits for JetStream's
     /// acknowledgment.
     pub async fn publish(&self, id: ReportId, payload: Vec<u8>) -> Result<Ack, PublishError> {
-        self.publish_to(&self.settings.subject, &id.to_string(), payload)
+        self.publish_to(&self.streams.reports.subject, &id.to_string(), payload)
             .await
     }
 
@@ -228,7 +283,7 @@ impl Publisher {
     /// acknowledgment.
     pub async fn publish_erasure(&self, queued: &QueuedErasure) -> Result<Ack, PublishError> {
         self.publish_to(
-            &self.erasures.subject,
+            &self.streams.erasures.subject,
             &erasure_message_id(queued),
             queued.encode(),
         )
@@ -278,71 +333,149 @@ impl Publisher {
         }
     }
 
-    /// Until `shutdown`: whenever connected, makes sure both streams exist as configured.
+    /// Until `shutdown`: whenever connected, makes sure both streams exist as configured, and
+    /// reads every stream's fill into the gauges and `/readyz`.
     pub async fn maintain(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_ok = false;
         let mut last_error = String::new();
+        let mut kept_logged = false;
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let ok = self.client.connection_state() == State::Connected
-                && match tokio::time::timeout(self.timeout, self.ensure_streams()).await {
-                    Ok(Ok(())) => true,
+            let checked = if self.client.connection_state() == State::Connected {
+                match tokio::time::timeout(self.timeout, self.ensure_streams()).await {
+                    Ok(Ok(checked)) => Some(checked),
                     Ok(Err(e)) => {
                         // Once per distinct failure: a misconfigured stream needs an operator.
                         let error = e.to_string();
                         if error != last_error {
-                            tracing::warn!(stream = %self.settings.name, %error, "stream check failed");
+                            tracing::warn!(stream = %self.streams.reports.name, %error, "stream check failed");
                             last_error = error;
                         }
-                        false
+                        None
                     }
-                    Err(_) => false,
-                };
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            let ok = checked.is_some();
+            if let Some(checked) = checked {
+                self.record(&checked);
+                if !checked.kept_retention.is_empty() && !kept_logged {
+                    // An operator must act: such a stream fills up with stored reports.
+                    tracing::error!(
+                        streams = ?checked.kept_retention,
+                        doc = MIGRATION_DOC,
+                        "streams made by an earlier gateway keep limits retention, which JetStream cannot change to work-queue: they keep reports after the ingester stored them, until their age limit, and can fill up; drain and delete them once to have them made again"
+                    );
+                    kept_logged = true;
+                }
+                self.watch_dead_letters().await;
+            }
             self.stream_ok.store(ok, Ordering::Relaxed);
             if ok && !was_ok {
                 last_error.clear();
-                tracing::info!(stream = %self.settings.name, subject = %self.settings.subject, "stream ready");
+                tracing::info!(stream = %self.streams.reports.name, subject = %self.streams.reports.subject, "stream ready");
             }
             was_ok = ok;
         }
     }
 
-    async fn ensure_streams(&self) -> Result<(), StreamSetupError> {
-        self.ensure_stream(&self.settings).await?;
-        self.ensure_stream(&self.erasures).await
+    /// Sets the gauges and the reports fill from what the check read.
+    fn record(&self, checked: &Checked) {
+        let [reports, erasures] = &checked.infos;
+        self.reports_fill
+            .bytes
+            .store(reports.state.bytes, Ordering::Relaxed);
+        self.reports_fill
+            .max_bytes
+            .store(reports.config.max_bytes, Ordering::Relaxed);
+        for (settings, info) in [
+            (&self.streams.reports, reports),
+            (&self.streams.erasures, erasures),
+        ] {
+            self.gauges
+                .set(settings.label, info.state.bytes, info.config.max_bytes);
+        }
+    }
+
+    /// Reads the dead-letter stream's fill into the gauges, if the ingester has made it.
+    async fn watch_dead_letters(&self) {
+        let read = tokio::time::timeout(self.timeout, async {
+            let mut stream = self.js.get_stream(&self.streams.dead_letters).await.ok()?;
+            let info = stream.info().await.ok()?;
+            Some((info.state.bytes, info.config.max_bytes))
+        });
+        if let Ok(Some((bytes, max_bytes))) = read.await {
+            self.gauges.set("dead-letters", bytes, max_bytes);
+        }
+    }
+
+    async fn ensure_streams(&self) -> Result<Checked, StreamSetupError> {
+        let mut kept_retention = Vec::new();
+        let mut infos = Vec::with_capacity(2);
+        for settings in [&self.streams.reports, &self.streams.erasures] {
+            let (info, kept) = self.ensure_stream(settings).await?;
+            if kept {
+                kept_retention.push(settings.name.clone());
+            }
+            infos.push(info);
+        }
+        let infos = infos
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("two streams, two infos"));
+        Ok(Checked {
+            infos,
+            kept_retention,
+        })
     }
 
     /// Creates the stream if it is missing; if it exists with other settings, updates them.
-    async fn ensure_stream(&self, settings: &StreamSettings) -> Result<(), StreamSetupError> {
-        let wanted = settings.stream_config();
+    /// Its info, and whether it kept a retention JetStream cannot change.
+    async fn ensure_stream(
+        &self,
+        settings: &StreamSettings,
+    ) -> Result<(stream::Info, bool), StreamSetupError> {
+        let mut wanted = settings.stream_config();
         match self.js.get_stream(&settings.name).await {
             Ok(existing) => {
-                let current = &existing.cached_info().config;
-                if differs(current, &wanted) {
+                let current = existing.cached_info();
+                // JetStream refuses to change a retention to or from work-queue. A stream made
+                // by an earlier gateway (limits retention) keeps it, and its age limit, which
+                // is then what frees its storage; the rest is brought up to date.
+                let kept = current.config.retention != wanted.retention;
+                if kept {
+                    wanted.retention = current.config.retention;
+                    wanted.max_age = current.config.max_age;
+                }
+                if differs(&current.config, &wanted) {
                     tracing::warn!(stream = %wanted.name, "stream settings differ from the flags; updating");
-                    self.js
+                    let info = self
+                        .js
                         .update_stream(&wanted)
                         .await
                         .map_err(StreamSetupError::update)?;
+                    return Ok((info, kept));
                 }
-                Ok(())
+                Ok((current.clone(), kept))
             }
             Err(e)
                 if matches!(e.kind(), GetStreamErrorKind::JetStream(ref js)
                     if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
             {
-                self.js
+                let created = self
+                    .js
                     .create_stream(wanted)
                     .await
                     .map_err(StreamSetupError::create)?;
                 tracing::info!(stream = %settings.name, "stream created");
-                Ok(())
+                Ok((created.cached_info().clone(), false))
             }
             Err(e) => Err(StreamSetupError::Get(e.to_string())),
         }
@@ -354,10 +487,19 @@ impl Publisher {
     }
 }
 
+/// What one check of the streams found.
+struct Checked {
+    /// The reports' and the erasures' stream info.
+    infos: [stream::Info; 2],
+    /// The streams that kept a retention other than work-queue.
+    kept_retention: Vec<String>,
+}
+
 /// Whether the settings the gateway manages differ.
 fn differs(current: &stream::Config, wanted: &stream::Config) -> bool {
     !current.subjects.contains(&wanted.subjects[0])
         || current.storage != wanted.storage
+        || current.retention != wanted.retention
         || current.num_replicas != wanted.num_replicas
         || current.duplicate_window != wanted.duplicate_window
         || current.max_age != wanted.max_age
@@ -376,12 +518,25 @@ enum StreamSetupError {
     Update(String),
 }
 
+/// What to add to JetStream's refusal of a budget that does not fit its store.
+const BUDGET_HINT: &str = "; the stream budgets (--stream-max-bytes, --erasures-max-bytes and the ingester's --dead-letters-max-bytes) must fit together in the NATS server's max_file_store";
+
 impl StreamSetupError {
     fn create(e: impl std::fmt::Display) -> Self {
-        Self::Create(e.to_string())
+        Self::Create(with_hint(e))
     }
     fn update(e: impl std::fmt::Display) -> Self {
-        Self::Update(e.to_string())
+        Self::Update(with_hint(e))
+    }
+}
+
+/// The error's text, with [`BUDGET_HINT`] when JetStream says its store cannot hold a budget.
+fn with_hint(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.contains("insufficient storage") || text.contains("10047") {
+        text + BUDGET_HINT
+    } else {
+        text
     }
 }
 

@@ -436,15 +436,16 @@ fn received_at(
     sent.clamp(earliest, now)
 }
 
-/// Ready to take reports: connected to NATS, the stream present, not shutting down.
+/// Ready to take reports: connected to NATS, the stream present and below
+/// `--stream-full-percent` of its budget, not shutting down.
 impl plumbing::probe::Probe for AppState {
     fn not_ready(&self) -> Option<String> {
         if self.0.shutdown.is_cancelled() {
             Some("shutting down".into())
-        } else if self.0.publisher.is_ready() {
-            None
-        } else {
+        } else if !self.0.publisher.is_ready() {
             Some("JetStream not reachable or stream missing".into())
+        } else {
+            self.0.publisher.reports_full()
         }
     }
 

@@ -36,6 +36,14 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_QUEUE", default_value = report::queue::DEFAULT_PREFIX)]
     pub(crate) queue: Topology,
 
+    /// Byte budget of the dead-letter stream in NATS's store. When it is full, a report that
+    /// cannot be stored stays in the reports stream (nakked, tried again) instead of being
+    /// dead-lettered, and nothing is dropped. With the gateway's --stream-max-bytes and
+    /// --erasures-max-bytes it must fit in the server's `max_file_store`.
+    #[arg(long, env = "SPARTAKUS_DEAD_LETTERS_MAX_BYTES", default_value = "1GiB",
+          value_parser = plumbing::cli::parse_bytes)]
+    pub(crate) dead_letters_max_bytes: u64,
+
     /// Name of the durable pull consumers (one on the reports stream, one on the erasures
     /// stream); replicas with the same name share the work.
     #[arg(long, env = "SPARTAKUS_CONSUMER", default_value = "spartakus-ingester")]

@@ -44,14 +44,24 @@ impl DeadReason {
 
 /// The dead-letter stream's configuration: as many copies as the reports stream (a dead
 /// letter is a report too, and with one copy a single NATS node down would keep every
-/// restarting ingester from binding).
-pub(crate) fn stream_config(name: &str, subject: &str, num_replicas: usize) -> stream::Config {
+/// restarting ingester from binding), and a byte budget of `max_bytes`. Limits retention: a
+/// dead letter waits for an operator for [`MAX_AGE`]. `DiscardPolicy::New`: when the budget is
+/// full, a new dead letter is refused and its report nakked, so it stays in the reports stream
+/// instead of an older dead letter being dropped.
+pub(crate) fn stream_config(
+    name: &str,
+    subject: &str,
+    num_replicas: usize,
+    max_bytes: i64,
+) -> stream::Config {
     stream::Config {
         name: name.to_owned(),
         subjects: vec![subject.to_owned()],
         num_replicas,
         storage: StorageType::File,
         max_age: MAX_AGE,
+        max_bytes,
+        discard: stream::DiscardPolicy::New,
         duplicate_window: Duration::from_secs(2 * 3600),
         ..Default::default()
     }

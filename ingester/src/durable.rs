@@ -1,7 +1,12 @@
 //! Binding a durable pull consumer, the one way both consumers (reports and erasures) do it:
 //! wait until NATS and the stream (created by the gateway) are there, make sure the dead-letter
-//! stream exists beside it (with as many copies: a dead letter is a report too), then create the
-//! consumer or update its settings.
+//! stream exists beside it (with as many copies: a dead letter is a report too) within its byte
+//! budget, then create the consumer or update its settings.
+//!
+//! The gateway makes the reports and erasures streams with work-queue retention: a message is
+//! deleted once acknowledged, which the consumers do only after the sink has it. JetStream
+//! refuses a second consumer whose subjects overlap on such a stream; the one durable per
+//! stream, shared by every replica under one name, is the only consumer there.
 
 use std::time::Duration;
 
@@ -23,6 +28,8 @@ pub(crate) struct Durable {
     pub(crate) stream: Stream,
     /// Where what can never be handled goes.
     pub(crate) dead_letters: Stream,
+    /// The dead-letter stream's byte budget.
+    pub(crate) dead_letters_max_bytes: i64,
     /// The durable name (replicas with the same name share the work).
     pub(crate) name: String,
     /// What it does, for the consumer's description.
@@ -71,12 +78,19 @@ impl Durable {
     async fn try_bind(&self, js: &jetstream::Context) -> Result<PullConsumer, async_nats::Error> {
         let stream = js.get_stream(&self.stream.name).await?;
         let num_replicas = stream.cached_info().config.num_replicas;
-        js.get_or_create_stream(deadletter::stream_config(
+        let wanted = deadletter::stream_config(
             &self.dead_letters.name,
             &self.dead_letters.subject,
             num_replicas,
-        ))
-        .await?;
+            self.dead_letters_max_bytes,
+        );
+        let dead_letters = js.get_or_create_stream(wanted.clone()).await?;
+        let current = &dead_letters.cached_info().config;
+        // One made by an earlier ingester has no budget: give it this one.
+        if current.max_bytes != wanted.max_bytes || current.discard != wanted.discard {
+            tracing::info!(stream = %wanted.name, max_bytes = wanted.max_bytes, "dead-letter stream budget updated");
+            js.update_stream(&wanted).await?;
+        }
         let mut config = pull::Config {
             durable_name: Some(self.name.clone()),
             description: Some(format!("Spartakus ingester: {}", self.description)),

@@ -43,13 +43,19 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// The erasures consumer of `queue`, named `name`: never given up on (redelivered, with a
+    /// The erasures consumer of `queue`, named `name` (dead letters within their budget of
+    /// `dead_letters_max_bytes`): never given up on (redelivered, with a
     /// growing delay, until the sink is done).
-    pub(crate) fn new(queue: &report::queue::Topology, name: &str) -> Self {
+    pub(crate) fn new(
+        queue: &report::queue::Topology,
+        name: &str,
+        dead_letters_max_bytes: i64,
+    ) -> Self {
         Settings {
             durable: Durable {
                 stream: queue.erasures.clone(),
                 dead_letters: queue.dead_letters.clone(),
+                dead_letters_max_bytes,
                 name: name.to_owned(),
                 description: "erasures carried out in the sink",
                 ack_wait: ACK_WAIT,

@@ -193,6 +193,7 @@ async fn consume_until_shutdown<S: Sink>(
         durable: durable::Durable {
             stream: config.queue.reports.clone(),
             dead_letters: config.queue.dead_letters.clone(),
+            dead_letters_max_bytes: dead_letters_budget(&config),
             name: config.consumer.clone(),
             description: "reports into the sink",
             ack_wait: config.ack_wait,
@@ -217,7 +218,7 @@ async fn consume_until_shutdown<S: Sink>(
         ))),
         erasures: Some(tokio::spawn(erasure::run(
             js,
-            erasure::Settings::new(&config.queue, &config.consumer),
+            erasure::Settings::new(&config.queue, &config.consumer, dead_letters_budget(&config)),
             sink.clone(),
             metrics.clone(),
             stop.clone(),
@@ -345,6 +346,11 @@ impl Tasks {
             handle.abort();
         }
     }
+}
+
+/// `--dead-letters-max-bytes` as JetStream takes it.
+fn dead_letters_budget(config: &Config) -> i64 {
+    i64::try_from(config.dead_letters_max_bytes).unwrap_or(i64::MAX)
 }
 
 async fn probe_sink<S: Sink>(sink: Arc<S>, health: Arc<Health>, shutdown: CancellationToken) {

@@ -56,6 +56,33 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// Parses a byte size: a whole number with an optional unit, `B`, `KB`/`MB`/`GB` (powers of
+/// 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), e.g. `4MiB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte size such as 4194304 or 4MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "kib" | "ki" => 1 << 10,
+        "mib" | "mi" => 1 << 20,
+        "gib" | "gi" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown byte unit {other:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -101,5 +128,16 @@ mod tests {
             "error: missing: --n <N>"
         );
         assert_eq!(one_line(""), "invalid configuration");
+    }
+
+    #[test]
+    fn byte_sizes_accept_decimal_and_binary_units() {
+        assert_eq!(parse_bytes("123"), Ok(123));
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("16 MB"), Ok(16_000_000));
+        assert_eq!(parse_bytes("8GiB"), Ok(8 << 30));
+        assert!(parse_bytes("4 parsecs").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999GiB").is_err());
     }
 }

@@ -12,6 +12,7 @@
 //! - `erasure`: `POST /api/v2/erasure`.
 //! - `hostile`: the hostile corpus and slow-loris bodies.
 //! - `overload`: twice the capacity, shed politely.
+//! - `streams`: the streams' retention and budgets, and a stream made by an earlier gateway.
 //! - `helpers`: an in-process gateway, launching the binary, reading the streams.
 //! - `load`: the overload harness, shared with `benches/overload.rs`.
 //!
@@ -30,3 +31,4 @@ mod helpers;
 mod hostile;
 mod load;
 mod overload;
+mod streams;

@@ -1,9 +1,10 @@
-//! The system tests: one binary, one module per subject (attacks, chaos, contracts, dashboard,
-//! e2e), and `pipeline`, the write path and the turn that the heavy ones share.
+//! The system tests: one binary, one module per subject (attacks, broker, chaos, contracts,
+//! dashboard, e2e), and `pipeline`, the write path and the turn that the heavy ones share.
 //!
 //! One integration-test binary per crate: each extra binary links the world again.
 
 mod attacks;
+mod broker;
 mod chaos;
 mod contracts;
 mod dashboard;
