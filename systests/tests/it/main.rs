@@ -1,5 +1,6 @@
 //! The system tests: one binary, one module per subject (attacks, broker, chaos, contracts,
-//! dashboard, e2e), and `pipeline`, the write path and the turn that the heavy ones share.
+//! dashboard, durability, e2e), and `pipeline`, the write path and the turn that the heavy
+//! ones share.
 //!
 //! One integration-test binary per crate: each extra binary links the world again.
 
@@ -8,5 +9,6 @@ mod broker;
 mod chaos;
 mod contracts;
 mod dashboard;
+mod durability;
 mod e2e;
 mod pipeline;
