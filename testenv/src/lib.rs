@@ -25,12 +25,15 @@
 //!   [`Launch`] to [`Service`] (a server, ready by its readiness route) or [`Finished`] (a command
 //!   run to its end).
 //! - `sockets`: [`PortSockets`], a listening port's accepted and queued connections.
+//! - `cgroup`: [`MemoryCgroup`], a cgroup v1 memory limit for a child process (a pod's limit),
+//!   its peak and its OOM kills.
 //! - `eventually`: [`eventually()`], polling a condition with a deadline.
 //! - `cli`: `testenv up [nats|kube|bigquery|all]` ([`cli::run`]).
 
 mod bigquery;
 mod bigquery_proxy;
 mod binaries;
+mod cgroup;
 pub mod cli;
 mod cluster_fixture;
 mod eventually;
@@ -48,6 +51,7 @@ use std::process::ExitStatus;
 pub use bigquery::BigQuery;
 pub use bigquery_proxy::{BigQueryProxy, InsertAll};
 pub use binaries::{bin_dir, workspace_bin};
+pub use cgroup::{MemoryCgroup, MemoryUsage};
 pub use cluster_fixture::{ClusterFixture, ExpectedNode};
 pub use eventually::{eventually, try_eventually};
 pub use kube_api::KubeApi;

@@ -17,6 +17,7 @@ use tempfile::TempDir;
 
 use crate::Error;
 use crate::binaries::workspace_bin;
+use crate::cgroup::{MemoryCgroup, MemoryUsage};
 use crate::process::{
     POLL, Process, START_ATTEMPTS, apply_env, free_ports, http_get, log_tail, watched,
 };
@@ -35,6 +36,7 @@ pub struct Launch {
     port: Option<u16>,
     ready: Option<String>,
     ready_timeout: Duration,
+    memory_limit: Option<u64>,
 }
 
 impl Launch {
@@ -82,6 +84,7 @@ impl Launch {
             port: None,
             ready: None,
             ready_timeout: READY_TIMEOUT,
+            memory_limit: None,
         }
     }
 
@@ -148,6 +151,15 @@ impl Launch {
         self
     }
 
+    /// Runs the program under a cgroup v1 memory limit of `bytes`, as a pod's container with
+    /// that memory limit runs (see [`MemoryCgroup`]; needs root): over it the kernel reclaims
+    /// page cache and then OOM-kills. [`Service::memory_usage`] reads its peak and OOM kills,
+    /// over every run of it ([`Service::relaunch`] starts it in the same group).
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
     /// Starts without waiting for any route: the process only has to be running (for a server
     /// whose readiness the test itself observes, e.g. a gateway without NATS).
     pub fn ready_when_started(mut self) -> Self {
@@ -163,9 +175,10 @@ impl Launch {
             .prefix(&format!("spartakus-{}-", self.name))
             .tempdir()
             .map_err(|e| Error::io("creating a temporary folder", e))?;
-        let bin = workspace_bin(self.name)?;
+        let program = workspace_bin(self.name)?;
         let mut attempt = 0;
         loop {
+            let cgroup = self.memory_limit.map(MemoryCgroup::create).transpose()?;
             attempt += 1;
             let port = match self.port {
                 Some(port) => port,
@@ -178,13 +191,18 @@ impl Launch {
                 args.push(addr.to_string().into());
             }
             let log = dir.path().join(format!("{}-{attempt}.log", self.name));
+            let (bin, args) = match &cgroup {
+                Some(group) => group.wrap(&program, &args),
+                None => (program.clone(), args),
+            };
             let process = Process::spawn_with_env(self.name, &bin, &args, &self.env, &log)?;
             let mut service = Service {
                 name: self.name,
                 process,
+                cgroup,
                 addr,
                 log,
-                bin: bin.clone(),
+                bin,
                 args,
                 env: self.env.clone(),
                 ready: self.ready.clone(),
@@ -287,11 +305,13 @@ impl Finished {
 #[derive(Debug)]
 pub struct Service {
     name: &'static str,
-    // Field order matters: the process dies before its folder is removed.
+    // Field order matters: the process dies before its folder and its cgroup are removed.
     process: Process,
+    cgroup: Option<MemoryCgroup>,
     addr: SocketAddr,
     log: PathBuf,
-    // What `relaunch` starts again: the arguments include the listening address.
+    // What `relaunch` starts again: the arguments include the listening address (and, under a
+    // memory limit, the `sh` that joins the cgroup before running the program).
     bin: PathBuf,
     args: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
@@ -350,6 +370,17 @@ impl Service {
                 })
         };
         Ok((field("VmHWM:")?, field("VmRSS:")?))
+    }
+
+    /// What the kernel counted for its memory cgroup (peak, OOM kills), over every run;
+    /// `None` unless it was started with [`Launch::memory_limit`].
+    pub fn memory_usage(&self) -> Option<Result<MemoryUsage, Error>> {
+        self.cgroup.as_ref().map(MemoryCgroup::usage)
+    }
+
+    /// Its memory cgroup, if it was started with [`Launch::memory_limit`].
+    pub fn memory_cgroup(&self) -> Option<&MemoryCgroup> {
+        self.cgroup.as_ref()
     }
 
     /// Whether it is still running.
@@ -434,8 +465,14 @@ impl Service {
 
     /// The folder, for another attempt at starting; the process is killed.
     fn into_dir(self) -> TempDir {
-        let Service { process, _dir, .. } = self;
+        let Service {
+            process,
+            cgroup,
+            _dir,
+            ..
+        } = self;
         drop(process);
+        drop(cgroup);
         _dir
     }
 

@@ -3,6 +3,7 @@
 //! One integration-test binary per crate: each extra binary links the world again.
 
 mod bigquery;
+mod cgroup;
 mod docs;
 mod k8s_manifests;
 mod kube;
