@@ -72,15 +72,20 @@ listen: "127.0.0.1:$nats_port"
 http: "127.0.0.1:$nats_mon"
 max_payload: 16MB
 # sync_interval: always: an acknowledged report is on disk (see docs/durability.md).
-jetstream { store_dir: "$dir/nats", sync_interval: always }
+# max_file_store as k8s/base/nats sets it: the streams' default budgets fit in it.
+jetstream { store_dir: "$dir/nats", max_file_store: 8GiB, sync_interval: always }
 CONF
 "$nats_server" -c "$dir/nats.conf" >"$dir/nats.log" 2>&1 &
 nats_pid=$!
 pids+=($!)
 wait_http "http://127.0.0.1:$nats_mon/healthz?js-enabled-only=true" nats-server "$dir/nats.log"
 
+# The gateway's node-ID key: made once per state folder and kept, so node IDs stay stable
+# across runs on the same folder (a collector keeps its key for ever; docs/collector.md).
+[[ -s "$dir/node-id.key" ]] || (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' >"$dir/node-id.key")
 export SPARTAKUS_NATS_URL="nats://127.0.0.1:$nats_port" SPARTAKUS_LOG_FORMAT=pretty
-"$bin/gateway" --listen "127.0.0.1:$gw_port" --backdate-synthetic >"$dir/gateway.log" 2>&1 &
+"$bin/gateway" --listen "127.0.0.1:$gw_port" --backdate-synthetic --node-id-key-file "$dir/node-id.key" \
+  >"$dir/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$gw_port/readyz" gateway "$dir/gateway.log"
 "$bin/ingester" --listen "127.0.0.1:$ing_port" --sink "sqlite:$dir/spartakus.sqlite" --retention none \

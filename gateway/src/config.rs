@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use governor::Quota;
 use plumbing::log::LogFormat;
+use report::node_id::NodeIdKey;
 use report::queue::Topology;
 
 use crate::limit;
@@ -182,6 +183,15 @@ pub struct Config {
     /// reports out unless asked to count them.
     #[arg(long, env = "SPARTAKUS_BACKDATE_SYNTHETIC", default_value_t = false)]
     pub backdate_synthetic: bool,
+
+    /// File holding the collector's node-ID key (e.g. a mounted Secret): at least 32 bytes,
+    /// e.g. from `openssl rand -hex 32`; trailing whitespace is ignored. Every node ID a client
+    /// sends is stored as HMAC-SHA256 under this key, so that no stored ID is a hash anyone
+    /// could recompute from a node's details. Required. Give every replica the same key and
+    /// keep it: a new key gives every node a new ID from then on. Never logged.
+    #[arg(long = "node-id-key-file", id = "node_id_key_file", env = "SPARTAKUS_NODE_ID_KEY_FILE",
+          value_name = "PATH", value_parser = read_node_id_key)]
+    pub node_id_key: Option<NodeIdKey>,
 }
 
 impl Config {
@@ -192,6 +202,9 @@ impl Config {
     /// --max-decoded-bytes would refuse the largest reports for ever. This says so at start
     /// instead (exit 64).
     pub fn check(&self) -> Result<(), String> {
+        if self.node_id_key.is_none() {
+            return Err(MISSING_NODE_ID_KEY.to_owned());
+        }
         if !self.stream_max_age.is_zero() && self.duplicate_window > self.stream_max_age {
             return Err(format!(
                 "--duplicate-window ({}) must not be longer than --stream-max-age ({}): JetStream refuses such a stream",
@@ -220,6 +233,7 @@ impl Config {
         // test `defaults_parse` rules out.
         let mut config = Config::try_parse_from(["gateway"]).unwrap_or_else(|e| panic!("{e}"));
         config.nats_url = nats_url.into();
+        config.node_id_key = Some(test_node_id_key());
         config
     }
 
@@ -240,6 +254,23 @@ impl Config {
 /// The smallest erasures budget --erasures-max-bytes may set.
 const MIN_ERASURES_BYTES: u64 = 64 << 10;
 
+/// What [`Config::check`] says when no node-ID key is given.
+pub(crate) const MISSING_NODE_ID_KEY: &str = "--node-id-key-file (SPARTAKUS_NODE_ID_KEY_FILE) is required: a file of at least 32 secret bytes, the same for every replica (e.g. `openssl rand -hex 32 > node-id.key`)";
+
+/// Reads `--node-id-key-file`; the error names the file's problem, never its content.
+fn read_node_id_key(path: &str) -> Result<NodeIdKey, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    NodeIdKey::from_secret(&bytes).map_err(|e| format!("{path}: {e}"))
+}
+
+/// The node-ID key of [`Config::for_nats`]: a constant, so that tests can compute the IDs a
+/// gateway stores. Only for tests and benchmarks; a real gateway reads its key from a file.
+pub fn test_node_id_key() -> NodeIdKey {
+    // 32 bytes, so `from_secret` cannot refuse it.
+    NodeIdKey::from_secret(b"spartakus gateway tests: not a secret")
+        .unwrap_or_else(|_| unreachable!())
+}
+
 /// Parses a timeout such as `10s`; zero would close every connection at once.
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
@@ -254,6 +285,42 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn the_node_id_key_is_required_read_from_its_file_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("gateway-key-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (good, short) = (dir.join("good"), dir.join("short"));
+        std::fs::write(&good, "0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::write(&short, "0123456789\n").unwrap();
+        let parse = |args: &[&str]| Config::try_parse_from([&["gateway"], args].concat());
+
+        let missing = parse(&[]).unwrap();
+        assert_eq!(missing.check(), Err(MISSING_NODE_ID_KEY.to_owned()));
+        assert!(MISSING_NODE_ID_KEY.starts_with("--node-id-key-file"));
+
+        let config = parse(&["--node-id-key-file", good.to_str().unwrap()]).unwrap();
+        assert_eq!(config.check(), Ok(()));
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        let from_file = config.node_id_key.unwrap();
+        let want =
+            NodeIdKey::from_secret(b"0123456789abcdef0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(from_file.rekey("c", "n"), want.rekey("c", "n"));
+
+        for (path, says) in [
+            (short, "10 bytes; at least 32"),
+            (dir.join("absent"), "cannot read"),
+        ] {
+            let err = parse(&["--node-id-key-file", path.to_str().unwrap()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--node-id-key-file") && err.contains(says),
+                "{err}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn defaults_parse() {

@@ -52,6 +52,9 @@ pub enum RunError {
     /// A background task panicked.
     #[error("the {0} panicked")]
     Panicked(&'static str, #[source] JoinError),
+    /// No `--node-id-key-file`: node IDs would be stored as clients sent them.
+    #[error("{}", config::MISSING_NODE_ID_KEY)]
+    NoNodeIdKey,
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then lets requests in flight
@@ -65,6 +68,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let node_id_key = config.node_id_key.clone().ok_or(RunError::NoNodeIdKey)?;
     let metrics = Arc::new(Metrics::new());
     let publisher = Publisher::connect(
         &config.nats_url,
@@ -78,6 +82,7 @@ pub async fn run(
     let stop = shutdown.child_token();
     let state = routes::AppState::new(
         &config,
+        node_id_key,
         publisher.clone(),
         metrics,
         limits.clone(),

@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use report::erasure::QueuedErasure;
+use report::node_id::NodeIdKey;
 use report::{Envelope, ReportId};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -58,12 +59,15 @@ struct Shared {
     request_timeout: Duration,
     trust_forwarded_for: bool,
     backdate_synthetic: bool,
+    /// Re-keys every node ID a client sends ([`report::node_id`]).
+    node_id_key: NodeIdKey,
     shutdown: CancellationToken,
 }
 
 impl AppState {
     pub(crate) fn new(
         config: &Config,
+        node_id_key: NodeIdKey,
         publisher: Publisher,
         metrics: Arc<Metrics>,
         limits: RateLimits,
@@ -88,6 +92,7 @@ impl AppState {
             request_timeout: config.request_timeout,
             trust_forwarded_for: config.trust_forwarded_for,
             backdate_synthetic: config.backdate_synthetic,
+            node_id_key,
             shutdown,
         }))
     }
@@ -367,7 +372,8 @@ async fn receive_and_publish(
     // The decoded report, and the message it is re-encoded into, before either exists.
     let len = body.len() as u64;
     reservation.grow(len * DECODED_PER_BYTE + len + ENVELOPE_BYTES)?;
-    let valid = report::decode(&body)?;
+    // Sanitized by `decode`; node IDs re-keyed before anything is queued.
+    let valid = report::decode(&body)?.rekey_node_ids(&shared.node_id_key);
     shared.limits.check_cluster(valid.cluster_id())?;
     let id = valid.report_id().unwrap_or_else(|| {
         ReportId::derive(

@@ -58,7 +58,7 @@ pub use kube_api::KubeApi;
 pub use kube_proxy::{KubeFault, KubeProxy, KubeRequest};
 pub use lazyfs::LazyFs;
 pub use nats::{Nats, NatsCluster, NatsOptions, NatsSync};
-pub use ours::{Finished, Launch, READY_TIMEOUT, Service};
+pub use ours::{Finished, GATEWAY_NODE_ID_KEY, Launch, READY_TIMEOUT, Service};
 pub use sockets::PortSockets;
 
 /// Why a server could not be started or used.

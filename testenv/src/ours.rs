@@ -25,6 +25,24 @@ use crate::process::{
 /// How long a server of ours may take to answer its readiness route.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The node-ID key of every gateway [`Launch::gateway`] starts: one constant, so that the
+/// replicas and restarts of one test store the same node IDs, and a test can compute them
+/// (`report::node_id::NodeIdKey::from_secret(GATEWAY_NODE_ID_KEY)`). Not a secret.
+pub const GATEWAY_NODE_ID_KEY: &[u8] = b"spartakus testenv gateways: not a secret at all";
+
+/// A file holding [`GATEWAY_NODE_ID_KEY`], shared by every test process of the machine: its
+/// content never changes, and each writer renames its own copy into place. Should writing fail,
+/// the gateway exits at start naming the file, and the start fails with its log.
+fn gateway_node_id_key_file() -> PathBuf {
+    let path = std::env::temp_dir().join("spartakus-testenv-node-id.key");
+    if std::fs::read(&path).ok().as_deref() != Some(GATEWAY_NODE_ID_KEY) {
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        let _ =
+            std::fs::write(&tmp, GATEWAY_NODE_ID_KEY).and_then(|()| std::fs::rename(&tmp, &path));
+    }
+    path
+}
+
 /// One of our binaries with its flags, not started yet.
 #[derive(Debug, Clone)]
 #[must_use = "a Launch does nothing until started or run"]
@@ -42,9 +60,12 @@ pub struct Launch {
 impl Launch {
     /// The gateway publishing to the NATS server at `nats_url`; ready when `/readyz` answers
     /// 200 (NATS reachable and its streams in place).
+    /// Every gateway started here reads the node-ID key [`GATEWAY_NODE_ID_KEY`].
     pub fn gateway(nats_url: &str) -> Self {
         Self::new("gateway")
             .args(["--nats-url", nats_url, "--log-format", "json"])
+            .arg("--node-id-key-file")
+            .arg(gateway_node_id_key_file())
             .listen_flag("--listen")
             .ready_at("/readyz")
     }

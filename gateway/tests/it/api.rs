@@ -27,7 +27,11 @@ async fn the_seed_report_with_the_original_headers_gets_204_and_is_stored_once()
     assert_eq!(stored.len(), 1);
     let envelope = Envelope::decode(&stored[0].payload)?;
     let sent = report::decode(SEED.as_bytes())?;
-    assert_eq!(envelope.report.report(), sent.report());
+    // As sent, but for the node IDs, re-keyed under the gateway's key.
+    let keyed = sent
+        .clone()
+        .rekey_node_ids(&gateway::config::test_node_id_key());
+    assert_eq!(envelope.report.report(), keyed.report());
     assert!(envelope.received_at >= before && envelope.received_at <= jiff::Timestamp::now());
     let derived = ReportId::derive(
         sent.cluster_id(),

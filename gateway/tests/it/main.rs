@@ -12,6 +12,8 @@
 //! - `erasure`: `POST /api/v2/erasure`.
 //! - `hostile`: the hostile corpus and slow-loris bodies.
 //! - `overload`: twice the capacity, shed politely.
+//! - `privacy`: hostile reports are queued sanitized with re-keyed node IDs; impossible values
+//!   and wrong types are refused naming the field; no node-ID key, no start.
 //! - `streams`: the streams' retention and budgets, and a stream made by an earlier gateway.
 //! - `helpers`: an in-process gateway, launching the binary, reading the streams.
 //! - `load`: the overload harness, shared with `benches/overload.rs`.
@@ -32,3 +34,4 @@ mod hostile;
 mod load;
 mod overload;
 mod streams;
+mod privacy;
