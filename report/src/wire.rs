@@ -114,6 +114,8 @@ pub struct Node {
     /// Keyed hash of the node's UID, 32 lowercase hex characters (the rule
     /// allows 1–64 of `[A-Za-z0-9_-]`, which v1's MD5 hex also meets). The
     /// key never leaves the cluster, so the collector cannot recover the node.
+    /// What the collector stores is this ID re-keyed under its own key
+    /// ([`crate::node_id`]), whatever the client sent.
     pub id: String,
     /// `status.nodeInfo.operatingSystem`, e.g. `linux`. Like every node
     /// string below, at most 256 bytes and a release or platform name shared

@@ -28,7 +28,11 @@ CREATE INDEX reports_by_time ON reports (received_at);
 CREATE TABLE nodes (
     report                     INTEGER NOT NULL REFERENCES reports (id),
     idx                        INTEGER NOT NULL,
-    node_id                    TEXT    NOT NULL,  -- keyed hash, not reversible
+    -- HMAC-SHA256(the gateway's --node-id-key-file key, clusterID, the client's node ID), 32
+    -- hex characters: not recomputable without the collector's key, even where the client sent
+    -- a plain hash (v1: an unsalted MD5 of the node's name, machine ID and system UUID). Stable
+    -- for one node of one cluster while the key is kept.
+    node_id                    TEXT    NOT NULL,
     operating_system           TEXT,
     os_image                   TEXT,
     kernel_version             TEXT,
