@@ -14,6 +14,9 @@ use crate::process::{Process, START_ATTEMPTS, free_ports, http_get};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// JetStream's store limit, as k8s/base/nats ships it: the streams' byte budgets are reserved
+/// from it, so the gateway's default budgets fit whatever disk the tests run on.
+const STORE_LIMIT: &str = "8GiB";
 /// The cluster name every node of a [`NatsCluster`] shares.
 const CLUSTER_NAME: &str = "spartakus";
 
@@ -106,7 +109,7 @@ impl Node {
         };
         let mut conf = format!(
             "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http_port}\"\n\
-             max_payload: 16MB\njetstream {{\n  store_dir: {store}\n{sync}}}\n",
+             max_payload: 16MB\njetstream {{\n  store_dir: {store}\n  max_file_store: {STORE_LIMIT}\n{sync}}}\n",
             store = quote(&store),
         );
         if let Some((cluster_port, route_ports)) = cluster {

@@ -341,3 +341,83 @@ async fn every_pod_template_is_admitted_under_the_restricted_pod_security_profil
         "a privileged root pod was not refused: {refused:?}"
     );
 }
+
+/// A size as NATS's configuration and our flags write it: a whole number and a binary unit.
+fn binary_size(text: &str) -> u64 {
+    let text = text.trim().trim_matches('"');
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        other => panic!("{text:?}: write sizes with a binary unit (KiB, MiB, GiB), not {other:?}"),
+    };
+    digits.parse::<u64>().expect("a size") << shift
+}
+
+/// The default of `flag` in `bin --help`.
+fn help_default(bin: &'static str, flag: &str) -> String {
+    let out = testenv::Launch::named(bin)
+        .arg("--help")
+        .run_blocking(std::time::Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{bin} --help: {e}"));
+    let help = out.stdout_text();
+    let after = &help[help
+        .find(&format!("{flag} <"))
+        .unwrap_or_else(|| panic!("{bin} has no {flag}"))..];
+    let default = &after[after.find("[default: ").expect("a default") + "[default: ".len()..];
+    default[..default.find(']').expect("]")].to_owned()
+}
+
+/// JetStream reserves each stream's byte budget from the store's limit and refuses a stream
+/// whose budget does not fit: the shipped limit must hold the three default budgets, which the
+/// deployments leave as they are.
+#[test]
+fn the_nats_store_limit_holds_every_streams_budget() {
+    let config = std::fs::read_to_string(k8s_dir("base/nats/configmap.yaml")).unwrap();
+    let store = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("max_file_store:"))
+        .map(binary_size)
+        .expect("k8s/base/nats sets max_file_store");
+    let quickstart = std::fs::read_to_string(k8s_dir("../testenv/quickstart.sh")).unwrap();
+    assert!(
+        quickstart.contains("max_file_store: 8GiB") && store == 8 << 30,
+        "the quickstart's store limit is k8s's"
+    );
+    let budgets = [
+        (
+            "gateway",
+            "--stream-max-bytes",
+            "SPARTAKUS_STREAM_MAX_BYTES",
+        ),
+        (
+            "gateway",
+            "--erasures-max-bytes",
+            "SPARTAKUS_ERASURES_MAX_BYTES",
+        ),
+        (
+            "ingester",
+            "--dead-letters-max-bytes",
+            "SPARTAKUS_DEAD_LETTERS_MAX_BYTES",
+        ),
+    ];
+    let mut sum = 0;
+    for (bin, flag, env) in budgets {
+        let deployment =
+            std::fs::read_to_string(k8s_dir(&format!("base/{bin}/deployment.yaml"))).unwrap();
+        assert!(
+            !deployment.contains(env),
+            "{bin}'s deployment sets {env}: count it here"
+        );
+        sum += binary_size(&help_default(bin, flag));
+    }
+    assert!(
+        sum < store,
+        "the stream budgets ({sum} bytes) must fit in max_file_store ({store} bytes)"
+    );
+}
