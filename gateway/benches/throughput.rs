@@ -1,15 +1,22 @@
-//! Throughput of the gateway against raw JetStream publishes, same payloads, same concurrency.
+//! Throughput of the gateway against raw JetStream publishes, same payloads, same concurrency,
+//! under both JetStream sync settings.
 //!
-//! `cargo bench -p gateway --bench throughput` starts a nats-server and the release gateway
-//! binary (both by testenv; the gateway a process of its own, so its peak RSS is its own), then
-//! drives
-//! `SPARTAKUS_BENCH_CLIENTS` (default 64) concurrent clients over loopback:
+//! `cargo bench -p gateway --bench throughput` runs, for `sync_interval: always` (what every
+//! shipped NATS configuration sets) and then for the server's default (an fsync every 2
+//! minutes), a nats-server (its store in the temporary folder: a real disk, for fsync to mean
+//! something) and the release gateway binary (both by testenv; the gateway a process of its own,
+//! so its peak RSS is its own), then drives `SPARTAKUS_BENCH_CLIENTS` (default 64) concurrent
+//! clients over loopback:
 //!
-//! 1. seed-size reports (~2 KB) through `POST /api/v1`, each with a unique reportID;
+//! 1. seed-size reports (~2 KB) through `POST /api/v1`;
 //! 2. 500-node reports (~250 KB) likewise;
 //! 3. the same two payloads published straight to JetStream (publish, await the PubAck).
 //!
-//! Each phase stops after `SPARTAKUS_BENCH_SECONDS` (default 15) or its report count.
+//! Every request is a distinct report (a fresh reportID, which is also the `Nats-Msg-Id`): a
+//! repeated one would be a duplicate that JetStream drops without writing it, flattering
+//! whoever sends it. The bench counts the stream's messages after each phase to check that
+//! every acknowledged report was written. Each phase stops after `SPARTAKUS_BENCH_SECONDS`
+//! (default 15) or its report count. It prints the gateway/raw ratios for each setting.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +27,7 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream;
 use bytes::Bytes;
 use report::ReportId;
-use testenv::{Launch, Nats};
+use testenv::{Launch, Nats, NatsSync};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -159,15 +166,52 @@ fn with_id(template: &str, id: ReportId) -> String {
     template.replacen("{ID}", &id.to_string(), 1)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    // `cargo bench` passes `--bench`; nothing else to parse.
-    let clients = env_or("SPARTAKUS_BENCH_CLIENTS", 64) as usize;
-    let time = Duration::from_secs(env_or("SPARTAKUS_BENCH_SECONDS", 15));
-    let small_count = env_or("SPARTAKUS_BENCH_SMALL", 200_000) as usize;
-    let large_count = env_or("SPARTAKUS_BENCH_LARGE", 5_000) as usize;
+/// The settings of one run.
+struct Run {
+    clients: usize,
+    time: Duration,
+    small_count: usize,
+    large_count: usize,
+}
 
-    let nats = Nats::start().await?;
+/// Gateway/raw ratios for seed-size and 500-node reports.
+struct Ratios {
+    small: f64,
+    large: f64,
+}
+
+/// Messages in the reports stream.
+async fn stream_messages(js: &jetstream::Context, name: &str) -> Result<u64, BoxError> {
+    Ok(js.get_stream(name).await?.info().await?.state.messages)
+}
+
+/// Checks that a phase wrote one message per acknowledged report: the stream grew by `done`.
+async fn check_written(
+    js: &jetstream::Context,
+    name: &str,
+    before: u64,
+    phase: &Phase,
+) -> Result<u64, BoxError> {
+    let after = stream_messages(js, name).await?;
+    if after - before != phase.done as u64 {
+        return Err(format!(
+            "{} reports acknowledged but the stream grew by {}: not every request was a new report",
+            phase.done,
+            after - before
+        )
+        .into());
+    }
+    Ok(after)
+}
+
+async fn run(sync: NatsSync, settings: &Run) -> Result<Ratios, BoxError> {
+    let Run {
+        clients,
+        time,
+        small_count,
+        large_count,
+    } = *settings;
+    let nats = Nats::options().sync(sync).start().await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
@@ -177,13 +221,20 @@ async fn main() -> Result<(), BoxError> {
         .start()
         .await?;
     let pid = gateway.pid()?;
+    let setting = match sync {
+        NatsSync::Always => "sync_interval: always",
+        NatsSync::ServerDefault => "server default sync (every 2 min)",
+    };
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let topology = report::queue::Topology::new(QUEUE)?;
+    let (stream, subject) = (topology.reports.name, topology.reports.subject);
 
     let small = Arc::new(report_template(4));
     let large = Arc::new(report_template(500));
     let small_len = with_id(&small, ReportId::random()).len();
     let large_len = with_id(&large, ReportId::random()).len();
     println!(
-        "gateway pid {pid}, {clients} clients, payloads {small_len} B and {large_len} B, at most {}s a phase",
+        "\n{setting}: gateway pid {pid}, {clients} clients, payloads {small_len} B and {large_len} B, at most {}s a phase",
         time.as_secs()
     );
 
@@ -200,14 +251,15 @@ async fn main() -> Result<(), BoxError> {
             async move { request.await.is_ok_and(|r| r.status() == 204) }
         }
     };
+    let mut count = stream_messages(&js, &stream).await?;
     let gw_small = drive(clients, small_count, time, post(small.clone())).await;
     gw_small.print("gateway, seed-size", small_len);
+    count = check_written(&js, &stream, count, &gw_small).await?;
     let gw_large = drive(clients, large_count, time, post(large.clone())).await;
     gw_large.print("gateway, 500 nodes", large_len);
+    count = check_written(&js, &stream, count, &gw_large).await?;
     let (gateway_peak, _) = gateway.memory()?;
 
-    let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    let subject = report::queue::Topology::new(QUEUE)?.reports.subject;
     let publish = |template: Arc<String>| {
         let js = js.clone();
         let subject = subject.clone();
@@ -227,17 +279,41 @@ async fn main() -> Result<(), BoxError> {
     };
     let raw_small = drive(clients, small_count, time, publish(small.clone())).await;
     raw_small.print("raw JetStream, seed-size", small_len);
+    count = check_written(&js, &stream, count, &raw_small).await?;
     let raw_large = drive(clients, large_count, time, publish(large.clone())).await;
     raw_large.print("raw JetStream, 500 nodes", large_len);
+    check_written(&js, &stream, count, &raw_large).await?;
 
     println!(
         "gateway peak RSS (VmHWM): {:.1} MiB",
         gateway_peak as f64 / (1024.0 * 1024.0)
     );
+    let ratios = Ratios {
+        small: gw_small.rate() / raw_small.rate(),
+        large: gw_large.rate() / raw_large.rate(),
+    };
     println!(
-        "ratio gateway/raw: seed-size {:.2}, 500 nodes {:.2}",
-        gw_small.rate() / raw_small.rate(),
-        gw_large.rate() / raw_large.rate()
+        "ratio gateway/raw ({setting}): seed-size {:.2}, 500 nodes {:.2}",
+        ratios.small, ratios.large
+    );
+    Ok(ratios)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let settings = Run {
+        clients: env_or("SPARTAKUS_BENCH_CLIENTS", 64) as usize,
+        time: Duration::from_secs(env_or("SPARTAKUS_BENCH_SECONDS", 15)),
+        small_count: env_or("SPARTAKUS_BENCH_SMALL", 200_000) as usize,
+        large_count: env_or("SPARTAKUS_BENCH_LARGE", 5_000) as usize,
+    };
+    let always = run(NatsSync::Always, &settings).await?;
+    let default = run(NatsSync::ServerDefault, &settings).await?;
+    println!(
+        "\nsummary, ratio gateway/raw: sync_interval always: seed-size {:.2}, 500 nodes {:.2}; \
+         server default: seed-size {:.2}, 500 nodes {:.2}",
+        always.small, always.large, default.small, default.large
     );
     Ok(())
 }
