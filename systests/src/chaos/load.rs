@@ -40,7 +40,8 @@ pub struct Sent {
     pub cluster_id: String,
     pub timestamp: String,
     pub master_version: String,
-    /// Node IDs in order, and the capacity entries per node.
+    /// Node IDs in order, as the gateway stores them (re-keyed under
+    /// [`testenv::GATEWAY_NODE_ID_KEY`]), and the capacity entries per node.
     pub nodes: Vec<(String, usize)>,
     pub fate: Fate,
     /// Attempts over all rounds (the duplicate send not included).
@@ -184,6 +185,13 @@ fn report(i: usize, rng: &mut StdRng) -> (Sent, Vec<u8>) {
             ],
         })).collect::<Vec<_>>(),
     });
+    // Testenv's gateways re-key node IDs under its constant key; the sink holds these.
+    let key = report::node_id::NodeIdKey::from_secret(testenv::GATEWAY_NODE_ID_KEY)
+        .expect("testenv's node-ID key is long enough");
+    let nodes = nodes
+        .into_iter()
+        .map(|(id, capacity)| (key.rekey(&cluster_id, &id), capacity))
+        .collect();
     let sent = Sent {
         report_id,
         cluster_id,

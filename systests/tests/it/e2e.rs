@@ -77,7 +77,22 @@ async fn a_report_arrives_in_the_stream_as_previewed_and_nothing_identifying_wit
     let envelope = report::Envelope::decode(&messages[0])?;
     let sent = envelope.report.into_report();
     assert_eq!(Some(envelope.report_id.to_string()), sent.report_id);
-    assert_eq!(comparable(sent), comparable(decode(&preview)?));
+    // As previewed, but for the node IDs: the gateway re-keys them under its key.
+    let previewed = decode(&preview)?;
+    let key = report::node_id::NodeIdKey::from_secret(testenv::GATEWAY_NODE_ID_KEY)?;
+    let ids = |r: &report::Report| -> Vec<String> {
+        r.nodes.iter().flatten().map(|n| n.id.clone()).collect()
+    };
+    assert!(!ids(&previewed).is_empty());
+    assert!(
+        ids(&sent).iter().all(|id| !ids(&previewed).contains(id)),
+        "a node ID was stored as the volunteer sent it"
+    );
+    let mut keyed = previewed;
+    for node in keyed.nodes.iter_mut().flatten() {
+        node.id = key.rekey(&keyed.cluster_id, &node.id);
+    }
+    assert_eq!(comparable(sent), comparable(keyed));
     let leaks = fixture.leaks(&messages[0]);
     assert!(leaks.is_empty(), "leaked: {leaks:?}");
     Ok(())
