@@ -76,6 +76,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) batch_size: u32,
 
+    /// Most bytes of reports in one batch, as stored in the stream (e.g. `8MiB`): a batch pulls
+    /// fewer reports when they are large. A report larger than this is pulled and written
+    /// alone. Up to three batches are in hand at once (one arriving, one decoded, one being
+    /// written), and a decoded report takes a few times its stored size: the default keeps
+    /// the ingester within a 256Mi memory limit with reports of up to 16 MiB.
+    #[arg(long, env = "SPARTAKUS_BATCH_MAX_BYTES", default_value = "8MiB",
+          value_parser = parse_batch_bytes)]
+    pub(crate) batch_max_bytes: u64,
+
     /// Longest wait for a batch to fill once its first report arrived.
     #[arg(long, env = "SPARTAKUS_BATCH_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) batch_wait: Duration,
@@ -118,6 +127,17 @@ pub struct Config {
     /// Filter with RUST_LOG.
     #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+}
+
+/// `--batch-max-bytes`: a byte size of at least 64 KiB (smaller would pull most reports alone)
+/// and at most 1 GiB.
+fn parse_batch_bytes(s: &str) -> Result<u64, String> {
+    let bytes = plumbing::cli::parse_bytes(s)?;
+    if (64 << 10..=1 << 30).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!("{bytes} bytes: between 64KiB and 1GiB"))
+    }
 }
 
 /// How long raw reports are kept: `None` for ever.
@@ -187,6 +207,7 @@ mod tests {
         assert_eq!(config.sink, SinkSpec::Sqlite("spartakus.sqlite".into()));
         assert_eq!(config.ack_wait, Duration::from_secs(60));
         assert_eq!(config.batch_size, 500);
+        assert_eq!(config.batch_max_bytes, 8 << 20);
         assert_eq!(config.queue, report::queue::Topology::default());
         assert_eq!(
             config.retention,
@@ -224,6 +245,23 @@ mod tests {
         assert!("bigquery://my-proj/d a/t".parse::<SinkSpec>().is_err());
         assert!("postgres://x".parse::<SinkSpec>().is_err());
         assert!("sqlite:".parse::<SinkSpec>().is_err());
+    }
+
+    #[test]
+    fn the_batch_byte_budget_is_a_byte_size_within_bounds() {
+        let parse = |v: &str| {
+            Config::try_parse_from(["ingester", "--batch-max-bytes", v]).map(|c| c.batch_max_bytes)
+        };
+        assert_eq!(parse("32MiB").unwrap(), 32 << 20);
+        assert_eq!(parse("65536").unwrap(), 65_536);
+        assert!(
+            parse("1KiB")
+                .unwrap_err()
+                .to_string()
+                .contains("between 64KiB and 1GiB")
+        );
+        assert!(parse("2GiB").is_err());
+        assert!(parse("lots").is_err());
     }
 
     #[test]

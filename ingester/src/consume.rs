@@ -39,6 +39,9 @@ pub(crate) struct Settings {
     pub(crate) durable: Durable,
     /// Messages per batch.
     pub(crate) batch_size: usize,
+    /// Bytes of messages per batch (as the stream stores them); a message larger than this is
+    /// pulled alone.
+    pub(crate) batch_max_bytes: usize,
     /// Longest wait for a batch to fill.
     pub(crate) batch_wait: Duration,
     /// Reports received longer ago than this are acknowledged without being stored.
@@ -207,33 +210,31 @@ impl<S: Sink> Worker<S> {
         ended
     }
 
-    /// One pull request: up to `batch_size` messages, waiting at most `batch_wait`.
+    /// One pull request: up to `batch_size` messages and `batch_max_bytes` bytes, waiting at
+    /// most `batch_wait`. When the next message alone is larger than the byte budget, JetStream
+    /// delivers nothing and says so; that message is then pulled alone, so that it is written
+    /// like any other rather than refused for ever.
     fn request(
         &self,
         consumer: &PullConsumer,
     ) -> JoinHandle<Result<Vec<Message>, async_nats::Error>> {
         let consumer = consumer.clone();
-        let (size, wait) = (self.settings.batch_size, self.settings.batch_wait);
+        let s = &self.settings;
+        let (size, max_bytes, wait) = (s.batch_size, s.batch_max_bytes, s.batch_wait);
         tokio::spawn(async move {
-            let mut messages = consumer
-                .batch()
-                .max_messages(size)
-                .expires(wait)
-                .messages()
-                .await?;
-            let mut batch = Vec::with_capacity(size);
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(m) => batch.push(m),
-                    // Keep what arrived: it is delivered and must be settled.
-                    Err(e) if !batch.is_empty() => {
-                        tracing::debug!(error = %plumbing::Chain(&*e), "pull request ended early");
-                        break;
+            match pull(&consumer, size, Some(max_bytes), wait).await? {
+                Pulled::Batch(batch) => Ok(batch),
+                Pulled::TooLarge => {
+                    tracing::debug!(
+                        max_bytes,
+                        "the next report is larger than --batch-max-bytes: pulling it alone"
+                    );
+                    match pull(&consumer, 1, None, wait).await? {
+                        Pulled::Batch(batch) => Ok(batch),
+                        Pulled::TooLarge => Ok(Vec::new()),
                     }
-                    Err(e) => return Err(e),
                 }
             }
-            Ok(batch)
         })
     }
 
@@ -476,9 +477,69 @@ impl<S: Sink> Worker<S> {
     }
 }
 
+/// What one pull request brought.
+enum Pulled {
+    /// The messages delivered (maybe none, when none came before the request expired).
+    Batch(Vec<Message>),
+    /// None: the next message alone is larger than the request's byte budget.
+    TooLarge,
+}
+
+/// One pull request of up to `size` messages and `max_bytes` bytes, waiting at most `wait`.
+async fn pull(
+    consumer: &PullConsumer,
+    size: usize,
+    max_bytes: Option<usize>,
+    wait: Duration,
+) -> Result<Pulled, async_nats::Error> {
+    let mut request = consumer.batch().max_messages(size).expires(wait);
+    if let Some(max_bytes) = max_bytes {
+        request = request.max_bytes(max_bytes);
+    }
+    let mut messages = request.messages().await?;
+    let mut batch = Vec::with_capacity(size);
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(m) => batch.push(m),
+            // Keep what arrived: it is delivered and must be settled. The budget running out
+            // ends a request this way too.
+            Err(e) if !batch.is_empty() => {
+                tracing::debug!(error = %plumbing::Chain(&*e), "pull request ended early");
+                break;
+            }
+            Err(e) if max_bytes.is_some() && exceeds_max_bytes(&*e) => return Ok(Pulled::TooLarge),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Pulled::Batch(batch))
+}
+
+/// Whether a pull request ended because the next message was larger than its byte budget:
+/// JetStream answers `409 Message Size Exceeds MaxBytes`, which async-nats passes on as the
+/// error's text.
+fn exceeds_max_bytes(error: &(dyn std::error::Error + 'static)) -> bool {
+    plumbing::Chain(error)
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("exceeds maxbytes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_over_the_byte_budget_is_told_from_other_pull_errors() {
+        // The text async-nats gives JetStream's 409 status.
+        let too_large = std::io::Error::other(
+            "error while processing messages from the stream: 409, Some(\"Message Size Exceeds MaxBytes\")",
+        );
+        assert!(exceeds_max_bytes(&too_large));
+        let other = std::io::Error::other(
+            "error while processing messages from the stream: 409, Some(\"Consumer Deleted\")",
+        );
+        assert!(!exceeds_max_bytes(&other));
+    }
 
     #[test]
     fn the_nak_delay_doubles_and_is_capped() {

@@ -201,6 +201,7 @@ async fn consume_until_shutdown<S: Sink>(
             max_ack_pending: Some(config.max_ack_pending),
         },
         batch_size: usize::try_from(config.batch_size).unwrap_or(500),
+        batch_max_bytes: usize::try_from(config.batch_max_bytes).unwrap_or(usize::MAX),
         batch_wait: config.batch_wait,
         retention: config.retention.0,
     };

@@ -2,6 +2,7 @@
 //!
 //! One integration-test binary per crate: each extra binary links the world again.
 
+mod batches;
 mod bigquery;
 mod common;
 mod contract;
