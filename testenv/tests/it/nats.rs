@@ -6,7 +6,7 @@ use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use testenv::{Nats, NatsCluster};
+use testenv::{Nats, NatsCluster, NatsSync};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -229,4 +229,44 @@ async fn an_r3_stream_keeps_accepting_publishes_when_its_leader_is_killed() -> T
     eprintln!("stream settled {:?} after the restart", started.elapsed());
     assert_eq!(info.state.messages, 2, "both acknowledged messages kept");
     Ok(())
+}
+
+/// Whether the server at `monitor` fsyncs every write before acknowledging it.
+async fn syncs_always(monitor: &str) -> bool {
+    let varz: serde_json::Value = reqwest::get(format!("{monitor}/varz"))
+        .await
+        .expect("/varz answers")
+        .json()
+        .await
+        .expect("/varz is JSON");
+    let config = &varz["jetstream"]["config"];
+    assert!(config.is_object(), "/varz shows JetStream's config: {varz}");
+    // Left out when false.
+    config["sync_always"].as_bool().unwrap_or(false)
+}
+
+#[tokio::test]
+async fn servers_fsync_before_acknowledging_unless_told_otherwise() -> TestResult {
+    let always = Nats::start().await?;
+    assert!(syncs_always(&always.monitor_url()).await);
+    let default = Nats::options()
+        .sync(NatsSync::ServerDefault)
+        .start()
+        .await?;
+    assert!(!syncs_always(&default.monitor_url()).await);
+    Ok(())
+}
+
+#[test]
+fn every_shipped_nats_configuration_fsyncs_before_acknowledging() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["k8s/base/nats/configmap.yaml", "testenv/quickstart.sh"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("readable");
+        let jetstream = text.find("jetstream {").expect("a jetstream block");
+        let block = &text[jetstream..jetstream + text[jetstream..].find('}').expect("closed")];
+        assert!(
+            block.contains("sync_interval: always"),
+            "{file}: the jetstream block does not set sync_interval: always"
+        );
+    }
 }
