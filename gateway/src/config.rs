@@ -202,6 +202,13 @@ impl Config {
     /// --max-decoded-bytes would refuse the largest reports for ever. This says so at start
     /// instead (exit 64).
     pub fn check(&self) -> Result<(), String> {
+        let one_report = crate::routes::most_reserved_by_one_report(self.max_decoded_bytes);
+        if self.memory_budget < one_report {
+            return Err(format!(
+                "--memory-budget ({}) must be at least {one_report} bytes: the most one report of --max-decoded-bytes ({}) holds at once (five times its size), or the largest reports are refused for ever",
+                self.memory_budget, self.max_decoded_bytes
+            ));
+        }
         if self.node_id_key.is_none() {
             return Err(MISSING_NODE_ID_KEY.to_owned());
         }
@@ -396,6 +403,25 @@ mod tests {
             let e = Config::try_parse_from(["gateway", bad]).unwrap_err();
             assert!(e.to_string().contains("--stream-full-percent"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_memory_budget_too_small_for_the_largest_report_is_refused_naming_both_flags() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["gateway"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap().check()
+        };
+        let e = check(&["--memory-budget", "64MiB"]).unwrap_err();
+        assert!(
+            e.contains("--memory-budget (67108864)")
+                && e.contains("--max-decoded-bytes (16777216)"),
+            "{e}"
+        );
+        assert_eq!(
+            check(&["--memory-budget", "64MiB", "--max-decoded-bytes", "8MiB"]),
+            Ok(())
+        );
     }
 
     #[test]

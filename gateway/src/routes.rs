@@ -415,6 +415,13 @@ async fn receive_and_publish(
 /// What the envelope adds to a report's JSON (its ID, the time it arrived).
 const ENVELOPE_BYTES: u64 = 128;
 
+/// The most one report of `max_decoded` bytes reserves of the memory budget: the buffers its
+/// body grew through (at most twice the last, see `body`), its gzip state, then the decoded
+/// report and the message.
+pub(crate) fn most_reserved_by_one_report(max_decoded: u64) -> u64 {
+    max_decoded.saturating_mul(2 + DECODED_PER_BYTE + 1) + body::GZIP_STATE + ENVELOPE_BYTES
+}
+
 /// How far back `--backdate-synthetic` may date a report: a demo's history, a few months.
 const MAX_BACKDATE: jiff::SignedDuration = jiff::SignedDuration::from_hours(120 * 24);
 

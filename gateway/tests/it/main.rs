@@ -6,12 +6,15 @@
 //!   draining at shutdown, health, metrics).
 //! - `backdate`: `--backdate-synthetic`.
 //! - `bomb`: a gzip bomb cut off at the decoded cap in bounded memory.
+//! - `budget`: a flood of bombs and maximal reports refused beyond `--memory-budget`.
 //! - `client_address`: what the per-IP rate limit keys on, behind a proxy or not.
 //! - `connections`: the connection flags reach `plumbing::serve` (tested in plumbing), and
 //!   slow heads leave honest reports served in bounded memory.
 //! - `erasure`: `POST /api/v2/erasure`.
 //! - `hostile`: the hostile corpus and slow-loris bodies.
 //! - `overload`: twice the capacity, shed politely.
+//! - `slow`: slowhttptest's slow bodies and slow heads against the shipped flags, while an
+//!   honest volunteer on another address is served.
 //! - `privacy`: hostile reports are queued sanitized with re-keyed node IDs; impossible values
 //!   and wrong types are refused naming the field; no node-ID key, no start.
 //! - `streams`: the streams' retention and budgets, and a stream made by an earlier gateway.
@@ -26,6 +29,7 @@
 mod api;
 mod backdate;
 mod bomb;
+mod budget;
 mod client_address;
 mod connections;
 mod erasure;
@@ -33,5 +37,6 @@ mod helpers;
 mod hostile;
 mod load;
 mod overload;
+mod slow;
 mod streams;
 mod privacy;
