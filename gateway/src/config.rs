@@ -389,7 +389,8 @@ mod tests {
         };
         let e = check(&["--stream-max-bytes", "8MiB"]).unwrap_err();
         assert!(
-            e.contains("--stream-max-bytes (8388608)") && e.contains("--max-decoded-bytes (16777216)"),
+            e.contains("--stream-max-bytes (8388608)")
+                && e.contains("--max-decoded-bytes (16777216)"),
             "{e}"
         );
         assert_eq!(

@@ -193,7 +193,7 @@ async fn consume_until_shutdown<S: Sink>(
         durable: durable::Durable {
             stream: config.queue.reports.clone(),
             dead_letters: config.queue.dead_letters.clone(),
-            dead_letters_max_bytes: dead_letters_budget(&config),
+            dead_letters_max_bytes: dead_letters_budget(config),
             name: config.consumer.clone(),
             description: "reports into the sink",
             ack_wait: config.ack_wait,
@@ -219,7 +219,7 @@ async fn consume_until_shutdown<S: Sink>(
         ))),
         erasures: Some(tokio::spawn(erasure::run(
             js,
-            erasure::Settings::new(&config.queue, &config.consumer, dead_letters_budget(&config)),
+            erasure::Settings::new(&config.queue, &config.consumer, dead_letters_budget(config)),
             sink.clone(),
             metrics.clone(),
             stop.clone(),

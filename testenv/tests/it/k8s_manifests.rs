@@ -378,13 +378,15 @@ fn help_default(bin: &'static str, flag: &str) -> String {
 /// deployments leave as they are.
 #[test]
 fn the_nats_store_limit_holds_every_streams_budget() {
-    let config = std::fs::read_to_string(k8s_dir("base/nats/configmap.yaml")).unwrap();
+    let config = std::fs::read_to_string(k8s_dir("base/nats/configmap.yaml"))
+        .expect("k8s/base/nats/configmap.yaml");
     let store = config
         .lines()
         .find_map(|l| l.trim().strip_prefix("max_file_store:"))
         .map(binary_size)
         .expect("k8s/base/nats sets max_file_store");
-    let quickstart = std::fs::read_to_string(k8s_dir("../testenv/quickstart.sh")).unwrap();
+    let quickstart = std::fs::read_to_string(k8s_dir("../testenv/quickstart.sh"))
+        .expect("testenv/quickstart.sh");
     assert!(
         quickstart.contains("max_file_store: 8GiB") && store == 8 << 30,
         "the quickstart's store limit is k8s's"
@@ -408,8 +410,8 @@ fn the_nats_store_limit_holds_every_streams_budget() {
     ];
     let mut sum = 0;
     for (bin, flag, env) in budgets {
-        let deployment =
-            std::fs::read_to_string(k8s_dir(&format!("base/{bin}/deployment.yaml"))).unwrap();
+        let deployment = std::fs::read_to_string(k8s_dir(&format!("base/{bin}/deployment.yaml")))
+            .expect("the deployment");
         assert!(
             !deployment.contains(env),
             "{bin}'s deployment sets {env}: count it here"
