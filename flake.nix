@@ -125,6 +125,7 @@
               pkgs.kubectl
               pkgs.openssl
               pkgs.chromium # the dashboard's browser test (systests/tests/it/dashboard.rs)
+              pkgs.slowhttptest # the gateway's slow-request tests (gateway/tests/it/slow.rs)
             ];
           };
         }

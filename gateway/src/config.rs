@@ -81,8 +81,9 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_MAX_DECODED_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub max_decoded_bytes: u64,
 
-    /// Most report requests handled at once; beyond it requests get 503 with Retry-After at
-    /// once instead of queueing.
+    /// Most requests decoded and published at once, counted from the moment their body is
+    /// complete (a body still arriving takes none); beyond it requests get 503 with
+    /// Retry-After at once instead of queueing.
     #[arg(long, env = "SPARTAKUS_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: u32,
 
