@@ -414,7 +414,9 @@ mod tests {
         let check = |args: &[&str]| {
             let mut all = vec!["gateway"];
             all.extend_from_slice(args);
-            Config::try_parse_from(all).unwrap().check()
+            let mut config = Config::try_parse_from(all).unwrap();
+            config.node_id_key = Some(test_node_id_key());
+            config.check()
         };
         let e = check(&["--memory-budget", "64MiB"]).unwrap_err();
         assert!(

@@ -321,6 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn refusals_while_a_body_may_still_be_arriving_close_the_connection() {
+        for e in [ApiError::TooManyUploads, ApiError::OverBudget] {
+            let response = e.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(response.headers()[header::CONNECTION], "close");
+        }
+        for e in [
+            ApiError::BodyTooSlow { min_rate: 1024 },
+            ApiError::BodyTimeout(Duration::from_secs(30)),
+        ] {
+            let response = e.into_response();
+            assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+            assert_eq!(response.headers()[header::CONNECTION], "close");
+        }
+        let response = ApiError::Overloaded.into_response();
+        assert!(
+            !response.headers().contains_key(header::CONNECTION),
+            "a complete body leaves the connection reusable"
+        );
+    }
+
+    #[test]
     fn an_erasure_body_problem_names_the_erasure_request_and_lists_the_broken_rules() {
         let e = ApiError::Invalid(vec![FieldError::new("secret", "not hex")]).for_erasure();
         assert_eq!(e.reason(), "erasure-invalid");
