@@ -14,9 +14,11 @@ use crate::process::{Process, START_ATTEMPTS, free_ports, http_get};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// JetStream's store limit, as k8s/base/nats ships it: the streams' byte budgets are reserved
-/// from it, so the gateway's default budgets fit whatever disk the tests run on.
-const STORE_LIMIT: &str = "8GiB";
+/// JetStream's store limit. The streams' byte budgets are reserved from it (a gateway's
+/// defaults take 6.25 GiB), and some tests run several queues on one server: set well above
+/// them, so that no test depends on the free disk it runs on, from which the server's default
+/// is computed. It is a bound, nothing is allocated.
+const STORE_LIMIT: &str = "64GiB";
 /// The cluster name every node of a [`NatsCluster`] shares.
 const CLUSTER_NAME: &str = "spartakus";
 
