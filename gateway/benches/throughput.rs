@@ -3,8 +3,8 @@
 //!
 //! `cargo bench -p gateway --bench throughput` runs, for `sync_interval: always` (what every
 //! shipped NATS configuration sets) and then for the server's default (an fsync every 2
-//! minutes), a nats-server (its store in the temporary folder: a real disk, for fsync to mean
-//! something) and the release gateway binary (both by testenv; the gateway a process of its own,
+//! minutes), a nats-server (its store in the system's temporary folder, which must be on a disk:
+//! on tmpfs an fsync costs nothing) and the release gateway binary (both by testenv; the gateway a process of its own,
 //! so its peak RSS is its own), then drives `SPARTAKUS_BENCH_CLIENTS` (default 64) concurrent
 //! clients over loopback:
 //!
@@ -14,9 +14,12 @@
 //!
 //! Every request is a distinct report (a fresh reportID, which is also the `Nats-Msg-Id`): a
 //! repeated one would be a duplicate that JetStream drops without writing it, flattering
-//! whoever sends it. The bench counts the stream's messages after each phase to check that
-//! every acknowledged report was written. Each phase stops after `SPARTAKUS_BENCH_SECONDS`
-//! (default 15) or its report count. It prints the gateway/raw ratios for each setting.
+//! whoever sends it. After each phase the bench checks that the stream holds one message per
+//! acknowledged report, then purges it, so that every phase starts from an empty stream.
+//! Refused requests (e.g. 503 over the gateway's `--memory-budget`, which the gateway reads
+//! from `SPARTAKUS_MEMORY_BUDGET` like its other flags) are counted as failed. Each phase stops
+//! after `SPARTAKUS_BENCH_SECONDS` (default 15) or its report count. It prints the gateway/raw
+//! ratios for each setting.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -185,23 +188,19 @@ async fn stream_messages(js: &jetstream::Context, name: &str) -> Result<u64, Box
     Ok(js.get_stream(name).await?.info().await?.state.messages)
 }
 
-/// Checks that a phase wrote one message per acknowledged report: the stream grew by `done`.
-async fn check_written(
-    js: &jetstream::Context,
-    name: &str,
-    before: u64,
-    phase: &Phase,
-) -> Result<u64, BoxError> {
-    let after = stream_messages(js, name).await?;
-    if after - before != phase.done as u64 {
+/// Checks that a phase wrote one message per acknowledged report into the stream it found
+/// empty, then empties it, so that every phase starts from an empty stream.
+async fn check_written(js: &jetstream::Context, name: &str, phase: &Phase) -> Result<(), BoxError> {
+    let written = stream_messages(js, name).await?;
+    if written != phase.done as u64 {
         return Err(format!(
-            "{} reports acknowledged but the stream grew by {}: not every request was a new report",
+            "{} reports acknowledged but {written} in the stream: not every request was a new report",
             phase.done,
-            after - before
         )
         .into());
     }
-    Ok(after)
+    js.get_stream(name).await?.purge().await?;
+    Ok(())
 }
 
 async fn run(sync: NatsSync, settings: &Run) -> Result<Ratios, BoxError> {
@@ -251,13 +250,12 @@ async fn run(sync: NatsSync, settings: &Run) -> Result<Ratios, BoxError> {
             async move { request.await.is_ok_and(|r| r.status() == 204) }
         }
     };
-    let mut count = stream_messages(&js, &stream).await?;
     let gw_small = drive(clients, small_count, time, post(small.clone())).await;
     gw_small.print("gateway, seed-size", small_len);
-    count = check_written(&js, &stream, count, &gw_small).await?;
+    check_written(&js, &stream, &gw_small).await?;
     let gw_large = drive(clients, large_count, time, post(large.clone())).await;
     gw_large.print("gateway, 500 nodes", large_len);
-    count = check_written(&js, &stream, count, &gw_large).await?;
+    check_written(&js, &stream, &gw_large).await?;
     let (gateway_peak, _) = gateway.memory()?;
 
     let publish = |template: Arc<String>| {
@@ -279,10 +277,10 @@ async fn run(sync: NatsSync, settings: &Run) -> Result<Ratios, BoxError> {
     };
     let raw_small = drive(clients, small_count, time, publish(small.clone())).await;
     raw_small.print("raw JetStream, seed-size", small_len);
-    count = check_written(&js, &stream, count, &raw_small).await?;
+    check_written(&js, &stream, &raw_small).await?;
     let raw_large = drive(clients, large_count, time, publish(large.clone())).await;
     raw_large.print("raw JetStream, 500 nodes", large_len);
-    check_written(&js, &stream, count, &raw_large).await?;
+    check_written(&js, &stream, &raw_large).await?;
 
     println!(
         "gateway peak RSS (VmHWM): {:.1} MiB",
