@@ -1,6 +1,6 @@
 //! The system tests: one binary, one module per subject (attacks, broker, chaos, contracts,
-//! dashboard, durability, e2e), and `pipeline`, the write path and the turn that the heavy
-//! ones share.
+//! dashboard, durability, e2e, memory), and `pipeline`, the write path and the turn that the
+//! heavy ones share.
 //!
 //! One integration-test binary per crate: each extra binary links the world again.
 
@@ -11,4 +11,5 @@ mod contracts;
 mod dashboard;
 mod durability;
 mod e2e;
+mod memory;
 mod pipeline;
