@@ -175,7 +175,8 @@ impl Launch {
     /// Runs the program under a cgroup v1 memory limit of `bytes`, as a pod's container with
     /// that memory limit runs (see [`MemoryCgroup`]; needs root): over it the kernel reclaims
     /// page cache and then OOM-kills. [`Service::memory_usage`] reads its peak and OOM kills,
-    /// over every run of it ([`Service::relaunch`] starts it in the same group).
+    /// over every run of it ([`Service::relaunch`] starts it in the same group); a command
+    /// [`Launch::run`] returns them in [`Finished::memory`].
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -256,7 +257,12 @@ impl Launch {
             .prefix(&format!("spartakus-{}-", self.name))
             .tempdir()
             .map_err(|e| Error::io("creating a temporary folder", e))?;
-        let bin = workspace_bin(self.name)?;
+        let program = workspace_bin(self.name)?;
+        let cgroup = self.memory_limit.map(MemoryCgroup::create).transpose()?;
+        let (bin, args) = match &cgroup {
+            Some(group) => group.wrap(&program, &self.args),
+            None => (program, self.args.clone()),
+        };
         let out_path = dir.path().join("stdout");
         let log = dir.path().join(format!("{}.log", self.name));
         let open = |path: &Path| {
@@ -264,7 +270,7 @@ impl Launch {
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))
         };
         let mut cmd = watched(&bin);
-        cmd.args(&self.args)
+        cmd.args(&args)
             .stdout(Stdio::from(open(&out_path)?))
             .stderr(Stdio::from(open(&log)?));
         apply_env(&mut cmd, &self.env);
@@ -296,10 +302,12 @@ impl Launch {
         let stdout = std::fs::read(&out_path)
             .map_err(|e| Error::io(format!("reading {}", out_path.display()), e))?;
         let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        let memory = cgroup.as_ref().map(MemoryCgroup::usage).transpose()?;
         Ok(Finished {
             status,
             stdout,
             stderr,
+            memory,
         })
     }
 }
@@ -313,6 +321,9 @@ pub struct Finished {
     pub stdout: Vec<u8>,
     /// Everything written to stderr (its log).
     pub stderr: String,
+    /// What the kernel counted for its memory cgroup (peak, OOM kills), if it ran with
+    /// [`Launch::memory_limit`].
+    pub memory: Option<MemoryUsage>,
 }
 
 impl Finished {

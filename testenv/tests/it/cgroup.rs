@@ -105,3 +105,21 @@ async fn a_launched_service_runs_in_its_cgroup_across_relaunches() {
         "the cgroup is removed with the service"
     );
 }
+
+#[test]
+fn a_command_run_under_a_limit_reports_what_it_charged() {
+    let run = |launch: Launch| {
+        launch
+            .arg("--help")
+            .run_blocking(Duration::from_secs(30))
+            .expect("testenv --help runs")
+    };
+    let limited = run(Launch::named("testenv").memory_limit(64 * MIB));
+    assert!(limited.status.success(), "{limited:?}");
+    assert!(limited.stdout_text().contains("testenv"));
+    let usage = limited.memory.expect("run with a memory limit");
+    assert_eq!(usage.limit, 64 * MIB);
+    assert_eq!(usage.oom_kills, 0, "{usage:?}");
+    assert!(usage.peak > 0, "{usage:?}");
+    assert!(run(Launch::named("testenv")).memory.is_none());
+}
