@@ -261,15 +261,11 @@ impl Publisher {
     /// Why the reports stream counts as full (at or above `--stream-full-percent` of its
     /// budget at the last check), or `None`.
     pub fn reports_full(&self) -> Option<String> {
-        let bytes = self.reports_fill.bytes.load(Ordering::Relaxed);
-        let max_bytes = self.reports_fill.max_bytes.load(Ordering::Relaxed);
-        let max = u128::try_from(max_bytes).ok().filter(|&m| m > 0)?;
-        let percent = u128::from(bytes) * 100 / max;
-        (percent >= u128::from(self.streams.full_percent)).then(|| {
-            format!(
-                "reports stream {percent}% full ({bytes} of {max} bytes): reports are refused until the ingester has stored enough of them"
-            )
-        })
+        full(
+            self.reports_fill.bytes.load(Ordering::Relaxed),
+            self.reports_fill.max_bytes.load(Ordering::Relaxed),
+            self.streams.full_percent,
+        )
     }
 
     /// Publishes a report's envelope with `Nats-Msg-Id: id` and waits for JetStream's
@@ -487,6 +483,18 @@ impl Publisher {
     }
 }
 
+/// Why a stream holding `bytes` of its budget `max_bytes` (none if not positive) counts as full
+/// at `percent`, or `None`.
+fn full(bytes: u64, max_bytes: i64, percent: u8) -> Option<String> {
+    let max = u128::try_from(max_bytes).ok().filter(|&m| m > 0)?;
+    let fill = u128::from(bytes) * 100 / max;
+    (fill >= u128::from(percent)).then(|| {
+        format!(
+            "reports stream {fill}% full ({bytes} of {max} bytes): reports are refused until the ingester has stored enough of them"
+        )
+    })
+}
+
 /// What one check of the streams found.
 struct Checked {
     /// The reports' and the erasures' stream info.
@@ -543,6 +551,32 @@ fn with_hint(e: impl std::fmt::Display) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_is_full_from_the_threshold_on_and_never_without_a_budget() {
+        assert_eq!(full(949, 1000, 95), None);
+        let reason = full(950, 1000, 95).unwrap_or_default();
+        assert!(
+            reason.starts_with("reports stream 95% full (950 of 1000 bytes)"),
+            "{reason}"
+        );
+        assert!(full(1000, 1000, 100).is_some());
+        assert_eq!(full(999, 1000, 100), None);
+        assert_eq!(full(u64::MAX, -1, 95), None, "no budget");
+        assert_eq!(full(5, 0, 95), None, "no budget");
+    }
+
+    #[test]
+    fn a_store_too_small_for_the_budgets_is_explained_by_the_flags() {
+        let refused = with_hint(
+            "jetstream error: insufficient storage resources available (code 500, error code 10047)",
+        );
+        assert!(
+            refused.contains("--stream-max-bytes") && refused.contains("max_file_store"),
+            "{refused}"
+        );
+        assert_eq!(with_hint("timed out"), "timed out");
+    }
 
     #[test]
     fn a_publish_error_tells_the_client_only_what_it_can_act_on() {
