@@ -451,12 +451,13 @@ impl Publisher {
                     wanted.max_age = current.config.max_age;
                 }
                 if differs(&current.config, &wanted) {
-                    tracing::warn!(stream = %wanted.name, "stream settings differ from the flags; updating");
                     let info = self
                         .js
                         .update_stream(&wanted)
                         .await
                         .map_err(StreamSetupError::update)?;
+                    // Only once it worked: a refused update is logged once, by `maintain`.
+                    tracing::warn!(stream = %wanted.name, "stream settings differed from the flags; updated");
                     return Ok((info, kept));
                 }
                 Ok((current.clone(), kept))
