@@ -360,7 +360,9 @@ mod tests {
         let parse = |args: &[&str]| {
             let mut all = vec!["gateway"];
             all.extend_from_slice(args);
-            Config::try_parse_from(all).unwrap()
+            let mut config = Config::try_parse_from(all).unwrap();
+            config.node_id_key = Some(test_node_id_key());
+            config
         };
         assert_eq!(Config::for_nats("nats://127.0.0.1:1").check(), Ok(()));
         let e = parse(&["--stream-max-age", "1h", "--duplicate-window", "2h"])

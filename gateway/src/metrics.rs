@@ -68,8 +68,8 @@ pub struct Metrics {
     bytes_received: Counter,
     reports_accepted: Family<OutcomeLabels, Counter>,
     in_flight: Gauge,
-    streams: StreamFill,
     memory_budget_used: Gauge,
+    streams: StreamFill,
 }
 
 impl Default for Metrics {

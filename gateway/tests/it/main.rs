@@ -13,11 +13,11 @@
 //! - `erasure`: `POST /api/v2/erasure`.
 //! - `hostile`: the hostile corpus and slow-loris bodies.
 //! - `overload`: twice the capacity, shed politely.
-//! - `slow`: slowhttptest's slow bodies and slow heads against the shipped flags, while an
-//!   honest volunteer on another address is served.
 //! - `privacy`: hostile reports are queued sanitized with re-keyed node IDs; impossible values
 //!   and wrong types are refused naming the field; no node-ID key, no start.
 //! - `streams`: the streams' retention and budgets, and a stream made by an earlier gateway.
+//! - `slow`: slowhttptest's slow bodies and slow heads against the shipped flags, while an
+//!   honest volunteer on another address is served.
 //! - `helpers`: an in-process gateway, launching the binary, reading the streams.
 //! - `load`: the overload harness, shared with `benches/overload.rs`.
 //!
@@ -37,6 +37,6 @@ mod helpers;
 mod hostile;
 mod load;
 mod overload;
-mod slow;
-mod streams;
 mod privacy;
+mod streams;
+mod slow;
