@@ -65,9 +65,9 @@ pub struct Config {
     #[arg(long, env = "SPARTAKUS_ERASURES_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub erasures_max_bytes: u64,
 
-    /// Fill of the reports stream, in percent of --stream-max-bytes, at and above which
-    /// `/readyz` answers 503 (reports are refused, or soon will be, until the ingester catches
-    /// up).
+    /// Fill of the reports stream, in percent of --stream-max-bytes, at and above which new
+    /// reports are refused before their body is read (503 `queue-full`, Retry-After 60 s) until
+    /// the ingester has made room, and `/readyz` (still 200: erasure requests are taken) warns.
     #[arg(long, env = "SPARTAKUS_STREAM_FULL_PERCENT", default_value_t = 95,
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub stream_full_percent: u8,

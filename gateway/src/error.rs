@@ -84,6 +84,10 @@ pub enum ApiError {
     /// JetStream is unreachable, refused the message, or did not acknowledge it in time.
     #[error("the report queue is unavailable")]
     Unavailable,
+    /// The reports stream is at `--stream-full-percent` of its budget: refused before the body
+    /// is read, until the ingester has stored enough to make room.
+    #[error("the report queue is full; try again later")]
+    QueueFull,
 }
 
 /// The RFC 9457 body.
@@ -108,6 +112,9 @@ struct ProblemField<'a> {
 /// How long a client should wait after a 503 for overload or an unavailable queue.
 const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
 const RETRY_AFTER_OVERLOADED: Duration = Duration::from_secs(1);
+/// How long a client should wait after a 503 for a full queue: the ingester needs a while to
+/// make room.
+const RETRY_AFTER_QUEUE_FULL: Duration = Duration::from_secs(60);
 
 impl ApiError {
     /// The HTTP status.
@@ -125,9 +132,10 @@ impl ApiError {
             ApiError::RateLimitedIp { .. }
             | ApiError::RateLimitedCluster { .. }
             | ApiError::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded | ApiError::OverBudget | ApiError::Unavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded
+            | ApiError::OverBudget
+            | ApiError::Unavailable
+            | ApiError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -151,6 +159,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::OverBudget => "memory-budget",
             ApiError::Unavailable => "unavailable",
+            ApiError::QueueFull => "queue-full",
         }
     }
 
@@ -167,9 +176,10 @@ impl ApiError {
             ApiError::RateLimitedIp { .. }
             | ApiError::RateLimitedCluster { .. }
             | ApiError::TooManyUploads => "Too many requests",
-            ApiError::Overloaded | ApiError::OverBudget | ApiError::Unavailable => {
-                "Service unavailable"
-            }
+            ApiError::Overloaded
+            | ApiError::OverBudget
+            | ApiError::Unavailable
+            | ApiError::QueueFull => "Service unavailable",
         }
     }
 
@@ -181,6 +191,7 @@ impl ApiError {
                 Some(RETRY_AFTER_OVERLOADED)
             }
             ApiError::Unavailable => Some(RETRY_AFTER_UNAVAILABLE),
+            ApiError::QueueFull => Some(RETRY_AFTER_QUEUE_FULL),
             _ => None,
         }
     }
@@ -194,6 +205,7 @@ impl ApiError {
                 | ApiError::BodyTooSlow { .. }
                 | ApiError::TooManyUploads
                 | ApiError::OverBudget
+                | ApiError::QueueFull
         )
     }
 
@@ -335,6 +347,11 @@ mod tests {
             assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
             assert_eq!(response.headers()[header::CONNECTION], "close");
         }
+        // A full queue refuses before the body is read: a minute before the next try.
+        let response = ApiError::QueueFull.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "60");
+        assert_eq!(response.headers()[header::CONNECTION], "close");
         let response = ApiError::Overloaded.into_response();
         assert!(
             !response.headers().contains_key(header::CONNECTION),
@@ -379,6 +396,7 @@ mod tests {
             },
             ApiError::TooManyUploads,
             ApiError::OverBudget,
+            ApiError::QueueFull,
             ApiError::Unavailable,
         ];
         for e in refusals {

@@ -491,7 +491,7 @@ fn full(bytes: u64, max_bytes: i64, percent: u8) -> Option<String> {
     let fill = u128::from(bytes) * 100 / max;
     (fill >= u128::from(percent)).then(|| {
         format!(
-            "reports stream {fill}% full ({bytes} of {max} bytes): reports are refused until the ingester has stored enough of them"
+            "reports stream {fill}% full ({bytes} of {max} bytes): reports are refused until the ingester has stored enough of them; erasure requests are taken"
         )
     })
 }

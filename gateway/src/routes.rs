@@ -247,6 +247,13 @@ async fn receive(
 ) -> Result<Admitted, ApiError> {
     let client = client_ip(peer, headers, shared.trust_forwarded_for);
     shared.limits.check_ip(client)?;
+    // A full reports stream refuses a report before its body is read (JetStream would refuse
+    // it after); erasure requests have a stream of their own.
+    if let Intake::Report = intake
+        && shared.publisher.reports_full().is_some()
+    {
+        return Err(ApiError::QueueFull);
+    }
     body::check_content_type(headers)?;
     let encoding = Encoding::from_headers(headers)?;
     let arriving = shared.uploads.start(client)?;
@@ -449,8 +456,10 @@ fn received_at(
     sent.clamp(earliest, now)
 }
 
-/// Ready to take reports: connected to NATS, the stream present and below
-/// `--stream-full-percent` of its budget, not shutting down.
+/// Ready: connected to NATS, the streams present, not shutting down. A reports stream at
+/// `--stream-full-percent` of its budget keeps the gateway ready, with a warning: every gateway
+/// shares the stream, and taking them all out of the Service would refuse erasure requests too,
+/// whose stream has room; reports are refused before their body is read meanwhile.
 impl plumbing::probe::Probe for AppState {
     fn not_ready(&self) -> Option<String> {
         if self.0.shutdown.is_cancelled() {
@@ -458,8 +467,12 @@ impl plumbing::probe::Probe for AppState {
         } else if !self.0.publisher.is_ready() {
             Some("JetStream not reachable or stream missing".into())
         } else {
-            self.0.publisher.reports_full()
+            None
         }
+    }
+
+    fn warning(&self) -> Option<String> {
+        self.0.publisher.reports_full()
     }
 
     fn metrics(&self) -> String {

@@ -15,6 +15,12 @@ pub trait Probe: Send + Sync + 'static {
     /// `None` when ready, else a short reason (sent as the body of the 503).
     fn not_ready(&self) -> Option<String>;
 
+    /// Something the operator should know while the process is ready (it still does its work,
+    /// or some of it): sent after `ready` in the body of the 200.
+    fn warning(&self) -> Option<String> {
+        None
+    }
+
     /// The metrics in the OpenMetrics text format.
     fn metrics(&self) -> String;
 }
@@ -34,11 +40,62 @@ pub fn router<P: Probe, S: Clone + Send + Sync + 'static>(probe: Arc<P>) -> Rout
 
 async fn readyz<P: Probe>(State(probe): State<Arc<P>>) -> Response {
     match probe.not_ready() {
-        None => (StatusCode::OK, "ready\n").into_response(),
+        None => match probe.warning() {
+            None => (StatusCode::OK, "ready\n").into_response(),
+            Some(warning) => {
+                (StatusCode::OK, format!("ready; warning: {warning}\n")).into_response()
+            }
+        },
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
 async fn metrics<P: Probe>(State(probe): State<Arc<P>>) -> Response {
     ([(header::CONTENT_TYPE, OPENMETRICS)], probe.metrics()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Option<&'static str>, Option<&'static str>);
+
+    impl Probe for Fixed {
+        fn not_ready(&self) -> Option<String> {
+            self.0.map(str::to_owned)
+        }
+
+        fn warning(&self) -> Option<String> {
+            self.1.map(str::to_owned)
+        }
+
+        fn metrics(&self) -> String {
+            String::new()
+        }
+    }
+
+    async fn answer(probe: Fixed) -> (StatusCode, String) {
+        let response = readyz(State(Arc::new(probe))).await;
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_is_ready_with_its_warning_and_not_ready_with_its_reason() {
+        assert_eq!(
+            answer(Fixed(None, None)).await,
+            (StatusCode::OK, "ready\n".into())
+        );
+        assert_eq!(
+            answer(Fixed(None, Some("nearly full"))).await,
+            (StatusCode::OK, "ready; warning: nearly full\n".into())
+        );
+        assert_eq!(
+            answer(Fixed(Some("down"), Some("nearly full"))).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "down\n".into())
+        );
+    }
 }

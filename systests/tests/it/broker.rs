@@ -108,7 +108,8 @@ async fn a_full_reports_stream_refuses_reports_but_not_erasures_and_takes_report
     );
     assert!(accepted > 5, "only {accepted} reports fit in {BUDGET}");
 
-    // The operator sees it: the gauge near 1, and /readyz not ready, naming the stream.
+    // The operator sees it: the gauge near 1, and a warning naming the stream on /readyz, which
+    // stays ready (erasure requests are still taken).
     let (http_ref, gateway_ref) = (&http, &gateway);
     testenv::eventually(
         DEADLINE,
@@ -120,10 +121,14 @@ async fn a_full_reports_stream_refuses_reports_but_not_erasures_and_takes_report
         },
     )
     .await;
-    testenv::eventually(DEADLINE, "/readyz says the stream is full", || async move {
-        let (status, body) = get(http_ref, gateway_ref, "/readyz").await;
-        status == 503 && body.contains("reports stream") && body.contains("full")
-    })
+    testenv::eventually(
+        DEADLINE,
+        "/readyz warns the stream is full",
+        || async move {
+            let (status, body) = get(http_ref, gateway_ref, "/readyz").await;
+            status == 200 && body.contains("warning: reports stream") && body.contains("full")
+        },
+    )
     .await;
 
     // Erasures have their own room.
@@ -139,6 +144,11 @@ async fn a_full_reports_stream_refuses_reports_but_not_erasures_and_takes_report
     );
     let still = post(&http, &gateway, "/api/v1", report(MOST + 1)).await;
     assert_eq!(still.status(), 503, "reports are still refused");
+    let body = still.text().await.unwrap_or_default();
+    assert!(
+        body.contains("queue-full"),
+        "refused as queue-full, before the body is read: {body}"
+    );
 
     // Drain: the ingester stores the backlog and its acknowledgments free the stream.
     let db = dir.path().join("spartakus.sqlite");
@@ -160,8 +170,8 @@ async fn a_full_reports_stream_refuses_reports_but_not_erasures_and_takes_report
     }
 
     // The same gateway, never restarted, is ready and takes reports again.
-    testenv::eventually(DEADLINE, "/readyz ready again", || async move {
-        get(http_ref, gateway_ref, "/readyz").await.0 == 200
+    testenv::eventually(DEADLINE, "/readyz without the warning", || async move {
+        get(http_ref, gateway_ref, "/readyz").await == (200, "ready\n".to_owned())
     })
     .await;
     let again = post(&http, &gateway, "/api/v1", report(MOST + 2)).await;
