@@ -216,6 +216,9 @@ async fn run(sync: NatsSync, settings: &Run) -> Result<Ratios, BoxError> {
         .build()?;
     let gateway = Launch::gateway(&nats.url())
         .args(["--queue", QUEUE])
+        // The clients stand for as many volunteers, but all come from 127.0.0.1: the cap on
+        // one address's unfinished uploads would refuse most large reports.
+        .env("SPARTAKUS_MAX_UPLOADS_PER_IP", clients.to_string())
         .env("RUST_LOG", "warn")
         .start()
         .await?;
