@@ -154,7 +154,8 @@ struct Writing {
 
 impl<S: Sink> Worker<S> {
     /// Pulls batches until shutdown, as a three-stage pipeline: while batch N is written,
-    /// batch N+1 is decoded and batch N+2 requested. Writes stay in order, one at a time, and
+    /// batch N+1 is decoded and batch N+2 requested (once N is settled, when N and N+1 fill
+    /// the byte budget). Writes stay in order, one at a time, and
     /// every message is settled only after the sink answered for its batch. On shutdown no new
     /// request is made and the batches already requested are finished, so nothing is left
     /// delivered-but-unhandled. When the sink fails for good, what is in hand is nakked.
@@ -176,7 +177,15 @@ impl<S: Sink> Worker<S> {
                     break;
                 }
             };
-            if !shutdown.is_cancelled() {
+            // The next batch is requested at once while the messages in hand leave room for it
+            // under the byte budget, else once the batch being written is settled: large
+            // reports are then in hand two batches at a time, not three.
+            let held = payload_bytes(batch.iter())
+                + writing
+                    .as_ref()
+                    .map_or(0, |w| payload_bytes(w.messages.iter().map(|p| &p.message)));
+            let ahead = held < self.settings.batch_max_bytes;
+            if ahead && !shutdown.is_cancelled() {
                 in_flight = Some(self.request(&consumer));
             }
             let decoded = self.take(batch).await;
@@ -186,6 +195,9 @@ impl<S: Sink> Worker<S> {
                 self.hand_back(decoded.messages).await;
                 ended = Ended::Failed(e);
                 break;
+            }
+            if !ahead && !shutdown.is_cancelled() {
+                in_flight = Some(self.request(&consumer));
             }
             writing = self.start_write(decoded);
         }
@@ -475,6 +487,11 @@ impl<S: Sink> Worker<S> {
             deadletter::Sent::Nakked => self.metrics.nakked(),
         }
     }
+}
+
+/// The bytes of these messages' payloads.
+fn payload_bytes<'a>(messages: impl Iterator<Item = &'a Message>) -> usize {
+    messages.map(|m| m.payload.len()).sum()
 }
 
 /// What one pull request brought.
