@@ -159,7 +159,14 @@ impl Nats {
         let mut attempt = 1;
         loop {
             let ports = free_ports(2)?;
-            let node = Node::write(dir.path(), &options, "nats-0".into(), ports[0], ports[1], None)?;
+            let node = Node::write(
+                dir.path(),
+                &options,
+                "nats-0".into(),
+                ports[0],
+                ports[1],
+                None,
+            )?;
             let mut nats = Self::spawn(node)?;
             match nats.wait_ready().await {
                 Ok(()) => {
