@@ -38,5 +38,5 @@ mod hostile;
 mod load;
 mod overload;
 mod privacy;
-mod streams;
 mod slow;
+mod streams;
