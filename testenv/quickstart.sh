@@ -70,7 +70,7 @@ stats_port=$(free_port)
 cat >"$dir/nats.conf" <<CONF
 listen: "127.0.0.1:$nats_port"
 http: "127.0.0.1:$nats_mon"
-max_payload: 16MB
+max_payload: 17MB
 # sync_interval: always: an acknowledged report is on disk (see docs/durability.md).
 # max_file_store as k8s/base/nats sets it: the streams' default budgets fit in it.
 jetstream { store_dir: "$dir/nats", max_file_store: 8GiB, sync_interval: always }

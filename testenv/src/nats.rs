@@ -111,7 +111,7 @@ impl Node {
         };
         let mut conf = format!(
             "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http_port}\"\n\
-             max_payload: 16MB\njetstream {{\n  store_dir: {store}\n  max_file_store: {STORE_LIMIT}\n{sync}}}\n",
+             max_payload: 17MB\njetstream {{\n  store_dir: {store}\n  max_file_store: {STORE_LIMIT}\n{sync}}}\n",
             store = quote(&store),
         );
         if let Some((cluster_port, route_ports)) = cluster {

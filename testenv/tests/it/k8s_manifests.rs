@@ -423,3 +423,32 @@ fn the_nats_store_limit_holds_every_streams_budget() {
         "the stream budgets ({sum} bytes) must fit in max_file_store ({store} bytes)"
     );
 }
+
+/// NATS's `max_payload` (its `MB` is 2^20 bytes, as `/varz` shows) in every configuration we
+/// ship holds the largest report the gateway takes, `--max-decoded-bytes`, with its envelope
+/// (the report ID and arrival time): at exactly 16 MiB the payload limit refused it.
+#[test]
+fn the_nats_payload_limit_holds_the_largest_report_and_its_envelope() {
+    let largest = binary_size(&help_default("gateway", "--max-decoded-bytes"));
+    for path in [
+        "base/nats/configmap.yaml",
+        "../testenv/quickstart.sh",
+        "../testenv/src/nats.rs",
+    ] {
+        let text = std::fs::read_to_string(k8s_dir(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let value = text
+            .split("max_payload:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|v| v.split("\\n").next().unwrap_or(v).to_owned())
+            .unwrap_or_else(|| panic!("{path} sets no max_payload"));
+        let megabytes: u64 = value
+            .strip_suffix("MB")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: max_payload {value:?} is not in MB"));
+        assert!(
+            megabytes << 20 >= largest + 1024,
+            "{path}: max_payload {value} must hold --max-decoded-bytes ({largest}) and an envelope"
+        );
+    }
+}
