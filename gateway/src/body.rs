@@ -23,6 +23,21 @@ use crate::limit::Reservation;
 /// 32 KiB window, and the decoder's 32 KiB input buffer. Reserved before the first byte.
 pub(crate) const GZIP_STATE: u64 = 80 << 10;
 
+/// What a decoded report holds in memory, per byte of its JSON, while it is validated and
+/// re-encoded (its strings and vectors, each with its own header and allocation): an estimate
+/// on the safe side, reserved from the memory budget before decoding.
+pub(crate) const DECODED_PER_BYTE: u64 = 2;
+
+/// What the envelope adds to a report's JSON (its ID, the time it arrived).
+pub(crate) const ENVELOPE_BYTES: u64 = 128;
+
+/// The most one report of `max_decoded` bytes reserves of the memory budget: the buffers its
+/// body grew through (at most twice the last), its gzip state, then the decoded report and the
+/// message.
+pub(crate) fn most_reserved_by_one_report(max_decoded: u64) -> u64 {
+    max_decoded.saturating_mul(2 + DECODED_PER_BYTE + 1) + GZIP_STATE + ENVELOPE_BYTES
+}
+
 /// The largest buffer allocated for a body before its bytes arrive (when `Content-Length`
 /// announces one): enough for most reports at once, too little for an announced but unsent
 /// body to hold memory.

@@ -203,7 +203,7 @@ impl Config {
     /// --max-decoded-bytes would refuse the largest reports for ever. This says so at start
     /// instead (exit 64).
     pub fn check(&self) -> Result<(), String> {
-        let one_report = crate::routes::most_reserved_by_one_report(self.max_decoded_bytes);
+        let one_report = crate::body::most_reserved_by_one_report(self.max_decoded_bytes);
         if self.memory_budget < one_report {
             return Err(format!(
                 "--memory-budget ({}) must be at least {one_report} bytes: the most one report of --max-decoded-bytes ({}) holds at once (five times its size), or the largest reports are refused for ever",

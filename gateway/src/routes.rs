@@ -37,11 +37,6 @@ const MAX_ERASURE_BODY: u64 = 4096;
 /// head, but the first bytes may wait a round trip or two behind TCP's slow start.
 const BODY_GRACE: Duration = Duration::from_secs(2);
 
-/// What a decoded report holds in memory, per byte of its JSON, while it is validated and
-/// re-encoded (its strings and vectors, each with its own header and allocation): an estimate
-/// on the safe side, reserved from the memory budget before decoding.
-const DECODED_PER_BYTE: u64 = 2;
-
 /// Everything a handler needs, shared by all requests.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState(Arc<Shared>);
@@ -378,7 +373,7 @@ async fn receive_and_publish(
     } = receive(shared, Intake::Report, peer, headers, body).await?;
     // The decoded report, and the message it is re-encoded into, before either exists.
     let len = body.len() as u64;
-    reservation.grow(len * DECODED_PER_BYTE + len + ENVELOPE_BYTES)?;
+    reservation.grow(len * body::DECODED_PER_BYTE + len + body::ENVELOPE_BYTES)?;
     // Sanitized by `decode`; node IDs re-keyed before anything is queued.
     let valid = report::decode(&body)?.rekey_node_ids(&shared.node_id_key);
     shared.limits.check_cluster(valid.cluster_id())?;
@@ -390,7 +385,7 @@ async fn receive_and_publish(
         )
     });
     // The re-encoded report is about as long as the body: one allocation, no regrowth.
-    let mut payload = Vec::with_capacity(body.len() + ENVELOPE_BYTES as usize);
+    let mut payload = Vec::with_capacity(body.len() + body::ENVELOPE_BYTES as usize);
     drop(body);
     let received_at = received_at(&valid, jiff::Timestamp::now(), shared.backdate_synthetic);
     Envelope::new(id, received_at, valid).encode_into(&mut payload);
@@ -417,16 +412,6 @@ async fn receive_and_publish(
             Err(e.api_error())
         }
     }
-}
-
-/// What the envelope adds to a report's JSON (its ID, the time it arrived).
-const ENVELOPE_BYTES: u64 = 128;
-
-/// The most one report of `max_decoded` bytes reserves of the memory budget: the buffers its
-/// body grew through (at most twice the last, see `body`), its gzip state, then the decoded
-/// report and the message.
-pub(crate) fn most_reserved_by_one_report(max_decoded: u64) -> u64 {
-    max_decoded.saturating_mul(2 + DECODED_PER_BYTE + 1) + body::GZIP_STATE + ENVELOPE_BYTES
 }
 
 /// How far back `--backdate-synthetic` may date a report: a demo's history, a few months.

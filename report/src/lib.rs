@@ -210,7 +210,12 @@ impl Report {
     /// Checks every rule; on failure returns all problems, each with its field path. A report
     /// that passes comes back with [`sanitize`]'s rules applied.
     pub fn validate(self) -> Result<ValidReport, Vec<FieldError>> {
-        let errors = validate::check(&self);
+        let mut errors = validate::check(&self);
+        // The one required free-text string must keep something once sanitized (its other
+        // rules are `check`'s, which stays free of the sanitizing rules that build on it).
+        if !self.version.is_empty() && sanitize::info(&self.version).is_none() {
+            errors.insert(0, FieldError::new("version", sanitize::RULE_NOTHING_LEFT));
+        }
         if errors.is_empty() {
             // `check` refused any reportID that does not parse.
             let report_id = self.report_id.as_deref().and_then(ReportId::parse);

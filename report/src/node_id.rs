@@ -7,7 +7,7 @@
 //! volunteer sends an HMAC under a key that never leaves the cluster, but the collector cannot
 //! tell one client from another, so it treats every ID alike: the stored ID is
 //! `HMAC-SHA256(collector key, cluster ID, client's node ID)`, cut to 128 bits and written as 32
-//! lowercase hex characters (within [`is_node_id`](crate::validate::is_node_id)).
+//! lowercase hex characters (within the node-ID rule of [`Report::validate`](crate::Report::validate)).
 //!
 //! The same node in the same cluster keeps one stored ID for as long as the key is kept, which
 //! is all the statistics need (nodes are counted within a report). The cluster ID is part of the

@@ -149,11 +149,14 @@ fn is_vendor_resource(name: &str) -> bool {
 
 /// Capacity as kept, in the order given: standard and listed-vendor resources verbatim when
 /// their value is a capacity ([`crate::validate::check_capacity`]; a value that is not is left
-/// out), every other extended resource summed into one [`OTHER_RESOURCE`] entry at the end
-/// (extended resources are whole numbers; a value that is not is left out).
+/// out), every other extended resource summed into one [`OTHER_RESOURCE`] entry where the first
+/// of them was (extended resources are whole numbers; a value that is not is left out). So
+/// applying the rule again (the gateway to a volunteer's report, the ingester to the gateway's)
+/// changes nothing, not even the order.
 pub fn capacity<'a>(resources: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Resource> {
     let mut out = Vec::new();
     let mut other: Option<u64> = None;
+    let mut other_at = 0;
     for (name, value) in resources {
         if is_standard_resource(name) || is_vendor_resource(name) {
             if crate::validate::check_capacity(value).is_ok() {
@@ -163,14 +166,20 @@ pub fn capacity<'a>(resources: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
                 });
             }
         } else if let Ok(n) = value.parse::<u64>() {
+            if other.is_none() {
+                other_at = out.len();
+            }
             other = Some(other.unwrap_or(0).saturating_add(n));
         }
     }
     if let Some(n) = other {
-        out.push(Resource {
-            resource: OTHER_RESOURCE.to_owned(),
-            value: n.to_string(),
-        });
+        out.insert(
+            other_at,
+            Resource {
+                resource: OTHER_RESOURCE.to_owned(),
+                value: n.to_string(),
+            },
+        );
     }
     out
 }
@@ -278,10 +287,26 @@ mod tests {
                 ("memory", "16393220Ki"),
                 ("pods", "110"),
                 ("nvidia.com/gpu", "1"),
-                ("hugepages-2Mi", "0"),
                 ("other", "5"),
+                ("hugepages-2Mi", "0"),
             ]
         );
+        // Applied again (the gateway to a volunteer's report), nothing changes, not the order.
+        let again = capacity(c.iter().map(|r| (r.resource.as_str(), r.value.as_str())));
+        assert_eq!(again, c);
+        // Nor to the volunteer's, sorted by name with `other` among the rest.
+        let sorted = [
+            ("cpu", "4"),
+            ("memory", "1Gi"),
+            ("other", "34"),
+            ("pods", "58"),
+        ];
+        let kept = capacity(sorted);
+        let kept: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|r| (r.resource.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(kept, sorted);
     }
 
     #[test]

@@ -188,9 +188,6 @@ pub(crate) fn check(report: &Report) -> Vec<FieldError> {
     let mut e = Errors::new();
 
     e.required(format_args!("version"), &report.version);
-    if !report.version.is_empty() && crate::sanitize::info(&report.version).is_none() {
-        e.push(format_args!("version"), crate::sanitize::RULE_NOTHING_LEFT);
-    }
     if let Some(ts) = &report.timestamp
         && !is_timestamp(ts)
     {
