@@ -198,7 +198,13 @@ pub fn decode(body: &[u8]) -> Result<ValidReport, DecodeError> {
 
 /// JSON into `T`, an error naming the path of the field where it happened (nothing before the
 /// message when it is the document itself, e.g. trailing data).
+///
+/// Tracking the path costs every field of every report, so the bytes are parsed once without it
+/// and, only when that fails, again with it to name the field: the same error either way.
 pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| DecodeError::Syntax(e.to_string()))?;
