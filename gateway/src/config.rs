@@ -355,15 +355,18 @@ mod tests {
         );
     }
 
+    /// The flags `args` parsed, with the test node-ID key that `check` requires.
+    fn configured(args: &[&str]) -> Config {
+        let mut all = vec!["gateway"];
+        all.extend_from_slice(args);
+        let mut config = Config::try_parse_from(all).unwrap();
+        config.node_id_key = Some(test_node_id_key());
+        config
+    }
+
     #[test]
     fn a_duplicate_window_longer_than_the_age_limit_is_refused_naming_both_flags() {
-        let parse = |args: &[&str]| {
-            let mut all = vec!["gateway"];
-            all.extend_from_slice(args);
-            let mut config = Config::try_parse_from(all).unwrap();
-            config.node_id_key = Some(test_node_id_key());
-            config
-        };
+        let parse = configured;
         assert_eq!(Config::for_nats("nats://127.0.0.1:1").check(), Ok(()));
         let e = parse(&["--stream-max-age", "1h", "--duplicate-window", "2h"])
             .check()
@@ -385,13 +388,7 @@ mod tests {
 
     #[test]
     fn stream_budgets_that_cannot_hold_their_largest_message_are_refused_naming_the_flags() {
-        let check = |args: &[&str]| {
-            let mut all = vec!["gateway"];
-            all.extend_from_slice(args);
-            let mut config = Config::try_parse_from(all).unwrap();
-            config.node_id_key = Some(test_node_id_key());
-            config.check()
-        };
+        let check = |args: &[&str]| configured(args).check();
         let e = check(&["--stream-max-bytes", "8MiB"]).unwrap_err();
         assert!(
             e.contains("--stream-max-bytes (8388608)")
@@ -413,13 +410,7 @@ mod tests {
 
     #[test]
     fn a_memory_budget_too_small_for_the_largest_report_is_refused_naming_both_flags() {
-        let check = |args: &[&str]| {
-            let mut all = vec!["gateway"];
-            all.extend_from_slice(args);
-            let mut config = Config::try_parse_from(all).unwrap();
-            config.node_id_key = Some(test_node_id_key());
-            config.check()
-        };
+        let check = |args: &[&str]| configured(args).check();
         let e = check(&["--memory-budget", "64MiB"]).unwrap_err();
         assert!(
             e.contains("--memory-budget (67108864)")
