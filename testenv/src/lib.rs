@@ -24,6 +24,8 @@
 //! - `ours`: this workspace's binaries (gateway, ingester, stats, volunteer) as test processes:
 //!   [`Launch`] to [`Service`] (a server, ready by its readiness route) or [`Finished`] (a command
 //!   run to its end).
+//! - `stall_proxy`: [`StallProxy`], a TCP proxy that stops answering on command (a server
+//!   that accepts a connection and never answers), for testing deadlines.
 //! - `sockets`: [`PortSockets`], a listening port's accepted and queued connections.
 //! - `cgroup`: [`MemoryCgroup`], a cgroup v1 memory limit for a child process (a pod's limit),
 //!   its peak and its OOM kills.
@@ -44,6 +46,7 @@ mod nats;
 mod ours;
 mod process;
 mod sockets;
+mod stall_proxy;
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -60,6 +63,7 @@ pub use lazyfs::LazyFs;
 pub use nats::{Nats, NatsCluster, NatsOptions, NatsSync};
 pub use ours::{Finished, GATEWAY_NODE_ID_KEY, Launch, READY_TIMEOUT, Service};
 pub use sockets::PortSockets;
+pub use stall_proxy::StallProxy;
 
 /// Why a server could not be started or used.
 #[derive(Debug, thiserror::Error)]
