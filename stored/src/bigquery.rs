@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gcp_bigquery_client::Client;
 use gcp_bigquery_client::auth::Authenticator;
@@ -105,11 +106,33 @@ impl Authenticator for Anonymous {
     }
 }
 
+/// The default of [`client`]'s `request_timeout`: every HTTP request to BigQuery (insertAll, a
+/// job's creation, one poll, one page of results, a DML statement) ends by then, answered or
+/// not. It must exceed the longest wait a request asks the server for: jobs.query and
+/// getQueryResults are asked to wait at most [`LONG_POLL`].
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest a jobs.query or getQueryResults call asks BigQuery to wait for the job before
+/// answering (`timeoutMs`): well inside [`REQUEST_TIMEOUT`], so a healthy long poll is never cut.
+pub const LONG_POLL: Duration = Duration::from_secs(10);
+
 /// A client at `endpoint` (the v2 API base URL, e.g. an emulator's
-/// `http://127.0.0.1:9050/bigquery/v2`; Google's when `None`), authenticated by `credentials`.
+/// `http://127.0.0.1:9050/bigquery/v2`; Google's when `None`), authenticated by `credentials`,
+/// whose every request is abandoned after `request_timeout` (connecting included), so a server
+/// that accepts a connection and never answers fails the call instead of hanging it.
 /// Reads credentials; makes no API call.
-pub async fn client(endpoint: Option<&str>, credentials: &Credentials) -> Result<Client, BQError> {
+pub async fn client(
+    endpoint: Option<&str>,
+    credentials: &Credentials,
+    request_timeout: Duration,
+) -> Result<Client, BQError> {
     let mut builder = ClientBuilder::new();
+    let http = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(BQError::RequestError)?;
+    builder.with_client(http);
     if let Some(endpoint) = endpoint {
         builder.with_v2_base_url(endpoint.trim_end_matches('/').to_owned());
     }

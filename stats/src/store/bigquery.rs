@@ -25,6 +25,10 @@ pub const WINDOW_SQL: &str = include_str!("../../sql/bigquery/window.sql");
 /// How long a query job may run before the snapshot fails.
 const JOB_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
+/// How long one jobs.query or getQueryResults call asks BigQuery to wait (`timeoutMs`).
+#[allow(clippy::cast_possible_truncation)] // 10 s in milliseconds
+const LONG_POLL_MS: i32 = stored::bigquery::LONG_POLL.as_millis() as i32;
+
 pub use stored::TableRef;
 pub use stored::bigquery::Credentials;
 
@@ -50,9 +54,10 @@ impl BigQueryStore {
         endpoint: Option<&str>,
         credentials: &Credentials,
     ) -> Result<Self, StoreError> {
-        let client = stored::bigquery::client(endpoint, credentials)
-            .await
-            .map_err(|e| StoreError::BigQuery(format!("connecting: {e}")))?;
+        let client =
+            stored::bigquery::client(endpoint, credentials, stored::bigquery::REQUEST_TIMEOUT)
+                .await
+                .map_err(|e| StoreError::BigQuery(format!("connecting: {e}")))?;
         Ok(Self { client, table })
     }
 
@@ -105,7 +110,7 @@ impl Store for BigQueryStore {
         let mut request = QueryRequest::new(sql);
         request.use_legacy_sql = false;
         request.use_query_cache = Some(false);
-        request.timeout_ms = Some(60_000);
+        request.timeout_ms = Some(LONG_POLL_MS);
         let response = self
             .client
             .job()
@@ -141,7 +146,7 @@ impl Store for BigQueryStore {
                     GetQueryResultsParameters {
                         page_token: if complete { page_token.clone() } else { None },
                         location: location.clone(),
-                        timeout_ms: Some(60_000),
+                        timeout_ms: Some(LONG_POLL_MS),
                         ..Default::default()
                     },
                 )

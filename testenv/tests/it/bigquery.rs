@@ -45,8 +45,12 @@ async fn client_at(
     endpoint: &str,
     bq: &BigQuery,
 ) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
-    let client =
-        stored::bigquery::client(Some(endpoint), &stored::bigquery::Credentials::None).await?;
+    let client = stored::bigquery::client(
+        Some(endpoint),
+        &stored::bigquery::Credentials::None,
+        stored::bigquery::REQUEST_TIMEOUT,
+    )
+    .await?;
     client
         .dataset()
         .create(Dataset::new(bq.project(), "spartakus"))

@@ -49,7 +49,8 @@ pub(crate) const ERASURE_GRACE: Duration = Duration::from_secs(10 * 60);
 /// Longest wait for one query job to complete before the attempt counts as failed.
 const JOB_DEADLINE: Duration = Duration::from_secs(5 * 60);
 /// How long one jobs.query or getQueryResults call waits for the job.
-const WAIT_MS: i32 = 30_000;
+#[allow(clippy::cast_possible_truncation)] // 10 s in milliseconds
+const WAIT_MS: i32 = stored::bigquery::LONG_POLL.as_millis() as i32;
 
 /// The tombstones as last read: the latest request second per (cluster, check).
 #[derive(Debug, Default)]

@@ -69,9 +69,13 @@ impl BigQuerySink {
         endpoint: Option<&str>,
         credentials: Option<&Credentials>,
     ) -> Result<Client, SinkError> {
-        stored::bigquery::client(endpoint, credentials.unwrap_or(&Credentials::Default))
-            .await
-            .map_err(from_bq)
+        stored::bigquery::client(
+            endpoint,
+            credentials.unwrap_or(&Credentials::Default),
+            stored::bigquery::REQUEST_TIMEOUT,
+        )
+        .await
+        .map_err(from_bq)
     }
 
     /// A sink for `table`, keeping rows forever; call [`BigQuerySink::ensure_table`] (or

@@ -364,6 +364,7 @@ impl BigQueryFixture {
         let client = stored::bigquery::client(
             Some(&emulator.endpoint()),
             &stored::bigquery::Credentials::None,
+            stored::bigquery::REQUEST_TIMEOUT,
         )
         .await
         .unwrap();
