@@ -1,6 +1,7 @@
 //! The probe routes every long-running Spartakus process serves: `/healthz` (the process
-//! runs), `/readyz` (it can do its work now; why not, otherwise) and `/metrics` (Prometheus
-//! text). Not traced: probes every few seconds would drown the logs.
+//! runs and is not wedged: a liveness probe that fails gets it restarted), `/readyz` (it can do
+//! its work now; why not, otherwise) and `/metrics` (Prometheus text). Not traced: probes every
+//! few seconds would drown the logs.
 
 use std::sync::Arc;
 
@@ -23,6 +24,13 @@ pub trait Probe: Send + Sync + 'static {
 
     /// The metrics in the OpenMetrics text format.
     fn metrics(&self) -> String;
+
+    /// `None` while the process should be left running, else why it is wedged and only a
+    /// restart helps (sent as the body of `/healthz`'s 503, which a liveness probe acts on).
+    /// Most processes cannot tell, and answer 200 for as long as they serve.
+    fn not_live(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The content type of [`Probe::metrics`].
@@ -32,10 +40,17 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// of any state `S`.
 pub fn router<P: Probe, S: Clone + Send + Sync + 'static>(probe: Arc<P>) -> Router<S> {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz::<P>))
         .route("/readyz", get(readyz::<P>))
         .route("/metrics", get(metrics::<P>))
         .with_state(probe)
+}
+
+async fn healthz<P: Probe>(State(probe): State<Arc<P>>) -> Response {
+    match probe.not_live() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
 }
 
 async fn readyz<P: Probe>(State(probe): State<Arc<P>>) -> Response {
@@ -60,6 +75,23 @@ mod tests {
 
     struct Fixed(Option<&'static str>, Option<&'static str>);
 
+    /// A process that can tell it is wedged.
+    struct Wedged(Option<&'static str>);
+
+    impl Probe for Wedged {
+        fn not_ready(&self) -> Option<String> {
+            None
+        }
+
+        fn metrics(&self) -> String {
+            String::new()
+        }
+
+        fn not_live(&self) -> Option<String> {
+            self.0.map(str::to_owned)
+        }
+    }
+
     impl Probe for Fixed {
         fn not_ready(&self) -> Option<String> {
             self.0.map(str::to_owned)
@@ -75,7 +107,10 @@ mod tests {
     }
 
     async fn answer(probe: Fixed) -> (StatusCode, String) {
-        let response = readyz(State(Arc::new(probe))).await;
+        text(readyz(State(Arc::new(probe))).await).await
+    }
+
+    async fn text(response: Response) -> (StatusCode, String) {
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -96,6 +131,23 @@ mod tests {
         assert_eq!(
             answer(Fixed(Some("down"), Some("nearly full"))).await,
             (StatusCode::SERVICE_UNAVAILABLE, "down\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn healthz_is_ok_unless_the_process_says_it_is_wedged() {
+        // The default: a process that cannot tell stays live whatever its readiness.
+        assert_eq!(
+            text(healthz(State(Arc::new(Fixed(Some("down"), None)))).await).await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        assert_eq!(
+            text(healthz(State(Arc::new(Wedged(None)))).await).await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        assert_eq!(
+            text(healthz(State(Arc::new(Wedged(Some("stuck for 6m"))))).await).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "stuck for 6m\n".into())
         );
     }
 }
