@@ -11,6 +11,7 @@ use jiff::civil::Date;
 pub use plumbing::log::LogFormat;
 
 use crate::privacy::Budget;
+use crate::store::bigquery::Deadlines;
 use stored::TableRef;
 use stored::bigquery::Credentials;
 
@@ -34,6 +35,14 @@ pub struct Config {
     /// Service-account key file for BigQuery (a reader: roles/bigquery.dataViewer and roles/bigquery.jobUser). Unset: Application Default Credentials. `none`: no credentials (an emulator only)
     #[arg(long, env = "SPARTAKUS_BIGQUERY_CREDENTIALS")]
     pub bigquery_credentials: Option<Credentials>,
+
+    /// The longest one HTTP request to BigQuery may take, connecting included, before it is abandoned and the snapshot fails; longer than the 10 s that jobs.query and getQueryResults ask BigQuery to wait
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_request_timeout)]
+    pub bigquery_request_timeout: Duration,
+
+    /// The longest a snapshot's BigQuery query job may take, from creating it to its last page of results, requests in flight included; then it is cancelled and the snapshot fails
+    #[arg(long, env = "SPARTAKUS_JOB_DEADLINE", default_value = "30m", value_parser = parse_job_deadline)]
+    pub job_deadline: Duration,
 
     /// Folder the snapshots are published in (created if missing)
     #[arg(long, env = "SPARTAKUS_OUT", default_value = "spartakus-stats")]
@@ -156,6 +165,30 @@ impl FromStr for StoreSpec {
     }
 }
 
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{s}: must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_request_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_positive(s)?;
+    let poll = stored::bigquery::LONG_POLL;
+    if d <= poll {
+        return Err(format!(
+            "{s}: must be longer than the {} that jobs.query and getQueryResults ask BigQuery to wait, or every healthy poll would be cut",
+            humantime::format_duration(poll)
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_job_deadline(s: &str) -> Result<Duration, String> {
+    parse_positive(s)
+}
+
 fn parse_rho(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?}: not a number"))?;
     if v.is_finite() && v > 0.0 && v <= 10.0 {
@@ -190,6 +223,14 @@ impl Config {
     pub fn dashboard(&self) -> crate::dashboard::Options {
         crate::dashboard::Options {
             privacy_url: self.privacy_url.clone(),
+        }
+    }
+
+    /// The deadlines of the BigQuery store's calls.
+    pub fn bigquery_deadlines(&self) -> Deadlines {
+        Deadlines {
+            request: self.bigquery_request_timeout,
+            job: self.job_deadline,
         }
     }
 
@@ -266,6 +307,36 @@ mod tests {
         assert!(parse(&["--store", "sqlite:"]).is_err());
         assert!(parse(&["--date", "2026-11-29", "--backfill-from", "2026-01-04"]).is_err());
         assert!(parse(&["--date", "yesterday"]).is_err());
+    }
+
+    #[test]
+    fn bigquery_deadlines_default_to_60_s_per_request_and_30_min_per_job() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.bigquery_deadlines(), Deadlines::DEFAULT);
+        assert_eq!(c.bigquery_request_timeout, Duration::from_secs(60));
+        assert_eq!(c.job_deadline, Duration::from_secs(30 * 60));
+        let c = parse(&["--bigquery-request-timeout", "11s", "--job-deadline", "3s"]).unwrap();
+        assert_eq!(
+            c.bigquery_deadlines(),
+            Deadlines {
+                request: Duration::from_secs(11),
+                job: Duration::from_secs(3)
+            }
+        );
+    }
+
+    #[test]
+    fn a_zero_deadline_or_a_request_timeout_inside_the_long_poll_is_refused_naming_the_flag() {
+        for (flag, v, why) in [
+            ("--job-deadline", "0s", "longer than zero"),
+            ("--job-deadline", "soon", "soon"),
+            ("--bigquery-request-timeout", "0s", "longer than zero"),
+            ("--bigquery-request-timeout", "5s", "longer than the 10s"),
+            ("--bigquery-request-timeout", "10s", "longer than the 10s"),
+        ] {
+            let e = parse(&[flag, v]).unwrap_err().to_string();
+            assert!(e.contains(flag) && e.contains(why), "{flag} {v}: {e}");
+        }
     }
 
     #[test]

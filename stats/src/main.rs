@@ -39,7 +39,8 @@ async fn main() -> ExitCode {
         StoreSpec::BigQuery(table) => {
             let credentials = config.credentials();
             let endpoint = config.bigquery_endpoint.as_deref();
-            match BigQueryStore::connect(table, endpoint, &credentials).await {
+            let deadlines = config.bigquery_deadlines();
+            match BigQueryStore::connect_with(table, endpoint, &credentials, deadlines).await {
                 Ok(store) => stats::run::start(config, store, listener, shutdown).await,
                 Err(e) => {
                     tracing::error!(error = %Chain(&e), "cannot connect to BigQuery");

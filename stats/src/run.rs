@@ -131,22 +131,47 @@ fn due_days(config: &Config, kept: &[Date], now: Timestamp) -> Result<Vec<Date>,
         }
         return Ok(publication_days(config.cadence, from, last));
     }
-    let latest = publication_days(
-        config.cadence,
-        last.checked_sub(jiff::Span::new().days(6)).unwrap_or(last),
-        last,
-    );
-    let Some(latest) = latest.last().copied() else {
+    let Some(latest) = latest_publication_day(config.cadence, last) else {
         return Ok(Vec::new());
     };
-    match kept.last() {
-        None => Ok(vec![latest]),
-        Some(newest) if *newest >= latest => Ok(Vec::new()),
+    Ok(due_by_cadence(config.cadence, kept.last().copied(), latest))
+}
+
+/// The newest publication day up to `last`, within a week of it.
+fn latest_publication_day(cadence: Cadence, last: Date) -> Option<Date> {
+    publication_days(
+        cadence,
+        last.checked_sub(jiff::Span::new().days(6)).unwrap_or(last),
+        last,
+    )
+    .last()
+    .copied()
+}
+
+/// The publication days up to `latest` that the cadence asks for after `newest` (the newest
+/// kept snapshot): only `latest` when nothing is kept.
+fn due_by_cadence(cadence: Cadence, newest: Option<Date>, latest: Date) -> Vec<Date> {
+    match newest {
+        None => vec![latest],
+        Some(newest) if newest >= latest => Vec::new(),
         Some(newest) => {
-            let after = newest.tomorrow().unwrap_or(*newest);
-            Ok(publication_days(config.cadence, after, latest))
+            let after = newest.tomorrow().unwrap_or(newest);
+            publication_days(cadence, after, latest)
         }
     }
+}
+
+/// The oldest snapshot the cadence says is due at `now` and not published, with `newest` the
+/// newest published: what a periodic round computes first (without `--date` or
+/// `--backfill-from`).
+pub(crate) fn oldest_due(cadence: Cadence, newest: Option<Date>, now: Timestamp) -> Option<Date> {
+    let latest = latest_publication_day(cadence, last_complete_day(now))?;
+    due_by_cadence(cadence, newest, latest).first().copied()
+}
+
+/// When the snapshot of `date` becomes due: midnight UTC after it.
+pub(crate) fn end_of_day(date: Date) -> Timestamp {
+    crate::store::Window { date, days: 1 }.end()
 }
 
 /// Computes and publishes the snapshot of `date` with noise from `rng`, and records it in
@@ -203,6 +228,18 @@ pub(crate) fn open_ledger(config: &Config, output: &Output) -> Result<Ledger, Ru
     }
 }
 
+/// When the kept snapshot of `date` was published: its `snapshot.json`'s modification time
+/// (written once per release, renamed into place), if the file system says.
+fn published_at(output: &Output, date: Date) -> Option<Timestamp> {
+    let path = output
+        .root()
+        .join("snapshots")
+        .join(date.to_string())
+        .join("snapshot.json");
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Timestamp::try_from(modified).ok()
+}
+
 /// Computes what is due now, oldest first, then renders the dashboard of what is published.
 async fn once_counted<S: Store>(
     config: &Config,
@@ -214,7 +251,7 @@ async fn once_counted<S: Store>(
     let mut ledger = open_ledger(config, &output)?;
     let kept = output.dates()?;
     if let Some(newest) = kept.last() {
-        metrics.latest(*newest);
+        metrics.latest(*newest, published_at(&output, *newest));
     }
     let days = due(config, &kept, &ledger, now)?;
     let mut rng = crate::privacy::os_rng().map_err(|e| RunError::Randomness(e.to_string()))?;
@@ -224,7 +261,7 @@ async fn once_counted<S: Store>(
     let mut done = Vec::with_capacity(days.len());
     for date in days {
         let d = compute(config, store, &output, &mut ledger, date, &mut rng).await?;
-        metrics.published(date);
+        metrics.published(date, Timestamp::now());
         tracing::info!(
             %date,
             clusters = ?d.clusters,
@@ -245,7 +282,8 @@ pub async fn run<S: Store>(
     store: S,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    run_counted(config, store, &Metrics::new(), shutdown).await
+    let metrics = Metrics::new(config.cadence);
+    run_counted(config, store, &metrics, shutdown).await
 }
 
 /// [`run`], and with `listener` (bound from `--listen` by the caller) the read-only server of
@@ -257,7 +295,7 @@ pub async fn start<S: Store>(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(config.cadence));
     let Some(listener) = listener else {
         return run_counted(config, store, &metrics, shutdown).await;
     };

@@ -7,10 +7,17 @@
 //! [`crate::normalize::FUNCTIONS`], the window is `sql/bigquery/window.sql`, and every metric's
 //! query is one branch of a `UNION ALL`, so the warehouse scans the window once and returns
 //! only the aggregated cells.
+//!
+//! Two deadlines bound the job ([`Deadlines`]): every HTTP request is abandoned after
+//! `--bigquery-request-timeout`, and the whole job (creating it, every poll, every page of
+//! results) runs under one `--job-deadline`, which holds even while a request is in flight: a
+//! server that accepts the connection and never answers fails the snapshot instead of stalling
+//! it. A job that overruns is cancelled (best effort, itself bounded by [`CANCEL_DEADLINE`]).
 
 use std::time::Duration;
 
 use gcp_bigquery_client::Client;
+use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table_row::TableRow;
@@ -22,8 +29,35 @@ use crate::normalize::bigquery_prelude;
 /// The window's SQL for BigQuery (common table expressions).
 pub const WINDOW_SQL: &str = include_str!("../../sql/bigquery/window.sql");
 
-/// How long a query job may run before the snapshot fails.
-const JOB_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// How long a query job may run before the snapshot fails, unless `--job-deadline` says.
+pub const JOB_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// How long the best-effort jobs.cancel of a job that overran its deadline may take.
+pub const CANCEL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The deadlines of the store's calls to BigQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Every HTTP request, connecting included (`--bigquery-request-timeout`); longer than
+    /// [`stored::bigquery::LONG_POLL`], or every healthy long poll would be cut.
+    pub request: Duration,
+    /// The whole query job, from creating it to its last page of results (`--job-deadline`).
+    pub job: Duration,
+}
+
+impl Deadlines {
+    /// The defaults of the flags.
+    pub const DEFAULT: Deadlines = Deadlines {
+        request: stored::bigquery::REQUEST_TIMEOUT,
+        job: JOB_DEADLINE,
+    };
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// How long one jobs.query or getQueryResults call asks BigQuery to wait (`timeoutMs`).
 #[allow(clippy::cast_possible_truncation)] // 10 s in milliseconds
@@ -37,28 +71,44 @@ pub use stored::bigquery::Credentials;
 pub struct BigQueryStore {
     client: Client,
     table: TableRef,
+    deadlines: Deadlines,
 }
 
 impl std::fmt::Debug for BigQueryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BigQueryStore")
             .field("table", &self.table)
+            .field("deadlines", &self.deadlines)
             .finish_non_exhaustive()
     }
 }
 
 impl BigQueryStore {
-    /// A client for `table`, at `endpoint` (the v2 API base URL) if given.
+    /// A client for `table`, at `endpoint` (the v2 API base URL) if given, with the default
+    /// [`Deadlines`].
     pub async fn connect(
         table: TableRef,
         endpoint: Option<&str>,
         credentials: &Credentials,
     ) -> Result<Self, StoreError> {
-        let client =
-            stored::bigquery::client(endpoint, credentials, stored::bigquery::REQUEST_TIMEOUT)
-                .await
-                .map_err(|e| StoreError::BigQuery(format!("connecting: {e}")))?;
-        Ok(Self { client, table })
+        Self::connect_with(table, endpoint, credentials, Deadlines::DEFAULT).await
+    }
+
+    /// [`BigQueryStore::connect`] with these deadlines.
+    pub async fn connect_with(
+        table: TableRef,
+        endpoint: Option<&str>,
+        credentials: &Credentials,
+        deadlines: Deadlines,
+    ) -> Result<Self, StoreError> {
+        let client = stored::bigquery::client(endpoint, credentials, deadlines.request)
+            .await
+            .map_err(|e| StoreError::BigQuery(format!("connecting: {e}")))?;
+        Ok(Self {
+            client,
+            table,
+            deadlines,
+        })
     }
 
     /// The whole query job's SQL for `query`.
@@ -103,8 +153,36 @@ fn timestamp_literal(t: Timestamp) -> String {
     format!("TIMESTAMP '{}'", t.strftime("%Y-%m-%d %H:%M:%S+00"))
 }
 
+/// The job BigQuery created, once jobs.query has answered: what jobs.cancel needs.
+#[derive(Debug, Default)]
+struct JobRef {
+    id: Option<String>,
+    location: Option<String>,
+}
+
 impl Store for BigQueryStore {
     async fn compute(&self, query: Query) -> Result<Computed, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.deadlines.job;
+        let mut job = JobRef::default();
+        // One deadline for the whole job, requests in flight included: dropping the future
+        // abandons whatever request it was waiting on.
+        match tokio::time::timeout_at(deadline, self.run_job(query, &mut job)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let cancelled = self.cancel(&job).await;
+                Err(StoreError::BigQuery(format!(
+                    "the query job did not finish within the job deadline of {} (--job-deadline); {cancelled}",
+                    humantime::format_duration(self.deadlines.job)
+                )))
+            }
+        }
+    }
+}
+
+impl BigQueryStore {
+    /// Creates the job, polls it until done and reads every page of its results; notes the
+    /// job's ID in `job` as soon as BigQuery gives it.
+    async fn run_job(&self, query: Query, job: &mut JobRef) -> Result<Computed, StoreError> {
         let sql = self.sql(query);
         let project = self.table.project.as_str();
         let mut request = QueryRequest::new(sql);
@@ -116,7 +194,7 @@ impl Store for BigQueryStore {
             .job()
             .query(project, request)
             .await
-            .map_err(|e| StoreError::BigQuery(short(&e.to_string())))?;
+            .map_err(|e| self.error("jobs.query", &e))?;
         let mut bytes = response.total_bytes_processed.clone();
         let mut rows: Vec<TableRow> = Vec::new();
         let mut complete = response.job_complete.unwrap_or(false);
@@ -124,19 +202,15 @@ impl Store for BigQueryStore {
         if complete {
             rows.extend(response.rows.unwrap_or_default());
         }
-        let job_id = response.job_reference.and_then(|r| r.job_id);
-        let location = None::<String>;
-        let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
+        if let Some(r) = response.job_reference {
+            job.id = r.job_id;
+            job.location = r.location;
+        }
         // Poll until the job is done, then page through the (few hundred) result rows.
         while !complete || page_token.is_some() {
-            let Some(job_id) = job_id.as_deref() else {
+            let Some(job_id) = job.id.as_deref() else {
                 return Err(StoreError::BigQuery("the query job has no ID".into()));
             };
-            if tokio::time::Instant::now() > deadline {
-                return Err(StoreError::BigQuery(format!(
-                    "query job {job_id} not done after {JOB_DEADLINE:?}"
-                )));
-            }
             let page = self
                 .client
                 .job()
@@ -145,13 +219,13 @@ impl Store for BigQueryStore {
                     job_id,
                     GetQueryResultsParameters {
                         page_token: if complete { page_token.clone() } else { None },
-                        location: location.clone(),
+                        location: job.location.clone(),
                         timeout_ms: Some(LONG_POLL_MS),
                         ..Default::default()
                     },
                 )
                 .await
-                .map_err(|e| StoreError::BigQuery(short(&e.to_string())))?;
+                .map_err(|e| self.error("jobs.getQueryResults", &e))?;
             if !page.job_complete.unwrap_or(false) {
                 continue;
             }
@@ -174,6 +248,53 @@ impl Store for BigQueryStore {
             raw: assemble(rows)?,
             bytes_processed: bytes.and_then(|b| b.parse().ok()),
         })
+    }
+
+    /// A failed call, saying which deadline ended it when one did.
+    fn error(&self, call: &str, e: &BQError) -> StoreError {
+        match e {
+            BQError::RequestError(e) if e.is_timeout() => StoreError::BigQuery(format!(
+                "{call}: no answer within the request timeout of {} (--bigquery-request-timeout): {e}",
+                humantime::format_duration(self.deadlines.request)
+            )),
+            e => StoreError::BigQuery(format!("{call}: {}", short(&e.to_string()))),
+        }
+    }
+
+    /// Asks BigQuery to cancel `job` (best effort, within [`CANCEL_DEADLINE`]) and says what
+    /// came of it, for the error and the log.
+    async fn cancel(&self, job: &JobRef) -> String {
+        let Some(id) = job.id.as_deref() else {
+            tracing::warn!("job deadline passed before jobs.query answered: no job ID to cancel");
+            return "jobs.query never answered, so there is no job ID to cancel".into();
+        };
+        let project = self.table.project.as_str();
+        let call = self
+            .client
+            .job()
+            .cancel_job(project, id, job.location.as_deref());
+        match tokio::time::timeout(CANCEL_DEADLINE, call).await {
+            Ok(Ok(_)) => {
+                tracing::info!(job = id, "query job cancelled after its deadline");
+                format!("query job {id} cancelled")
+            }
+            Ok(Err(e)) => {
+                let e = self.error("jobs.cancel", &e);
+                tracing::warn!(job = id, error = %e, "could not cancel the query job");
+                format!("query job {id} not cancelled: {e}")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    job = id,
+                    deadline = %humantime::format_duration(CANCEL_DEADLINE),
+                    "jobs.cancel did not answer; the query job may run on"
+                );
+                format!(
+                    "query job {id} not cancelled: jobs.cancel did not answer within {}",
+                    humantime::format_duration(CANCEL_DEADLINE)
+                )
+            }
+        }
     }
 }
 
