@@ -139,6 +139,66 @@ impl ApiError {
         }
     }
 
+    /// One refusal of every kind. A new variant must be added here: the exhaustive match in
+    /// `example_index` makes the compiler name it, and the test `every_kind_has_an_example`
+    /// fails until it is listed.
+    pub fn examples() -> Vec<ApiError> {
+        vec![
+            ApiError::ErasureSyntax(String::new()),
+            ApiError::ErasureInvalid(Vec::new()),
+            ApiError::ErasureTooLarge { limit: 0 },
+            ApiError::Syntax(String::new()),
+            ApiError::Invalid(Vec::new()),
+            ApiError::TooLarge { limit: 0, what: "" },
+            ApiError::QueueMessageTooLarge { limit: 0 },
+            ApiError::ContentType,
+            ApiError::ContentEncoding,
+            ApiError::BodyTimeout(Duration::ZERO),
+            ApiError::BodyTooSlow { min_rate: 0 },
+            ApiError::TooManyUploads,
+            ApiError::RateLimitedIp {
+                retry_after: Duration::ZERO,
+            },
+            ApiError::RateLimitedCluster {
+                retry_after: Duration::ZERO,
+            },
+            ApiError::Overloaded,
+            ApiError::OverBudget,
+            ApiError::Unavailable,
+            ApiError::QueueFull,
+        ]
+    }
+
+    /// This kind's position in [`ApiError::examples`].
+    #[cfg(test)]
+    fn example_index(&self) -> usize {
+        match self {
+            ApiError::ErasureSyntax(_) => 0,
+            ApiError::ErasureInvalid(_) => 1,
+            ApiError::ErasureTooLarge { .. } => 2,
+            ApiError::Syntax(_) => 3,
+            ApiError::Invalid(_) => 4,
+            ApiError::TooLarge { .. } => 5,
+            ApiError::QueueMessageTooLarge { .. } => 6,
+            ApiError::ContentType => 7,
+            ApiError::ContentEncoding => 8,
+            ApiError::BodyTimeout(_) => 9,
+            ApiError::BodyTooSlow { .. } => 10,
+            ApiError::TooManyUploads => 11,
+            ApiError::RateLimitedIp { .. } => 12,
+            ApiError::RateLimitedCluster { .. } => 13,
+            ApiError::Overloaded => 14,
+            ApiError::OverBudget => 15,
+            ApiError::Unavailable => 16,
+            ApiError::QueueFull => 17,
+        }
+    }
+
+    /// Every value of the `reason` label, in [`ApiError::examples`]' order.
+    pub fn reasons() -> Vec<&'static str> {
+        Self::examples().iter().map(ApiError::reason).collect()
+    }
+
     /// A short, stable name for the metrics' `reason` label and the problem `type`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -285,6 +345,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn every_kind_has_an_example() {
+        let examples = ApiError::examples();
+        for (i, e) in examples.iter().enumerate() {
+            assert_eq!(e.example_index(), i, "{e:?} is not at its place");
+        }
+        let reasons: std::collections::HashSet<_> = ApiError::reasons().into_iter().collect();
+        assert_eq!(reasons.len(), examples.len(), "two kinds share a reason");
+    }
 
     #[test]
     fn client_faults_are_never_server_errors() {
