@@ -92,7 +92,7 @@ impl Metrics {
         // Every reason exported at 0 from the start: a rate over a refusal that has not
         // happened yet is 0, not missing, so an alert on it is evaluated from the first scrape.
         for reason in crate::error::ApiError::reasons() {
-            rejections.get_or_create(&ReasonLabels { reason });
+            let _ = rejections.get_or_create(&ReasonLabels { reason });
         }
         registry.register(
             "rejections",
