@@ -17,6 +17,10 @@ const PROJECT: &str = "spartakus-test";
 ///
 /// Its memory grows with each query it runs, so keep one instance to a group of tests with tens
 /// of queries, not hundreds. Killed on drop.
+///
+/// An emulator that dies (it has crashed on bad input) fails the test: [`BigQuery::died`] says so
+/// with its log, and dropping the handle panics with the same message unless `died` already
+/// reported it (or the thread is already panicking: then the message goes to stderr).
 #[derive(Debug)]
 pub struct BigQuery {
     // Field order matters: the process dies before its folder (the log) is removed.
@@ -68,6 +72,7 @@ impl BigQuery {
                 .await;
             match ready {
                 Ok(()) => {
+                    process.arm();
                     return Ok(Self {
                         process,
                         port,
@@ -139,6 +144,22 @@ impl BigQuery {
                 None => Err(format!("a row without cells: {row}")),
             })
             .collect()
+    }
+
+    /// If the emulator died: the error that says so, with its exit status and the end of its
+    /// log. Once reported here, the death no longer panics on drop.
+    pub fn died(&self) -> Option<Error> {
+        self.process.died()
+    }
+
+    /// Whether the emulator is running.
+    pub fn is_running(&self) -> bool {
+        self.process.exited().is_none()
+    }
+
+    /// The process id of the `bigquery-emulator` process.
+    pub fn pid(&self) -> Result<u32, Error> {
+        self.process.program_pid()
     }
 
     /// The end of the emulator's log, for diagnosing a failed test.

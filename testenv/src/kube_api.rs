@@ -36,6 +36,10 @@ static SHARED: OnceCell<KubeApi> = OnceCell::const_new();
 /// generated key, so [`KubeApi::token_for`] can mint tokens for programs under test. Both servers
 /// are killed on drop, and also when the test process exits (see the `process` module), which is
 /// what cleans up after [`KubeApi::shared`].
+///
+/// If either server dies unasked, [`KubeApi::died`] says so with its log, [`KubeApi::client`] and
+/// [`KubeApi::shared`] fail with that error, and dropping the handle panics with it unless it
+/// was already reported (or the thread is already panicking: then it goes to stderr).
 #[derive(Debug)]
 pub struct KubeApi {
     // Field order matters: the servers die before the folder is removed.
@@ -68,9 +72,13 @@ impl KubeApi {
     /// away when the test process exits. Tests sharing it must not depend on what other tests
     /// create: use unique names.
     pub async fn shared() -> Result<&'static Self, Error> {
-        SHARED
+        let kube = SHARED
             .get_or_try_init(|| Self::start_in(true, &[], &[]))
-            .await
+            .await?;
+        match kube.died() {
+            Some(death) => Err(death),
+            None => Ok(kube),
+        }
     }
 
     async fn start_in(
@@ -120,7 +128,9 @@ impl KubeApi {
                     &kubeconfig,
                     apiserver_flags,
                 )
-                .await?;
+                .await
+                // An etcd that died meanwhile is the cause worth reporting.
+                .map_err(|e| etcd.died().unwrap_or(e))?;
                 Ok::<_, Error>(Self {
                     apiserver,
                     etcd,
@@ -136,6 +146,8 @@ impl KubeApi {
             match result {
                 Ok(mut kube) => {
                     kube._dir = tmp;
+                    kube.etcd.arm();
+                    kube.apiserver.arm();
                     return Ok(kube);
                 }
                 // A port was taken between choosing and binding it: choose again.
@@ -163,6 +175,9 @@ impl KubeApi {
     /// A fresh admin client. Make one per test: a client is bound to the Tokio runtime that
     /// created it, and each `#[tokio::test]` has its own.
     pub async fn client(&self) -> Result<kube::Client, Error> {
+        if let Some(death) = self.died() {
+            return Err(death);
+        }
         client_from_kubeconfig(&self.kubeconfig).await
     }
 
@@ -219,6 +234,25 @@ impl KubeApi {
             serde_json::json!({ "token": token }),
         )?;
         Ok(path)
+    }
+
+    /// If etcd or kube-apiserver died unasked (etcd is asked first: its death takes the API
+    /// server down too): the error that says so, with the exit status and the end of the log.
+    pub fn died(&self) -> Option<Error> {
+        // Both asked, so that both deaths count as reported.
+        let etcd = self.etcd.died();
+        let apiserver = self.apiserver.died();
+        etcd.or(apiserver)
+    }
+
+    /// The process id of `etcd`.
+    pub fn etcd_pid(&self) -> Result<u32, Error> {
+        self.etcd.program_pid()
+    }
+
+    /// The process id of `kube-apiserver`.
+    pub fn apiserver_pid(&self) -> Result<u32, Error> {
+        self.apiserver.program_pid()
     }
 
     /// The end of the API server's and etcd's logs, for diagnosing a failed test.

@@ -5,7 +5,8 @@
 //!
 //! - `binaries`: locating the server binaries ([`bin_dir`]).
 //! - `process`: one server process under a watchdog that kills it when this process dies, its
-//!   log, readiness polling with a deadline, free ports.
+//!   log, readiness polling with a deadline, free ports; a server that dies unasked fails the
+//!   test with its log ([`Error::Died`]).
 //! - `nats`: [`Nats`], a JetStream server, and [`NatsCluster`], a JetStream cluster, both with
 //!   `sync_interval: always` unless [`NatsOptions`] say otherwise.
 //! - `lazyfs`: [`LazyFs`], a FUSE filesystem that keeps unsynced writes in memory and drops
@@ -99,6 +100,18 @@ pub enum Error {
         /// How it exited.
         status: ExitStatus,
         /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+    /// The server died after it was ready, without being stopped through its handle.
+    #[error("{server} died unexpectedly ({}); last lines of {}:\n{tail}", process::describe(status), log.display())]
+    Died {
+        /// Which server.
+        server: &'static str,
+        /// How it exited (its watchdog's status: 128 + the signal if a signal killed it).
+        status: ExitStatus,
+        /// Its log file (gone if the server's folder was removed when it died).
         log: PathBuf,
         /// The end of its log.
         tail: String,

@@ -76,6 +76,11 @@ impl NatsOptions {
 ///
 /// Killed on drop. [`Nats::kill`] simulates a crash; [`Nats::restart`] brings it back on the same
 /// port with the same store.
+///
+/// A server that dies unasked (not through [`Nats::kill`], [`Nats::stop`] or [`Nats::restart`])
+/// fails the test: [`Nats::died`] says so with its log, and dropping the handle panics with the
+/// same message unless `died` already reported it (or the thread is already panicking: then the
+/// message goes to stderr).
 #[derive(Debug)]
 pub struct Nats {
     // Field order matters: the process dies before its folder is removed.
@@ -171,6 +176,7 @@ impl Nats {
             match nats.wait_ready().await {
                 Ok(()) => {
                     nats._dir = Some(dir);
+                    nats.arm();
                     return Ok(nats);
                 }
                 // A port was taken between choosing and binding it: choose again.
@@ -230,9 +236,34 @@ impl Nats {
         format!("http://127.0.0.1:{}", self.node.http_port)
     }
 
+    /// From now on a death unasked fails the test (see [`Nats`]).
+    fn arm(&mut self) {
+        if let Some(process) = self.process.as_mut() {
+            process.arm();
+        }
+    }
+
+    /// If the server died without [`Nats::kill`], [`Nats::stop`] or [`Nats::restart`]: the
+    /// error that says so, with its exit status and the end of its log. Once reported here, the
+    /// death no longer panics on drop.
+    pub fn died(&self) -> Option<Error> {
+        self.process.as_ref().and_then(Process::died)
+    }
+
+    /// The process id of the `nats-server` process (an error while it is not running).
+    pub fn pid(&self) -> Result<u32, Error> {
+        match &self.process {
+            Some(process) => process.program_pid(),
+            None => Err(Error::io(
+                "finding nats-server's process",
+                std::io::Error::other("stopped"),
+            )),
+        }
+    }
+
     /// Whether the server process is running.
-    pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| p.exited().is_none())
+    pub fn is_running(&self) -> bool {
+        self.process.as_ref().is_some_and(|p| p.exited().is_none())
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits until it is gone.
@@ -254,7 +285,9 @@ impl Nats {
     pub async fn restart(&mut self) -> Result<(), Error> {
         self.stop().await;
         self.launch()?;
-        self.wait_ready().await
+        self.wait_ready().await?;
+        self.arm();
+        Ok(())
     }
 
     /// The end of the server's log, for diagnosing a failed test.
@@ -264,7 +297,7 @@ impl Nats {
 }
 
 /// A JetStream cluster of `nats-server`s on loopback: one cluster name, a `server_name` per node,
-/// full-mesh routes. Killed on drop.
+/// full-mesh routes. Killed on drop; a node that died unasked fails the test as a [`Nats`] does.
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<Nats>,
@@ -298,7 +331,10 @@ impl NatsCluster {
                 nodes.push(Nats::spawn(node)?);
             }
             match wait_cluster_ready(&mut nodes).await {
-                Ok(()) => return Ok(Self { nodes, _dir: dir }),
+                Ok(()) => {
+                    nodes.iter_mut().for_each(Nats::arm);
+                    return Ok(Self { nodes, _dir: dir });
+                }
                 // A port was taken between choosing and binding it: choose again.
                 Err(e) if e.is_port_conflict() && attempt < START_ATTEMPTS => {
                     attempt += 1;
@@ -313,6 +349,11 @@ impl NatsCluster {
     /// The client URLs of all nodes, in node order.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(Nats::url).collect()
+    }
+
+    /// The first node (in node order) that died unasked, as [`Nats::died`] says it.
+    pub fn died(&self) -> Option<Error> {
+        self.nodes.iter().find_map(Nats::died)
     }
 
     /// Node `i` (panics if out of range).

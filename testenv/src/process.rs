@@ -8,13 +8,22 @@
 //! reaps the server and, if asked, removes the server's folder. Because the script is the server's
 //! parent, the PID it signals cannot have been reused. Each script gets its own process group, so a
 //! Ctrl-C in the terminal reaches only our process, which then stops the servers in order.
+//!
+//! A server that dies unasked is an error, not a quiet gap: [`Process::died`] says so (with the
+//! exit status and the end of the log) at any time, and a process [`Process::arm`]ed once it was
+//! ready panics with the same message when it is dropped, unless it was killed or stopped
+//! through its handle, or its death was already reported. The log is kept open, so its end can
+//! still be read after a watchdog with a cleanup folder has removed the file.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::process::CommandExt;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -58,13 +67,26 @@ pub(crate) fn watched(bin: &Path) -> Command {
 /// How often readiness probes run. Probing is a poll on a condition, never a fixed sleep.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
+/// How many lines of a server's log an error or a death report quotes.
+pub(crate) const TAIL_LINES: usize = 30;
+
 /// A running server process (through its watchdog).
 #[derive(Debug)]
 pub(crate) struct Process {
     name: &'static str,
-    child: Child,
+    // Behind a lock so that a shared handle (e.g. a `static` one) can ask whether it died.
+    child: Mutex<Child>,
     control: Option<ChildStdin>,
     log: PathBuf,
+    // Open for reading from the start: a watchdog's cleanup removes the file with its folder once
+    // the server is dead, which is exactly when its end is wanted.
+    log_file: Option<File>,
+    /// Whether dropping the process while it is dead unasked panics (see [`Process::arm`]).
+    armed: bool,
+    /// Set by [`Process::kill`] and [`Process::stop`]: the end was asked for.
+    deliberate: bool,
+    /// Set once [`Process::died`] has handed the death out as an error: not reported twice.
+    reported: AtomicBool,
 }
 
 impl Process {
@@ -119,20 +141,54 @@ impl Process {
         let control = child.stdin.take();
         Ok(Self {
             name,
-            child,
+            child: Mutex::new(child),
             control,
             log: log.to_owned(),
+            log_file: File::open(log).ok(),
+            armed: false,
+            deliberate: false,
+            reported: AtomicBool::new(false),
         })
     }
 
+    /// From now on, dropping the process while it is dead, without [`Process::kill`] or
+    /// [`Process::stop`] and without [`Process::died`] having reported it, panics with the
+    /// death's report (or prints it, if the thread is already panicking). Called once the
+    /// server is ready and its handle goes to a test: a failed start is reported by its `Result`.
+    pub(crate) fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    fn child(&self) -> MutexGuard<'_, Child> {
+        // A panic while the lock was held cannot leave a `Child` half-updated: use it anyway.
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The exit status, if the server has exited.
-    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    pub(crate) fn exited(&self) -> Option<ExitStatus> {
+        self.child().try_wait().ok().flatten()
+    }
+
+    /// If the server has exited without being killed or stopped through this handle: the error
+    /// that says so, with its exit status and the end of its log. The death counts as reported:
+    /// dropping the process no longer panics for it.
+    pub(crate) fn died(&self) -> Option<Error> {
+        if self.deliberate {
+            return None;
+        }
+        let status = self.exited()?;
+        self.reported.store(true, Ordering::Relaxed);
+        Some(Error::Died {
+            server: self.name,
+            status,
+            log: self.log.clone(),
+            tail: self.log_tail(TAIL_LINES),
+        })
     }
 
     /// The program's process id: the watchdog's child that is not the watchdog's own `sh`.
     pub(crate) fn program_pid(&self) -> Result<u32, Error> {
-        let sh = self.child.id();
+        let sh = self.child().id();
         let path = format!("/proc/{sh}/task/{sh}/children");
         let children =
             std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {path}"), e))?;
@@ -161,14 +217,16 @@ impl Process {
 
     /// SIGKILL, then waits until the server is gone.
     pub(crate) fn kill(&mut self) {
+        self.deliberate = true;
         self.signal("KILL");
         // Closing the pipe makes the watchdog send SIGKILL even if the write above was lost.
         self.control = None;
-        let _ = self.child.wait();
+        let _ = self.child().wait();
     }
 
     /// SIGTERM, waits up to `grace` for the server to exit, then SIGKILL.
     pub(crate) async fn stop(&mut self, grace: Duration) {
+        self.deliberate = true;
         self.signal("TERM");
         let deadline = Instant::now() + grace;
         while self.exited().is_none() && Instant::now() < deadline {
@@ -179,7 +237,10 @@ impl Process {
 
     /// The last `lines` lines of the server's log.
     pub(crate) fn log_tail(&self, lines: usize) -> String {
-        log_tail(&self.log, lines)
+        match &self.log_file {
+            Some(file) => tail_of(file, lines),
+            None => log_tail(&self.log, lines),
+        }
     }
 
     /// Polls `probe` until it succeeds, the server exits, or `timeout` passes. The error carries
@@ -200,7 +261,7 @@ impl Process {
                     server: self.name,
                     status,
                     log: self.log.clone(),
-                    tail: self.log_tail(30),
+                    tail: self.log_tail(TAIL_LINES),
                 });
             }
             let reason = match probe().await {
@@ -213,7 +274,7 @@ impl Process {
                     secs: timeout.as_secs(),
                     reason,
                     log: self.log.clone(),
-                    tail: self.log_tail(30),
+                    tail: self.log_tail(TAIL_LINES),
                 });
             }
             tokio::time::sleep(POLL).await;
@@ -223,19 +284,67 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        let unreported = self.armed && !self.reported.load(Ordering::Relaxed);
+        let death = if unreported { self.died() } else { None };
         self.kill();
+        if let Some(death) = death {
+            // A second panic while unwinding would abort the test binary and lose both messages.
+            if std::thread::panicking() {
+                eprintln!("testenv: {death}");
+            } else {
+                panic!("testenv: {death}");
+            }
+        }
+    }
+}
+
+/// How a watchdog's exit status reads: it exits with the server's code, or 128 + the signal
+/// that killed the server, as shells do.
+pub(crate) fn describe(status: &ExitStatus) -> String {
+    let signal = |n: i32| {
+        let name = match n {
+            1 => " (SIGHUP)",
+            2 => " (SIGINT)",
+            6 => " (SIGABRT)",
+            9 => " (SIGKILL)",
+            11 => " (SIGSEGV)",
+            15 => " (SIGTERM)",
+            _ => "",
+        };
+        format!("killed by signal {n}{name}")
+    };
+    match (status.code(), status.signal()) {
+        (Some(code), _) if (129..=192).contains(&code) => {
+            format!("exit status {code}: {}", signal(code - 128))
+        }
+        (_, Some(n)) => format!("its watchdog was {}", signal(n)),
+        _ => status.to_string(),
     }
 }
 
 /// The last `lines` lines of a log file (reads at most its last 64 KiB).
 pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(mut file) = File::open(path) else {
-        return String::from("(no log)");
-    };
+    match File::open(path) {
+        Ok(file) => tail_of(&file, lines),
+        Err(_) => String::from("(no log)"),
+    }
+}
+
+/// The last `lines` lines of an open log file (reads at most its last 64 KiB). Positioned reads:
+/// the file may be shared, and its length grows while the server writes.
+fn tail_of(file: &File, lines: usize) -> String {
+    const MAX: u64 = 64 * 1024;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let mut buf = Vec::new();
-    let _ = file.read_to_end(&mut buf);
+    let start = len.saturating_sub(MAX);
+    let mut buf = vec![0; usize::try_from(len - start).unwrap_or(0)];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], start + filled as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    buf.truncate(filled);
     let text = String::from_utf8_lossy(&buf);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

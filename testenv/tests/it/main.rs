@@ -4,6 +4,7 @@
 
 mod bigquery;
 mod cgroup;
+mod deaths;
 mod docs;
 mod k8s_manifests;
 mod kube;
