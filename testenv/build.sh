@@ -36,7 +36,26 @@ build() {
   echo "testenv: built $name $version in $((SECONDS - t0))s"
 }
 
-want="${*:-nats-server etcd kube-apiserver bigquery-emulator}"
+# The Prometheus Operator's PrometheusRule CRD, from the operator's module (only its YAML is
+# used: k8s/monitoring is applied against it on the test kube-apiserver).
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+crd() {
+  local file=monitoring.coreos.com_prometheusrules.yaml
+  local stamp="prometheus-operator $PROMETHEUS_OPERATOR_VERSION"
+  if [[ -f "$out/$file" && -f "$out/$file.stamp" && "$(cat "$out/$file.stamp")" == "$stamp" ]]; then
+    echo "testenv: $file $PROMETHEUS_OPERATOR_VERSION up to date"
+    return
+  fi
+  local dir
+  dir="$(cd "$(mktemp -d)" && GOFLAGS= go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  cp "$dir/example/prometheus-operator-crd/$file" "$out/$file.tmp"
+  mv "$out/$file.tmp" "$out/$file"
+  echo "$stamp" >"$out/$file.stamp"
+  echo "testenv: copied $file $PROMETHEUS_OPERATOR_VERSION"
+}
+
+want="${*:-nats-server etcd kube-apiserver bigquery-emulator rulecheck prometheusrule-crd}"
 for name in $want; do
   case $name in
     nats-server) build nats-server "$here" github.com/nats-io/nats-server/v2 ;;
@@ -44,6 +63,9 @@ for name in $want; do
     kube-apiserver) build kube-apiserver "$here" k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags" ;;
     # The emulator peaks near 6 GiB while linking: never build it beside kube-apiserver.
     bigquery-emulator) build bigquery-emulator "$here/bigquery" github.com/goccy/bigquery-emulator/cmd/bigquery-emulator ;;
+    # Checks k8s/monitoring's alerting rules with Prometheus's own rule loader.
+    rulecheck) build rulecheck "$here/rules" . ;;
+    prometheusrule-crd) crd ;;
     *) echo "testenv: unknown server $name" >&2; exit 2 ;;
   esac
 done

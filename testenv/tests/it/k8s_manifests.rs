@@ -452,3 +452,107 @@ fn the_nats_payload_limit_holds_the_largest_report_and_its_envelope() {
         );
     }
 }
+
+/// `k8s/monitoring`'s PrometheusRule is accepted by the Prometheus Operator's own CRD schema on
+/// the real API server, and Prometheus's rule loader (`rulecheck`, built by testenv/build.sh
+/// from Prometheus's `rulefmt`) finds every rule valid. Whether the rules name metrics our
+/// processes export is systests' `alerts` test.
+#[tokio::test]
+async fn the_alerting_rules_pass_the_operators_schema_and_prometheus_rule_loader() {
+    let kube = KubeApi::shared().await.expect("kube-apiserver starts");
+    ensure_namespaces(kube).await;
+    let crd = testenv::bin_dir().join("monitoring.coreos.com_prometheusrules.yaml");
+    assert!(
+        crd.exists(),
+        "{} missing: run testenv/build.sh",
+        crd.display()
+    );
+    let out = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=spartakus-test",
+            "-f",
+            crd.to_str().expect("utf-8 path"),
+        ],
+        Some(kube.kubeconfig_path()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/prometheusrules.monitoring.coreos.com",
+        ],
+        Some(kube.kubeconfig_path()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let (objects, _) = dry_run_apply(kube, "monitoring");
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(kind_of(&objects[0]), "PrometheusRule");
+    assert_eq!(
+        objects[0]["metadata"]["namespace"], "spartakus-collector",
+        "beside the collector it watches"
+    );
+
+    let rules = k8s_dir("monitoring/prometheusrule.yaml");
+    let out = Command::new(testenv::bin_dir().join("rulecheck"))
+        .arg(&rules)
+        .output()
+        .expect("rulecheck runs (testenv/build.sh builds it)");
+    assert!(
+        out.status.success(),
+        "Prometheus would not load the rules:\n{}",
+        text(&out.stderr)
+    );
+    let rules: Value = serde_json::from_slice(&out.stdout).expect("rulecheck prints JSON");
+    let alerts: Vec<&str> = rules
+        .as_array()
+        .expect("a list of rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    for wanted in [
+        "SpartakusIngesterWriteStuck",
+        "SpartakusSnapshotOverdue",
+        "SpartakusGatewayQueueFull",
+        "SpartakusReportsStreamFilling",
+    ] {
+        assert!(alerts.contains(&wanted), "no {wanted} in {alerts:?}");
+    }
+}
+
+/// The rule checker itself refuses what Prometheus refuses: a misspelt field and a PromQL
+/// expression that does not parse, each named.
+#[test]
+fn the_rule_checker_refuses_a_bad_field_and_bad_promql() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (body, expected) in [
+        (
+            "      forr: 5m\n      expr: up > 0\n",
+            "field forr not found",
+        ),
+        (
+            "      expr: rate(up[5m) > 0\n",
+            "could not parse expression",
+        ),
+    ] {
+        let path = dir.path().join("rule.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nspec:\n  groups:\n  - name: g\n    rules:\n    - alert: A\n{body}"
+            ),
+        )
+        .expect("write");
+        let out = Command::new(testenv::bin_dir().join("rulecheck"))
+            .arg(&path)
+            .output()
+            .expect("rulecheck runs");
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+}
