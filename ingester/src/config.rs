@@ -124,6 +124,13 @@ pub struct Config {
           value_parser = humantime::parse_duration)]
     pub(crate) shutdown_timeout: Duration,
 
+    /// A write to the sink (a batch or an erasure) unfinished for longer than this is stuck:
+    /// /readyz and /healthz answer 503 saying so, and the liveness probe restarts the pod (the
+    /// reports it held were not acknowledged, so they are delivered again).
+    #[arg(long, env = "SPARTAKUS_WRITE_STUCK_AFTER", default_value = "5m",
+          value_parser = parse_write_stuck_after)]
+    pub(crate) write_stuck_after: Duration,
+
     /// Log format: `json` (one object per line, for clusters) or `pretty` (for a terminal).
     /// Filter with RUST_LOG.
     #[arg(long, env = "SPARTAKUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
@@ -161,6 +168,15 @@ impl FromStr for Retention {
                 Err(e) => Err(format!("{e}; expected a duration such as 35d, or none")),
             },
         }
+    }
+}
+
+/// `--write-stuck-after`: a duration above zero (zero would call every write stuck).
+fn parse_write_stuck_after(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; expected a duration such as 5m")),
     }
 }
 
@@ -268,5 +284,22 @@ mod tests {
     #[test]
     fn max_deliver_below_two_is_refused() {
         assert!(Config::try_parse_from(["ingester", "--max-deliver", "1"]).is_err());
+    }
+
+    #[test]
+    fn a_write_is_stuck_after_five_minutes_and_never_after_zero() {
+        let parse = |v: &str| {
+            Config::try_parse_from(["ingester", "--write-stuck-after", v])
+                .map(|c| c.write_stuck_after)
+        };
+        let config = Config::try_parse_from(["ingester"]).unwrap();
+        assert_eq!(config.write_stuck_after, Duration::from_secs(300));
+        assert_eq!(parse("90s").unwrap(), Duration::from_secs(90));
+        let refused = parse("0s").unwrap_err().to_string();
+        assert!(
+            refused.contains("--write-stuck-after") && refused.contains("more than 0s"),
+            "{refused}"
+        );
+        assert!(parse("soon").is_err());
     }
 }

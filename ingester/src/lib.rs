@@ -11,7 +11,8 @@
 //! - [`row`]: a validated envelope as one row (pure).
 //! - [`sink`]: the [`sink::Sink`] trait and its SQLite, BigQuery and stdout implementations.
 //! - [`error`]: sink errors and their retry policy.
-//! - `health`: what `/readyz` and `/metrics` say (the routes are `plumbing::probe`'s).
+//! - `health`: what `/healthz`, `/readyz` and `/metrics` say, from the clocks of the sink's
+//!   writes (the routes are `plumbing::probe`'s).
 //! - `metrics`: the Prometheus metrics.
 
 pub mod config;
@@ -37,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, SinkSpec};
 use crate::consume::ConsumeError;
 use crate::error::SinkError;
-use crate::health::{Health, Probes};
+use crate::health::{Health, Probes, Watched};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::sink::bigquery::{BigQuerySink, Limits};
@@ -129,8 +130,9 @@ pub async fn serve<S: Sink>(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
-    let sink = Arc::new(sink);
+    let health = Arc::new(Health::new(config.write_stuck_after));
+    // Every write and erasure is timed, so that a stuck one fails the probes.
+    let sink = Arc::new(Watched::new(sink, health.clone()));
 
     // The HTTP server outlives the consumer so /metrics and /readyz answer while draining.
     let http_stop = CancellationToken::new();

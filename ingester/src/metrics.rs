@@ -1,4 +1,5 @@
 //! Prometheus metrics, served on `/metrics`. Labels are low-cardinality: sink name, result, reason.
+//! The two write clocks are set from `crate::health` when scraped.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -6,6 +7,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -23,6 +26,8 @@ pub(crate) struct Metrics {
     erasures: Family<Labels, Counter>,
     erased_reports: Counter,
     retention_deleted: Counter,
+    last_write_age: Gauge<f64, AtomicU64>,
+    write_in_progress: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -91,8 +96,22 @@ impl Metrics {
             "Stored reports deleted because they were received longer ago than --retention",
             retention_deleted.clone(),
         );
+        let last_write_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_write_age_seconds",
+            "Seconds since the sink last committed a batch (since the start if it never has); grows while no reports come, which is healthy",
+            last_write_age.clone(),
+        );
+        let write_in_progress = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "write_in_progress_seconds",
+            "Seconds the oldest unfinished sink write (a batch or an erasure) has been running, 0 when none is; past --write-stuck-after, /healthz and /readyz fail",
+            write_in_progress.clone(),
+        );
         Metrics {
             registry,
+            last_write_age,
+            write_in_progress,
             erasures,
             erased_reports,
             retention_deleted,
@@ -157,6 +176,12 @@ impl Metrics {
     /// Records the consumer's pending count as last reported by JetStream.
     pub(crate) fn pending(&self, n: u64) {
         self.pending.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the write clocks, read from `crate::health` just before a scrape.
+    pub(crate) fn write_clocks(&self, last_write_age: Duration, write_in_progress: Duration) {
+        self.last_write_age.set(last_write_age.as_secs_f64());
+        self.write_in_progress.set(write_in_progress.as_secs_f64());
     }
 
     /// The text exposition format.

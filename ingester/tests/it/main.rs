@@ -8,5 +8,6 @@ mod common;
 mod contract;
 mod erasure;
 mod failures;
+mod health;
 mod retention;
 mod sqlite;
