@@ -362,7 +362,11 @@ async fn run_counted<S: Store>(
         }
         round.date = None;
         round.backfill_from = None;
-        round.new_ledger = false;
+        // --new-ledger holds until the ledger exists: a first round that failed before it
+        // published anything saved none, and the next round must still start it.
+        if config.out.join(ledger::FILE).exists() {
+            round.new_ledger = false;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(config.interval.max(Duration::from_secs(1))) => {}

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod dashboard;
+mod deadlines;
 mod formats;
 mod no_trace;
 mod periodic;
