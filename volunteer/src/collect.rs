@@ -205,7 +205,9 @@ fn skipped<T>(section: &str, e: &kube::Error) -> Section<T> {
         SkipReason::Forbidden | SkipReason::NotFound => {
             tracing::info!(section, ?reason, "section skipped");
         }
-        _ => tracing::warn!(section, error = %e, "section skipped"),
+        // The whole cause chain: kube's own Display stops at "client error (Connect)" and
+        // leaves out why (e.g. "deadline has elapsed" from --request-timeout).
+        _ => tracing::warn!(section, error = %plumbing::Chain(e), "section skipped"),
     }
     Section::Skipped(reason)
 }

@@ -3,6 +3,7 @@
 //! One integration-test binary per crate: each extra binary links the world again.
 
 mod cluster;
+mod deadlines;
 mod common;
 mod forget;
 mod rbac;
