@@ -32,6 +32,7 @@ mod bomb;
 mod budget;
 mod client_address;
 mod connections;
+mod deadlines;
 mod erasure;
 mod helpers;
 mod hostile;
