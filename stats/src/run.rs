@@ -487,6 +487,41 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_snapshot_counts_as_published_when_its_snapshot_json_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Output::new(dir.path());
+        assert_eq!(published_at(&output, d("2026-11-29")), None);
+        let before = Timestamp::now() - jiff::SignedDuration::from_secs(1);
+        std::fs::create_dir_all(dir.path().join("snapshots/2026-11-29")).unwrap();
+        std::fs::write(dir.path().join("snapshots/2026-11-29/snapshot.json"), "{}").unwrap();
+        let at = published_at(&output, d("2026-11-29")).unwrap();
+        assert!(before <= at && at <= Timestamp::now(), "{at}");
+    }
+
+    #[test]
+    fn the_oldest_due_snapshot_is_what_a_periodic_round_computes_first() {
+        for (kept, want) in [
+            (&[][..], Some("2026-11-29")),
+            (&[d("2026-11-08")][..], Some("2026-11-15")),
+            (&[d("2026-11-29")][..], None),
+        ] {
+            assert_eq!(
+                oldest_due(Cadence::Weekly, kept.last().copied(), now()),
+                want.map(d),
+                "{kept:?}"
+            );
+            assert_eq!(
+                due(&config(&[]), kept, now()).unwrap().first().copied(),
+                want.map(d)
+            );
+        }
+        assert_eq!(
+            end_of_day(d("2026-11-29")),
+            "2026-11-30T00:00:00Z".parse().unwrap()
+        );
+    }
+
+    #[test]
     fn backfill_recomputes_every_publication_day_from_a_date() {
         assert_eq!(
             due(
