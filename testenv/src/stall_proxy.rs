@@ -6,7 +6,7 @@
 //! (its connections are refused or reset, which every client already notices). So this proxy
 //! forwards bytes both ways until [`StallProxy::stall`]; from then on it still accepts new
 //! connections and reads what clients send, but passes nothing on in either direction, also on
-//! connections already open (a request in flight never gets its answer), until
+//! connections already open (a request in flight never gets its answer), not even a close, until
 //! [`StallProxy::resume`]. It works for any protocol over TCP: HTTP, NATS, kube-apiserver's TLS.
 
 use std::net::SocketAddr;
@@ -147,8 +147,14 @@ async fn pipe(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+            Ok(n) if n > 0 => n,
+            // The end of a connection is held like its data: a server that closes an idle
+            // connection (the BigQuery emulator does after 15 s) must not answer for it while
+            // stalled. A dropped proxy ends the wait.
+            _ => {
+                let _ = gate.wait_for(|stalled| !*stalled).await;
+                break;
+            }
         };
         if *gate.borrow_and_update()
             && let Some(counts) = &held
@@ -230,6 +236,31 @@ mod tests {
         let mut got = vec![0u8; 8];
         new.read_exact(&mut got).await.unwrap();
         assert_eq!(got, b"newagain");
+    }
+
+    #[tokio::test]
+    async fn a_close_from_the_server_is_held_while_stalled() {
+        // A server that closes every connection at once, as one closing idle connections.
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                drop(s);
+            }
+        });
+        let proxy = StallProxy::start(upstream).await.unwrap();
+        proxy.stall();
+        let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(300), client.read(&mut byte)).await;
+        assert!(read.is_err(), "the close passed while stalled: {read:?}");
+        proxy.resume();
+        assert_eq!(
+            client.read(&mut byte).await.unwrap(),
+            0,
+            "closed once resumed"
+        );
     }
 
     async fn testenv_eventually(mut check: impl FnMut() -> bool) {
