@@ -119,6 +119,31 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1024..=10_000_000))]
     pub(crate) bigquery_max_bytes: u64,
 
+    /// Longest wait for one HTTP request to BigQuery (insertAll, a table or dataset call, a
+    /// query job's creation or one of its polls), answered or not; a batch's whole write, its
+    /// tombstone check and insertAll retries included, ends within it too. More than 10s: query
+    /// calls ask BigQuery to wait up to 10 s for their job before answering.
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_REQUEST_TIMEOUT", default_value = "60s",
+          value_parser = parse_request_timeout)]
+    pub(crate) bigquery_request_timeout: Duration,
+
+    /// Longest wait for one BigQuery query job (an erasure's tombstone INSERT, its DML DELETE,
+    /// a tombstone read) from its creation to its last page of results, polls included, even
+    /// when the server stops answering in the middle of a request. More than 10s.
+    #[arg(long, env = "SPARTAKUS_BIGQUERY_JOB_DEADLINE", default_value = "5m",
+          value_parser = parse_job_deadline)]
+    pub(crate) bigquery_job_deadline: Duration,
+
+    /// Longest wait for NATS to answer: a JetStream API request (stream and consumer info and
+    /// creation at start), a dead letter's publish ack, an ack or nak handed to the client,
+    /// and the check that the server still answers when a pull brought nothing (a pull request
+    /// itself waits at most --batch-wait plus this). A consumer whose server stops answering is
+    /// unbound (/readyz says so) within three times this plus --batch-wait, and bound again
+    /// once the server answers.
+    #[arg(long, env = "SPARTAKUS_NATS_TIMEOUT", default_value = "10s",
+          value_parser = parse_nats_timeout)]
+    pub(crate) nats_timeout: Duration,
+
     /// On SIGTERM, time to finish and acknowledge the batch in hand before exiting anyway.
     #[arg(long, env = "SPARTAKUS_SHUTDOWN_TIMEOUT", default_value = "20s",
           value_parser = humantime::parse_duration)]
@@ -145,6 +170,40 @@ fn parse_batch_bytes(s: &str) -> Result<u64, String> {
         Ok(bytes)
     } else {
         Err(format!("{bytes} bytes: between 64KiB and 1GiB"))
+    }
+}
+
+/// `--bigquery-request-timeout`: longer than the long poll query calls ask BigQuery for, so a
+/// healthy poll is never cut.
+fn parse_request_timeout(s: &str) -> Result<Duration, String> {
+    longer_than_the_long_poll(s)
+}
+
+/// `--bigquery-job-deadline`: longer than one long poll, so a job gets at least one.
+fn parse_job_deadline(s: &str) -> Result<Duration, String> {
+    longer_than_the_long_poll(s)
+}
+
+fn longer_than_the_long_poll(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    let poll = stored::bigquery::LONG_POLL;
+    if d > poll {
+        Ok(d)
+    } else {
+        Err(format!(
+            "must be more than {}s, the longest a BigQuery query call asks the server to wait",
+            poll.as_secs()
+        ))
+    }
+}
+
+/// `--nats-timeout`: between 100ms and 10m.
+fn parse_nats_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&d) {
+        Ok(d)
+    } else {
+        Err("between 100ms and 10m".into())
     }
 }
 
@@ -279,6 +338,45 @@ mod tests {
         );
         assert!(parse("2GiB").is_err());
         assert!(parse("lots").is_err());
+    }
+
+    #[test]
+    fn bigquery_deadlines_must_exceed_the_long_poll_and_name_their_flag() {
+        let config = Config::try_parse_from(["ingester"]).unwrap();
+        assert_eq!(config.bigquery_request_timeout, Duration::from_secs(60));
+        assert_eq!(config.bigquery_job_deadline, Duration::from_secs(300));
+        assert_eq!(config.nats_timeout, Duration::from_secs(10));
+        let parsed = Config::try_parse_from([
+            "ingester",
+            "--bigquery-request-timeout",
+            "11s",
+            "--bigquery-job-deadline",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(parsed.bigquery_request_timeout, Duration::from_secs(11));
+        assert_eq!(parsed.bigquery_job_deadline, Duration::from_secs(120));
+        for flag in ["--bigquery-request-timeout", "--bigquery-job-deadline"] {
+            let refused = Config::try_parse_from(["ingester", flag, "10s"])
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains(flag), "{refused}");
+            assert!(refused.contains("must be more than 10s"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn the_nats_timeout_is_bounded() {
+        let parse = |v: &str| {
+            Config::try_parse_from(["ingester", "--nats-timeout", v]).map(|c| c.nats_timeout)
+        };
+        assert_eq!(parse("2s").unwrap(), Duration::from_secs(2));
+        let refused = parse("0s").unwrap_err().to_string();
+        assert!(
+            refused.contains("--nats-timeout") && refused.contains("between 100ms and 10m"),
+            "{refused}"
+        );
+        assert!(parse("1h").is_err());
     }
 
     #[test]

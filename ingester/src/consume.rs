@@ -10,6 +10,11 @@
 //! instead, so nothing is dropped silently. A sink that can never write again (or a write task
 //! that panicked) naks what is in hand and ends the consumer with an error, so that the process
 //! exits non-zero and is restarted rather than looking healthy.
+//!
+//! No NATS call waits for ever (see `crate::durable`): a pull request ends by its expiry plus
+//! `--nats-timeout`, and a pull that brought nothing is followed, at most once per timeout, by
+//! a consumer info request; a server that does not answer it in time unbinds the consumer
+//! (`/readyz` says so), which binds again once the server answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +27,7 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::deadletter::{self, DeadReason};
-use crate::durable::{Durable, REBIND_DELAY};
+use crate::durable::{self, Durable, Liveness, REBIND_DELAY};
 use crate::error::SinkError;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -159,13 +164,26 @@ impl<S: Sink> Worker<S> {
     /// every message is settled only after the sink answered for its batch. On shutdown no new
     /// request is made and the batches already requested are finished, so nothing is left
     /// delivered-but-unhandled. When the sink fails for good, what is in hand is nakked.
-    async fn consume(&self, consumer: PullConsumer, shutdown: &CancellationToken) -> Ended {
+    async fn consume(&self, mut consumer: PullConsumer, shutdown: &CancellationToken) -> Ended {
+        let mut liveness = Liveness::new(self.settings.durable.nats_timeout);
         let mut in_flight = Some(self.request(&consumer));
         let mut writing: Option<Writing> = None;
         let mut ended = Ended::Shutdown;
         while let Some(request) = in_flight.take() {
             let batch = match request.await {
-                Ok(Ok(batch)) => batch,
+                Ok(Ok(batch)) if !batch.is_empty() => {
+                    liveness.answered();
+                    batch
+                }
+                // Nothing came: an idle stream, or a server that stopped answering.
+                Ok(Ok(batch)) => match liveness.check(&mut consumer).await {
+                    Ok(()) => batch,
+                    Err(e) => {
+                        tracing::warn!(error = %plumbing::Chain(&e), "NATS is not answering; rebinding");
+                        ended = Ended::StreamFailed;
+                        break;
+                    }
+                },
                 Ok(Err(e)) => {
                     tracing::warn!(error = %plumbing::Chain(&*e), "pull request failed; rebinding");
                     ended = Ended::StreamFailed;
@@ -233,15 +251,16 @@ impl<S: Sink> Worker<S> {
         let consumer = consumer.clone();
         let s = &self.settings;
         let (size, max_bytes, wait) = (s.batch_size, s.batch_max_bytes, s.batch_wait);
+        let timeout = s.durable.nats_timeout;
         tokio::spawn(async move {
-            match pull(&consumer, size, Some(max_bytes), wait).await? {
+            match pull(&consumer, size, Some(max_bytes), wait, timeout).await? {
                 Pulled::Batch(batch) => Ok(batch),
                 Pulled::TooLarge => {
                     tracing::debug!(
                         max_bytes,
                         "the next report is larger than --batch-max-bytes: pulling it alone"
                     );
-                    match pull(&consumer, 1, None, wait).await? {
+                    match pull(&consumer, 1, None, wait, timeout).await? {
                         Pulled::Batch(batch) => Ok(batch),
                         Pulled::TooLarge => Ok(Vec::new()),
                     }
@@ -314,7 +333,7 @@ impl<S: Sink> Worker<S> {
             match a {
                 Aside::Expired(message, id) => {
                     expired += 1;
-                    if let Err(e) = message.ack().await {
+                    if let Err(e) = self.reply(&message, AckKind::Ack).await {
                         tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "ack failed");
                     }
                 }
@@ -386,7 +405,7 @@ impl<S: Sink> Worker<S> {
                                 Outcome::Duplicate => dup += 1,
                                 _ => erased += 1,
                             }
-                            if let Err(e) = message.ack().await {
+                            if let Err(e) = self.reply(&message, AckKind::Ack).await {
                                 // Stored already: a redelivery will be a harmless duplicate.
                                 tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "ack failed");
                             }
@@ -435,7 +454,10 @@ impl<S: Sink> Worker<S> {
     async fn hand_back(&self, messages: Vec<Pending>) {
         for Pending { message, id, .. } in messages {
             self.metrics.nakked();
-            if let Err(e) = message.ack_with(AckKind::Nak(Some(HAND_BACK_DELAY))).await {
+            if let Err(e) = self
+                .reply(&message, AckKind::Nak(Some(HAND_BACK_DELAY)))
+                .await
+            {
                 tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "nak failed; redelivered after ack_wait");
             }
         }
@@ -456,8 +478,8 @@ impl<S: Sink> Worker<S> {
             return;
         }
         self.metrics.nakked();
-        if let Err(e) = message
-            .ack_with(AckKind::Nak(Some(nak_delay(delivered))))
+        if let Err(e) = self
+            .reply(message, AckKind::Nak(Some(nak_delay(delivered))))
             .await
         {
             tracing::warn!(report_id = %id, error = %plumbing::Chain(&*e), "nak failed; redelivered after ack_wait");
@@ -474,8 +496,7 @@ impl<S: Sink> Worker<S> {
         let s = &self.settings;
         let sent = deadletter::send(
             &self.js,
-            &s.durable.dead_letters.subject,
-            &s.durable.stream.name,
+            &s.durable,
             message,
             reason,
             detail,
@@ -486,6 +507,13 @@ impl<S: Sink> Worker<S> {
             deadletter::Sent::Stored => self.metrics.dead_lettered(reason.as_str()),
             deadletter::Sent::Nakked => self.metrics.nakked(),
         }
+    }
+}
+
+impl<S> Worker<S> {
+    /// Acks, naks or terms `message` within `--nats-timeout`.
+    async fn reply(&self, message: &Message, kind: AckKind) -> Result<(), async_nats::Error> {
+        durable::reply(message, kind, self.settings.durable.nats_timeout).await
     }
 }
 
@@ -502,20 +530,42 @@ enum Pulled {
     TooLarge,
 }
 
-/// One pull request of up to `size` messages and `max_bytes` bytes, waiting at most `wait`.
+/// One pull request of up to `size` messages and `max_bytes` bytes, which JetStream ends after
+/// `wait`; given up `timeout` after that when the server has not ended it (what arrived is
+/// kept), an error if nothing did.
 async fn pull(
     consumer: &PullConsumer,
     size: usize,
     max_bytes: Option<usize>,
     wait: Duration,
+    timeout: Duration,
 ) -> Result<Pulled, async_nats::Error> {
+    let deadline = tokio::time::Instant::now() + wait + timeout;
+    let unanswered = || -> async_nats::Error {
+        format!("pull request not answered within {wait:?} plus {timeout:?} (--nats-timeout)")
+            .into()
+    };
     let mut request = consumer.batch().max_messages(size).expires(wait);
     if let Some(max_bytes) = max_bytes {
         request = request.max_bytes(max_bytes);
     }
-    let mut messages = request.messages().await?;
+    let mut messages = tokio::time::timeout_at(deadline, request.messages())
+        .await
+        .map_err(|_| unanswered())??;
     let mut batch = Vec::with_capacity(size);
-    while let Some(message) = messages.next().await {
+    loop {
+        let message = match tokio::time::timeout_at(deadline, messages.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(_) if batch.is_empty() => return Err(unanswered()),
+            Err(_) => {
+                tracing::debug!(
+                    received = batch.len(),
+                    "pull request not ended by the server in time; keeping what arrived"
+                );
+                break;
+            }
+        };
         match message {
             Ok(m) => batch.push(m),
             // Keep what arrived: it is delivered and must be settled. The budget running out

@@ -7,6 +7,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{self, AckKind, Message};
 
+use crate::durable::Durable;
+
 // The headers are part of the queue's contract, owned by `report::queue`; the detail is cut to
 // at most 1 KiB here.
 use report::queue::{
@@ -76,17 +78,21 @@ pub(crate) enum Sent {
     Nakked,
 }
 
-/// Publishes `message` to `subject` with the reason and, once JetStream stored it, terminates
-/// it. If the publish fails, the message is nakked with `retry_delay` instead.
+/// Publishes `message`, delivered by the consumer `from`, to `from`'s dead-letter subject with
+/// the reason and, once JetStream stored it, terminates it. If the publish fails, or its ack
+/// does not come within `from`'s `--nats-timeout`, the message is nakked with `retry_delay`
+/// instead.
 pub(crate) async fn send(
     js: &jetstream::Context,
-    subject: &str,
-    reports_stream: &str,
+    from: &Durable,
     message: &Message,
     reason: DeadReason,
     detail: &str,
     retry_delay: Duration,
 ) -> Sent {
+    let subject = &from.dead_letters.subject;
+    let reports_stream = &from.stream.name;
+    let timeout = from.nats_timeout;
     let sequence = message
         .info()
         .map(|i| i.stream_sequence)
@@ -108,8 +114,13 @@ pub(crate) async fn send(
             .await?
             .await?;
         Ok::<_, async_nats::Error>(())
-    }
-    .await;
+    };
+    // The JetStream context's timeout bounds the publish and its ack each; this bounds both.
+    let published = tokio::time::timeout(timeout, published)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!("no publish ack within {timeout:?} (--nats-timeout)").into())
+        });
     match published {
         Ok(()) => {
             tracing::warn!(
@@ -118,14 +129,14 @@ pub(crate) async fn send(
                 detail,
                 "message dead-lettered"
             );
-            if let Err(e) = message.ack_with(AckKind::Term).await {
+            if let Err(e) = crate::durable::reply(message, AckKind::Term, timeout).await {
                 tracing::warn!(sequence, error = %plumbing::Chain(&*e), "term failed");
             }
             Sent::Stored
         }
         Err(e) => {
             tracing::warn!(sequence, error = %plumbing::Chain(&*e), "dead-letter publish failed; nakking");
-            let _ = message.ack_with(AckKind::Nak(Some(retry_delay))).await;
+            let _ = crate::durable::reply(message, AckKind::Nak(Some(retry_delay)), timeout).await;
             Sent::Nakked
         }
     }

@@ -3,6 +3,14 @@
 //! stream exists beside it (with as many copies: a dead letter is a report too) within its byte
 //! budget, then create the consumer or update its settings.
 //!
+//! Nothing here waits on NATS for ever: the JetStream context's timeout (`--nats-timeout`)
+//! bounds every API request (stream and consumer info, creation, update) and publish ack, and
+//! [`reply`] bounds an ack or nak. A pull request ends by itself (async-nats ends it 5 s after
+//! its expiry when the server sends nothing, and this crate at its expiry plus the timeout), but
+//! an empty pull looks the same whether the server answered it or not: [`Liveness`] asks the
+//! server for the consumer's info after one, at most once per timeout, so that a consumer whose
+//! server went silent is noticed, unbound and bound again once the server answers.
+//!
 //! The gateway makes the reports and erasures streams with work-queue retention: a message is
 //! deleted once acknowledged, which the consumers do only after the sink has it. JetStream
 //! refuses a second consumer whose subjects overlap on such a stream; the one durable per
@@ -12,8 +20,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::{self};
+use async_nats::jetstream::{self, AckKind, Message};
 use report::queue::Stream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::deadletter;
@@ -40,6 +49,8 @@ pub(crate) struct Durable {
     pub(crate) max_deliver: i64,
     /// Unacknowledged messages allowed across replicas; `None` for the server's default.
     pub(crate) max_ack_pending: Option<i64>,
+    /// Longest wait for NATS to answer (`--nats-timeout`).
+    pub(crate) nats_timeout: Duration,
 }
 
 impl Durable {
@@ -105,5 +116,71 @@ impl Durable {
             config.max_ack_pending = max;
         }
         Ok(stream.create_consumer(config).await?)
+    }
+}
+
+/// Acknowledges (or naks, terms, …) `message`, giving up after `timeout`: an ack is handed to
+/// the client's command queue, which waits while that queue is full (a server that stopped
+/// reading). An ack that does not arrive is harmless: the message is delivered again after its
+/// ack wait.
+pub(crate) async fn reply(
+    message: &Message,
+    kind: AckKind,
+    timeout: Duration,
+) -> Result<(), async_nats::Error> {
+    match tokio::time::timeout(timeout, message.ack_with(kind)).await {
+        Ok(replied) => replied,
+        Err(_) => Err(format!("not handed to NATS within {timeout:?} (--nats-timeout)").into()),
+    }
+}
+
+/// Whether a consumer's server still answers, asked after a pull that brought nothing when
+/// nothing else showed it for `timeout`.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    timeout: Duration,
+    last_answer: Instant,
+}
+
+/// Why [`Liveness::check`] found the consumer unusable.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unanswered {
+    /// Nothing came back in time.
+    #[error("NATS did not answer the consumer's info request within {0:?} (--nats-timeout)")]
+    Silent(Duration),
+    /// The server answered with an error (e.g. the consumer is gone).
+    #[error("the consumer's info request failed")]
+    Failed(#[source] async_nats::Error),
+}
+
+impl Liveness {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Liveness {
+            timeout,
+            last_answer: Instant::now(),
+        }
+    }
+
+    /// The server just answered (a message arrived).
+    pub(crate) fn answered(&mut self) {
+        self.last_answer = Instant::now();
+    }
+
+    /// After a pull that brought nothing: `Ok` when the server answered within the last
+    /// timeout, or answers the consumer's info request within the timeout now.
+    pub(crate) async fn check(&mut self, consumer: &mut PullConsumer) -> Result<(), Unanswered> {
+        if self.last_answer.elapsed() < self.timeout {
+            return Ok(());
+        }
+        // The JetStream context's timeout bounds the request already; this bound holds
+        // whatever that is.
+        match tokio::time::timeout(self.timeout, consumer.info()).await {
+            Ok(Ok(_)) => {
+                self.answered();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(Unanswered::Failed(e.into())),
+            Err(_) => Err(Unanswered::Silent(self.timeout)),
+        }
     }
 }

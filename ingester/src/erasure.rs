@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consume::{ConsumeError, nak_delay};
 use crate::deadletter::{self, DeadReason};
-use crate::durable::{Durable, REBIND_DELAY};
+use crate::durable::{self, Durable, Liveness, REBIND_DELAY};
 use crate::metrics::Metrics;
 use crate::sink::{Erased, Sink};
 
@@ -50,6 +50,7 @@ impl Settings {
         queue: &report::queue::Topology,
         name: &str,
         dead_letters_max_bytes: i64,
+        nats_timeout: Duration,
     ) -> Self {
         Settings {
             durable: Durable {
@@ -61,6 +62,7 @@ impl Settings {
                 ack_wait: ACK_WAIT,
                 max_deliver: -1,
                 max_ack_pending: None,
+                nats_timeout,
             },
         }
     }
@@ -76,31 +78,49 @@ pub(crate) async fn run<S: Sink>(
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
     loop {
-        let Some(consumer) = settings.durable.bind(&js, &shutdown).await else {
+        let Some(mut consumer) = settings.durable.bind(&js, &shutdown).await else {
             return Ok(());
         };
+        let timeout = settings.durable.nats_timeout;
+        let mut liveness = Liveness::new(timeout);
         loop {
+            // Given up `timeout` after the pull's expiry when the server has not ended it.
+            let deadline = tokio::time::Instant::now() + PULL_WAIT + timeout;
             let batch = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
-                batch = consumer.batch().max_messages(1).expires(PULL_WAIT).messages() => batch,
+                batch = tokio::time::timeout_at(
+                    deadline,
+                    consumer.batch().max_messages(1).expires(PULL_WAIT).messages(),
+                ) => batch,
             };
             let mut messages = match batch {
-                Ok(messages) => messages,
-                Err(e) => {
+                Ok(Ok(messages)) => messages,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %plumbing::Chain(&e), "erasures pull failed; rebinding");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(?timeout, "erasures pull not answered; rebinding");
                     break;
                 }
             };
             // One message at most: handled to the end even when shutdown comes meanwhile.
-            match messages.next().await {
-                Some(Ok(message)) => {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(Ok(message))) => {
+                    liveness.answered();
                     handle(&js, &settings, &*sink, &metrics, message).await?;
+                    continue;
                 }
-                Some(Err(e)) => {
+                Ok(Some(Err(e))) => {
                     tracing::debug!(error = %plumbing::Chain(&*e), "erasures pull ended");
                 }
-                None => {}
+                Ok(None) | Err(_) => {}
+            }
+            // Nothing came: no erasure waiting, or a server that stopped answering.
+            if let Err(e) = liveness.check(&mut consumer).await {
+                tracing::warn!(error = %plumbing::Chain(&e), "NATS is not answering the erasures consumer; rebinding");
+                break;
             }
         }
         tokio::select! {
@@ -132,8 +152,7 @@ async fn handle<S: Sink>(
             tracing::warn!(sequence, error = %e, "an erasure that cannot be decoded: dead-lettering it");
             let sent = deadletter::send(
                 js,
-                &settings.durable.dead_letters.subject,
-                &settings.durable.stream.name,
+                &settings.durable,
                 &message,
                 reason,
                 &e.to_string(),
@@ -158,7 +177,7 @@ async fn handle<S: Sink>(
         tokio::select! {
             result = &mut erase => break result,
             _ = progress.tick() => {
-                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                if let Err(e) = durable::reply(&message, AckKind::Progress, settings.durable.nats_timeout).await {
                     tracing::debug!(error = %plumbing::Chain(&*e), "progress signal failed");
                 }
             }
@@ -171,7 +190,9 @@ async fn handle<S: Sink>(
             metrics.erasure("done");
             metrics.erased_reports(reports.unwrap_or(0));
             tracing::info!(sequence, delivered, reports, requested_at = %queued.requested_at, sink = sink.name(), "erasure done");
-            if let Err(e) = message.ack().await {
+            if let Err(e) =
+                durable::reply(&message, AckKind::Ack, settings.durable.nats_timeout).await
+            {
                 // Done already: a redelivery repeats it harmlessly.
                 tracing::warn!(sequence, error = %plumbing::Chain(&*e), "ack failed");
             }
@@ -180,12 +201,18 @@ async fn handle<S: Sink>(
             metrics.erasure("pending");
             let delay = not_before.max(nak_delay(delivered));
             tracing::info!(sequence, delivered, retry_in = ?delay, %reason, sink = sink.name(), "erasure pending: tombstone stored, deletion to be tried again");
-            nak(&message, sequence, delay).await;
+            nak(&message, sequence, delay, settings.durable.nats_timeout).await;
         }
         Err(e) if e.is_fatal() => {
             metrics.erasure("failed");
             tracing::error!(sequence, error = %plumbing::Chain(&e), "the sink failed for good during an erasure; handing it back");
-            nak(&message, sequence, Duration::from_secs(1)).await;
+            nak(
+                &message,
+                sequence,
+                Duration::from_secs(1),
+                settings.durable.nats_timeout,
+            )
+            .await;
             return Err(ConsumeError::Sink(e));
         }
         Err(e) => {
@@ -196,14 +223,14 @@ async fn handle<S: Sink>(
             } else {
                 tracing::warn!(sequence, delivered, retry_in = ?delay, error = %plumbing::Chain(&e), "erasure failed; retrying");
             }
-            nak(&message, sequence, delay).await;
+            nak(&message, sequence, delay, settings.durable.nats_timeout).await;
         }
     }
     Ok(())
 }
 
-async fn nak(message: &Message, sequence: u64, delay: Duration) {
-    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+async fn nak(message: &Message, sequence: u64, delay: Duration, timeout: Duration) {
+    if let Err(e) = durable::reply(message, AckKind::Nak(Some(delay)), timeout).await {
         tracing::warn!(sequence, error = %plumbing::Chain(&*e), "nak failed; redelivered after the ack wait");
     }
 }

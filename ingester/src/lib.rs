@@ -41,7 +41,7 @@ use crate::error::SinkError;
 use crate::health::{Health, Probes, Watched};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
-use crate::sink::bigquery::{BigQuerySink, Limits};
+use crate::sink::bigquery::{BigQuerySink, Deadlines, Limits};
 use crate::sink::sqlite::SqliteSink;
 use crate::sink::stdout::StdoutSink;
 
@@ -105,9 +105,14 @@ pub async fn run(
         }
         SinkSpec::Stdout => serve(config, listener, StdoutSink::stdout(), shutdown).await,
         SinkSpec::BigQuery(table) => {
-            let client = BigQuerySink::client(
+            let deadlines = Deadlines {
+                request: config.bigquery_request_timeout,
+                job: config.bigquery_job_deadline,
+            };
+            let client = BigQuerySink::client_with(
                 config.bigquery_endpoint.as_deref(),
                 config.bigquery_credentials.as_ref(),
+                deadlines.request,
             )
             .await
             .map_err(Error::Sink)?;
@@ -116,7 +121,9 @@ pub async fn run(
                 max_rows: usize::try_from(config.bigquery_max_rows).unwrap_or(500),
                 max_bytes: usize::try_from(config.bigquery_max_bytes).unwrap_or(5_000_000),
             };
-            let sink = BigQuerySink::new(client, table, limits).with_retention(config.retention.0);
+            let sink = BigQuerySink::new(client, table, limits)
+                .with_deadlines(deadlines)
+                .with_retention(config.retention.0);
             serve(config, listener, sink, shutdown).await
         }
     }
@@ -190,7 +197,9 @@ async fn consume_until_shutdown<S: Sink>(
     let client = plumbing::nats::connect("spartakus-ingester", &config.nats_url)
         .await
         .map_err(Error::Nats)?;
-    let js = async_nats::jetstream::new(client.clone());
+    let mut js = async_nats::jetstream::new(client.clone());
+    // Every JetStream API request and publish ack waits at most this (else 10 s and 5 s).
+    js.set_timeout(config.nats_timeout);
     let settings = consume::Settings {
         durable: durable::Durable {
             stream: config.queue.reports.clone(),
@@ -201,6 +210,7 @@ async fn consume_until_shutdown<S: Sink>(
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
             max_ack_pending: Some(config.max_ack_pending),
+            nats_timeout: config.nats_timeout,
         },
         batch_size: usize::try_from(config.batch_size).unwrap_or(500),
         batch_max_bytes: usize::try_from(config.batch_max_bytes).unwrap_or(usize::MAX),
@@ -221,7 +231,12 @@ async fn consume_until_shutdown<S: Sink>(
         ))),
         erasures: Some(tokio::spawn(erasure::run(
             js,
-            erasure::Settings::new(&config.queue, &config.consumer, dead_letters_budget(config)),
+            erasure::Settings::new(
+                &config.queue,
+                &config.consumer,
+                dead_letters_budget(config),
+                config.nats_timeout,
+            ),
             sink.clone(),
             metrics.clone(),
             stop.clone(),

@@ -6,6 +6,7 @@ mod batches;
 mod bigquery;
 mod common;
 mod contract;
+mod deadlines;
 mod erasure;
 mod failures;
 mod health;

@@ -43,11 +43,10 @@ use stored::TableRef;
 pub(super) const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long after a tombstone was recorded a DELETE must run for the erasure to be done: more
-/// than the tombstones' refresh (`REFRESH`, 1 min) plus the longest write of a batch (insertAll with its retries, under 1 min).
+/// than the tombstones' refresh (`REFRESH`, 1 min) plus the longest write of a batch (insertAll
+/// with its retries, within `--bigquery-request-timeout`, 1 min by default).
 pub(crate) const ERASURE_GRACE: Duration = Duration::from_secs(10 * 60);
 
-/// Longest wait for one query job to complete before the attempt counts as failed.
-const JOB_DEADLINE: Duration = Duration::from_secs(5 * 60);
 /// How long one jobs.query or getQueryResults call waits for the job.
 #[allow(clippy::cast_possible_truncation)] // 10 s in milliseconds
 const WAIT_MS: i32 = stored::bigquery::LONG_POLL.as_millis() as i32;
@@ -91,18 +90,24 @@ impl Cache {
         &self,
         client: &Client,
         table: &TableRef,
+        job_deadline: Duration,
         rows: &[Row],
     ) -> Result<Vec<bool>, SinkError> {
         let mut tombstones = self.0.lock().await;
         if tombstones.loaded.is_none_or(|at| at.elapsed() >= REFRESH) {
-            *tombstones = load(client, table).await?;
+            *tombstones = load(client, table, job_deadline).await?;
         }
         Ok(rows.iter().map(|r| tombstones.covers(r)).collect())
     }
 
     /// Loads the tombstones now (at start).
-    pub(super) async fn reload(&self, client: &Client, table: &TableRef) -> Result<(), SinkError> {
-        let loaded = load(client, table).await?;
+    pub(super) async fn reload(
+        &self,
+        client: &Client,
+        table: &TableRef,
+        job_deadline: Duration,
+    ) -> Result<(), SinkError> {
+        let loaded = load(client, table, job_deadline).await?;
         *self.0.lock().await = loaded;
         Ok(())
     }
@@ -119,13 +124,19 @@ fn tombstones_table(table: &TableRef) -> String {
     )
 }
 
-async fn load(client: &Client, table: &TableRef) -> Result<Tombstones, SinkError> {
+async fn load(
+    client: &Client,
+    table: &TableRef,
+    job_deadline: Duration,
+) -> Result<Tombstones, SinkError> {
     let sql = format!(
         "SELECT clusterID, erasureCheck, UNIX_SECONDS(MAX(requestedAt)) FROM {} \
          GROUP BY clusterID, erasureCheck",
         tombstones_table(table)
     );
-    let rows = query(client, &table.project, sql, Vec::new()).await?.rows;
+    let rows = query(client, &table.project, sql, Vec::new(), job_deadline)
+        .await?
+        .rows;
     let mut tombstones = Tombstones {
         requested: HashMap::with_capacity(rows.len()),
         loaded: Some(Instant::now()),
@@ -153,6 +164,7 @@ pub(super) async fn erase(
     table: &TableRef,
     cache: &Cache,
     grace: Duration,
+    job_deadline: Duration,
     erasure: &QueuedErasure,
 ) -> Result<Erased, SinkError> {
     let project = &table.project;
@@ -185,14 +197,14 @@ pub(super) async fn erase(
              SELECT 1 FROM {tombstones}
              WHERE clusterID = @cluster AND erasureCheck = @check AND requestedAt = @requested)"
     );
-    query(client, project, insert, params()).await?;
+    query(client, project, insert, params(), job_deadline).await?;
     cache.add(cluster, check, requested).await;
 
     let recorded = format!(
         "SELECT UNIX_SECONDS(MIN(recordedAt)) FROM {tombstones}
          WHERE clusterID = @cluster AND erasureCheck = @check AND requestedAt = @requested"
     );
-    let recorded: Option<i64> = query(client, project, recorded, params())
+    let recorded: Option<i64> = query(client, project, recorded, params(), job_deadline)
         .await?
         .rows
         .first()
@@ -207,7 +219,7 @@ pub(super) async fn erase(
         table.project, table.dataset, table.table
     );
     let started = jiff::Timestamp::now().as_second();
-    let deleted = match query(client, project, delete, params()).await {
+    let deleted = match query(client, project, delete, params(), job_deadline).await {
         Ok(done) => done.affected,
         Err(SinkError::BigQuery { message, .. }) if message.contains("streaming buffer") => {
             return Ok(Erased::Pending {
@@ -272,8 +284,30 @@ fn cells(row: &TableRow) -> Vec<Option<String>> {
 }
 
 /// Runs a standard-SQL statement with named parameters and waits for its job (polling
-/// getQueryResults while it runs, and reading every page of its rows).
+/// getQueryResults while it runs, and reading every page of its rows), all of it within
+/// `deadline`: the deadline also ends a request the server stopped answering, not only the
+/// wait between polls.
 async fn query(
+    client: &Client,
+    project: &str,
+    sql: String,
+    params: Vec<QueryParameter>,
+    deadline: Duration,
+) -> Result<Done, SinkError> {
+    tokio::time::timeout(deadline, run_job(client, project, sql, params))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SinkError::BigQuery {
+                status: None,
+                message: format!(
+                    "query job not done within {deadline:?} (--bigquery-job-deadline)"
+                ),
+            })
+        })
+}
+
+/// [`query`] without its deadline.
+async fn run_job(
     client: &Client,
     project: &str,
     sql: String,
@@ -313,14 +347,7 @@ async fn query(
         message: "a query job without a reference".into(),
     })?;
     let job_id = job.job_id.unwrap_or_default();
-    let deadline = Instant::now() + JOB_DEADLINE;
     while !complete || page_token.is_some() {
-        if Instant::now() >= deadline {
-            return Err(SinkError::BigQuery {
-                status: None,
-                message: format!("query job {job_id} not complete within {JOB_DEADLINE:?}"),
-            });
-        }
         let parameters = GetQueryResultsParameters {
             format_options: None,
             location: job.location.clone(),

@@ -15,7 +15,9 @@ use crate::sink::Outcome;
 use stored::TableRef;
 
 /// How one batch's requests are retried on 429/5xx before the reports are nakked instead;
-/// kept well under the default ack wait.
+/// kept well under the default ack wait. The attempts never outlast the batch's deadline
+/// (`--bigquery-request-timeout`, applied around the whole write by `BigQuerySink::write`):
+/// when it passes, the batch fails and its reports are nakked.
 fn retry_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))

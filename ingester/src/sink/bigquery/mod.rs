@@ -9,6 +9,11 @@
 //! - `erase`: tombstones in `TABLE_tombstones`, the DML DELETE retried until BigQuery allows it,
 //!   and the tombstones each batch is checked against.
 //!
+//! Nothing waits on BigQuery for ever ([`Deadlines`]): every HTTP request ends within the
+//! request timeout, answered or not (the client's own timeout), and so does a batch's whole
+//! write, its tombstone check and insertAll retries included; one query job, from its creation
+//! to its last page, ends within the job deadline, also while a request of it is in flight.
+//!
 //! insertId deduplication is best-effort (about a minute), so the table may hold a report more
 //! than once; the view holds it once, and none a tombstone covers. Retention is the tables'
 //! partition expiration, which BigQuery applies by itself.
@@ -42,12 +47,33 @@ pub struct Limits {
     pub max_bytes: usize,
 }
 
+/// How long BigQuery calls may take (`--bigquery-request-timeout`, `--bigquery-job-deadline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// One HTTP request, and a batch's whole write (tombstone check and insertAll retries
+    /// included). The client must be built with the same value ([`BigQuerySink::client_with`]).
+    pub request: Duration,
+    /// One query job, polls and pages included.
+    pub job: Duration,
+}
+
+impl Default for Deadlines {
+    /// The flags' defaults: 60 s, 5 min.
+    fn default() -> Self {
+        Deadlines {
+            request: stored::bigquery::REQUEST_TIMEOUT,
+            job: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
 /// Streams rows into one BigQuery table.
 #[derive(Clone)]
 pub struct BigQuerySink {
     client: Client,
     table: TableRef,
     limits: Limits,
+    deadlines: Deadlines,
     retention: Option<Duration>,
     grace: Duration,
     tombstones: Arc<erase::Cache>,
@@ -58,21 +84,32 @@ impl std::fmt::Debug for BigQuerySink {
         f.debug_struct("BigQuerySink")
             .field("table", &self.table)
             .field("limits", &self.limits)
+            .field("deadlines", &self.deadlines)
             .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
 
 impl BigQuerySink {
-    /// Builds the client (reading credentials, no API call yet).
+    /// Builds the client (reading credentials, no API call yet), each request abandoned after
+    /// the default request timeout.
     pub async fn client(
         endpoint: Option<&str>,
         credentials: Option<&Credentials>,
     ) -> Result<Client, SinkError> {
+        Self::client_with(endpoint, credentials, Deadlines::default().request).await
+    }
+
+    /// As [`BigQuerySink::client`], each request abandoned after `request_timeout`.
+    pub async fn client_with(
+        endpoint: Option<&str>,
+        credentials: Option<&Credentials>,
+        request_timeout: Duration,
+    ) -> Result<Client, SinkError> {
         stored::bigquery::client(
             endpoint,
             credentials.unwrap_or(&Credentials::Default),
-            stored::bigquery::REQUEST_TIMEOUT,
+            request_timeout,
         )
         .await
         .map_err(from_bq)
@@ -85,6 +122,7 @@ impl BigQuerySink {
             client,
             table,
             limits,
+            deadlines: Deadlines::default(),
             retention: None,
             grace: ERASURE_GRACE,
             tombstones: Arc::default(),
@@ -94,6 +132,13 @@ impl BigQuerySink {
     /// The partition expiration of the table and its tombstones (`None`: keep forever).
     pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// The deadlines of writes and query jobs ([`Deadlines::default`] otherwise); the request
+    /// timeout must be the one the client was built with.
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
         self
     }
 
@@ -119,13 +164,61 @@ impl Sink for BigQuerySink {
 
     async fn prepare(&self) -> Result<(), SinkError> {
         self.ensure_table().await?;
-        self.tombstones.reload(&self.client, &self.table).await
+        self.tombstones
+            .reload(&self.client, &self.table, self.deadlines.job)
+            .await
     }
 
     async fn write(&self, rows: Vec<Row>) -> Result<Vec<Outcome>, SinkError> {
+        // Each request ends within the request timeout, but a tombstone reload and insertAll's
+        // retries are several: the batch as a whole must end within it too, so that a server
+        // that stops answering fails the batch (nakked, tried again) rather than holding it.
+        let limit = self.deadlines.request;
+        tokio::time::timeout(limit, self.write_within(rows))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SinkError::BigQuery {
+                    status: None,
+                    message: format!(
+                        "the batch's write did not finish within {limit:?} (--bigquery-request-timeout)"
+                    ),
+                })
+            })
+    }
+
+    async fn erase(&self, erasure: &QueuedErasure) -> Result<Erased, SinkError> {
+        erase::erase(
+            &self.client,
+            &self.table,
+            &self.tombstones,
+            self.grace,
+            self.deadlines.job,
+            erasure,
+        )
+        .await
+    }
+
+    async fn ready(&self) -> Result<(), SinkError> {
+        let TableRef {
+            project,
+            dataset,
+            table,
+        } = &self.table;
+        self.client
+            .table()
+            .get(project, dataset, table, Some(vec!["tableReference"]))
+            .await
+            .map(drop)
+            .map_err(from_bq)
+    }
+}
+
+impl BigQuerySink {
+    /// A batch's write without its overall deadline.
+    async fn write_within(&self, rows: Vec<Row>) -> Result<Vec<Outcome>, SinkError> {
         let covered = self
             .tombstones
-            .covered(&self.client, &self.table, &rows)
+            .covered(&self.client, &self.table, self.deadlines.job, &rows)
             .await?;
         if !covered.contains(&true) {
             return insert::write(&self.client, &self.table, self.limits, rows).await;
@@ -152,31 +245,6 @@ impl Sink for BigQuerySink {
                     })),
             })
             .collect())
-    }
-
-    async fn erase(&self, erasure: &QueuedErasure) -> Result<Erased, SinkError> {
-        erase::erase(
-            &self.client,
-            &self.table,
-            &self.tombstones,
-            self.grace,
-            erasure,
-        )
-        .await
-    }
-
-    async fn ready(&self) -> Result<(), SinkError> {
-        let TableRef {
-            project,
-            dataset,
-            table,
-        } = &self.table;
-        self.client
-            .table()
-            .get(project, dataset, table, Some(vec!["tableReference"]))
-            .await
-            .map(drop)
-            .map_err(from_bq)
     }
 }
 
