@@ -188,8 +188,31 @@ async fn an_erasure_job_whose_server_stops_answering_mid_request_ends_at_the_job
 }
 
 #[tokio::test]
-async fn a_nats_server_that_stops_answering_unbinds_the_consumer_within_the_nats_timeout_and_it_consumes_again_once_it_answers()
+async fn a_nats_server_that_stops_answering_ends_the_pull_at_its_deadline_and_the_consumer_binds_again_once_it_answers()
  {
+    // Under 5 s, the pull's own deadline (its 50 ms expiry plus the timeout) ends it first, and
+    // the consumer is unbound a moment after; async-nats would end it, empty, 5 s after its
+    // expiry.
+    let timeout = Duration::from_secs(2);
+    nats_stops_answering_under_a_running_ingester(timeout, timeout + Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_nats_server_that_stops_answering_is_told_from_an_idle_stream_by_the_info_request_and_the_consumer_binds_again_once_it_answers()
+ {
+    // Over 5 s (the default is 10 s), async-nats ends each pull empty 5 s after its expiry, as
+    // on an idle stream: only the consumer info request after it tells the two apart. At most
+    // the last answer's age (the timeout), the pull's end (5.05 s) and the info request (the
+    // timeout).
+    let timeout = Duration::from_secs(6);
+    nats_stops_answering_under_a_running_ingester(timeout, 3 * timeout + Duration::from_secs(1))
+        .await;
+}
+
+/// An ingester with `--nats-timeout` `timeout` behind a NATS server that stops answering:
+/// `/readyz` says the consumer is not bound `within` that, and once the server answers again a
+/// report published then is stored.
+async fn nats_stops_answering_under_a_running_ingester(timeout: Duration, within: Duration) {
     let nats = Nats::with_stream().await;
     let proxy = StallProxy::start(addr_of(&nats.url())).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -197,7 +220,12 @@ async fn a_nats_server_that_stops_answering_unbinds_the_consumer_within_the_nats
     let ingester = InProcess::start(config(
         &format!("nats://{}", proxy.addr()),
         &format!("sqlite:{}", db.display()),
-        &["--nats-timeout", "2s", "--ack-wait", "5s"],
+        &[
+            "--nats-timeout",
+            &format!("{}s", timeout.as_secs()),
+            "--ack-wait",
+            "5s",
+        ],
     ))
     .await;
     let count = || sqlite_i64(&db, "SELECT count(*) FROM reports");
@@ -214,21 +242,22 @@ async fn a_nats_server_that_stops_answering_unbinds_the_consumer_within_the_nats
     proxy.stall();
     let stalled = Instant::now();
     // Its pulls bring nothing now, exactly as on an idle stream; the consumer must tell.
-    let noticed = testenv::try_eventually(Duration::from_secs(30), || async {
+    let noticed = testenv::try_eventually(5 * timeout, || async {
         let (status, body) = ingester.get("/readyz").await;
         status == 503 && body.contains("consumer not bound")
     })
     .await;
     let took = stalled.elapsed();
-    eprintln!("the silent NATS server was noticed after {took:?}");
+    eprintln!("--nats-timeout {timeout:?}: the silent NATS server was noticed after {took:?}");
     assert!(
         noticed.is_ok(),
         "/readyz still says ready {took:?} after NATS stopped answering"
     );
     assert!(proxy.held_bytes() > 0, "the ingester did ask NATS");
-    // --nats-timeout 2s, --batch-wait 50ms: at most the last answer's age (2 s), the pull's
-    // expiry plus the timeout (2.05 s) and the info request (2 s).
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took < within,
+        "noticed after {took:?}, not within {within:?}"
+    );
 
     proxy.resume();
     let later = envelopes(1);
