@@ -16,8 +16,11 @@
 //! - `dashboard`: the page (HTML and CSS, charts as inline SVG), a pure function of the
 //!   published files, written beside them.
 //! - `serve`: the read-only HTTP server of periodic mode (`--listen`), and the job's metrics.
+//! - `calendar`: which days are over, publication days under a cadence, the snapshot a round
+//!   owes.
 //! - `run`: which dates to compute, once or periodically, and backfill; the server beside it.
 
+mod calendar;
 pub mod config;
 pub mod dashboard;
 pub mod disclose;

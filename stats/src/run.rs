@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cadence, Config};
+pub use crate::calendar::last_complete_day;
+use crate::calendar::{due_by_cadence, latest_publication_day, publication_days};
+use crate::config::Config;
 use crate::dashboard;
 use crate::disclose::disclose;
 use crate::ledger::{self, Ledger};
@@ -67,29 +68,6 @@ pub struct Done {
     pub(crate) bytes_processed: Option<u64>,
 }
 
-/// The last day that is over at `now` (UTC).
-pub fn last_complete_day(now: Timestamp) -> Date {
-    let today = now.to_zoned(TimeZone::UTC).date();
-    today.yesterday().unwrap_or(today)
-}
-
-/// Publication days in `from..=to`.
-pub(crate) fn publication_days(cadence: Cadence, from: Date, to: Date) -> Vec<Date> {
-    let mut days = Vec::new();
-    let mut d = from;
-    // Bounded by the dates: at most a few thousand days.
-    while d <= to {
-        if cadence.publishes_on(d) {
-            days.push(d);
-        }
-        match d.tomorrow() {
-            Ok(next) => d = next,
-            Err(_) => break,
-        }
-    }
-    days
-}
-
 /// The days to compute now; dates the ledger lists are refused unless `--allow-rerelease`.
 pub(crate) fn due(
     config: &Config,
@@ -135,43 +113,6 @@ fn due_days(config: &Config, kept: &[Date], now: Timestamp) -> Result<Vec<Date>,
         return Ok(Vec::new());
     };
     Ok(due_by_cadence(config.cadence, kept.last().copied(), latest))
-}
-
-/// The newest publication day up to `last`, within a week of it.
-fn latest_publication_day(cadence: Cadence, last: Date) -> Option<Date> {
-    publication_days(
-        cadence,
-        last.checked_sub(jiff::Span::new().days(6)).unwrap_or(last),
-        last,
-    )
-    .last()
-    .copied()
-}
-
-/// The publication days up to `latest` that the cadence asks for after `newest` (the newest
-/// kept snapshot): only `latest` when nothing is kept.
-fn due_by_cadence(cadence: Cadence, newest: Option<Date>, latest: Date) -> Vec<Date> {
-    match newest {
-        None => vec![latest],
-        Some(newest) if newest >= latest => Vec::new(),
-        Some(newest) => {
-            let after = newest.tomorrow().unwrap_or(newest);
-            publication_days(cadence, after, latest)
-        }
-    }
-}
-
-/// The oldest snapshot the cadence says is due at `now` and not published, with `newest` the
-/// newest published: what a periodic round computes first (without `--date` or
-/// `--backfill-from`).
-pub(crate) fn oldest_due(cadence: Cadence, newest: Option<Date>, now: Timestamp) -> Option<Date> {
-    let latest = latest_publication_day(cadence, last_complete_day(now))?;
-    due_by_cadence(cadence, newest, latest).first().copied()
-}
-
-/// When the snapshot of `date` becomes due: midnight UTC after it.
-pub(crate) fn end_of_day(date: Date) -> Timestamp {
-    crate::store::Window { date, days: 1 }.end()
 }
 
 /// Computes and publishes the snapshot of `date` with noise from `rng`, and records it in
@@ -378,6 +319,8 @@ async fn run_counted<S: Store>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::calendar::{end_of_day, oldest_due};
+    use crate::config::Cadence;
     use clap::Parser;
 
     fn config(args: &[&str]) -> Config {

@@ -207,9 +207,9 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .date;
-        match crate::run::oldest_due(self.cadence, newest, now) {
+        match crate::calendar::oldest_due(self.cadence, newest, now) {
             None => 0.0,
-            Some(day) => seconds_between(crate::run::end_of_day(day), now),
+            Some(day) => seconds_between(crate::calendar::end_of_day(day), now),
         }
     }
 
