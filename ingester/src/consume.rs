@@ -17,6 +17,7 @@
 //! (`/readyz` says so), which binds again once the server answers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -86,6 +87,7 @@ pub(crate) async fn run<S: Sink>(
         settings,
         sink,
         metrics,
+        replies_stuck: AtomicBool::new(false),
     };
     loop {
         let Some(consumer) = worker.settings.durable.bind(&worker.js, &shutdown).await else {
@@ -118,6 +120,10 @@ struct Worker<S> {
     settings: Settings,
     sink: Arc<S>,
     metrics: Arc<Metrics>,
+    /// Whether the last ack or nak could not be handed to the client within the timeout: the
+    /// next ones then wait no longer than it takes to try, so settling a batch of hundreds
+    /// waits on a stuck client once, not once per message.
+    replies_stuck: AtomicBool,
 }
 
 /// A batch decoded and ready for the sink: the messages with their delivery counts and report
@@ -511,9 +517,20 @@ impl<S: Sink> Worker<S> {
 }
 
 impl<S> Worker<S> {
-    /// Acks, naks or terms `message` within `--nats-timeout`.
+    /// Acks, naks or terms `message` within `--nats-timeout`, or at once after one that did not
+    /// make it (the client's queue is full until it reconnects).
     async fn reply(&self, message: &Message, kind: AckKind) -> Result<(), async_nats::Error> {
-        durable::reply(message, kind, self.settings.durable.nats_timeout).await
+        let timeout = if self.replies_stuck.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            self.settings.durable.nats_timeout
+        };
+        let replied = durable::reply(message, kind, timeout).await;
+        let stuck = replied
+            .as_ref()
+            .is_err_and(|e| e.is::<durable::NotHanded>());
+        self.replies_stuck.store(stuck, Ordering::Relaxed);
+        replied
     }
 }
 

@@ -130,9 +130,14 @@ pub(crate) async fn reply(
 ) -> Result<(), async_nats::Error> {
     match tokio::time::timeout(timeout, message.ack_with(kind)).await {
         Ok(replied) => replied,
-        Err(_) => Err(format!("not handed to NATS within {timeout:?} (--nats-timeout)").into()),
+        Err(_) => Err(NotHanded.into()),
     }
 }
+
+/// An ack or nak the client did not take in time ([`reply`]).
+#[derive(Debug, thiserror::Error)]
+#[error("not handed to the NATS client within --nats-timeout (its queue is full)")]
+pub(crate) struct NotHanded;
 
 /// Whether a consumer's server still answers, asked after a pull that brought nothing when
 /// nothing else showed it for `timeout`.
