@@ -121,15 +121,17 @@ pub struct Config {
 
     /// Longest wait for one HTTP request to BigQuery (insertAll, a table or dataset call, a
     /// query job's creation or one of its polls), answered or not; a batch's whole write, its
-    /// tombstone check and insertAll retries included, ends within it too. More than 10s: query
-    /// calls ask BigQuery to wait up to 10 s for their job before answering.
+    /// tombstone check and insertAll retries included, and the readiness probe end within it
+    /// too. More than 10s: query calls ask BigQuery to wait up to 10 s for their job before
+    /// answering.
     #[arg(long, env = "SPARTAKUS_BIGQUERY_REQUEST_TIMEOUT", default_value = "60s",
           value_parser = parse_request_timeout)]
     pub(crate) bigquery_request_timeout: Duration,
 
     /// Longest wait for one BigQuery query job (an erasure's tombstone INSERT, its DML DELETE,
     /// a tombstone read) from its creation to its last page of results, polls included, even
-    /// when the server stops answering in the middle of a request. More than 10s.
+    /// when the server stops answering in the middle of a request; and preparing the table at
+    /// start (each attempt). More than 10s.
     #[arg(long, env = "SPARTAKUS_BIGQUERY_JOB_DEADLINE", default_value = "5m",
           value_parser = parse_job_deadline)]
     pub(crate) bigquery_job_deadline: Duration,

@@ -10,9 +10,11 @@
 //!   and the tombstones each batch is checked against.
 //!
 //! Nothing waits on BigQuery for ever ([`Deadlines`]): every HTTP request ends within the
-//! request timeout, answered or not (the client's own timeout), and so does a batch's whole
-//! write, its tombstone check and insertAll retries included; one query job, from its creation
-//! to its last page, ends within the job deadline, also while a request of it is in flight.
+//! request timeout, answered or not (the client's own timeout), and so do a batch's whole
+//! write, its tombstone check and insertAll retries included, and the readiness probe, its
+//! OAuth token fetch included; one query job, from its creation to its last page, ends within
+//! the job deadline, also while a request of it is in flight, and so does preparing the table
+//! at start.
 //!
 //! insertId deduplication is best-effort (about a minute), so the table may hold a report more
 //! than once; the view holds it once, and none a tombstone covers. Retention is the tables'
@@ -163,27 +165,32 @@ impl Sink for BigQuerySink {
     }
 
     async fn prepare(&self) -> Result<(), SinkError> {
-        self.ensure_table().await?;
-        self.tombstones
-            .reload(&self.client, &self.table, self.deadlines.job)
-            .await
+        // Each request is bounded by the client, but not the OAuth token fetch before it.
+        let limit = self.deadlines.job;
+        let prepare = async {
+            self.ensure_table().await?;
+            self.tombstones
+                .reload(&self.client, &self.table, self.deadlines.job)
+                .await
+        };
+        within(
+            limit,
+            "preparing the table (--bigquery-job-deadline)",
+            prepare,
+        )
+        .await
     }
 
     async fn write(&self, rows: Vec<Row>) -> Result<Vec<Outcome>, SinkError> {
         // Each request ends within the request timeout, but a tombstone reload and insertAll's
         // retries are several: the batch as a whole must end within it too, so that a server
         // that stops answering fails the batch (nakked, tried again) rather than holding it.
-        let limit = self.deadlines.request;
-        tokio::time::timeout(limit, self.write_within(rows))
-            .await
-            .unwrap_or_else(|_| {
-                Err(SinkError::BigQuery {
-                    status: None,
-                    message: format!(
-                        "the batch's write did not finish within {limit:?} (--bigquery-request-timeout)"
-                    ),
-                })
-            })
+        within(
+            self.deadlines.request,
+            "the batch's write (--bigquery-request-timeout)",
+            self.write_within(rows),
+        )
+        .await
     }
 
     async fn erase(&self, erasure: &QueuedErasure) -> Result<Erased, SinkError> {
@@ -204,13 +211,36 @@ impl Sink for BigQuerySink {
             dataset,
             table,
         } = &self.table;
-        self.client
-            .table()
-            .get(project, dataset, table, Some(vec!["tableReference"]))
-            .await
-            .map(drop)
-            .map_err(from_bq)
+        let probe = async {
+            self.client
+                .table()
+                .get(project, dataset, table, Some(vec!["tableReference"]))
+                .await
+                .map(drop)
+                .map_err(from_bq)
+        };
+        // The request is bounded by the client, but not the OAuth token fetch before it.
+        within(
+            self.deadlines.request,
+            "the probe (--bigquery-request-timeout)",
+            probe,
+        )
+        .await
     }
+}
+
+/// `work`, failed when it has not finished within `limit`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, SinkError>>,
+) -> Result<T, SinkError> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(SinkError::BigQuery {
+            status: None,
+            message: format!("{what} did not finish within {limit:?}"),
+        })
+    })
 }
 
 impl BigQuerySink {
