@@ -123,7 +123,7 @@ pub struct Config {
     /// query job's creation or one of its polls), answered or not; a batch's whole write, its
     /// tombstone check and insertAll retries included, and the readiness probe end within it
     /// too. More than 10s: query calls ask BigQuery to wait up to 10 s for their job before
-    /// answering.
+    /// answering; at most 5m, so an erasure's 10-minute grace outlasts a write.
     #[arg(long, env = "SPARTAKUS_BIGQUERY_REQUEST_TIMEOUT", default_value = "60s",
           value_parser = parse_request_timeout)]
     pub(crate) bigquery_request_timeout: Duration,
@@ -176,9 +176,17 @@ fn parse_batch_bytes(s: &str) -> Result<u64, String> {
 }
 
 /// `--bigquery-request-timeout`: longer than the long poll query calls ask BigQuery for, so a
-/// healthy poll is never cut.
+/// healthy poll is never cut; at most 5 minutes, because a batch's write lasts up to this long
+/// and an erasure waits out `ERASURE_GRACE` (10 min) for the batches another replica was
+/// writing when its tombstone appeared: the grace must outlast the tombstones' 1-minute refresh
+/// plus one write.
 fn parse_request_timeout(s: &str) -> Result<Duration, String> {
-    longer_than_the_long_poll(s)
+    let d = longer_than_the_long_poll(s)?;
+    if d <= Duration::from_secs(300) {
+        Ok(d)
+    } else {
+        Err("at most 5m: an erasure's grace (10 min) must outlast a batch's write".into())
+    }
 }
 
 /// `--bigquery-job-deadline`: longer than one long poll, so a job gets at least one.
@@ -365,6 +373,10 @@ mod tests {
             assert!(refused.contains(flag), "{refused}");
             assert!(refused.contains("must be more than 10s"), "{refused}");
         }
+        let refused = Config::try_parse_from(["ingester", "--bigquery-request-timeout", "6m"])
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("at most 5m"), "{refused}");
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(super) const REFRESH: Duration = Duration::from_secs(60);
 
 /// How long after a tombstone was recorded a DELETE must run for the erasure to be done: more
 /// than the tombstones' refresh (`REFRESH`, 1 min) plus the longest write of a batch (insertAll
-/// with its retries, within `--bigquery-request-timeout`, 1 min by default).
+/// with its retries, within `--bigquery-request-timeout`: 1 min by default, at most 5).
 pub(crate) const ERASURE_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// How long one jobs.query or getQueryResults call waits for the job.
