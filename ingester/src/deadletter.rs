@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{self, AckKind, Message};
 
 use crate::durable::Durable;
@@ -15,9 +14,6 @@ use report::queue::{
     DEAD_LETTER_DETAIL_HEADER as DETAIL_HEADER, DEAD_LETTER_REASON_HEADER as REASON_HEADER,
     STREAM_SEQUENCE_HEADER as SEQUENCE_HEADER,
 };
-
-/// How long the dead-letter stream keeps messages.
-const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Why a message goes to the dead-letter subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +29,14 @@ pub(crate) enum DeadReason {
 }
 
 impl DeadReason {
+    /// Every reason, for the metric's labels to exist at 0 from the start.
+    pub(crate) const ALL: [DeadReason; 4] = [
+        DeadReason::Syntax,
+        DeadReason::Invalid,
+        DeadReason::Rejected,
+        DeadReason::RetriesExhausted,
+    ];
+
     /// The header value and metric label.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -41,31 +45,6 @@ impl DeadReason {
             DeadReason::Rejected => "rejected",
             DeadReason::RetriesExhausted => "retries-exhausted",
         }
-    }
-}
-
-/// The dead-letter stream's configuration: as many copies as the reports stream (a dead
-/// letter is a report too, and with one copy a single NATS node down would keep every
-/// restarting ingester from binding), and a byte budget of `max_bytes`. Limits retention: a
-/// dead letter waits for an operator for [`MAX_AGE`]. `DiscardPolicy::New`: when the budget is
-/// full, a new dead letter is refused and its report nakked, so it stays in the reports stream
-/// instead of an older dead letter being dropped.
-pub(crate) fn stream_config(
-    name: &str,
-    subject: &str,
-    num_replicas: usize,
-    max_bytes: i64,
-) -> stream::Config {
-    stream::Config {
-        name: name.to_owned(),
-        subjects: vec![subject.to_owned()],
-        num_replicas,
-        storage: StorageType::File,
-        max_age: MAX_AGE,
-        max_bytes,
-        discard: stream::DiscardPolicy::New,
-        duplicate_window: Duration::from_secs(2 * 3600),
-        ..Default::default()
     }
 }
 
@@ -161,6 +140,20 @@ fn header_value(detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_is_in_all() {
+        // Exhaustive: a new reason fails to compile here until it is given its place in ALL.
+        let place = |r: DeadReason| match r {
+            DeadReason::Syntax => 0,
+            DeadReason::Invalid => 1,
+            DeadReason::Rejected => 2,
+            DeadReason::RetriesExhausted => 3,
+        };
+        for (i, r) in DeadReason::ALL.iter().enumerate() {
+            assert_eq!(place(*r), i, "{r:?}");
+        }
+    }
 
     #[test]
     fn header_values_are_one_bounded_line() {

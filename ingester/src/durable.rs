@@ -20,12 +20,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::{self, AckKind, Message};
 use report::queue::Stream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use crate::deadletter;
 
 /// Pause between attempts to reach NATS or the stream.
 pub(crate) const REBIND_DELAY: Duration = Duration::from_secs(1);
@@ -89,7 +88,7 @@ impl Durable {
     async fn try_bind(&self, js: &jetstream::Context) -> Result<PullConsumer, async_nats::Error> {
         let stream = js.get_stream(&self.stream.name).await?;
         let num_replicas = stream.cached_info().config.num_replicas;
-        let wanted = deadletter::stream_config(
+        let wanted = dead_letter_stream_config(
             &self.dead_letters.name,
             &self.dead_letters.subject,
             num_replicas,
@@ -187,5 +186,33 @@ impl Liveness {
             Ok(Err(e)) => Err(Unanswered::Failed(e.into())),
             Err(_) => Err(Unanswered::Silent(self.timeout)),
         }
+    }
+}
+
+/// How long the dead-letter stream keeps messages.
+const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The dead-letter stream's configuration: as many copies as the reports stream (a dead
+/// letter is a report too, and with one copy a single NATS node down would keep every
+/// restarting ingester from binding), and a byte budget of `max_bytes`. Limits retention: a
+/// dead letter waits for an operator for [`MAX_AGE`]. `DiscardPolicy::New`: when the budget is
+/// full, a new dead letter is refused and its report nakked, so it stays in the reports stream
+/// instead of an older dead letter being dropped.
+pub(crate) fn dead_letter_stream_config(
+    name: &str,
+    subject: &str,
+    num_replicas: usize,
+    max_bytes: i64,
+) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subject.to_owned()],
+        num_replicas,
+        storage: StorageType::File,
+        max_age: MAX_AGE,
+        max_bytes,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(2 * 3600),
+        ..Default::default()
     }
 }

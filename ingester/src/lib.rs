@@ -137,6 +137,9 @@ pub async fn serve<S: Sink>(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
+    metrics.declare_dead_letter_reasons(
+        deadletter::DeadReason::ALL.map(deadletter::DeadReason::as_str),
+    );
     let health = Arc::new(Health::new(config.write_stuck_after));
     // Every write and erasure is timed, so that a stuck one fails the probes.
     let sink = Arc::new(Watched::new(sink, health.clone()));

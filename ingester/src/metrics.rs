@@ -1,5 +1,5 @@
 //! Prometheus metrics, served on `/metrics`. Labels are low-cardinality: sink name, result, reason.
-//! The two write clocks are set from `crate::health` when scraped.
+//! The two write clocks are set from the `health` module when scraped.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -151,6 +151,18 @@ impl Metrics {
         self.naks.inc();
     }
 
+    /// Exports the dead-letter counter at 0 for each of `reasons`, before the first dead letter:
+    /// a counter that first appears at 1 is never seen to increase by Prometheus's
+    /// `increase()`, so an alert on it would miss the first dead letter.
+    pub(crate) fn declare_dead_letter_reasons(
+        &self,
+        reasons: impl IntoIterator<Item = &'static str>,
+    ) {
+        for reason in reasons {
+            let _ = self.dead_lettered.get_or_create(&vec![("reason", reason)]);
+        }
+    }
+
     /// Counts a dead-lettered message.
     pub(crate) fn dead_lettered(&self, reason: &'static str) {
         self.dead_lettered
@@ -178,7 +190,7 @@ impl Metrics {
         self.pending.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    /// Sets the write clocks, read from `crate::health` just before a scrape.
+    /// Sets the write clocks, read from the `health` module just before a scrape.
     pub(crate) fn write_clocks(&self, last_write_age: Duration, write_in_progress: Duration) {
         self.last_write_age.set(last_write_age.as_secs_f64());
         self.write_in_progress.set(write_in_progress.as_secs_f64());

@@ -1,9 +1,10 @@
-//! The system tests: one binary, one module per subject (attacks, broker, chaos, contracts,
+//! The system tests: one binary, one module per subject (alerts, attacks, broker, chaos, contracts,
 //! dashboard, durability, e2e, memory), and `pipeline`, the write path and the turn that the
 //! heavy ones share.
 //!
 //! One integration-test binary per crate: each extra binary links the world again.
 
+mod alerts;
 mod attacks;
 mod broker;
 mod chaos;
