@@ -3,8 +3,8 @@
 //! One integration-test binary per crate: each extra binary links the world again.
 
 mod cluster;
-mod deadlines;
 mod common;
+mod deadlines;
 mod forget;
 mod rbac;
 mod relist;
