@@ -12,6 +12,8 @@
 //!   vendors), and the synthetic mark.
 //! - [`quantity`]: the grammar of capacity values and their value as a number.
 //! - [`version`]: the rule that reads a Kubernetes `gitVersion` (major, minor, patch).
+//! - [`skew`]: Kubernetes' version-skew policy and end-of-life dates, dated and sourced, and
+//!   the verdicts on a cluster's versions.
 //!
 //! Parse, don't validate: [`decode`] turns bytes into a [`ValidReport`], sanitized, and only
 //! validated values cross a crate boundary.
@@ -23,6 +25,7 @@ pub mod node_id;
 pub mod quantity;
 pub mod queue;
 pub mod sanitize;
+pub mod skew;
 pub mod validate;
 pub mod version;
 pub mod vocabulary;
