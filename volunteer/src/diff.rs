@@ -319,6 +319,7 @@ mod tests {
             next_due: None,
             period: std::time::Duration::ZERO,
             version: "v0.1.0".into(),
+            version_skew: None,
         };
         let (data, binary) = crate::status::to_data(None, &attempt, limit);
         Status {

@@ -14,6 +14,7 @@
 //! - [`send`]: gzip, POST, retries with backoff and a deadline.
 //! - [`status`]: the status ConfigMap (what was sent, when, with what outcome) and the
 //!   Event on failure.
+//! - [`skew`]: the cluster's version skew against Kubernetes' policy, judged locally (pure).
 //! - [`diff`]: the pure comparison of the next report with the last one delivered (`--diff`).
 //! - `forget`: the erasure request (`volunteer forget`).
 //! - [`run`](mod@run): the clients and the report loop.
@@ -27,6 +28,7 @@ pub(crate) mod forget;
 pub mod omit;
 pub mod run;
 pub mod send;
+pub mod skew;
 pub mod snapshot;
 pub mod status;
 pub mod table;

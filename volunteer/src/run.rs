@@ -242,11 +242,14 @@ impl Volunteer {
         }
     }
 
-    /// Collects, anonymizes and validates one report: its ID and its exact body.
-    async fn build(&self) -> Result<(ReportId, Vec<u8>), RunError> {
+    /// Collects, anonymizes and validates one report: its ID, its exact body, and the
+    /// cluster's version-skew summary (kept locally, never sent).
+    async fn build(&self) -> Result<(ReportId, Vec<u8>, String), RunError> {
         let report_id = ReportId::random();
-        let taken_at = jiff::Timestamp::now().as_second();
+        let now = jiff::Timestamp::now();
+        let taken_at = now.as_second();
         let (snapshot, cost) = collect::collect(&self.kube, &self.plan(), taken_at).await;
+        let skew = crate::skew::summary(&snapshot, now.to_zoned(jiff::tz::TimeZone::UTC).date());
         let options = Options {
             version: version(),
             report_id,
@@ -273,12 +276,12 @@ impl Volunteer {
             bytes = body.len(),
             "report collected"
         );
-        Ok((report_id, body))
+        Ok((report_id, body, skew))
     }
 
     /// `--diff`: prints what the next report changes relative to the last one delivered.
     async fn diff_once(&self) -> Result<(), RunError> {
-        let (_, body) = self.build().await?;
+        let (_, body, _) = self.build().await?;
         let last = self.store.read().await?;
         print(&crate::diff::explain(
             &self.store.configmap(),
@@ -290,7 +293,7 @@ impl Volunteer {
     /// Collects, anonymizes, validates and prints or sends one report; a sent report's
     /// outcome is recorded in the status ConfigMap. `next` is when the next report is due.
     async fn report_once(&self, next: Option<Instant>) -> Result<(), RunError> {
-        let (report_id, body) = self.build().await?;
+        let (report_id, body, skew) = self.build().await?;
         match (&self.settings.destination, self.settings.dry_run) {
             (Destination::Stdout, _) | (_, true) => {
                 let mut out = std::io::stdout().lock();
@@ -314,6 +317,7 @@ impl Volunteer {
                     next_due: next.and_then(wall_time),
                     period: self.settings.period,
                     version: version(),
+                    version_skew: Some(skew),
                 };
                 match &result {
                     Ok(outcome) => {

@@ -58,6 +58,10 @@ pub mod key {
     pub const LAST_DELIVERED_BYTES: &str = "lastDeliveredBytes";
     /// Where its body is: `binaryData/lastDelivered.json.gz`, or why only the digest is kept.
     pub const LAST_DELIVERED_BODY: &str = "lastDeliveredBody";
+    /// The cluster's version skew against Kubernetes' policy, judged locally when the report
+    /// was collected (`crate::skew`): a first line `ok: …`, `attention: …` or `unknown: …`,
+    /// then the details. Never sent.
+    pub const VERSION_SKEW: &str = "versionSkew";
 
     /// The keys that describe the last delivered report, kept when an attempt fails.
     pub const DELIVERED: [&str; 5] = [
@@ -113,6 +117,8 @@ pub(crate) struct Attempt<'a> {
     pub(crate) period: Duration,
     /// The volunteer's version.
     pub(crate) version: String,
+    /// The version-skew summary of what was collected (`crate::skew::summary`).
+    pub(crate) version_skew: Option<String>,
 }
 
 /// Hex SHA-256 of `bytes`.
@@ -169,6 +175,9 @@ pub(crate) fn to_data(
         humantime::format_duration(attempt.period).to_string(),
     );
     put(key::VERSION, attempt.version.clone());
+    if let Some(skew) = &attempt.version_skew {
+        put(key::VERSION_SKEW, truncate(skew, MAX_ERROR * 4));
+    }
     match attempt.outcome {
         Outcome::Delivered => {
             put(key::LAST_DELIVERED, seconds(attempt.at).to_string());
@@ -310,6 +319,7 @@ mod tests {
             next_due: Some("2026-12-03T03:17:05.9Z".parse().unwrap()),
             period: Duration::from_secs(86400),
             version: "v0.1.0".into(),
+            version_skew: None,
         }
     }
 

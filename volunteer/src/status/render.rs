@@ -85,6 +85,17 @@ pub(crate) fn render(status: &Status, now: jiff::Timestamp) -> String {
         None => row("last delivered", "never".into()),
     }
     row("version", get(key::VERSION).to_owned());
+    let skew = status
+        .get(key::VERSION_SKEW)
+        .unwrap_or("not recorded (the volunteer records it with each report it sends)");
+    let mut skew_lines = skew.lines();
+    row(
+        "version skew",
+        skew_lines.next().unwrap_or_default().to_owned(),
+    );
+    for line in skew_lines {
+        row("", line.to_owned());
+    }
     lines.push(String::new());
     lines.join("\n")
 }
@@ -112,6 +123,7 @@ mod tests {
             next_due: delivered.then(|| "2026-12-03T03:17:05Z".parse().unwrap()),
             period: Duration::from_secs(86400),
             version: "v0.1.0".into(),
+            version_skew: Some("attention: the kubelet of 1 node is outside the version-skew policy\ncontrol plane 1.37: supported until 2027-10-28".into()),
         };
         let previous = previous.map(|p| k8s_openapi::api::core::v1::ConfigMap {
             data: Some(p.data.clone()),
@@ -141,6 +153,25 @@ mod tests {
             text.contains("last delivered  2026-12-02T03:17:05Z, 2h ago: report 0b6f3a59"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_version_skew_summary_is_printed_line_by_line_under_its_label() {
+        let status = status_after(Outcome::Delivered, None);
+        let text = render(&status, "2026-12-02T05:17:05Z".parse().unwrap());
+        assert!(
+            text.contains(
+                "\n  version skew    attention: the kubelet of 1 node is outside the version-skew policy\n                  control plane 1.37: supported until 2027-10-28\n"
+            ),
+            "{text}"
+        );
+        let old = Status {
+            configmap: "ns/cm".into(),
+            data: BTreeMap::new(),
+            body_gzip: None,
+        };
+        let text = render(&old, "2026-12-02T05:17:05Z".parse().unwrap());
+        assert!(text.contains("version skew    not recorded"), "{text}");
     }
 
     #[test]
