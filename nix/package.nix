@@ -71,6 +71,14 @@ let
         inherit cargoArtifacts;
         pname = name;
         cargoExtraArgs = "--locked -p ${name}";
+        # The dependency list goes into the binary (a `.dep-v0` section, read back by
+        # `cargo audit bin`, `rust-audit-info`, syft or trivy). crane v0.23.4 has no
+        # switch for it, so say it here: cargo finds `cargo-auditable` on the PATH.
+        # Its rustc wrapper touches only workspace crates, so cargoArtifacts, built
+        # with plain cargo, are reused as they are. .ci/run builds the same way and
+        # checks the list against Cargo.lock (.ci/auditable-check).
+        nativeBuildInputs = [ pkgs.buildPackages.cargo-auditable ];
+        cargoBuildCommand = "cargo auditable build --release";
         # The crates' tests need real servers (see the unit-tests check below).
         doCheck = false;
         meta = {

@@ -56,6 +56,12 @@ in
     args:
     assert check (lib.hasInfix "-p ${args.pname}" (args.cargoExtraArgs or ""))
       "buildPackage ${args.pname} should select its crate with -p";
+    # Release binaries carry their dependency list: `cargo auditable build`, with the
+    # tool among the build inputs (crane has no switch of its own for it).
+    assert check (builtins.match "cargo auditable build .*" (args.cargoBuildCommand or "") != null)
+      "buildPackage ${args.pname} should build with `cargo auditable build`";
+    assert check (builtins.any (p: (p.pname or "") == "cargo-auditable") (args.nativeBuildInputs or [ ]))
+      "buildPackage ${args.pname} needs cargo-auditable in nativeBuildInputs";
     reusing "bin" args;
   cargoClippy = reusing "clippy";
   cargoNextest = reusing "nextest";

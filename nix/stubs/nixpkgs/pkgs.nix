@@ -30,6 +30,7 @@ in
 
   rustc = stub "rustc-1.95.0" { version = "1.95.0"; };
 
+  buildPackages.cargo-auditable = pkg "cargo-auditable";
   cacert = pkg "cacert";
   cargo-nextest = pkg "cargo-nextest";
   chromium = pkg "chromium";
