@@ -1,6 +1,8 @@
 //! The Spartakus wire contract, shared by the volunteer, the gateway and the ingester.
 //!
 //! - [`wire`]: the report as JSON on the wire (v1 field for field, plus optional additions).
+//! - [`consent`]: the report-content versions an operator accepts, each with the fields it
+//!   adds, and the rule that leaves out what was not accepted.
 //! - [`validate`]: every rule a report must pass, each failure named by field path and rule.
 //! - [`sanitize`]: what may be kept of a report's free text; applied to every valid report.
 //! - [`node_id`]: the collector's re-keying of client-supplied node IDs.
@@ -19,6 +21,7 @@
 //! validated values cross a crate boundary.
 #![warn(missing_docs)]
 
+pub mod consent;
 pub mod envelope;
 pub mod erasure;
 pub mod node_id;
