@@ -64,6 +64,13 @@ pub struct Config {
     #[arg(long = "omit", env = "SPARTAKUS_OMIT", value_delimiter = ',', value_parser = Omit::parse)]
     pub(crate) omit: Vec<Omit>,
 
+    /// The report-content version the operator accepts (`volunteer consent` lists what each
+    /// newer one adds): reports carry only the fields of this version and the ones before it,
+    /// and the status, an Event and `volunteer status` name what was left out. 1 is what the
+    /// original volunteer sent.
+    #[arg(long, env = "SPARTAKUS_CONSENT", default_value_t = 1, global = true)]
+    pub(crate) consent: u32,
+
     /// Print the exact (uncompressed) body that would be sent, send nothing, and exit.
     #[arg(long, env = "SPARTAKUS_DRY_RUN")]
     pub(crate) dry_run: bool,
@@ -120,6 +127,9 @@ pub(crate) enum Command {
     /// cluster ID and the erasure secret, once, to URL/api/v2/erasure). Stop the volunteer
     /// too, or it keeps reporting.
     Forget,
+    /// Print exactly which fields each report-content version after the accepted one
+    /// (`--consent`) adds, and how to accept them; needs no cluster.
+    Consent,
 }
 
 /// Where reports go.
@@ -157,6 +167,8 @@ pub struct Settings {
     pub(crate) cluster_id: Option<String>,
     /// Omitted fields.
     pub(crate) omit: BTreeSet<Omit>,
+    /// The report-content version accepted (`--consent`).
+    pub(crate) consent: u32,
     /// Print instead of sending, once.
     pub(crate) dry_run: bool,
     /// Print the difference to the last delivered report instead of sending, once.
@@ -231,6 +243,12 @@ pub enum ConfigError {
         /// What is wrong.
         source: crate::extensions::ExtensionsError,
     },
+    /// A `--consent` version this volunteer does not know.
+    #[error(
+        "--consent {0}: not a report-content version this volunteer knows (1 to {current}; `volunteer consent` lists what each adds)",
+        current = report::consent::CURRENT
+    )]
+    Consent(u32),
     /// A timeout of zero.
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
@@ -277,6 +295,8 @@ pub enum Task {
     Forget(Box<Settings>),
     /// `volunteer status`: only the API and the ConfigMap are needed.
     Status(KubeSettings, StatusTarget),
+    /// `volunteer consent`: the version accepted.
+    Consent(u32),
 }
 
 impl Config {
@@ -285,8 +305,18 @@ impl Config {
         Ok(match self.command {
             Some(Command::Status) => Task::Status(self.kube()?, self.status_target()?),
             Some(Command::Forget) => Task::Forget(Box::new(self.settings()?)),
+            Some(Command::Consent) => Task::Consent(self.consent()?),
             None => Task::Report(Box::new(self.settings()?)),
         })
+    }
+
+    /// The accepted report-content version, one this volunteer knows.
+    pub(crate) fn consent(&self) -> Result<u32, ConfigError> {
+        if (1..=report::consent::CURRENT).contains(&self.consent) {
+            Ok(self.consent)
+        } else {
+            Err(ConfigError::Consent(self.consent))
+        }
     }
 
     /// How to reach the Kubernetes API.
@@ -359,6 +389,7 @@ impl Config {
                 period: self.period,
             });
         }
+        let consent = self.consent()?;
         let kube = self.kube()?;
         let status = self.status_target()?;
         if self.send_deadline.is_zero() {
@@ -394,6 +425,7 @@ impl Config {
             extensions: self.extensions.clone(),
             cluster_id: self.cluster_id.clone(),
             omit: self.omit.iter().copied().collect(),
+            consent,
             dry_run: self.dry_run,
             diff: self.diff,
             key,
@@ -519,6 +551,28 @@ mod tests {
         }
         let c = parse(&["status", "--status-configmap", "my.status-1"]).unwrap();
         assert_eq!(c.status_target().unwrap().name, "my.status-1");
+    }
+
+    #[test]
+    fn consent_defaults_to_version_one_and_refuses_a_version_it_does_not_know() {
+        let c = parse(&["--gateway", "stdout"]).unwrap();
+        assert_eq!(c.settings().unwrap().consent, 1);
+        let current = report::consent::CURRENT.to_string();
+        let c = parse(&["--gateway", "stdout", "--consent", &current]).unwrap();
+        assert_eq!(c.settings().unwrap().consent, report::consent::CURRENT);
+        for bad in ["0", &(report::consent::CURRENT + 1).to_string()] {
+            let c = parse(&["--gateway", "stdout", "--consent", bad]).unwrap();
+            assert_eq!(
+                c.settings().unwrap_err().to_string(),
+                format!(
+                    "--consent {bad}: not a report-content version this volunteer knows (1 to {current}; `volunteer consent` lists what each adds)"
+                )
+            );
+        }
+        let c = parse(&["consent", "--consent", "1"]).unwrap();
+        assert!(matches!(c.task(), Ok(Task::Consent(1))));
+        let c = parse(&["consent", "--consent", "9"]).unwrap();
+        assert!(matches!(c.task(), Err(ConfigError::Consent(9))));
     }
 
     #[test]

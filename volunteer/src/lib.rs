@@ -8,6 +8,8 @@
 //!   column read back into seconds.
 //! - [`snapshot`]: what was collected, as plain values.
 //! - [`omit`]: what the operator may leave out (`--omit`), named as the report's sections.
+//! - `consent`: the report-content version accepted (`--consent`), what is left out for it,
+//!   and `volunteer consent`.
 //! - [`anonymize`]: the pure function from a snapshot and a key to the report sent; the
 //!   erasure secret.
 //! - [`extensions`]: the operator's key/value extensions file or directory.
@@ -22,6 +24,7 @@
 pub mod anonymize;
 pub mod collect;
 pub mod config;
+pub(crate) mod consent;
 pub mod diff;
 pub mod extensions;
 pub(crate) mod forget;

@@ -3,6 +3,7 @@
 //! (`--dry-run`), its difference to the last one delivered (`--diff`), or the status
 //! (`volunteer status`).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -103,6 +104,7 @@ pub async fn start(task: Task) -> Result<(), RunError> {
             let kube = kube_client(&kube).await?;
             print(&status(&kube, &target).await?)
         }
+        Task::Consent(accepted) => print(&crate::consent::explain(accepted)),
         Task::Forget(settings) => {
             let http = http_client(&settings)?;
             // With --key-file, the cluster need not be reachable.
@@ -218,6 +220,18 @@ fn random_up_to(max: Duration) -> Duration {
     max.mul_f64(rand::random::<f64>())
 }
 
+/// One report, ready to send.
+struct Built {
+    /// Its ID: its own, or the one the gateway derives from a body without one.
+    report_id: ReportId,
+    /// The exact body.
+    body: Vec<u8>,
+    /// The cluster's version-skew summary (kept locally, never sent).
+    skew: String,
+    /// What was left out for lack of consent.
+    withheld: crate::consent::Withheld,
+}
+
 struct Volunteer {
     settings: Settings,
     kube: kube::Client,
@@ -227,8 +241,15 @@ struct Volunteer {
 }
 
 impl Volunteer {
+    /// What is left out: the operator's `--omit`, and what the accepted version lacks.
+    fn omit(&self) -> BTreeSet<Omit> {
+        let mut omit = self.settings.omit.clone();
+        omit.extend(crate::consent::omits(self.settings.consent));
+        omit
+    }
+
     fn plan(&self) -> Plan {
-        let omit = &self.settings.omit;
+        let omit = &self.omit();
         Plan {
             master_version: !omit.contains(&Omit::MasterVersion),
             nodes: !omit.contains(&Omit::Nodes),
@@ -242,9 +263,10 @@ impl Volunteer {
         }
     }
 
-    /// Collects, anonymizes and validates one report: its ID, its exact body, and the
-    /// cluster's version-skew summary (kept locally, never sent).
-    async fn build(&self) -> Result<(ReportId, Vec<u8>, String), RunError> {
+    /// Collects, anonymizes, keeps what the operator accepted (`--consent`) and validates one
+    /// report: its ID, its exact body, the cluster's version-skew summary (kept locally, never
+    /// sent), and what was left out for lack of consent.
+    async fn build(&self) -> Result<Built, RunError> {
         let report_id = ReportId::random();
         let now = jiff::Timestamp::now();
         let taken_at = now.as_second();
@@ -255,9 +277,22 @@ impl Volunteer {
             report_id,
             cluster_id: self.settings.cluster_id.clone(),
             collector_host: self.settings.destination.host(),
-            omit: self.settings.omit.clone(),
+            omit: self.omit(),
         };
         let report = anonymize(&snapshot, &self.key, &options);
+        // Only what the operator accepted, before the report is validated and sent.
+        let (report, withheld) =
+            crate::consent::apply(report, self.settings.consent, &self.settings.omit)
+                .map_err(RunError::Encode)?;
+        if !withheld.fields.is_empty() {
+            tracing::info!(
+                accepted = withheld.accepted,
+                current = withheld.current,
+                withheld = %withheld.fields.join(", "),
+                "fields left out for lack of consent; {}",
+                withheld.how_to_accept()
+            );
+        }
         let valid = report.validate().map_err(|errors| {
             RunError::Invalid(
                 errors
@@ -270,18 +305,32 @@ impl Volunteer {
         // Plain structs of strings and integers do not fail to serialize today; if a change
         // to the report ever made them, that report is not sent rather than sent empty.
         let body = serde_json::to_vec(valid.report()).map_err(RunError::Encode)?;
+        // A report without its own ID (consent 1) is stored under the ID the gateway derives
+        // from its body, as for every v1 report: the status names that one.
+        let report_id = valid.report_id().unwrap_or_else(|| {
+            ReportId::derive(
+                valid.cluster_id(),
+                valid.report().timestamp.as_deref(),
+                &body,
+            )
+        });
         tracing::info!(
             report_id = %report_id,
             requests = cost.requests,
             bytes = body.len(),
             "report collected"
         );
-        Ok((report_id, body, skew))
+        Ok(Built {
+            report_id,
+            body,
+            skew,
+            withheld,
+        })
     }
 
     /// `--diff`: prints what the next report changes relative to the last one delivered.
     async fn diff_once(&self) -> Result<(), RunError> {
-        let (_, body, _) = self.build().await?;
+        let Built { body, .. } = self.build().await?;
         let last = self.store.read().await?;
         print(&crate::diff::explain(
             &self.store.configmap(),
@@ -293,7 +342,12 @@ impl Volunteer {
     /// Collects, anonymizes, validates and prints or sends one report; a sent report's
     /// outcome is recorded in the status ConfigMap. `next` is when the next report is due.
     async fn report_once(&self, next: Option<Instant>) -> Result<(), RunError> {
-        let (report_id, body, skew) = self.build().await?;
+        let Built {
+            report_id,
+            body,
+            skew,
+            withheld,
+        } = self.build().await?;
         match (&self.settings.destination, self.settings.dry_run) {
             (Destination::Stdout, _) | (_, true) => {
                 let mut out = std::io::stdout().lock();
@@ -340,7 +394,7 @@ impl Volunteer {
                         attempt.error = Some(plumbing::Chain(e).to_string());
                     }
                 }
-                self.store.record(&attempt).await;
+                self.store.record(&attempt, &withheld).await;
                 result.map(|_| ()).map_err(RunError::Send)
             }
         }

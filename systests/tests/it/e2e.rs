@@ -14,11 +14,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// How long one run of the volunteer may take.
 const RUN: Duration = Duration::from_secs(120);
 
-/// The volunteer binary with `args`, logging its own debug lines.
+/// The volunteer binary with `args`, logging its own debug lines, accepting the current
+/// report-content version as the shipped CronJob does (the default, 1, sends no reportID).
 fn volunteer(args: &[&str]) -> Launch {
     Launch::volunteer()
         .args(args)
         .env("RUST_LOG", "volunteer=debug,info")
+        .env("SPARTAKUS_CONSENT", report::consent::CURRENT.to_string())
 }
 
 /// The report in `body`, validated.

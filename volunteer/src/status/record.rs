@@ -62,6 +62,10 @@ pub mod key {
     /// was collected (`crate::skew`): a first line `ok: …`, `attention: …` or `unknown: …`,
     /// then the details. Never sent.
     pub const VERSION_SKEW: &str = "versionSkew";
+    /// The report-content version accepted (`--consent`), this volunteer's, and the fields
+    /// the report left out for lack of consent: `accepted 1, current 2, withheld: reportID,
+    /// …`, or `accepted 2, current 2, nothing withheld`.
+    pub const CONSENT: &str = "consent";
 
     /// The keys that describe the last delivered report, kept when an attempt fails.
     pub const DELIVERED: [&str; 5] = [

@@ -85,6 +85,9 @@ pub(crate) fn render(status: &Status, now: jiff::Timestamp) -> String {
         None => row("last delivered", "never".into()),
     }
     row("version", get(key::VERSION).to_owned());
+    for (label, value) in crate::consent::status_rows(status.get(key::CONSENT)) {
+        row(label, value);
+    }
     let skew = status
         .get(key::VERSION_SKEW)
         .unwrap_or("not recorded (the volunteer records it with each report it sends)");

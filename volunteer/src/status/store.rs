@@ -1,6 +1,7 @@
 //! The status's Kubernetes I/O: reading and writing the ConfigMap (get, then update or
-//! create, once more on a conflict), and the Warning Event on a failed attempt. What is
-//! written is decided in [`super::record`].
+//! create, once more on a conflict), the Warning Event on a failed attempt, and the Normal
+//! Event when the report left fields out for lack of consent. What is written is decided in
+//! [`super::record`].
 
 use std::collections::BTreeMap;
 
@@ -10,9 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 
 use super::record::{
-    Attempt, MAX_ERROR, MAX_STORED_GZIP, Outcome, Status, StatusError, to_data, truncate,
+    Attempt, MAX_ERROR, MAX_STORED_GZIP, Outcome, Status, StatusError, key, to_data, truncate,
 };
 use crate::config::StatusTarget;
+use crate::consent::Withheld;
 
 /// The status ConfigMap and the namespace's Events, through the volunteer's client.
 #[derive(Clone)]
@@ -53,10 +55,11 @@ impl Store {
             .map_err(|e| StatusError::Read(self.configmap(), e))
     }
 
-    /// Records `attempt`, and on failure emits a Warning Event. Never fails: what cannot be
-    /// written is logged as a warning.
-    pub(crate) async fn record(&self, attempt: &Attempt<'_>) {
-        let uid = match self.write(attempt).await {
+    /// Records `attempt` and what it left out for lack of consent; on failure emits a Warning
+    /// Event, and when fields were left out a Normal one. Never fails: what cannot be written
+    /// is logged as a warning.
+    pub(crate) async fn record(&self, attempt: &Attempt<'_>, withheld: &Withheld) {
+        let uid = match self.write(attempt, withheld).await {
             Ok(uid) => {
                 tracing::info!(configmap = %self.configmap(), outcome = attempt.outcome.as_str(), "status recorded");
                 Some(uid)
@@ -66,10 +69,26 @@ impl Store {
                 None
             }
         };
-        if attempt.outcome == Outcome::Failed
-            && let Err(e) = self.event(attempt, uid).await
-        {
-            self.warn(&e, "event not emitted");
+        if attempt.outcome == Outcome::Failed {
+            let note = format!(
+                "report {} to {} not delivered: {}",
+                attempt.report_id,
+                attempt.collector_host,
+                attempt.error.as_deref().unwrap_or("unknown error")
+            );
+            if let Err(e) = self
+                .event("Warning", "ReportNotDelivered", &note, uid.clone())
+                .await
+            {
+                self.warn(&e, "event not emitted");
+            }
+        }
+        // Until the operator accepts the newer version, each report says so.
+        if !withheld.fields.is_empty() {
+            let note = withheld.event_note(&attempt.report_id);
+            if let Err(e) = self.event("Normal", "FieldsWithheld", &note, uid).await {
+                self.warn(&e, "event not emitted");
+            }
         }
     }
 
@@ -87,7 +106,11 @@ impl Store {
 
     /// get, then update (or create); once more on a conflict with a concurrent writer.
     /// Returns the ConfigMap's UID.
-    async fn write(&self, attempt: &Attempt<'_>) -> Result<String, kube::Error> {
+    async fn write(
+        &self,
+        attempt: &Attempt<'_>,
+        withheld: &Withheld,
+    ) -> Result<String, kube::Error> {
         let pp = PostParams {
             field_manager: Some("spartakus-volunteer".into()),
             ..Default::default()
@@ -96,7 +119,8 @@ impl Store {
         loop {
             tries += 1;
             let previous = self.configmaps.get_opt(&self.name).await?;
-            let (data, binary) = to_data(previous.as_ref(), attempt, MAX_STORED_GZIP);
+            let (mut data, binary) = to_data(previous.as_ref(), attempt, MAX_STORED_GZIP);
+            data.insert(key::CONSENT.to_owned(), withheld.to_status());
             let result = match previous {
                 Some(mut cm) => {
                     cm.data = Some(data);
@@ -128,14 +152,15 @@ impl Store {
         }
     }
 
-    async fn event(&self, attempt: &Attempt<'_>, uid: Option<String>) -> Result<(), kube::Error> {
+    /// An Event of `type_` and `reason` regarding the ConfigMap (`uid`: its UID, if known).
+    async fn event(
+        &self,
+        type_: &str,
+        reason: &str,
+        note: &str,
+        uid: Option<String>,
+    ) -> Result<(), kube::Error> {
         let now = jiff::Timestamp::now();
-        let note = format!(
-            "report {} to {} not delivered: {}",
-            attempt.report_id,
-            attempt.collector_host,
-            attempt.error.as_deref().unwrap_or("unknown error")
-        );
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(format!("{}.{:x}", self.name, now.as_nanosecond())),
@@ -143,10 +168,10 @@ impl Store {
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some("Warning".into()),
-            reason: Some("ReportNotDelivered".into()),
+            type_: Some(type_.into()),
+            reason: Some(reason.into()),
             action: Some("SendReport".into()),
-            note: Some(truncate(&note, MAX_ERROR)),
+            note: Some(truncate(note, MAX_ERROR)),
             reporting_controller: Some("spartakus.dev/volunteer".into()),
             reporting_instance: Some("spartakus-volunteer".into()),
             regarding: Some(ObjectReference {

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod common;
+mod consent;
 mod deadlines;
 mod forget;
 mod rbac;

@@ -22,11 +22,14 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// How long one run of the volunteer may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The volunteer binary with `args`, logging its own debug lines.
+/// The volunteer binary with `args`, logging its own debug lines, its operator having
+/// accepted the current report-content version (as the shipped CronJob does): the tests check
+/// the whole report. The consent tests pass `--consent` or remove the variable.
 pub(crate) fn launch(args: &[&str]) -> Launch {
     Launch::volunteer()
         .args(args)
         .env("RUST_LOG", "volunteer=debug,info")
+        .env("SPARTAKUS_CONSENT", report::consent::CURRENT.to_string())
 }
 
 /// Runs the volunteer binary to its end with `args`.
