@@ -11,5 +11,6 @@ mod rbac;
 mod relist;
 mod sampling;
 mod send;
+mod skew;
 mod startup;
 mod status;
