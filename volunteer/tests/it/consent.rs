@@ -55,8 +55,8 @@ fn newest(fields: &BTreeSet<String>) -> Option<u32> {
     fields.iter().filter_map(|f| version_of(f)).max()
 }
 
-/// The shared API server with a few nodes, and an empty status namespace of our own.
-async fn setup() -> Result<(&'static KubeApi, kube::Client), BoxError> {
+/// The shared API server with a few nodes.
+async fn with_nodes() -> Result<(&'static KubeApi, kube::Client), BoxError> {
     let kube = KubeApi::shared().await?;
     let admin = kube.client().await?;
     let mut fixture = ClusterFixture {
@@ -65,6 +65,12 @@ async fn setup() -> Result<(&'static KubeApi, kube::Client), BoxError> {
     };
     // Another test of this module may have made them already.
     let _ = fixture.create_nodes(&admin).await;
+    Ok((kube, admin))
+}
+
+/// The shared API server with a few nodes, and an empty status namespace of our own.
+async fn setup() -> Result<(&'static KubeApi, kube::Client), BoxError> {
+    let (kube, admin) = with_nodes().await?;
     let ns: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))?;
     let _ = Api::<Namespace>::all(admin.clone())
@@ -234,7 +240,7 @@ async fn consent_1_sends_only_version_1_fields_and_says_what_it_withheld_until_2
 
 #[tokio::test]
 async fn by_default_the_volunteer_sends_what_the_original_one_sent() -> TestResult {
-    let kube = KubeApi::shared().await?;
+    let (kube, _) = with_nodes().await?;
     let kc = kube.kubeconfig_path().display().to_string();
     let args = [
         "--dry-run",
