@@ -118,11 +118,21 @@ pub struct Config {
 }
 
 /// What the volunteer does instead of reporting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub(crate) enum Command {
     /// Print the last report's status from the status ConfigMap (when, outcome, HTTP status,
-    /// report ID, digest, collector, next report); exit 1 if there is none yet.
-    Status,
+    /// report ID, digest, collector, next report, the cluster's version skew); exit 1 if there
+    /// is none yet.
+    Status {
+        /// Also say where this cluster stands among the clusters of the collector's published
+        /// statistics at URL (the folder holding latest.json, as the dashboard reads it). Sends
+        /// two plain GETs of public files, URL/latest.json and the snapshot it names: no
+        /// identifier, no cookie, no query string, no cluster data, User-Agent
+        /// "spartakus-volunteer"; the comparison is made here. Each request ends within
+        /// --request-timeout.
+        #[arg(long, value_name = "URL", env = "SPARTAKUS_COMPARE")]
+        compare: Option<String>,
+    },
     /// Ask the collector to erase every report it received from this cluster (sends the
     /// cluster ID and the erasure secret, once, to URL/api/v2/erasure). Stop the volunteer
     /// too, or it keeps reporting.
@@ -249,6 +259,9 @@ pub enum ConfigError {
         current = report::consent::CURRENT
     )]
     Consent(u32),
+    /// A `--compare` URL that is not a published folder's.
+    #[error("--compare {0:?}: {1}")]
+    Compare(String, &'static str),
     /// A timeout of zero.
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
@@ -293,8 +306,9 @@ pub enum Task {
     Report(Box<Settings>),
     /// `volunteer forget`.
     Forget(Box<Settings>),
-    /// `volunteer status`: only the API and the ConfigMap are needed.
-    Status(KubeSettings, StatusTarget),
+    /// `volunteer status`: only the API and the ConfigMap are needed, and with `--compare`
+    /// the published statistics.
+    Status(KubeSettings, StatusTarget, Option<crate::compare::Target>),
     /// `volunteer consent`: the version accepted.
     Consent(u32),
 }
@@ -302,8 +316,20 @@ pub enum Task {
 impl Config {
     /// The task the flags ask for, checked.
     pub fn task(&self) -> Result<Task, ConfigError> {
-        Ok(match self.command {
-            Some(Command::Status) => Task::Status(self.kube()?, self.status_target()?),
+        Ok(match &self.command {
+            Some(Command::Status { compare }) => {
+                let kube = self.kube()?;
+                let compare = match compare {
+                    None => None,
+                    Some(url) => Some(crate::compare::Target {
+                        base: crate::compare::parse_url(url).ok_or_else(|| {
+                            ConfigError::Compare(url.clone(), crate::compare::RULE_URL)
+                        })?,
+                        timeout: kube.request_timeout,
+                    }),
+                };
+                Task::Status(kube, self.status_target()?, compare)
+            }
             Some(Command::Forget) => Task::Forget(Box::new(self.settings()?)),
             Some(Command::Consent) => Task::Consent(self.consent()?),
             None => Task::Report(Box::new(self.settings()?)),
@@ -507,7 +533,7 @@ mod tests {
             "spartakus",
         ])
         .unwrap();
-        assert_eq!(c.command, Some(Command::Status));
+        assert_eq!(c.command, Some(Command::Status { compare: None }));
         assert_eq!(
             c.status_target().unwrap(),
             StatusTarget {
@@ -573,6 +599,31 @@ mod tests {
         assert!(matches!(c.task(), Ok(Task::Consent(1))));
         let c = parse(&["consent", "--consent", "9"]).unwrap();
         assert!(matches!(c.task(), Err(ConfigError::Consent(9))));
+    }
+
+    #[test]
+    fn a_compare_url_with_a_query_or_credentials_is_refused_naming_the_flag_and_the_rule() {
+        let c = parse(&["status", "--compare", "https://s.example/stats?cluster=x"]).unwrap();
+        let err = c.task().unwrap_err().to_string();
+        assert!(
+            err.starts_with("--compare \"https://s.example/stats?cluster=x\": expected the http:// or https:// URL"),
+            "{err}"
+        );
+        let c = parse(&[
+            "status",
+            "--compare",
+            "https://s.example/stats",
+            "--request-timeout",
+            "7s",
+        ])
+        .unwrap();
+        match c.task().unwrap() {
+            Task::Status(_, _, Some(t)) => {
+                assert_eq!(t.base.as_str(), "https://s.example/stats/");
+                assert_eq!(t.timeout, Duration::from_secs(7));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! - [`send`]: gzip, POST, retries with backoff and a deadline.
 //! - [`status`]: the status ConfigMap (what was sent, when, with what outcome) and the
 //!   Event on failure.
+//! - [`compare`]: `volunteer status --compare URL`, the cluster among the published
+//!   statistics (two GETs of public files, nothing identifying sent).
 //! - [`skew`]: the cluster's version skew against Kubernetes' policy, judged locally (pure).
 //! - [`diff`]: the pure comparison of the next report with the last one delivered (`--diff`).
 //! - `forget`: the erasure request (`volunteer forget`).
@@ -23,6 +25,7 @@
 
 pub mod anonymize;
 pub mod collect;
+pub mod compare;
 pub mod config;
 pub(crate) mod consent;
 pub mod diff;

@@ -49,6 +49,9 @@ pub enum RunError {
     /// `--diff` could not compare.
     #[error(transparent)]
     Diff(#[from] crate::diff::DiffError),
+    /// `volunteer status --compare` could not compare.
+    #[error(transparent)]
+    Compare(#[from] crate::compare::CompareError),
     /// `volunteer status` found no status.
     #[error(
         "no status yet: ConfigMap {0} does not exist (the volunteer writes it after each report it sends; check --status-namespace, and that the volunteer has run)"
@@ -100,9 +103,15 @@ pub(crate) fn http_client(settings: &Settings) -> Result<reqwest::Client, RunErr
 /// Carries out `task`: builds the clients it needs and runs it.
 pub async fn start(task: Task) -> Result<(), RunError> {
     match task {
-        Task::Status(kube, target) => {
+        Task::Status(kube, target, compare) => {
             let kube = kube_client(&kube).await?;
-            print(&status(&kube, &target).await?)
+            print(&status(&kube, &target).await?)?;
+            match compare {
+                Some(compare) => {
+                    print(&crate::compare::compare(&compare, &read(&kube, &target).await?).await?)
+                }
+                None => Ok(()),
+            }
         }
         Task::Consent(accepted) => print(&crate::consent::explain(accepted)),
         Task::Forget(settings) => {
@@ -138,6 +147,15 @@ pub(crate) async fn key(settings: &Settings, kube: &kube::Client) -> Result<Key,
         Some(key) => key.clone(),
         None => Key::from_kube_system_uid(&collect::kube_system_uid(kube).await?),
     })
+}
+
+/// The recorded status; an error if there is none.
+async fn read(kube: &kube::Client, target: &StatusTarget) -> Result<status::Status, RunError> {
+    let store = Store::new(kube, target);
+    store
+        .read()
+        .await?
+        .ok_or_else(|| RunError::NoStatus(store.configmap()))
 }
 
 /// `volunteer status`: the recorded status, readable.
