@@ -17,6 +17,9 @@ kube_ldflags="-s -w \
  -X k8s.io/component-base/version.gitTreeState=clean \
  -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
 
+# Keep in step with testenv/helm/go.mod (helm.sh/helm/v4).
+HELM_VERSION=v4.3.2
+
 gover="$(go env GOVERSION)"
 
 # build NAME MODULE_DIR PACKAGE [LDFLAGS]
@@ -55,7 +58,7 @@ crd() {
   echo "testenv: copied $file $PROMETHEUS_OPERATOR_VERSION"
 }
 
-want="${*:-nats-server etcd kube-apiserver bigquery-emulator rulecheck prometheusrule-crd}"
+want="${*:-nats-server etcd kube-apiserver bigquery-emulator rulecheck prometheusrule-crd helm}"
 for name in $want; do
   case $name in
     nats-server) build nats-server "$here" github.com/nats-io/nats-server/v2 ;;
@@ -66,6 +69,8 @@ for name in $want; do
     # Checks k8s/monitoring's alerting rules with Prometheus's own rule loader.
     rulecheck) build rulecheck "$here/rules" . ;;
     prometheusrule-crd) crd ;;
+    # The chart in k8s/helm is linted, rendered and installed with the real helm.
+    helm) build helm "$here/helm" helm.sh/helm/v4/cmd/helm "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;
     *) echo "testenv: unknown server $name" >&2; exit 2 ;;
   esac
 done
