@@ -72,8 +72,9 @@ let
         pname = name;
         cargoExtraArgs = "--locked -p ${name}";
         # The dependency list goes into the binary (a `.dep-v0` section, read back by
-        # `cargo audit bin`, `rust-audit-info`, syft or trivy). crane v0.23.4 has no
-        # switch for it, so say it here: cargo finds `cargo-auditable` on the PATH.
+        # `cargo audit bin`, `rust-audit-info`, syft or trivy). crane has no switch for
+        # it in any of its sources we could read (nixpkgs' buildRustPackage has
+        # `auditable`), so say it here: cargo finds `cargo-auditable` on the PATH.
         # Its rustc wrapper touches only workspace crates, so cargoArtifacts, built
         # with plain cargo, are reused as they are. .ci/run builds the same way and
         # checks the list against Cargo.lock (.ci/auditable-check).
