@@ -4,6 +4,7 @@
 
 mod cluster;
 mod common;
+mod compare;
 mod consent;
 mod deadlines;
 mod forget;
