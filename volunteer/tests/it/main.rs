@@ -8,6 +8,7 @@ mod compare;
 mod consent;
 mod deadlines;
 mod forget;
+mod helm;
 mod rbac;
 mod relist;
 mod sampling;
