@@ -308,7 +308,11 @@ pub enum Task {
     Forget(Box<Settings>),
     /// `volunteer status`: only the API and the ConfigMap are needed, and with `--compare`
     /// the published statistics.
-    Status(KubeSettings, StatusTarget, Option<crate::compare::Target>),
+    Status(
+        KubeSettings,
+        StatusTarget,
+        Option<Box<crate::compare::Target>>,
+    ),
     /// `volunteer consent`: the version accepted.
     Consent(u32),
 }
@@ -321,12 +325,12 @@ impl Config {
                 let kube = self.kube()?;
                 let compare = match compare {
                     None => None,
-                    Some(url) => Some(crate::compare::Target {
+                    Some(url) => Some(Box::new(crate::compare::Target {
                         base: crate::compare::parse_url(url).ok_or_else(|| {
                             ConfigError::Compare(url.clone(), crate::compare::RULE_URL)
                         })?,
                         timeout: kube.request_timeout,
-                    }),
+                    })),
                 };
                 Task::Status(kube, self.status_target()?, compare)
             }
