@@ -427,14 +427,13 @@ pub(crate) fn explain(profile: &Profile, published: &Published, url: &Url) -> St
     lines.join("\n")
 }
 
-/// The comparison of the last delivered report kept in `status` with the statistics at
-/// `target`.
-pub(crate) async fn compare(
+/// The comparison of the last delivered report, `delivered` (its body as the status
+/// ConfigMap keeps it, or why it could not be read), with the statistics at `target`.
+pub(crate) async fn compare<E: std::fmt::Display>(
     target: &Target,
-    status: &crate::status::Status,
+    delivered: Result<Option<Vec<u8>>, E>,
 ) -> Result<String, CompareError> {
-    let body = status
-        .delivered_body()
+    let body = delivered
         .map_err(|e| CompareError::Report(e.to_string()))?
         .ok_or(CompareError::NoReport)?;
     let report = report::decode(&body).map_err(|e| CompareError::Report(e.to_string()))?;

@@ -107,9 +107,13 @@ pub async fn start(task: Task) -> Result<(), RunError> {
             let kube = kube_client(&kube).await?;
             print(&status(&kube, &target).await?)?;
             match compare {
-                Some(compare) => {
-                    print(&crate::compare::compare(&compare, &read(&kube, &target).await?).await?)
-                }
+                Some(compare) => print(
+                    &crate::compare::compare(
+                        &compare,
+                        read(&kube, &target).await?.delivered_body(),
+                    )
+                    .await?,
+                ),
                 None => Ok(()),
             }
         }

@@ -1,6 +1,6 @@
 //! The cluster's own version skew, judged locally against Kubernetes' policy and release dates
 //! ([`report::skew`]): what `volunteer status` shows and the status ConfigMap keeps under
-//! [`key::VERSION_SKEW`](crate::status::key::VERSION_SKEW). Computed from what was collected,
+//! `key::VERSION_SKEW` (the `status` module). Computed from what was collected,
 //! with no network; never sent. Pure: the snapshot and the day in, text out.
 
 use std::collections::BTreeMap;

@@ -59,7 +59,7 @@ pub mod key {
     /// Where its body is: `binaryData/lastDelivered.json.gz`, or why only the digest is kept.
     pub const LAST_DELIVERED_BODY: &str = "lastDeliveredBody";
     /// The cluster's version skew against Kubernetes' policy, judged locally when the report
-    /// was collected (`crate::skew`): a first line `ok: …`, `attention: …` or `unknown: …`,
+    /// was collected (the `skew` module): a first line `ok: …`, `attention: …` or `unknown: …`,
     /// then the details. Never sent.
     pub const VERSION_SKEW: &str = "versionSkew";
     /// The report-content version accepted (`--consent`), this volunteer's, and the fields
@@ -121,7 +121,7 @@ pub(crate) struct Attempt<'a> {
     pub(crate) period: Duration,
     /// The volunteer's version.
     pub(crate) version: String,
-    /// The version-skew summary of what was collected (`crate::skew::summary`).
+    /// The version-skew summary of what was collected (the `skew` module's `summary`).
     pub(crate) version_skew: Option<String>,
 }
 
