@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use testenv::{KubeApi, Launch, Nats, StallProxy};
 
-use crate::common::{BoxError, TestResult, text, volunteer};
+use crate::common::{BoxError, TestResult, offline_kubeconfig, text, volunteer};
 
 /// Longest a stalled run may take here: far above the deadlines it sets, far below forever.
 const BOUND: Duration = Duration::from_secs(60);
@@ -78,16 +78,7 @@ async fn a_collector_that_never_answers_fails_the_send_within_its_deadline() -> 
     let key = dir.path().join("key");
     std::fs::write(&key, "0123456789abcdef0123456789abcdef")?;
     // No API server: every section is skipped at once, and the (small) report is sent.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{closed}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
-        ),
-    )?;
+    let kubeconfig = offline_kubeconfig(dir.path())?;
 
     let started = Instant::now();
     let out = volunteer(&[

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use sha2::{Digest, Sha256};
 
-use crate::common::{BoxError, TestResult, text, volunteer};
+use crate::common::{BoxError, TestResult, offline_kubeconfig, text, volunteer};
 
 #[derive(Default)]
 struct Peer {
@@ -61,16 +61,7 @@ fn offline() -> Result<Offline, BoxError> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("key");
     std::fs::write(&key, "0123456789abcdef0123456789abcdef")?;
-    let api = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{api}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
-        ),
-    )?;
+    let kubeconfig = offline_kubeconfig(dir.path())?;
     Ok(Offline {
         key: key.display().to_string(),
         kubeconfig: kubeconfig.display().to_string(),

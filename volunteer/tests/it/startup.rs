@@ -3,7 +3,7 @@
 //! flag and the rule) before anything is read or sent; and a failure to send is logged with
 //! its whole cause chain.
 
-use crate::common::{BoxError, TestResult, volunteer};
+use crate::common::{BoxError, TestResult, offline_kubeconfig, volunteer};
 
 /// Exit 64 with exactly one line on stderr, which is returned.
 async fn config_error(args: &[&str]) -> Result<String, BoxError> {
@@ -75,14 +75,8 @@ async fn a_collector_that_refuses_connections_is_logged_with_the_cause() -> Test
             .local_addr()?
             .port())
     };
-    let (api, collector) = (closed()?, closed()?);
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{api}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
-        ),
-    )?;
+    let collector = closed()?;
+    let kubeconfig = offline_kubeconfig(dir.path())?;
     let key = dir.path().join("key");
     std::fs::write(&key, "0123456789abcdef0123456789abcdef")?;
     let out = volunteer(&[

@@ -215,3 +215,20 @@ pub(crate) fn code<T>(r: &Result<T, kube::Error>) -> Option<u16> {
         Err(_) => None,
     }
 }
+
+/// Writes `dir/kubeconfig` for an API server that is not there (a loopback port nothing
+/// listens on, so every request is refused at once) and returns its path: a volunteer run that
+/// must not depend on a cluster.
+pub(crate) fn offline_kubeconfig(dir: &Path) -> Result<PathBuf, BoxError> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{closed}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+        ),
+    )?;
+    Ok(path)
+}
