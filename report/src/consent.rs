@@ -7,7 +7,7 @@
 //!
 //! A field is named by its path in the report: object fields joined by `.`, array elements
 //! transparent, so `nodes.kernelVersion` is every node's `kernelVersion` (the names `--omit`
-//! and `skipped` use, where they have one). Every field a [`Report`](crate::Report) can carry
+//! and `skipped` use, where they have one). Every field a [`Report`] can carry
 //! belongs to exactly one version (tested against the report's own types): a field added to
 //! the report without a version here fails the tests, and so cannot reach a cluster whose
 //! operator did not accept it.

@@ -13,7 +13,7 @@
 //! minor (`clusters_by_runtime_version`). A cell the statistics did not publish (too few
 //! clusters, or a metric withheld) is said to be so, never guessed.
 //!
-//! [`fetch`] is the I/O; [`Profile::of`] and [`explain`] are pure.
+//! `fetch` is the I/O; `Profile::of` and `explain` are pure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,7 +35,7 @@ const FORMAT_VERSION: u32 = 2;
 /// The rule a `--compare` URL follows.
 pub(crate) const RULE_URL: &str = "expected the http:// or https:// URL of a published statistics folder (the one holding latest.json), without user name, password, query string or fragment";
 
-/// The published folder, checked ([`parse_url`]), and the timeout of each request.
+/// The published folder, checked (`parse_url`), and the timeout of each request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The folder, ending with `/`.
