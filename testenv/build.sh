@@ -61,7 +61,8 @@ crd() {
 want="${*:-nats-server etcd kube-apiserver bigquery-emulator rulecheck prometheusrule-crd helm}"
 for name in $want; do
   case $name in
-    nats-server) build nats-server "$here" github.com/nats-io/nats-server/v2 ;;
+    # Its own module: testenv/nats/go.mod is the one place the version is named.
+    nats-server) build nats-server "$here/nats" github.com/nats-io/nats-server/v2 ;;
     etcd) build etcd "$here" go.etcd.io/etcd/server/v3 ;;
     kube-apiserver) build kube-apiserver "$here" k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags" ;;
     # The emulator peaks near 6 GiB while linking: never build it beside kube-apiserver.
