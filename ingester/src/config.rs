@@ -114,7 +114,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=50_000))]
     pub(crate) bigquery_max_rows: u32,
 
-    /// Most bytes of JSON rows in one BigQuery insertAll request (BigQuery's limit is 10 MB).
+    /// Most bytes in the JSON body of one BigQuery insertAll request, counted exactly before
+    /// gzip (BigQuery's limit is 10 MB); a single larger row is sent alone.
     #[arg(long, env = "SPARTAKUS_BIGQUERY_MAX_BYTES", default_value_t = 5_000_000,
           value_parser = clap::value_parser!(u64).range(1024..=10_000_000))]
     pub(crate) bigquery_max_bytes: u64,

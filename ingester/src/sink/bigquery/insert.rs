@@ -54,38 +54,73 @@ pub(super) async fn write(
         .collect())
 }
 
-/// Splits `rows` into requests of at most `limits.max_rows` rows and about `limits.max_bytes`
-/// bytes (a single larger row goes alone), each row with `insertId` = its report ID.
+/// Splits `rows` into requests of at most `limits.max_rows` rows whose JSON body, as the client
+/// encodes it before gzip, is at most `limits.max_bytes` bytes (a single larger row goes alone),
+/// each row with `insertId` = its report ID. Sizes are counted exactly, the request's own fields
+/// included, so a limit set at BigQuery's is never crossed by a request of several rows.
 fn chunks(rows: &[Row], limits: Limits) -> Result<Vec<Chunk>, SinkError> {
+    let overhead = encoded_len(&request(Vec::new())?)?;
     let mut chunks = Vec::new();
     let mut current = Vec::new();
-    let mut bytes = 0usize;
+    let mut bytes = overhead;
     for (i, row) in rows.iter().enumerate() {
-        let json = serde_json::to_value(row).map_err(|e| SinkError::BigQuery {
-            status: None,
-            message: e.to_string(),
-        })?;
-        // The request wraps each row in {"insertId": …, "json": …}: count that too.
-        let size = json.to_string().len() + row.report_id.to_string().len() + 32;
+        let json = serde_json::to_value(row).map_err(encoding)?;
+        let row = TableDataInsertAllRequestRows {
+            insert_id: Some(row.report_id.to_string()),
+            json,
+        };
+        let len = encoded_len(&row)?;
+        // The row as it appears in the body, after a comma unless it comes first.
         if !current.is_empty()
-            && (current.len() >= limits.max_rows || bytes + size > limits.max_bytes)
+            && (current.len() >= limits.max_rows || bytes + 1 + len > limits.max_bytes)
         {
             chunks.push(std::mem::take(&mut current));
-            bytes = 0;
+            bytes = overhead;
         }
-        bytes += size;
-        current.push((
-            i,
-            TableDataInsertAllRequestRows {
-                insert_id: Some(row.report_id.to_string()),
-                json,
-            },
-        ));
+        bytes += len + usize::from(!current.is_empty());
+        current.push((i, row));
     }
     if !current.is_empty() {
         chunks.push(current);
     }
     Ok(chunks)
+}
+
+/// The insertAll request for `rows`, as [`insert`] sends it.
+fn request(
+    rows: Vec<TableDataInsertAllRequestRows>,
+) -> Result<TableDataInsertAllRequest, SinkError> {
+    let mut request = TableDataInsertAllRequest::new();
+    // Valid rows are stored even when some are not; the invalid ones are reported by index and
+    // dead-lettered.
+    request.skip_invalid_rows();
+    request.add_rows(rows).map_err(from_bq)?;
+    Ok(request)
+}
+
+/// Bytes of `value` encoded as the client encodes a request body (compact JSON), without
+/// keeping the encoding.
+fn encoded_len(value: &impl serde::Serialize) -> Result<usize, SinkError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_err(encoding)?;
+    Ok(count.0)
+}
+
+fn encoding(e: serde_json::Error) -> SinkError {
+    SinkError::BigQuery {
+        status: None,
+        message: e.to_string(),
+    }
 }
 
 /// Sends one request with retries; outcomes for its rows.
@@ -99,14 +134,9 @@ async fn insert(client: &Client, table: &TableRef, chunk: Chunk) -> Vec<(usize, 
     let send = || {
         let rows = rows.clone();
         async move {
-            let mut request = TableDataInsertAllRequest::new();
-            // Valid rows are stored even when some are not; the invalid ones are reported
-            // by index and dead-lettered.
-            request.skip_invalid_rows();
-            request.add_rows(rows).map_err(from_bq)?;
             client
                 .tabledata()
-                .insert_all(project, dataset, table, request)
+                .insert_all(project, dataset, table, request(rows)?)
                 .await
                 .map_err(from_bq)
         }
@@ -229,6 +259,58 @@ mod tests {
             );
         }
     }
+
+    /// The body the client sends for `chunk` (before gzip).
+    fn body_len(chunk: &Chunk) -> usize {
+        let rows = chunk.iter().map(|(_, r)| r.clone()).collect();
+        serde_json::to_vec(&request(rows).unwrap()).unwrap().len()
+    }
+
+    #[test]
+    fn every_request_body_fits_the_byte_limit_with_its_own_fields_and_no_request_is_split_early() {
+        let rows = rows(12);
+        let one = body_len(&chunks(&rows[..1], LIMITLESS).unwrap()[0]);
+        let row = encoded_len(&chunks(&rows[..1], LIMITLESS).unwrap()[0][0].1).unwrap();
+        // From one row per request to all of them in one; and limits within 60 bytes of a whole
+        // number of rows, where counting the rows alone, without the request's own fields,
+        // would put one row too many in a request.
+        let coarse = (one..=12 * one)
+            .step_by(one / 7)
+            .flat_map(|b| [(b, 1), (b, 5), (b, 500)]);
+        let near = (1..=12).flat_map(|k| (k * row - 60..=k * row + 60).map(|b| (b, 500)));
+        for (max_bytes, max_rows) in coarse.chain(near) {
+            let limits = Limits {
+                max_rows,
+                max_bytes,
+            };
+            let chunks = chunks(&rows, limits).unwrap();
+            let order: Vec<usize> = chunks.iter().flatten().map(|(i, _)| *i).collect();
+            assert_eq!(
+                order,
+                (0..12).collect::<Vec<_>>(),
+                "every row once, in order"
+            );
+            for (n, chunk) in chunks.iter().enumerate() {
+                assert!(chunk.len() <= max_rows);
+                assert!(
+                    chunk.len() == 1 || body_len(chunk) <= max_bytes,
+                    "{max_bytes}: a request of {} bytes",
+                    body_len(chunk)
+                );
+                // Full: the next row would have crossed a limit.
+                if let Some(next) = chunks.get(n + 1) {
+                    let mut grown = chunk.clone();
+                    grown.push(next[0].clone());
+                    assert!(grown.len() > max_rows || body_len(&grown) > max_bytes);
+                }
+            }
+        }
+    }
+
+    const LIMITLESS: Limits = Limits {
+        max_rows: usize::MAX,
+        max_bytes: usize::MAX,
+    };
 
     #[test]
     fn a_batch_is_split_by_bytes_and_a_row_larger_than_the_limit_goes_alone() {

@@ -45,7 +45,7 @@ use stored::bigquery::Credentials;
 pub struct Limits {
     /// Most rows per request.
     pub max_rows: usize,
-    /// Most bytes of row JSON per request.
+    /// Most bytes of a request's JSON body, as encoded before gzip.
     pub max_bytes: usize,
 }
 
