@@ -51,6 +51,8 @@
             ingester
             stats
             ;
+          # The release testenv/nats/go.mod names (the tests' server), not nixpkgs'.
+          nats-server = import ./nix/nats-server.nix { inherit pkgs; };
           default = pkgs.symlinkJoin {
             name = "spartakus-${volunteer.version}";
             paths = [
@@ -120,7 +122,7 @@
               pkgs.cargo-nextest
               pkgs.rust-analyzer
               pkgs.go # testenv/build.sh builds kube-apiserver, etcd and the BigQuery emulator
-              pkgs.nats-server
+              self.packages.${system}.nats-server # pinned: nix/nats-server.nix
               pkgs.sqlite
               pkgs.kubectl
               pkgs.openssl

@@ -34,9 +34,11 @@ in
   cacert = pkg "cacert";
   cargo-nextest = pkg "cargo-nextest";
   chromium = pkg "chromium";
-  go = pkg "go";
+  go = stub "go-1.26.8" {
+    pname = "go";
+    version = "1.26.8";
+  };
   kubectl = pkg "kubectl";
-  nats-server = pkg "nats-server";
   nixfmt-tree = pkg "nixfmt-tree";
   openssl = pkg "openssl";
   rust-analyzer = pkg "rust-analyzer";
@@ -53,6 +55,49 @@ in
     stub name { inherit paths meta; };
 
   mkShell = args: stub "shell" { inherit args; };
+
+  # A fixed-output fetch: a real (SRI) hash, never lib.fakeHash's zeros.
+  fetchzip =
+    {
+      url,
+      hash,
+      stripRoot ? true,
+    }:
+    assert check (builtins.match "https://.*[.]zip" url != null) "fetchzip needs an https URL of a zip";
+    assert check (
+      builtins.match "sha256-[A-Za-z0-9+/]{43}=" hash != null
+      && hash != "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    ) "fetchzip ${url}: hash must be a computed sha256 SRI hash";
+    stub "source" { inherit url hash stripRoot; };
+
+  buildGoModule =
+    {
+      pname,
+      version,
+      src,
+      vendorHash,
+      modRoot ? "./",
+      subPackages ? [ ],
+      doCheck ? true,
+      meta ? { },
+    }:
+    assert check (
+      vendorHash == null
+      || builtins.match "sha256-[A-Za-z0-9+/]{43}=" vendorHash != null
+      && vendorHash != "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    ) "buildGoModule ${pname}: vendorHash must be a computed sha256 SRI hash (or null)";
+    stub "${pname}-${version}" {
+      inherit
+        pname
+        version
+        src
+        vendorHash
+        modRoot
+        subPackages
+        doCheck
+        meta
+        ;
+    };
 
   dockerTools.buildLayeredImage =
     {
