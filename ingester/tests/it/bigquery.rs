@@ -846,3 +846,104 @@ async fn an_erasure_is_done_only_after_a_delete_past_the_grace() {
         "{done:?}"
     );
 }
+
+/// A batch's rows as the proxy saw them arrive: per request, its rows' report IDs, after
+/// checking every request was answered 200.
+fn requests_of(proxy: &BigQueryProxy) -> Vec<Vec<String>> {
+    proxy
+        .inserts()
+        .into_iter()
+        .map(|s| {
+            assert_eq!(s.status, 200, "every request stored");
+            s.rows.into_iter().map(|(id, _)| id.unwrap()).collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_over_a_request_limit_is_stored_completely_in_several_requests_each_within_it() {
+    let bq = testenv::BigQuery::start().await.expect("bigquery-emulator");
+    let proxy = proxy_to(&bq).await;
+    let table = TableRef {
+        project: bq.project().into(),
+        dataset: "split".into(),
+        table: "reports".into(),
+    };
+    let client = BigQuerySink::client(
+        Some(&format!("{}/bigquery/v2", proxy.endpoint())),
+        Some(&Credentials::None),
+    )
+    .await
+    .unwrap();
+    let sink = |limits| BigQuerySink::new(client.clone(), table.clone(), limits);
+    sink(LIMITS).ensure_table().await.unwrap();
+    let rows = test_rows(60);
+    // Each row as it appears in a request body (compact JSON, as the client encodes it), and
+    // the body's own fields: `{"ignoreUnknownValues":false,"rows":[…],"skipInvalidRows":true}`.
+    let encoded: HashMap<String, usize> = rows
+        .iter()
+        .map(|r| {
+            let id = r.report_id.to_string();
+            let row = serde_json::json!({"insertId": id, "json": r});
+            (id, serde_json::to_vec(&row).unwrap().len())
+        })
+        .collect();
+    let envelope = r#"{"ignoreUnknownValues":false,"rows":[],"skipInvalidRows":true}"#.len();
+    let total: usize = encoded.values().sum();
+
+    // By bytes: a limit of about a tenth of the batch.
+    let max_bytes = total / 10;
+    let outcomes = sink(Limits {
+        max_rows: 500,
+        max_bytes,
+    })
+    .write(rows[..30].to_vec())
+    .await
+    .unwrap();
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Written)),
+        "{outcomes:?}"
+    );
+    let by_bytes = requests_of(&proxy);
+    assert!(by_bytes.len() >= 5, "{} requests", by_bytes.len());
+    for request in &by_bytes {
+        let body = envelope + request.iter().map(|id| encoded[id] + 1).sum::<usize>() - 1;
+        assert!(
+            body <= max_bytes,
+            "a request of {body} bytes over {max_bytes}"
+        );
+    }
+
+    // By rows: 7 at most.
+    let before = proxy.inserts().len();
+    let outcomes = sink(Limits {
+        max_rows: 7,
+        max_bytes: 5_000_000,
+    })
+    .write(rows[30..].to_vec())
+    .await
+    .unwrap();
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Written)),
+        "{outcomes:?}"
+    );
+    let by_rows = requests_of(&proxy).split_off(before);
+    // In the order answered: the requests of a batch are sent at once.
+    let mut sizes: Vec<usize> = by_rows.iter().map(Vec::len).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [2, 7, 7, 7, 7]);
+
+    // Every row sent in exactly one request, and stored once.
+    let sent: Vec<String> = by_bytes.iter().chain(&by_rows).flatten().cloned().collect();
+    let want: Vec<String> = rows.iter().map(|r| r.report_id.to_string()).collect();
+    let mut sorted_sent = sent.clone();
+    sorted_sent.sort();
+    let mut sorted_want = want.clone();
+    sorted_want.sort();
+    assert_eq!(sorted_sent, sorted_want, "each row in exactly one request");
+    let stored = count_by_report(&bq, "split.reports").await.unwrap();
+    assert_eq!(stored.len(), 60);
+    for id in &want {
+        assert_eq!(stored.get(id), Some(&1), "{id} stored once");
+    }
+}
