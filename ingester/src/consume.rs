@@ -16,6 +16,7 @@
 //! a consumer info request; a server that does not answer it in time unbinds the consumer
 //! (`/readyz` says so), which binds again once the server answers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +35,10 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::row::{self, Row};
 use crate::sink::{Outcome, Sink};
+
+/// Batches handed to the sink at once: one being written and the next, queued behind it, so
+/// the sink never waits for the consumer between two batches.
+const WRITES_AHEAD: usize = 2;
 
 /// The delay of the nak that hands back the messages of a batch whose sink failed for good.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
@@ -135,6 +140,14 @@ struct Decoded {
     started: Instant,
 }
 
+impl Decoded {
+    /// Adds `other`'s messages and rows (both batches' aside messages are already carried out).
+    fn append(&mut self, other: Decoded) {
+        self.messages.extend(other.messages);
+        self.rows.extend(other.rows);
+    }
+}
+
 /// A delivered message that will not be written, and what should happen to it.
 enum Aside {
     /// Received before the retention's cutoff: acknowledged unstored.
@@ -164,81 +177,123 @@ struct Writing {
 }
 
 impl<S: Sink> Worker<S> {
-    /// Pulls batches until shutdown, as a three-stage pipeline: while batch N is written,
-    /// batch N+1 is decoded and batch N+2 requested (once N is settled, when N and N+1 fill
-    /// the byte budget). Writes stay in order, one at a time, and
-    /// every message is settled only after the sink answered for its batch. On shutdown no new
-    /// request is made and the batches already requested are finished, so nothing is left
-    /// delivered-but-unhandled. When the sink fails for good, what is in hand is nakked.
+    /// Pulls batches until shutdown, as a pipeline that keeps the sink busy: up to
+    /// [`WRITES_AHEAD`] batches are handed to the sink at once (the SQLite writer takes the
+    /// next from its queue the moment it commits one), while the next batch is pulled and
+    /// decoded, and a batch is settled (acked) as soon as its own write answered, while the next
+    /// is being written. Every message is settled only after the sink answered for its batch.
+    /// At most three batches are in hand (two when those being written fill the byte budget).
+    /// On shutdown no new request is made and the batches already requested are finished, so
+    /// nothing is left delivered-but-unhandled. When the sink fails for good, what is in hand
+    /// is nakked.
     async fn consume(&self, mut consumer: PullConsumer, shutdown: &CancellationToken) -> Ended {
         let mut liveness = Liveness::new(self.settings.durable.nats_timeout);
-        let mut in_flight = Some(self.request(&consumer));
-        let mut writing: Option<Writing> = None;
+        let mut in_flight: Option<JoinHandle<Result<Vec<Message>, async_nats::Error>>> = None;
+        let mut ready: Option<Decoded> = None;
+        let mut writes: VecDeque<Writing> = VecDeque::new();
         let mut ended = Ended::Shutdown;
-        while let Some(request) = in_flight.take() {
-            let batch = match request.await {
-                Ok(Ok(batch)) if !batch.is_empty() => {
-                    liveness.answered();
-                    batch
-                }
-                // Nothing came: an idle stream, or a server that stopped answering.
-                Ok(Ok(batch)) => match liveness.check(&mut consumer).await {
-                    Ok(()) => batch,
-                    Err(e) => {
-                        tracing::warn!(error = %plumbing::Chain(&e), "NATS is not answering; rebinding");
-                        ended = Ended::StreamFailed;
-                        break;
-                    }
-                },
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %plumbing::Chain(&*e), "pull request failed; rebinding");
-                    ended = Ended::StreamFailed;
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %plumbing::Chain(&e), "pull task failed; rebinding");
-                    ended = Ended::StreamFailed;
-                    break;
-                }
-            };
-            // The next batch is requested at once while the messages in hand leave room for it
-            // under the byte budget, else once the batch being written is settled: large
-            // reports are then in hand two batches at a time, not three.
-            let held = payload_bytes(batch.iter())
-                + writing
-                    .as_ref()
-                    .map_or(0, |w| payload_bytes(w.messages.iter().map(|p| &p.message)));
-            let ahead = held < self.settings.batch_max_bytes;
-            if ahead && !shutdown.is_cancelled() {
+        loop {
+            if writes.len() < WRITES_AHEAD
+                && let Some(decoded) = ready.take()
+                && let Some(w) = self.start_write(decoded)
+            {
+                writes.push_back(w);
+            }
+            // Another batch while there is room for it: always for small reports, and while
+            // fewer than two batches are written for large ones.
+            let held = writes
+                .iter()
+                .map(|w| payload_bytes(w.messages.iter().map(|p| &p.message)))
+                .sum::<usize>();
+            if in_flight.is_none()
+                && ready.is_none()
+                && !shutdown.is_cancelled()
+                && (writes.len() < WRITES_AHEAD || held < self.settings.batch_max_bytes)
+            {
                 in_flight = Some(self.request(&consumer));
             }
-            let decoded = self.take(batch).await;
-            if let Some(previous) = writing.take()
-                && let Err(e) = self.settle(previous).await
-            {
-                self.hand_back(decoded.messages).await;
-                ended = Ended::Failed(e);
+            if in_flight.is_none() && writes.is_empty() && ready.is_none() {
                 break;
             }
-            if !ahead && !shutdown.is_cancelled() {
-                in_flight = Some(self.request(&consumer));
+            tokio::select! {
+                biased;
+                joined = async {
+                    match writes.front_mut() {
+                        Some(w) => (&mut w.task).await,
+                        None => std::future::pending().await,
+                    }
+                }, if !writes.is_empty() => {
+                    let Some(w) = writes.pop_front() else { continue };
+                    if let Err(e) = self.settle(joined, w.messages, w.started).await {
+                        ended = Ended::Failed(e);
+                        break;
+                    }
+                }
+                pulled = async {
+                    match in_flight.as_mut() {
+                        Some(request) => request.await,
+                        None => std::future::pending().await,
+                    }
+                }, if in_flight.is_some() => {
+                    in_flight = None;
+                    let batch = match pulled {
+                        Ok(Ok(batch)) if !batch.is_empty() => {
+                            liveness.answered();
+                            batch
+                        }
+                        // Nothing came: an idle stream, or a server that stopped answering.
+                        Ok(Ok(batch)) => match liveness.check(&mut consumer).await {
+                            Ok(()) => batch,
+                            Err(e) => {
+                                tracing::warn!(error = %plumbing::Chain(&e), "NATS is not answering; rebinding");
+                                ended = Ended::StreamFailed;
+                                break;
+                            }
+                        },
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %plumbing::Chain(&*e), "pull request failed; rebinding");
+                            ended = Ended::StreamFailed;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %plumbing::Chain(&e), "pull task failed; rebinding");
+                            ended = Ended::StreamFailed;
+                            break;
+                        }
+                    };
+                    if !batch.is_empty() {
+                        ready = Some(self.take(batch).await);
+                    }
+                }
             }
-            writing = self.start_write(decoded);
         }
-        if let Some(previous) = writing.take()
-            && let Err(e) = self.settle(previous).await
+        // Rebinding or failing: settle what is in hand, in order. After a failure for good
+        // what was not handed to the sink yet is handed back.
+        let failed = |ended: &Ended| matches!(ended, Ended::Failed(_));
+        while let Some(w) = writes.pop_front() {
+            let joined = w.task.await;
+            if let Err(e) = self.settle(joined, w.messages, w.started).await
+                && !failed(&ended)
+            {
+                ended = Ended::Failed(e);
+            }
+        }
+        if let Some(request) = in_flight
+            && let Ok(Ok(batch)) = request.await
+            && !batch.is_empty()
         {
-            ended = Ended::Failed(e);
+            let decoded = self.take(batch).await;
+            match ready.as_mut() {
+                Some(r) => r.append(decoded),
+                None => ready = Some(decoded),
+            }
         }
-        if let Some(request) = in_flight {
-            // Rebinding or failing: settle what the last request brought.
-            if let Ok(Ok(batch)) = request.await {
-                let decoded = self.take(batch).await;
-                if matches!(ended, Ended::Failed(_)) {
-                    self.hand_back(decoded.messages).await;
-                } else if let Some(w) = self.start_write(decoded)
-                    && let Err(e) = self.settle(w).await
-                {
+        if let Some(decoded) = ready {
+            if failed(&ended) {
+                self.hand_back(decoded.messages).await;
+            } else if let Some(w) = self.start_write(decoded) {
+                let joined = w.task.await;
+                if let Err(e) = self.settle(joined, w.messages, w.started).await {
                     ended = Ended::Failed(e);
                 }
             }
@@ -246,10 +301,13 @@ impl<S: Sink> Worker<S> {
         ended
     }
 
-    /// One pull request: up to `batch_size` messages and `batch_max_bytes` bytes, waiting at
-    /// most `batch_wait`. When the next message alone is larger than the byte budget, JetStream
-    /// delivers nothing and says so; that message is then pulled alone, so that it is written
-    /// like any other rather than refused for ever.
+    /// One batch: what the stream holds now, up to `batch_size` messages and `batch_max_bytes`
+    /// bytes, without waiting; when it holds nothing, the first report to arrive within
+    /// `batch_wait` and what arrived with it. A batch never waits to fill: under load it fills
+    /// while the previous one is written, and the last report of a burst is written at once
+    /// rather than after `batch_wait`. When the next message alone is larger than the byte
+    /// budget, JetStream delivers nothing and says so; that message is then pulled alone, so
+    /// that it is written like any other rather than refused for ever.
     fn request(
         &self,
         consumer: &PullConsumer,
@@ -259,19 +317,32 @@ impl<S: Sink> Worker<S> {
         let (size, max_bytes, wait) = (s.batch_size, s.batch_max_bytes, s.batch_wait);
         let timeout = s.durable.nats_timeout;
         tokio::spawn(async move {
-            match pull(&consumer, size, Some(max_bytes), wait, timeout).await? {
-                Pulled::Batch(batch) => Ok(batch),
-                Pulled::TooLarge => {
-                    tracing::debug!(
-                        max_bytes,
-                        "the next report is larger than --batch-max-bytes: pulling it alone"
-                    );
-                    match pull(&consumer, 1, None, wait, timeout).await? {
-                        Pulled::Batch(batch) => Ok(batch),
-                        Pulled::TooLarge => Ok(Vec::new()),
-                    }
+            match pull(&consumer, Pull::Now { size, max_bytes }, timeout).await? {
+                Pulled::Batch(batch) if !batch.is_empty() => return Ok(batch),
+                Pulled::Batch(_) => {}
+                Pulled::TooLarge => return pull_alone(&consumer, max_bytes, timeout).await,
+            }
+            let Pulled::Batch(mut batch) = pull(&consumer, Pull::First { wait }, timeout).await?
+            else {
+                return Ok(Vec::new());
+            };
+            let left = max_bytes.saturating_sub(payload_bytes(batch.iter()));
+            if batch.is_empty() || size <= 1 || left == 0 {
+                return Ok(batch);
+            }
+            // What arrived with the first: a failure here only ends the batch early.
+            let more = Pull::Now {
+                size: size - 1,
+                max_bytes: left,
+            };
+            match pull(&consumer, more, timeout).await {
+                Ok(Pulled::Batch(more)) => batch.extend(more),
+                Ok(Pulled::TooLarge) => {}
+                Err(e) => {
+                    tracing::debug!(error = %plumbing::Chain(&*e), "pull after the first report failed")
                 }
             }
+            Ok(batch)
         })
     }
 
@@ -375,17 +446,17 @@ impl<S: Sink> Worker<S> {
         })
     }
 
-    /// Waits for a batch's write and settles every message in it: ack what is stored,
+    /// Settles every message of a batch whose write answered (`joined`): ack what is stored,
     /// dead-letter what never will be, nak what may be later. `Err` when the sink failed for
     /// good or the task panicked; the batch's messages are nakked then.
-    async fn settle(&self, writing: Writing) -> Result<(), ConsumeError> {
-        let Writing {
-            task,
-            messages,
-            started,
-        } = writing;
+    async fn settle(
+        &self,
+        joined: Result<Result<Vec<Outcome>, SinkError>, JoinError>,
+        messages: Vec<Pending>,
+        started: Instant,
+    ) -> Result<(), ConsumeError> {
         let sink = self.sink.name();
-        let result = match task.await {
+        let result = match joined {
             Ok(result) => result,
             Err(e) => {
                 tracing::error!(error = %plumbing::Chain(&e), rows = messages.len(), "sink write task panicked; handing the batch back");
@@ -541,35 +612,80 @@ fn payload_bytes<'a>(messages: impl Iterator<Item = &'a Message>) -> usize {
 
 /// What one pull request brought.
 enum Pulled {
-    /// The messages delivered (maybe none, when none came before the request expired).
+    /// The messages delivered (maybe none).
     Batch(Vec<Message>),
     /// None: the next message alone is larger than the request's byte budget.
     TooLarge,
 }
 
-/// One pull request of up to `size` messages and `max_bytes` bytes, which JetStream ends after
-/// `wait`; given up `timeout` after that when the server has not ended it (what arrived is
-/// kept), an error if nothing did.
+/// A pull request.
+#[derive(Debug, Clone, Copy)]
+enum Pull {
+    /// What the stream holds now, up to `size` messages and `max_bytes` bytes, without
+    /// waiting (JetStream's `no_wait`).
+    Now { size: usize, max_bytes: usize },
+    /// The next message, waiting up to `wait` for it (one message: never over a byte budget).
+    First { wait: Duration },
+}
+
+/// The next message alone, larger than `max_bytes`: pulled without a byte budget.
+async fn pull_alone(
+    consumer: &PullConsumer,
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<Vec<Message>, async_nats::Error> {
+    tracing::debug!(
+        max_bytes,
+        "the next report is larger than --batch-max-bytes: pulling it alone"
+    );
+    match pull(
+        consumer,
+        Pull::First {
+            wait: Duration::ZERO,
+        },
+        timeout,
+    )
+    .await?
+    {
+        Pulled::Batch(batch) => Ok(batch),
+        Pulled::TooLarge => Ok(Vec::new()),
+    }
+}
+
+/// One pull request, which JetStream ends at once (`Now`) or after `wait` (`First`); given up
+/// `timeout` after that when the server has not ended it (what arrived is kept), an error if
+/// nothing did.
 async fn pull(
     consumer: &PullConsumer,
-    size: usize,
-    max_bytes: Option<usize>,
-    wait: Duration,
+    request: Pull,
     timeout: Duration,
 ) -> Result<Pulled, async_nats::Error> {
+    let (wait, now) = match request {
+        Pull::Now { .. } => (Duration::ZERO, true),
+        Pull::First { wait } => (wait, false),
+    };
     let deadline = tokio::time::Instant::now() + wait + timeout;
     let unanswered = || -> async_nats::Error {
         format!("pull request not answered within {wait:?} plus {timeout:?} (--nats-timeout)")
             .into()
     };
-    let mut request = consumer.batch().max_messages(size).expires(wait);
-    if let Some(max_bytes) = max_bytes {
-        request = request.max_bytes(max_bytes);
-    }
-    let mut messages = tokio::time::timeout_at(deadline, request.messages())
-        .await
-        .map_err(|_| unanswered())??;
-    let mut batch = Vec::with_capacity(size);
+    let messages = match request {
+        // JetStream ends a no-wait request itself, once it delivered what it holds.
+        Pull::Now { size, max_bytes } => {
+            let fetch = consumer.fetch().max_messages(size).max_bytes(max_bytes);
+            tokio::time::timeout_at(deadline, fetch.messages()).await
+        }
+        // A waiting request needs an expiry of at least 1 ms.
+        Pull::First { wait } => {
+            let batch = consumer
+                .batch()
+                .max_messages(1)
+                .expires(wait.max(Duration::from_millis(1)));
+            tokio::time::timeout_at(deadline, batch.messages()).await
+        }
+    };
+    let mut messages = messages.map_err(|_| unanswered())??;
+    let mut batch = Vec::new();
     loop {
         let message = match tokio::time::timeout_at(deadline, messages.next()).await {
             Ok(Some(message)) => message,
@@ -591,11 +707,25 @@ async fn pull(
                 tracing::debug!(error = %plumbing::Chain(&*e), "pull request ended early");
                 break;
             }
-            Err(e) if max_bytes.is_some() && exceeds_max_bytes(&*e) => return Ok(Pulled::TooLarge),
+            Err(e) if now && exceeds_max_bytes(&*e) => return Ok(Pulled::TooLarge),
+            // A no-wait request JetStream will not serve now (e.g. 409 Exceeded
+            // MaxAckPending, where a waiting request would wait): the waiting request follows.
+            Err(e) if now && is_status(&*e) => {
+                tracing::debug!(error = %plumbing::Chain(&*e), "no-wait pull refused");
+                break;
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(Pulled::Batch(batch))
+}
+
+/// Whether a pull request was ended by a JetStream status (async-nats passes it on as the
+/// error's text), not by the connection.
+fn is_status(error: &(dyn std::error::Error + 'static)) -> bool {
+    plumbing::Chain(error)
+        .to_string()
+        .contains("error while processing messages from the stream")
 }
 
 /// Whether a pull request ended because the next message was larger than its byte budget:
