@@ -78,17 +78,25 @@ pub struct Config {
 
     /// Most bytes of reports in one batch, as stored in the stream (e.g. `8MiB`): a batch pulls
     /// fewer reports when they are large. A report larger than this is pulled and written
-    /// alone. Up to three batches are in hand at once (one arriving, one decoded, one being
-    /// written), two once those in hand fill the budget, and a decoded report takes a few
+    /// alone. Up to three batches are in hand at once (one arriving and decoded, two handed to
+    /// the sink), two once those in hand fill the budget, and a decoded report takes a few
     /// times its stored size: the default keeps the ingester within a 256Mi memory limit with
     /// reports of up to 16 MiB.
     #[arg(long, env = "SPARTAKUS_BATCH_MAX_BYTES", default_value = "8MiB",
           value_parser = parse_batch_bytes)]
     pub(crate) batch_max_bytes: u64,
 
-    /// Longest wait for a batch to fill once its first report arrived.
+    /// Longest a pull request waits for a report when the stream holds none; it is then made
+    /// again. A batch never waits to fill: it takes what the stream holds.
     #[arg(long, env = "SPARTAKUS_BATCH_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) batch_wait: Duration,
+
+    /// SQLite's page cache (e.g. `64MiB`), for the `sqlite:` sink: large enough to hold the
+    /// indexes a report's insert touches at random places (its report ID and its cluster, about
+    /// 110 bytes a stored report), so that writing does not read pages back from the file.
+    #[arg(long, env = "SPARTAKUS_SQLITE_CACHE", default_value = "128MiB",
+          value_parser = parse_sqlite_cache)]
+    pub(crate) sqlite_cache: u64,
 
     /// Where rows go: `sqlite:PATH`, `bigquery://PROJECT/DATASET/TABLE`, or `stdout` (JSON lines).
     #[arg(
@@ -173,6 +181,16 @@ fn parse_batch_bytes(s: &str) -> Result<u64, String> {
         Ok(bytes)
     } else {
         Err(format!("{bytes} bytes: between 64KiB and 1GiB"))
+    }
+}
+
+/// `--sqlite-cache`: from 1MiB (SQLite's own default is 2 MB) to 64GiB.
+fn parse_sqlite_cache(s: &str) -> Result<u64, String> {
+    let bytes = plumbing::cli::parse_bytes(s)?;
+    if (1 << 20..=64 << 30).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!("{bytes} bytes: between 1MiB and 64GiB"))
     }
 }
 

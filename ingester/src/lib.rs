@@ -99,7 +99,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     match config.sink.clone() {
         SinkSpec::Sqlite(path) => {
-            let sink = SqliteSink::open(&path).map_err(Error::Sink)?;
+            let sink =
+                SqliteSink::open_with_cache(&path, config.sqlite_cache).map_err(Error::Sink)?;
             tracing::info!(path = %path.display(), "sink: sqlite");
             serve(config, listener, sink, shutdown).await
         }

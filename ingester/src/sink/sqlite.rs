@@ -43,9 +43,15 @@ pub struct SqliteSink {
 }
 
 impl SqliteSink {
-    /// Opens (or creates) the database, applies pending migrations and starts the writer thread.
+    /// Opens (or creates) the database, applies pending migrations and starts the writer
+    /// thread, with a page cache of [`DEFAULT_CACHE`].
     pub fn open(path: &Path) -> Result<Self, SinkError> {
-        let conn = open_connection(path)?;
+        Self::open_with_cache(path, DEFAULT_CACHE)
+    }
+
+    /// [`SqliteSink::open`] with a page cache of `cache_bytes` (`--sqlite-cache`).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, SinkError> {
+        let conn = open_connection_with_cache(path, cache_bytes)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -54,9 +60,24 @@ impl SqliteSink {
     }
 }
 
-/// Opens the file with the pragmas the ingester relies on and migrates it.
+/// `--sqlite-cache`'s default: the random-place indexes of about a million reports.
+pub const DEFAULT_CACHE: u64 = 128 << 20;
+
+/// Opens the file with the pragmas the ingester relies on and migrates it, with a page cache
+/// of [`DEFAULT_CACHE`].
 pub fn open_connection(path: &Path) -> Result<Connection, SinkError> {
+    open_connection_with_cache(path, DEFAULT_CACHE)
+}
+
+/// [`open_connection`] with a page cache of `cache_bytes`.
+pub fn open_connection_with_cache(path: &Path, cache_bytes: u64) -> Result<Connection, SinkError> {
     let mut conn = Connection::open(path)?;
+    // A negative cache_size is in KiB. Each report's insert lands at random places in two
+    // indexes (its report ID, a random UUID, and its cluster): with SQLite's default 2 MB
+    // they outgrow the cache at some tens of thousands of reports, and every insert then reads
+    // pages back from the file.
+    let kib = i64::try_from(cache_bytes / 1024).unwrap_or(i64::MAX);
+    conn.pragma_update(None, "cache_size", -kib)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers (people querying) never block the writer. FULL: a commit is on disk before
     // we acknowledge the reports in it, even across a power loss.

@@ -1,8 +1,12 @@
 //! Batches are bounded by bytes as well as by count: large reports are pulled a few at a time,
-//! and a report larger than the whole budget is still written, alone.
+//! and a report larger than the whole budget is still written, alone. A batch never waits to
+//! fill: the last reports of a burst, and a lone report on an idle stream, are stored at once,
+//! not when `--batch-wait` ends the pull.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
+
+use clap::Parser;
 
 use report::{Envelope, ReportId};
 
@@ -78,5 +82,66 @@ async fn large_reports_are_pulled_a_few_at_a_time_and_one_over_the_budget_alone(
     let info = nats.consumer_info().await;
     assert_eq!(info.num_ack_pending, 0);
     assert_eq!(info.num_pending, 0);
+    ingester.stop().await;
+}
+
+/// An ingester on `nats` writing to `db` whose pulls wait up to 30 s for a report: far longer
+/// than any test below waits for one to be stored.
+async fn patient_ingester(nats: &Nats, db: &std::path::Path) -> InProcess {
+    let sink = format!("sqlite:{}", db.display());
+    let config = ingester::config::Config::try_parse_from([
+        "ingester",
+        "--nats-url",
+        &nats.url(),
+        "--sink",
+        &sink,
+        "--listen",
+        "127.0.0.1:0",
+        "--batch-wait",
+        "30s",
+    ])
+    .unwrap();
+    InProcess::start(config).await
+}
+
+/// Well under `--batch-wait` (30 s): a report waiting for a pull to expire is not stored in it.
+const PROMPT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn the_last_reports_of_a_burst_are_stored_without_waiting_for_the_batch_wait() {
+    let nats = Nats::with_stream().await;
+    // Two full batches of 500 and three left over, all queued before the ingester starts.
+    let queued = envelopes(1_003);
+    nats.publish_all(&queued).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("spartakus.sqlite");
+    let ingester = patient_ingester(&nats, &db).await;
+    eventually(PROMPT, "all 1,003 reports in SQLite", || async {
+        sqlite_i64(&db, "SELECT count(*) FROM reports") == 1_003
+    })
+    .await;
+    let info = nats.consumer_info().await;
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+    ingester.stop().await;
+}
+
+#[tokio::test]
+async fn a_lone_report_on_an_idle_stream_is_stored_without_waiting_for_the_batch_wait() {
+    let nats = Nats::with_stream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("spartakus.sqlite");
+    let ingester = patient_ingester(&nats, &db).await;
+    // Bound and pulling: its pull request waits for a report.
+    eventually(PROMPT, "the ingester ready", || async {
+        ingester.get("/readyz").await.0 == 200
+    })
+    .await;
+    for (i, one) in envelopes(3).into_iter().enumerate() {
+        nats.publish_all(std::slice::from_ref(&one)).await;
+        eventually(PROMPT, "the lone report in SQLite", || async {
+            sqlite_i64(&db, "SELECT count(*) FROM reports") == i as i64 + 1
+        })
+        .await;
+    }
     ingester.stop().await;
 }
