@@ -86,7 +86,7 @@ fn chunks(rows: &[Row], limits: Limits) -> Result<Vec<Chunk>, SinkError> {
     Ok(chunks)
 }
 
-/// The insertAll request for `rows`, as [`insert`] sends it.
+/// The insertAll request for `rows`, as `insert` sends it.
 fn request(
     rows: Vec<TableDataInsertAllRequestRows>,
 ) -> Result<TableDataInsertAllRequest, SinkError> {
