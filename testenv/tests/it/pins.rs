@@ -179,6 +179,9 @@ fn the_docs_state_the_pinned_release() {
     let version = pinned();
     let mut docs = vec!["README.md".to_string(), "k8s/README.md".to_string()];
     files("docs", &[".md"], &mut docs);
+    // A dated record of runs: each names the release it ran on, which stays true after an
+    // upgrade. Everywhere else a stated release is a claim about today's pin.
+    docs.retain(|d| d != "docs/measurements.md");
     let mut stated = 0;
     for file in &docs {
         let text = read(file);
