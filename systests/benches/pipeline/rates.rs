@@ -280,10 +280,46 @@ impl Cpu {
     }
 }
 
+/// The load average, and the share of time some task waited for the disk (`/proc/pressure/io`,
+/// over 10 s): fsyncs are on every report's path, so other work's disk traffic is noise too.
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
+    let load = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|e| format!("? ({e})"))
+        .unwrap_or_else(|e| format!("? ({e})"));
+    let io = std::fs::read_to_string("/proc/pressure/io")
+        .ok()
+        .and_then(|p| {
+            let some = p.lines().next()?;
+            Some(
+                some.split_whitespace()
+                    .nth(1)?
+                    .trim_start_matches("avg10=")
+                    .to_owned(),
+            )
+        })
+        .unwrap_or_else(|| "?".into());
+    format!("{load}; io pressure (some, avg10) {io} %")
+}
+
+/// The median and worst of 100 writes of 4 KiB each followed by an fsync, in the system's
+/// temporary folder where NATS and SQLite keep their files: what every commit waits for.
+fn fsync_probe() -> Result<String, BoxError> {
+    let dir = tempfile::tempdir()?;
+    let mut file = std::fs::File::create(dir.path().join("probe"))?;
+    let mut took = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let t = std::time::Instant::now();
+        file.write_all(&[0u8; 4096])?;
+        file.sync_data()?;
+        took.push(t.elapsed());
+    }
+    took.sort_unstable();
+    Ok(format!(
+        "4 KiB write + fsync in {}: p50 {}, max {}",
+        std::env::temp_dir().display(),
+        ms(took[50]),
+        ms(took[99])
+    ))
 }
 
 /// `count` distinct gzipped report bodies of the realistic population.
@@ -352,7 +388,8 @@ fn reports(count: usize) -> Result<Vec<Vec<u8>>, BoxError> {
 /// How one request ended.
 enum Outcome {
     Accepted,
-    Refused(u16),
+    /// The status and the problem's type (its last path segment), e.g. `503 overloaded`.
+    Refused(String),
     Failed,
 }
 
@@ -368,9 +405,14 @@ async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Outcome {
         Ok(r) if r.status().is_success() => Outcome::Accepted,
         Ok(r) => {
             let status = r.status().as_u16();
-            // Read the problem body so the connection can be used again.
-            let _ = r.bytes().await;
-            Outcome::Refused(status)
+            // Reading the problem body also lets the connection be used again.
+            let problem: Option<serde_json::Value> = r.json().await.ok();
+            let kind = problem
+                .as_ref()
+                .and_then(|p| p["type"].as_str())
+                .and_then(|t| t.rsplit('/').next())
+                .unwrap_or("?");
+            Outcome::Refused(format!("{status} {kind}"))
         }
         Err(_) => Outcome::Failed,
     }
@@ -388,7 +430,7 @@ struct Sample {
 struct Requests {
     sent: usize,
     accepted: usize,
-    refused: BTreeMap<u16, usize>,
+    refused: BTreeMap<String, usize>,
     failed: usize,
     /// Requests still unanswered at the deadline.
     unfinished: usize,
@@ -715,6 +757,7 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         gz / needed.max(1)
     );
 
+    println!("{}", fsync_probe()?);
     let mut p = Pipeline::start(&settings).await?;
     println!(
         "gateway pid {}, nats-server pid {}, ingester pid {}, database {}",
@@ -782,7 +825,7 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         let delay = stored_delay(r.last_accepted, stored_at, first);
         println!(
             "  stored: {} of this phase's {} when its last 204 came; all stored {delay} after it (count polled every {} ms)",
-            stored_at_end - stored_before,
+            stored_at_end.saturating_sub(stored_before),
             r.accepted,
             COUNT_EVERY.as_millis()
         );
@@ -826,7 +869,10 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         "  backlog: {backlog_start} at the start, max {backlog_max}, {backlog_end} at the end: grew {:+.0} reports/s",
         (backlog_end as f64 - backlog_start as f64) / took.as_secs_f64()
     );
-    let (stored_at, first) = wait_stored(&p, accepted_total, MAX_DRAIN_DEADLINE).await?;
+    // The consumer's count first: polling SQLite's count through a long drain would take CPU
+    // from the ingester it measures.
+    wait_caught_up(&p, MAX_DRAIN_DEADLINE).await?;
+    let (stored_at, first) = wait_stored(&p, accepted_total, STORED_DEADLINE).await?;
     let delay = stored_delay(r.last_accepted, stored_at, first);
     println!("  every accepted report stored {delay} after the last 204");
     println!("  load average at end: {}", loadavg());
@@ -842,6 +888,7 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         last_stored: delay,
     });
 
+    println!("{}", fsync_probe()?);
     println!("\nsummary, the whole pipeline ({accepted_total} reports accepted, all stored once):");
     println!(
         "| {:<10} | {:>10} | {:>9} | {:>9} | {:>9} | {:>11} | {:>11} | {:>17} |",
