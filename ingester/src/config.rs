@@ -79,7 +79,8 @@ pub struct Config {
     /// Most bytes of reports in one batch, as stored in the stream (e.g. `8MiB`): a batch pulls
     /// fewer reports when they are large. A report larger than this is pulled and written
     /// alone. Up to three batches are in hand at once (one arriving and decoded, two handed to
-    /// the sink), two once those in hand fill the budget, and a decoded report takes a few
+    /// the sink), two once those handed to the sink hold twice the budget, and a decoded
+    /// report takes a few
     /// times its stored size: the default keeps the ingester within a 256Mi memory limit with
     /// reports of up to 16 MiB.
     #[arg(long, env = "SPARTAKUS_BATCH_MAX_BYTES", default_value = "8MiB",

@@ -182,7 +182,8 @@ impl<S: Sink> Worker<S> {
     /// next from its queue the moment it commits one), while the next batch is pulled and
     /// decoded, and a batch is settled (acked) as soon as its own write answered, while the next
     /// is being written. Every message is settled only after the sink answered for its batch.
-    /// At most three batches are in hand (two when those being written fill the byte budget).
+    /// At most three batches are in hand (two when those being written hold twice the byte
+    /// budget).
     /// On shutdown no new request is made and the batches already requested are finished, so
     /// nothing is left delivered-but-unhandled. When the sink fails for good, what is in hand
     /// is nakked.
@@ -199,8 +200,10 @@ impl<S: Sink> Worker<S> {
             {
                 writes.push_back(w);
             }
-            // Another batch while there is room for it: always for small reports, and while
-            // fewer than two batches are written for large ones.
+            // Another batch while there is room for it: a third one while the two handed to
+            // the sink hold less than twice the byte budget (so the next is decoded before the
+            // sink needs it), two when they are large. Messages in hand stay under twice
+            // max(budget, the largest report).
             let held = writes
                 .iter()
                 .map(|w| payload_bytes(w.messages.iter().map(|p| &p.message)))
@@ -208,7 +211,8 @@ impl<S: Sink> Worker<S> {
             if in_flight.is_none()
                 && ready.is_none()
                 && !shutdown.is_cancelled()
-                && (writes.len() < WRITES_AHEAD || held < self.settings.batch_max_bytes)
+                && (writes.len() < WRITES_AHEAD
+                    || held < self.settings.batch_max_bytes.saturating_mul(2))
             {
                 in_flight = Some(self.request(&consumer));
             }

@@ -1,7 +1,6 @@
 //! The ingester against the engines under it, on the same messages, in one run.
 //!
-//! `N` distinct reports of the realistic population (`systests::population`: about 31 SQLite
-//! rows and 3 KB a report), enveloped as the gateway does, are measured four ways:
+//! `N` distinct reports, enveloped as the gateway does, are measured four ways:
 //!
 //! 1. **raw pull + ack**: an async-nats pull consumer with the ingester's consumer settings
 //!    pulls them in batches of the ingester's size and acks each: what JetStream and the client
@@ -22,7 +21,9 @@
 //! written); the ratio to SQLite alone uses the steady rate, and the drain's tail (90 % to
 //! 100 %) is printed so an idle tail shows.
 //!
-//! `SPARTAKUS_BENCH_N` (default 50,000) sizes the messages. The big database takes about
+//! `SPARTAKUS_BENCH_MIX` picks the messages: `seed` (default), the original volunteer's
+//! report, 11 SQLite rows and about 1 KB, or `population`, the realistic population (about 175
+//! rows and 14 KB a report: big clusters weigh). `SPARTAKUS_BENCH_N` (default 50,000) sizes them. The big database takes about
 //! 4 GB in the system's temporary folder and some minutes to build.
 
 use std::path::Path;
@@ -64,8 +65,34 @@ pub(crate) struct Drain {
     pub(crate) tail: Duration,
 }
 
-/// `n` distinct realistic reports as the gateway publishes them: (report ID, envelope).
+/// The report the original volunteer sent (a 2-node cluster, 11 SQLite rows).
+const SEED: &str = include_str!("../../../report/testdata/v1-seed.json");
+
+/// `n` distinct reports as the gateway publishes them, (report ID, envelope): copies of the
+/// seed report under their own cluster IDs (`SPARTAKUS_BENCH_MIX=seed`, the default) or the
+/// realistic population (`population`).
 fn messages(n: usize) -> Vec<(ReportId, Vec<u8>)> {
+    match std::env::var("SPARTAKUS_BENCH_MIX").as_deref() {
+        Err(_) | Ok("seed") => seed_messages(n),
+        Ok("population") => population_messages(n),
+        Ok(other) => panic!("SPARTAKUS_BENCH_MIX={other:?}: seed or population"),
+    }
+}
+
+fn seed_messages(n: usize) -> Vec<(ReportId, Vec<u8>)> {
+    let mut report: serde_json::Value = serde_json::from_str(SEED).expect("the seed is JSON");
+    let at = jiff::Timestamp::now();
+    (0..n)
+        .map(|_| {
+            report["clusterID"] = uuid::Uuid::new_v4().to_string().into();
+            let valid = report::decode(report.to_string().as_bytes()).expect("the seed is valid");
+            let id = ReportId::random();
+            (id, Envelope::new(id, at, valid).encode())
+        })
+        .collect()
+}
+
+fn population_messages(n: usize) -> Vec<(ReportId, Vec<u8>)> {
     let plan = systests::population::plan(&systests::population::Settings {
         // Some clusters join late or stop: more than n / 4 clusters make n reports.
         clusters: n.div_ceil(2),
@@ -333,11 +360,25 @@ async fn pair(
 pub(crate) async fn run() -> Figures {
     let n = env_usize("SPARTAKUS_BENCH_N", 50_000);
     let big = env_usize("SPARTAKUS_BENCH_BIG", 1_000_000);
-    println!("== the ingester against its baselines: {n} realistic reports, batches of {BATCH}");
+    let mix = std::env::var("SPARTAKUS_BENCH_MIX").unwrap_or_else(|_| "seed".into());
+    println!("== the ingester against its baselines: {n} reports ({mix}), batches of {BATCH}");
     let all = messages(n);
     let bytes: usize = all.iter().map(|(_, e)| e.len()).sum();
     let dir = tempfile::tempdir().expect("temporary folder");
-    let nats = testenv::Nats::start().await.expect("nats-server");
+    // Production's NATS fsyncs every write (`sync_interval: always`), acks too: on a
+    // work-queue stream each ack deletes its message. `SPARTAKUS_BENCH_NATS_SYNC=default`
+    // leaves the server's default (an fsync every 2 minutes), to see the ingester's own limit.
+    let sync = match std::env::var("SPARTAKUS_BENCH_NATS_SYNC").as_deref() {
+        Err(_) | Ok("always") => testenv::NatsSync::Always,
+        Ok("default") => testenv::NatsSync::ServerDefault,
+        Ok(other) => panic!("SPARTAKUS_BENCH_NATS_SYNC={other:?}: always or default"),
+    };
+    println!("nats-server sync: {sync:?}");
+    let nats = testenv::Nats::options()
+        .sync(sync)
+        .start()
+        .await
+        .expect("nats-server");
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = jetstream::new(client);
 
