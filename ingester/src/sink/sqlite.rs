@@ -29,11 +29,11 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Pause between attempts to switch a file that another process is opening to WAL.
 const WAL_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// A batch's outcome, and its rows handed back to be freed by the caller.
+type Written = (Result<Vec<Outcome>, SinkError>, Vec<Row>);
+
 enum Job {
-    Write(
-        Vec<Row>,
-        oneshot::Sender<(Result<Vec<Outcome>, SinkError>, Vec<Row>)>,
-    ),
+    Write(Vec<Row>, oneshot::Sender<Written>),
     Erase(QueuedErasure, oneshot::Sender<Result<u64, SinkError>>),
     Expire(i64, usize, oneshot::Sender<Result<usize, SinkError>>),
     Ping(oneshot::Sender<Result<(), SinkError>>),
