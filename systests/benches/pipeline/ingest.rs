@@ -365,14 +365,7 @@ pub(crate) async fn run() -> Figures {
     let all = messages(n);
     let bytes: usize = all.iter().map(|(_, e)| e.len()).sum();
     let dir = tempfile::tempdir().expect("temporary folder");
-    // Production's NATS fsyncs every write (`sync_interval: always`), acks too: on a
-    // work-queue stream each ack deletes its message. `SPARTAKUS_BENCH_NATS_SYNC=default`
-    // leaves the server's default (an fsync every 2 minutes), to see the ingester's own limit.
-    let sync = match std::env::var("SPARTAKUS_BENCH_NATS_SYNC").as_deref() {
-        Err(_) | Ok("always") => testenv::NatsSync::Always,
-        Ok("default") => testenv::NatsSync::ServerDefault,
-        Ok(other) => panic!("SPARTAKUS_BENCH_NATS_SYNC={other:?}: always or default"),
-    };
+    let sync = crate::nats_sync();
     println!("nats-server sync: {sync:?}");
     let nats = testenv::Nats::options()
         .sync(sync)

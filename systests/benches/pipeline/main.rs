@@ -32,6 +32,18 @@ fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
+/// The NATS servers' fsync setting: `SPARTAKUS_BENCH_NATS_SYNC=always` (the default, what
+/// every shipped configuration sets: each publish and each ack, which deletes its message from
+/// the work queue, is on disk before it is answered) or `default` (the server's own: an fsync
+/// every 2 minutes), to see the limits of our processes rather than the disk's.
+fn nats_sync() -> testenv::NatsSync {
+    match std::env::var("SPARTAKUS_BENCH_NATS_SYNC").as_deref() {
+        Err(_) | Ok("always") => testenv::NatsSync::Always,
+        Ok("default") => testenv::NatsSync::ServerDefault,
+        Ok(other) => panic!("SPARTAKUS_BENCH_NATS_SYNC={other:?}: always or default"),
+    }
+}
+
 /// `n` per second over `took`.
 fn rate(n: f64, took: Duration) -> f64 {
     n / took.as_secs_f64().max(f64::MIN_POSITIVE)

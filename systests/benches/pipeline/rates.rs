@@ -7,7 +7,7 @@
 //! ```
 //!
 //! It starts nats-server by testenv (`sync_interval: always`, what every shipped configuration
-//! sets; its store in the system's temporary folder), the release gateway (its production
+//! sets, unless `SPARTAKUS_BENCH_NATS_SYNC=default`; its store in the system's temporary folder), the release gateway (its production
 //! defaults, but `--max-uploads-per-ip`: every client here is 127.0.0.1) and the release
 //! ingester (`--sink sqlite:<temporary folder>/db.sqlite`, its default batch flags), all with
 //! `RUST_LOG=warn`. It pre-generates distinct reports of the realistic population
@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use systests::population;
-use testenv::{Launch, Nats, NatsSync, Service};
+use testenv::{Launch, Nats, Service};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -132,7 +132,9 @@ struct Pipeline {
 
 impl Pipeline {
     async fn start(settings: &Settings) -> Result<Self, BoxError> {
-        let nats = Nats::options().sync(NatsSync::Always).start().await?;
+        let sync = crate::nats_sync();
+        println!("nats-server sync: {sync:?}");
+        let nats = Nats::options().sync(sync).start().await?;
         let uploads = settings.in_flight.max(settings.clients);
         let gateway = Launch::gateway(&nats.url())
             // Every client of the bench is 127.0.0.1: the cap on one address's unfinished
