@@ -120,8 +120,12 @@ async fn the_last_reports_of_a_burst_are_stored_without_waiting_for_the_batch_wa
         sqlite_i64(&db, "SELECT count(*) FROM reports") == 1_003
     })
     .await;
-    let info = nats.consumer_info().await;
-    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+    // Acked after the commit: every ack reaches JetStream soon after.
+    eventually(PROMPT, "nothing pending or unacked", || async {
+        let info = nats.consumer_info().await;
+        (info.num_pending, info.num_ack_pending) == (0, 0)
+    })
+    .await;
     ingester.stop().await;
 }
 
