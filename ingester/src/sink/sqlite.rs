@@ -63,8 +63,9 @@ impl SqliteSink {
     }
 }
 
-/// `--sqlite-cache`'s default: the random-place indexes of about a million reports.
-pub const DEFAULT_CACHE: u64 = 128 << 20;
+/// `--sqlite-cache`'s default: the random-place indexes of some 250,000 reports, within the
+/// shipped 256Mi pod limit together with the batches in hand.
+pub const DEFAULT_CACHE: u64 = 32 << 20;
 
 /// Opens the file with the pragmas the ingester relies on and migrates it, with a page cache
 /// of [`DEFAULT_CACHE`].

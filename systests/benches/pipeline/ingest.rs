@@ -8,7 +8,8 @@
 //! 2. **decode only**: `Envelope::decode` and `row::from_envelope` of every payload on one
 //!    thread, no I/O: what the ingester does to each message before the sink;
 //! 3. **SQLite alone**: the decoded rows written by the sink's own `write_batch` in batches of
-//!    the ingester's size, through `open_connection` (same pragmas, same schema), no NATS;
+//!    the ingester's size, through `open_connection_with_cache` (same pragmas, same page cache
+//!    (`SPARTAKUS_BENCH_SQLITE_CACHE`, default the ingester's), same schema), no NATS;
 //! 4. **ingester**: the ingester (its library's `run`, in this process, as the binary runs it:
 //!    the same allocator, its default flags but the sink) draining the same messages from
 //!    JetStream into SQLite.
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use ingester::row::{Row, from_envelope};
-use ingester::sink::sqlite::{open_connection, write_batch};
+use ingester::sink::sqlite::{DEFAULT_CACHE, open_connection_with_cache, write_batch};
 use report::{Envelope, ReportId};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +64,16 @@ pub(crate) struct Drain {
     pub(crate) steady: f64,
     /// From 90 % to 100 % written.
     pub(crate) tail: Duration,
+}
+
+/// SQLite's page cache for both SQLite alone and the ingester: `SPARTAKUS_BENCH_SQLITE_CACHE`
+/// (e.g. `2MiB`, SQLite's own default), else the ingester's `--sqlite-cache` default.
+fn sqlite_cache() -> u64 {
+    match std::env::var("SPARTAKUS_BENCH_SQLITE_CACHE") {
+        Err(_) => DEFAULT_CACHE,
+        Ok(v) => plumbing::cli::parse_bytes(&v)
+            .unwrap_or_else(|e| panic!("SPARTAKUS_BENCH_SQLITE_CACHE={v:?}: {e}")),
+    }
 }
 
 /// The report the original volunteer sent (a 2-node cluster, 11 SQLite rows).
@@ -212,7 +223,7 @@ fn decode(all: &[(ReportId, Vec<u8>)]) -> (Vec<Row>, Duration) {
 
 /// Writes `rows` into the database at `path` with the sink's own batches.
 fn sqlite_alone(path: &Path, rows: &[Row]) -> Duration {
-    let mut conn = open_connection(path).expect("open");
+    let mut conn = open_connection_with_cache(path, sqlite_cache()).expect("open");
     let started = Instant::now();
     for chunk in rows.chunks(BATCH) {
         write_batch(&mut conn, chunk).expect("write");
@@ -249,6 +260,8 @@ async fn ingester(nats_url: &str, db: &Path, n: usize) -> Drain {
         nats_url,
         "--sink",
         &sink,
+        "--sqlite-cache",
+        &sqlite_cache().to_string(),
     ])
     .expect("flags");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -292,7 +305,7 @@ async fn ingester(nats_url: &str, db: &Path, n: usize) -> Drain {
 /// A database holding `big` reports: `rows` again and again under fresh report IDs, and cluster
 /// IDs drawn from a quarter as many.
 fn big_database(path: &Path, rows: &[Row], big: usize) {
-    let mut conn = open_connection(path).expect("open");
+    let mut conn = open_connection_with_cache(path, sqlite_cache()).expect("open");
     let clusters: Vec<String> = (0..big.div_ceil(4))
         .map(|_| uuid::Uuid::new_v4().to_string())
         .collect();
@@ -366,7 +379,10 @@ pub(crate) async fn run() -> Figures {
     let bytes: usize = all.iter().map(|(_, e)| e.len()).sum();
     let dir = tempfile::tempdir().expect("temporary folder");
     let sync = crate::nats_sync();
-    println!("nats-server sync: {sync:?}");
+    println!(
+        "nats-server sync: {sync:?}; SQLite page cache: {} KiB",
+        sqlite_cache() / 1024
+    );
     let nats = testenv::Nats::options()
         .sync(sync)
         .start()
